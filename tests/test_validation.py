@@ -1,0 +1,350 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tiktoken
+
+from finetune_qa import (
+    InputFileError,
+    UsageError,
+    ValidationReport,
+    default_epochs,
+    validate_examples,
+    validate_file,
+)
+
+TODAY = dt.date(2026, 11, 25)
+
+
+def ex(
+    q: str = "What is Acme?",
+    a: str = "A maker of anvils. **STOP**",
+    system: str | None = "Be factual.",
+) -> dict[str, Any]:
+    msgs: list[dict[str, Any]] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return {"messages": msgs}
+
+
+def good(n: int) -> list[dict[str, Any]]:
+    return [
+        ex(f"Question number {i} about plans?", f"Answer {i} with words {'x ' * (i % 7)}. **STOP**")
+        for i in range(n)
+    ]
+
+
+def write(path: Path, lines: list[Any]) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False))
+            f.write("\n")
+    return path
+
+
+def kinds_at(report: ValidationReport) -> set[tuple[str, int | None]]:
+    return {(e.kind, e.line) for e in report.errors}
+
+
+def test_clean_file_reports_ok(tmp_path: Path) -> None:
+    r = validate_file(write(tmp_path / "t.jsonl", good(20)), model="gpt-4o-mini", today=TODAY)
+    assert r.ok and r.examples == 20 and r.lines == 20
+    assert r.stop_marker == "**STOP**"
+    assert r.warning_counts == {}
+    assert r.cost.n_epochs == 5 and r.cost.epochs_source == "default heuristic"
+    assert r.cost.token_limit == 65536 and "gpt-4o-mini-2024-07-18" in r.cost.limit_source
+    assert r.cost.estimated_cost_usd == pytest.approx(
+        r.cost.billed_tokens_total * 3.0 / 1e6, rel=1e-6
+    )
+    assert any("2027-01-06" in w for w in r.model_warnings)
+
+
+def test_every_error_kind_is_reported_with_its_line(tmp_path: Path) -> None:
+    lines: list[Any] = good(12)
+    bad: list[tuple[Any, str]] = [
+        ("{not json", "invalid_json"),
+        ("", "blank_line"),
+        ([1, 2], "data_type"),
+        ({"messages": []}, "missing_messages_list"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ],
+                "extra": 1,
+            },
+            "unknown_key",
+        ),
+        ({"messages": ["hi", {"role": "assistant", "content": "a"}]}, "message_type"),
+        (
+            {"messages": [{"content": "q"}, {"role": "assistant", "content": "a"}]},
+            "message_missing_key",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q", "mood": "x"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "message_unrecognized_key",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "narrator", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "unrecognized_role",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "   "},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "missing_content",
+        ),
+        (
+            {"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "a"}]},
+            "missing_content",
+        ),
+        ({"messages": [{"role": "user", "content": "q"}]}, "example_missing_assistant_message"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a", "weight": 2},
+                ]
+            },
+            "invalid_weight",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a", "weight": True},
+                ]
+            },
+            "invalid_weight",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q", "weight": 1},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "invalid_weight",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}],
+                    },
+                ]
+            },
+            "invalid_tool_call",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "tool", "content": "r", "tool_call_id": "nope"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "invalid_tool_call",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ],
+                "tools": [{"type": "function", "function": {}}],
+            },
+            "invalid_tools",
+        ),
+    ]
+    start = len(lines) + 1
+    lines += [b for b, _ in bad]
+    r = validate_file(write(tmp_path / "t.jsonl", lines), today=TODAY)
+    assert not r.ok
+    found = kinds_at(r)
+    for offset, (_, kind) in enumerate(bad):
+        assert (kind, start + offset) in found, (kind, start + offset, sorted(found))
+    assert r.examples == 12  # the bad lines are not counted as examples
+    for e in r.errors:
+        assert e.file and e.file.endswith("t.jsonl")
+        assert e.render().startswith(f"{e.file}:{e.line}: {e.kind}: ")
+
+
+def test_weight_zero_and_one_and_tool_calls_are_valid(tmp_path: Path) -> None:
+    rows = good(10) + [
+        {
+            "messages": [
+                {"role": "user", "content": "Weather in Oslo?"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                        }
+                    ],
+                    "weight": 0,
+                },
+                {"role": "tool", "content": "rain", "tool_call_id": "c1"},
+                {"role": "assistant", "content": "It rains. **STOP**", "weight": 1},
+            ],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": "weather", "parameters": {"type": "object"}},
+                }
+            ],
+        },
+    ]
+    r = validate_file(write(tmp_path / "t.jsonl", rows), today=TODAY)
+    assert r.ok, r.errors
+
+
+def test_too_few_examples_is_an_error(tmp_path: Path) -> None:
+    r = validate_file(write(tmp_path / "t.jsonl", good(9)), today=TODAY)
+    assert r.error_counts == {"too_few_examples": 1}
+    assert "at least 10" in r.errors[0].message
+
+
+def test_distributions_equal_numpy_on_the_same_counts(tmp_path: Path) -> None:
+    rows = good(57)
+    r = validate_file(write(tmp_path / "t.jsonl", rows), model="gpt-4o-mini", today=TODAY)
+    enc = tiktoken.get_encoding("o200k_base")
+    totals = [
+        3
+        + sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in e["messages"])
+        for e in rows
+    ]
+    assistant = [len(enc.encode(e["messages"][-1]["content"])) for e in rows]
+    for dist, values in (
+        (r.tokens_per_example, totals),
+        (r.assistant_tokens_per_example, assistant),
+    ):
+        assert dist is not None
+        a = np.array(values)
+        assert (dist.min, dist.max) == (a.min(), a.max())
+        assert dist.mean == pytest.approx(a.mean())
+        assert dist.median == pytest.approx(np.median(a))
+        assert dist.p10 == pytest.approx(np.quantile(a, 0.1))
+        assert dist.p90 == pytest.approx(np.quantile(a, 0.9))
+    assert r.total_tokens == sum(totals)
+    assert r.messages_per_example is not None and r.messages_per_example.max == 3
+
+
+def test_over_limit_examples_are_warned_and_billing_is_capped(tmp_path: Path) -> None:
+    long_answer = "word " * 17000
+    rows = good(10) + [ex("Long one?", long_answer)]
+    r = validate_file(write(tmp_path / "t.jsonl", rows), model="gpt-3.5-turbo", today=TODAY)
+    assert r.examples_over_limit == 1
+    assert [w.line for w in r.warnings if w.kind == "over_token_limit"] == [11]
+    assert r.cost.token_limit == 16385
+    assert r.cost.billed_tokens_per_epoch == r.total_tokens - r.tokens_per_example.max + 16385  # type: ignore[union-attr]
+    assert any("shut down" in w for w in r.model_warnings)
+
+
+def test_duplicates_and_stop_marker(tmp_path: Path) -> None:
+    rows = good(12) + [
+        good(1)[0],
+        ex("question number 0 about plans", "Other answer. **STOP**"),
+        ex("New?", "No marker here."),
+    ]
+    r = validate_file(write(tmp_path / "t.jsonl", rows), today=TODAY)
+    assert r.ok
+    w = {(x.kind, x.line) for x in r.warnings}
+    assert ("duplicate_example", 13) in w
+    assert ("duplicate_question", 14) in w
+    assert ("inconsistent_stop_marker", 15) in w
+    assert r.stop_marker == "**STOP**"
+
+
+def test_given_stop_marker_is_checked(tmp_path: Path) -> None:
+    rows = good(10) + [ex("Other?", "Ends with END")]
+    r = validate_file(write(tmp_path / "t.jsonl", rows), stop="**STOP**", today=TODAY)
+    assert [x.line for x in r.warnings if x.kind == "inconsistent_stop_marker"] == [11]
+
+
+def test_train_validation_overlap(tmp_path: Path) -> None:
+    train = write(tmp_path / "t.jsonl", good(10))
+    val = write(tmp_path / "v.jsonl", [ex("Brand new question?"), good(3)[2]])
+    r = validate_file(train, validation_path=val, today=TODAY)
+    overlap = [x for x in r.warnings if x.kind == "train_validation_overlap"]
+    assert [(x.file, x.line) for x in overlap] == [(str(val), 2)]
+    assert "line 3" in overlap[0].message
+    assert r.validation_examples == 2 and r.validation_tokens and r.validation_tokens > 0
+
+
+def test_bom_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.jsonl", good(10))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    r = validate_file(path, today=TODAY)
+    assert ("bom", 1) in kinds_at(r)
+
+
+@pytest.mark.parametrize(
+    ("n", "epochs"),
+    [(1, 25), (10, 10), (33, 3), (34, 3), (100, 3), (8333, 3), (8334, 2), (30000, 1)],
+)
+def test_default_epochs(n: int, epochs: int) -> None:
+    assert default_epochs(n) == epochs
+
+
+def test_given_epochs_and_bad_epochs(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.jsonl", good(10))
+    r = validate_file(path, n_epochs=2, today=TODAY)
+    assert (r.cost.n_epochs, r.cost.epochs_source) == (2, "given")
+    with pytest.raises(UsageError, match="n_epochs"):
+        validate_file(path, n_epochs=0)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no such file"):
+        validate_file(tmp_path / "nope.jsonl")
+    with pytest.raises(InputFileError, match="directory"):
+        validate_file(tmp_path)
+
+
+def test_renderings_name_percentiles_truthfully(tmp_path: Path) -> None:
+    r = validate_file(write(tmp_path / "t.jsonl", good(12)), today=TODAY)
+    text, md = r.to_text(), r.to_markdown()
+    for out in (text, md):
+        assert "p10" in out and "p90" in out and "p5" not in out
+        assert "token limit applied: 65,536" in out
+        assert "estimated training cost: $" in out
+    assert "| figure | min | max | mean | median | p10 | p90 |" in md
+    data = json.loads(r.to_json())
+    assert data["ok"] is True and data["examples"] == 12
+
+
+def test_process_pool_gives_the_same_report(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.jsonl", good(300))
+    a = validate_file(path, processes=0, today=TODAY)
+    b = validate_file(path, processes=2, today=TODAY)
+    assert a.model_dump() == b.model_dump()
+
+
+def test_validate_examples_in_memory() -> None:
+    r = validate_examples(good(11), model="gpt-4.1", today=TODAY)
+    assert r.ok and r.examples == 11 and r.encoding == "o200k_base"
