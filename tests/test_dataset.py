@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from finetune_qa import (
+    CSVFormatError,
+    DatasetBuilder,
+    DatasetError,
+    QAPair,
+    TrainingExample,
+    UsageError,
+    validate_file,
+)
+from finetune_qa._text import question_key
+
+
+def write_seed(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["questions", "answers"])
+        w.writerows(rows)
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_seed_csv_end_to_end(seed_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train.jsonl"
+    report = (
+        DatasetBuilder(system_prompt="You answer questions about Acme.")
+        .add_source(seed_csv)
+        .build(out)
+    )
+    rows = read_jsonl(out)
+    assert report.reconciles
+    assert report.read == 15 and report.kept == 14 and report.train == 14
+    assert report.dropped_by_reason["question_too_short"].count == 1  # "Hours?"
+    assert report.changed_by_reason["numbering_stripped"].count == 15
+    # items numbered 10 and up come out clean (the old q[2:] left ". What ...")
+    questions = [r["messages"][1]["content"] for r in rows]
+    assert "What does plan number 10 include?" in questions
+    assert all(not q.startswith((".", " ")) for q in questions)
+    assert rows[0] == {
+        "messages": [
+            {"role": "system", "content": "You answer questions about Acme."},
+            {"role": "user", "content": "What is Acme Anvils?"},
+            {"role": "assistant", "content": "Acme Anvils makes drop-forged anvils. **STOP**"},
+        ]
+    }
+    example = report.dropped_by_reason["question_too_short"].examples[0]
+    assert example.source.startswith(f"{seed_csv}:2") and example.question == "Hours?"
+
+
+def test_written_lines_equal_the_data_model_serialization(seed_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train.jsonl"
+    b = DatasetBuilder(system_prompt='Sys ✓ "quoted"', stop="**STOP**").add_source(seed_csv)
+    b.build(out)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    expected = [ex.to_json() for ex in b.iter_examples()]
+    assert lines == expected
+    for line in lines:
+        assert TrainingExample.from_json(line).to_json() == line
+
+
+def test_unbalanced_row_is_reported_not_truncated(tmp_path: Path) -> None:
+    src = write_seed(
+        tmp_path / "qa.csv",
+        [
+            (
+                "What is the first question?\nWhat is the second question?\nWhat is the third question?",
+                "This is the first answer.\nThis is the second answer.",
+            ),
+            (
+                "1. What is numbered one?\n2. What is numbered two?\n3. What is numbered three?",
+                "1. The answer to one.\n3. The answer to three.",
+            ),
+        ],
+    )
+    report = DatasetBuilder().add_source(src).build(tmp_path / "t.jsonl")
+    assert report.reconciles
+    assert report.dropped_by_reason["unbalanced_row"].count == 3
+    assert report.dropped_by_reason["unmatched_question"].count == 1
+    rows = read_jsonl(tmp_path / "t.jsonl")
+    pairs = {(r["messages"][1]["content"], r["messages"][2]["content"]) for r in rows}
+    assert pairs == {
+        ("What is numbered one?", "The answer to one. **STOP**"),
+        ("What is numbered three?", "The answer to three. **STOP**"),
+    }
+
+
+def test_dedupe_normalized_questions(tmp_path: Path) -> None:
+    pairs = [
+        QAPair(question="What is Acme?", answer="A maker of anvils."),
+        QAPair(question="  what is   ACME ", answer="Another answer entirely."),
+        QAPair(question="What is Acme Pro?", answer="The premium plan."),
+    ]
+    report = DatasetBuilder().add_pairs(pairs).build(tmp_path / "t.jsonl")
+    assert report.kept == 2 and report.dropped_by_reason["duplicate_question"].count == 1
+    kept = DatasetBuilder(dedupe=False).add_pairs(pairs).build(tmp_path / "t2.jsonl")
+    assert kept.kept == 3
+
+
+def test_normalization_changes_are_counted(tmp_path: Path) -> None:
+    pairs = [QAPair(question="Cafe\u0301 opening  hours?", answer="From\t9 to 5 every day.")]
+    report = DatasetBuilder().add_pairs(pairs).build(tmp_path / "t.jsonl")
+    assert set(report.changed_by_reason) == {"unicode_normalized", "whitespace_normalized"}
+    row = read_jsonl(tmp_path / "t.jsonl")[0]
+    assert row["messages"][1]["content"] == "Café opening hours?"
+    assert row["messages"][2]["content"] == "From 9 to 5 every day. **STOP**"
+
+
+def _many_pairs(n: int) -> list[QAPair]:
+    out = []
+    for i in range(n):
+        q = f"What does feature number {i} do?"
+        out.append(QAPair(question=q, answer=f"Feature {i} does thing {i}."))
+        if i % 5 == 0:  # a near-duplicate that dedupe=False keeps
+            out.append(QAPair(question=q.upper() + "  ", answer=f"Again {i}."))
+    return out
+
+
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_split_never_puts_a_question_on_both_sides(tmp_path: Path, dedupe: bool) -> None:
+    pairs = _many_pairs(500)
+    report = (
+        DatasetBuilder(dedupe=dedupe)
+        .add_pairs(pairs)
+        .split(0.2, seed=7)
+        .build(tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl")
+    )
+    train = {question_key(r["messages"][1]["content"]) for r in read_jsonl(tmp_path / "t.jsonl")}
+    val = {question_key(r["messages"][1]["content"]) for r in read_jsonl(tmp_path / "v.jsonl")}
+    assert not train & val
+    assert report.train + report.validation == report.kept
+    assert 0.12 < report.validation / report.kept < 0.28
+    assert report.reconciles
+
+
+def test_split_is_seeded_and_order_independent(tmp_path: Path) -> None:
+    pairs = _many_pairs(300)
+
+    def val_questions(seed: int, ps: list[QAPair], name: str) -> set[str]:
+        DatasetBuilder().add_pairs(ps).split(0.3, seed=seed).build(
+            tmp_path / f"{name}.t.jsonl", validation_output=tmp_path / f"{name}.v.jsonl"
+        )
+        return {
+            question_key(r["messages"][1]["content"])
+            for r in read_jsonl(tmp_path / f"{name}.v.jsonl")
+        }
+
+    a = val_questions(1, pairs, "a")
+    assert a == val_questions(1, pairs, "b")
+    assert a == val_questions(1, list(reversed(pairs)), "c")  # the later duplicate wins, same side
+    assert a != val_questions(2, pairs, "d")
+
+
+def test_min_lengths_and_custom_filter(tmp_path: Path) -> None:
+    pairs = [
+        QAPair(question="Short?", answer="Long enough answer."),
+        QAPair(question="Long enough question?", answer="Yes."),
+        QAPair(question="Tell me about pricing?", answer="See the pricing page."),
+        QAPair(question="Tell me about refunds?", answer="Refunds take 5 days."),
+        QAPair(question="Tell me about support?", answer="Support answers by e-mail."),
+    ]
+    report = (
+        DatasetBuilder()
+        .add_pairs(pairs)
+        .filter(lambda p: "pricing" not in p.question, name="mentions_pricing")
+        .filter(lambda p: True if "5" not in p.answer else "has_digit")
+        .build(tmp_path / "t.jsonl")
+    )
+    assert {k: v.count for k, v in report.dropped_by_reason.items()} == {
+        "question_too_short": 1,
+        "answer_too_short": 1,
+        "mentions_pricing": 1,
+        "has_digit": 1,
+    }
+    assert report.kept == 1 and report.reconciles
+
+
+def test_nothing_survives_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    with pytest.raises(DatasetError, match="no pair survived") as info:
+        DatasetBuilder(min_question_length=1000).add_pairs(
+            [QAPair(question="Q?", answer="A.")]
+        ).build(out)
+    assert info.value.report.dropped == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_midway_leaves_no_partial_output(tmp_path: Path) -> None:
+    src = tmp_path / "qa.csv"
+    good = "".join(
+        f'"{i}. What is question {i}?","{i}. It is answer {i}."\n' for i in range(1, 200)
+    )
+    src.write_text("questions,answers\n" + good + '"broken,"quote\n', encoding="utf-8")
+    out = tmp_path / "t.jsonl"
+    out.write_text("previous content\n")
+    with pytest.raises(CSVFormatError) as info:
+        DatasetBuilder().add_source(src).build(out, validation_output=tmp_path / "v.jsonl")
+    assert info.value.line == 201
+    assert out.read_text() == "previous content\n"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qa.csv", "t.jsonl"]
+
+
+def test_build_token_report_equals_validating_the_file(seed_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    report = DatasetBuilder().add_source(seed_csv).build(out, model="gpt-4o-mini")
+    assert report.token_report is not None
+    again = validate_file(out, model="gpt-4o-mini")
+    fused = report.token_report.model_dump(
+        exclude={"lines", "path", "warning_counts", "warnings", "stop_marker"}
+    )
+    separate = again.model_dump(
+        exclude={"lines", "path", "warning_counts", "warnings", "stop_marker"}
+    )
+    assert fused == separate
+    assert report.token_report.error_counts == {}  # 14 examples, no errors
+
+
+def test_build_token_report_with_worker_processes(tmp_path: Path) -> None:
+    pairs = _many_pairs(2000)
+    out = tmp_path / "t.jsonl"
+    a = DatasetBuilder().add_pairs(pairs).build(out, model="gpt-4o-mini", processes=0)
+    b = (
+        DatasetBuilder()
+        .add_pairs(pairs)
+        .build(tmp_path / "t2.jsonl", model="gpt-4o-mini", processes=2)
+    )
+    assert a.token_report is not None and b.token_report is not None
+    assert (
+        a.token_report.total_tokens
+        == b.token_report.total_tokens
+        == validate_file(out).total_tokens
+    )
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no sources"):
+        DatasetBuilder().build(tmp_path / "t.jsonl")
+    with pytest.raises(UsageError, match="validation_output"):
+        DatasetBuilder().add_pairs([]).split(0.1).build(tmp_path / "t.jsonl")
+    with pytest.raises(UsageError, match="below 1"):
+        DatasetBuilder().split(1.0)
+    with pytest.raises(UsageError, match="min question length"):
+        DatasetBuilder().min_lengths(question=-1)
+    with pytest.raises(UsageError, match="same file"):
+        DatasetBuilder().add_pairs([]).split(0.1).build(
+            tmp_path / "t.jsonl", validation_output=tmp_path / "t.jsonl"
+        )
+
+
+def test_output_permissions_follow_umask(seed_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    DatasetBuilder().add_source(seed_csv).build(out)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o644 & ~_umask())
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
