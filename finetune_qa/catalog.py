@@ -58,7 +58,8 @@ class ModelInfo(BaseModel):
         default=None, description="Last day new fine-tuning jobs can be created, if announced."
     )
     shutdown_date: dt.date | None = Field(
-        default=None, description="Day the base model and its fine-tunes stop serving, if announced."
+        default=None,
+        description="Day the base model and its fine-tunes stop serving, if announced.",
     )
 
     def warnings_on(

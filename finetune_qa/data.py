@@ -1,4 +1,4 @@
-"""The data models: question/answer pairs and chat-format training examples.
+r"""The data models: question/answer pairs and chat-format training examples.
 
 All models are strict pydantic models (unknown keys rejected, no type coercion) that
 round-trip to JSONL exactly: ``TrainingExample.from_json(ex.to_json()).to_json()`` is
@@ -7,8 +7,13 @@ round-trip to JSONL exactly: ``TrainingExample.from_json(ex.to_json()).to_json()
 Example:
     >>> from finetune_qa import QAPair, TrainingExample
     >>> pair = QAPair(question="What is Acme?", answer="A maker of anvils.")
-    >>> TrainingExample.from_qa(pair, system_prompt="You answer questions about Acme.").to_json()
-    '{"messages":[{"role":"system","content":"You answer questions about Acme."},{"role":"user","content":"What is Acme?"},{"role":"assistant","content":"A maker of anvils. **STOP**"}]}'
+    >>> line = TrainingExample.from_qa(pair, system_prompt="Answer about Acme.").to_json()
+    >>> print(line.replace("},{", "},\n{"))
+    {"messages":[{"role":"system","content":"Answer about Acme."},
+    {"role":"user","content":"What is Acme?"},
+    {"role":"assistant","content":"A maker of anvils. **STOP**"}]}
+    >>> TrainingExample.from_json(line).to_json() == line
+    True
 """
 
 from __future__ import annotations
@@ -149,6 +154,14 @@ class Message(BaseModel):
         default=None, description="Tool only: the id of the call this message answers."
     )
 
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _weight_is_not_bool(cls, value: object) -> object:
+        # Literal[0, 1] alone would accept True and False, which OpenAI rejects.
+        if isinstance(value, bool):
+            raise ValueError("weight must be the integer 0 or 1, not a boolean")
+        return value
+
     @model_validator(mode="after")
     def _role_rules(self) -> Self:
         if self.weight is not None and self.role != "assistant":
@@ -255,9 +268,7 @@ class TrainingExample(BaseModel):
     @property
     def answer(self) -> str | None:
         """Content of the last assistant message, if any."""
-        return next(
-            (m.content for m in reversed(self.messages) if m.role == "assistant"), None
-        )
+        return next((m.content for m in reversed(self.messages) if m.role == "assistant"), None)
 
 
 def _first_error(exc: ValidationError) -> str:

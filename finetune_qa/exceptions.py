@@ -12,7 +12,7 @@ FineTuneQAError
 │   │   └── UnbalancedListsError       a seed-layout row whose lists differ in length (strict mode)
 │   ├── JSONLFormatError               a line that is not a JSON object
 │   └── RecordError                    a JSON object of the wrong shape for the reader
-├── DatasetError                       the dataset as a whole cannot be built (nothing left to write)
+├── DatasetError                       the dataset as a whole cannot be built (nothing to write)
 ├── TokenizerError                     an encoding cannot be loaded, offline or online
 └── ValidationFailed                   a training file has format errors (carries the report)
 ```
@@ -67,10 +67,12 @@ class UnknownModelError(UsageError, KeyError):
     def __init__(self, model: str, suggestions: list[str] | None = None) -> None:
         self.model = model
         self.suggestions = list(suggestions or [])
-        hint = f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?" if suggestions else ""
+        hint = (
+            f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?" if suggestions else ""
+        )
         super().__init__(
-            f"unknown model {model!r}.{hint} Pass a model from `finetune-qa models`, or describe it "
-            "with a ModelInfo(...) override (encoding, token limit, price)."
+            f"unknown model {model!r}.{hint} Pass a model from `finetune-qa models`, or "
+            "describe it with a ModelInfo(...) override (encoding, token limit, price)."
         )
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -155,7 +157,15 @@ class RecordError(InputError):
 
 
 class DatasetError(FineTuneQAError):
-    """The dataset as a whole cannot be built, e.g. every pair was filtered out."""
+    """The dataset as a whole cannot be built, e.g. every pair was filtered out.
+
+    Attributes:
+        report: the build report so far (a ``BuildReport``), when there is one.
+    """
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class TokenizerError(FineTuneQAError):

@@ -1,0 +1,419 @@
+"""The ``finetune-qa`` command line: a thin shell over the public API.
+
+Exit codes (every command):
+
+* 0: success.
+* 1: the command ran but found a problem (``validate`` found errors, a build wrote
+  nothing), or an unexpected internal error.
+* 2: bad input or usage: a missing or malformed file, an unknown option or model.
+
+Errors are printed as one line on stderr (``error: <file>:<line>: <what> (<what to do>)``);
+set ``FINETUNE_QA_DEBUG=1`` to get the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from finetune_qa._version import __version__
+from finetune_qa.catalog import default_catalog
+from finetune_qa.config import (
+    DEFAULT_MIN_ANSWER_LENGTH,
+    DEFAULT_MIN_QUESTION_LENGTH,
+    DEFAULT_MODEL,
+    DEFAULT_SEED,
+    DEFAULT_STOP,
+    DEFAULT_SYSTEM_PROMPT,
+)
+from finetune_qa.exceptions import (
+    DatasetError,
+    FineTuneQAError,
+    InputError,
+    TokenizerError,
+    UsageError,
+)
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+_EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
+
+
+class _Failure(Exception):
+    """Raised by commands to end with exit code 1 after printing their output."""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_EXIT_HELP,
+)
+@click.version_option(__version__, prog_name="finetune-qa")
+def cli() -> None:
+    """Build, validate and price chat fine-tuning data from question/answer pairs."""
+
+
+@cli.command(epilog=_EXIT_HELP)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Training JSONL to write.",
+)
+@click.option(
+    "--validation",
+    "validation_output",
+    type=click.Path(path_type=Path),
+    help="Validation JSONL to write.",
+)
+@click.option(
+    "--validation-fraction",
+    type=float,
+    default=None,
+    help="Share of distinct questions for validation (default 0.1 with --validation, else 0).",
+)
+@click.option(
+    "--system-prompt",
+    default=DEFAULT_SYSTEM_PROMPT,
+    show_default=True,
+    help="System message of every example ('' for none).",
+)
+@click.option(
+    "--stop",
+    default=DEFAULT_STOP,
+    show_default=True,
+    help="Stop marker appended to every answer ('' for none).",
+)
+@click.option(
+    "--min-question-length",
+    type=int,
+    default=DEFAULT_MIN_QUESTION_LENGTH,
+    show_default=True,
+    help="Shortest question kept, in characters.",
+)
+@click.option(
+    "--min-answer-length",
+    type=int,
+    default=DEFAULT_MIN_ANSWER_LENGTH,
+    show_default=True,
+    help="Shortest answer kept, in characters.",
+)
+@click.option("--no-dedupe", is_flag=True, help="Keep repeated questions.")
+@click.option(
+    "--seed",
+    type=int,
+    default=DEFAULT_SEED,
+    show_default=True,
+    help="Seed of the train/validation split.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "seed_csv", "pairs_csv", "pairs_jsonl", "chat_jsonl"]),
+    default="auto",
+    show_default=True,
+    help="Input format.",
+)
+@click.option("--question-column", default=None, help="Column (or JSON key) holding questions.")
+@click.option("--answer-column", default=None, help="Column (or JSON key) holding answers.")
+@click.option(
+    "--strict", is_flag=True, help="Fail on a seed-layout row whose lists differ in length."
+)
+@click.option(
+    "--model",
+    default=None,
+    help=f"Model whose encoding, limit and price to report (default {DEFAULT_MODEL}).",
+)
+@click.option(
+    "--report-tokens/--no-tokens",
+    "report_tokens",
+    default=True,
+    show_default=True,
+    help="Count tokens and price the training file in the same pass.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the build report as JSON here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def build(
+    inputs: tuple[Path, ...],
+    output: Path,
+    validation_output: Path | None,
+    validation_fraction: float | None,
+    system_prompt: str,
+    stop: str,
+    min_question_length: int,
+    min_answer_length: int,
+    no_dedupe: bool,
+    seed: int,
+    fmt: str,
+    question_column: str | None,
+    answer_column: str | None,
+    strict: bool,
+    model: str | None,
+    report_tokens: bool,
+    report_path: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Build training (and validation) JSONL from QA files: seed CSV, pair CSV or JSONL.
+
+    Every pair read is kept or dropped with a reason; the report says which, with
+    examples. Files are written atomically: on an error nothing is written.
+    """
+    from finetune_qa.dataset import DatasetBuilder
+
+    if validation_fraction is None:
+        validation_fraction = 0.1 if validation_output is not None else 0.0
+    if validation_fraction > 0 and validation_output is None:
+        raise UsageError("--validation-fraction needs --validation PATH for the validation file")
+    builder = DatasetBuilder(
+        system_prompt=system_prompt,
+        stop=stop,
+        min_question_length=min_question_length,
+        min_answer_length=min_answer_length,
+        dedupe=not no_dedupe,
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
+    for path in inputs:
+        builder.add_source(
+            path,
+            format=fmt,  # type: ignore[arg-type]
+            question_column=question_column,
+            answer_column=answer_column,
+            strict=strict,
+        )
+    use_model = model or (DEFAULT_MODEL if report_tokens else None)
+    try:
+        report = builder.build(output, validation_output=validation_output, model=use_model)
+    except DatasetError as exc:
+        if exc.report is not None and not quiet:
+            click.echo(exc.report.to_json() if as_json else exc.report.to_text())
+        raise
+    if report_path is not None:
+        _write_text(report_path, report.to_json())
+    if not quiet:
+        click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
+        if as_json:
+            click.echo()
+    if report.token_report is not None and not report.token_report.ok and not quiet:
+        click.echo(
+            "note: the training file was written, but it would fail validation "
+            f"({', '.join(report.token_report.error_counts)}).",
+            err=True,
+        )
+
+
+@cli.command(epilog=_EXIT_HELP)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Model (ft: names allowed) whose encoding, limit and price to use.",
+)
+@click.option(
+    "--validation",
+    "validation_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Validation JSONL to check and compare.",
+)
+@click.option(
+    "--stop", default=None, help="Stop marker the answers should end with (detected if omitted)."
+)
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    help="Epochs to price (OpenAI's default heuristic if omitted).",
+)
+@click.option(
+    "--max-issues",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Issues of each kind listed with their line.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
+@click.option("--fail-on-warnings", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+def validate(
+    path: Path,
+    model: str,
+    validation_path: Path | None,
+    stop: str | None,
+    epochs: int | None,
+    max_issues: int,
+    as_json: bool,
+    markdown: bool,
+    fail_on_warnings: bool,
+    quiet: bool,
+) -> None:
+    """Check a chat fine-tuning JSONL: format errors by line, exact tokens, limits and cost.
+
+    Exits 1 when the file has errors (or warnings, with --fail-on-warnings).
+    """
+    from finetune_qa.validation import validate_file
+
+    report = validate_file(
+        path,
+        model=model,
+        validation_path=validation_path,
+        stop=stop,
+        n_epochs=epochs,
+        max_issues_per_kind=max_issues,
+    )
+    if not quiet:
+        if as_json:
+            click.echo(report.to_json())
+        elif markdown:
+            click.echo(report.to_markdown(), nl=False)
+        else:
+            click.echo(report.to_text(), nl=False)
+    if not report.ok or (fail_on_warnings and report.warning_count):
+        raise _Failure()
+
+
+@cli.command(epilog=_EXIT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def models(as_json: bool) -> None:
+    """List the models the catalogue knows: encoding, token limit, price and end dates."""
+    cat = default_catalog()
+    if as_json:
+        import orjson
+
+        data = [m.model_dump(mode="json") for m in cat]
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    as_of = cat.as_of.isoformat() if cat.as_of else "unknown"
+    click.echo(f"Model catalogue (figures as of {as_of})")
+    click.echo(
+        f"{'model':<26} {'encoding':<12} {'limit':>7} {'$/1M train':>10}  "
+        f"{'jobs end':<10}  {'shutdown':<10}"
+    )
+    for m in cat:
+        price = f"{m.training_price_per_1m:g}" if m.training_price_per_1m is not None else "?"
+        click.echo(
+            f"{m.name:<26} {m.encoding:<12} {m.max_tokens_per_example:>7} {price:>10}  "
+            f"{m.fine_tuning_ends or '-'!s:<10}  {m.shutdown_date or '-'!s:<10}"
+        )
+
+
+@cli.command(epilog=_EXIT_HELP)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("finetune-qa-demo"),
+    show_default=True,
+    help="Where to write the demo's files.",
+)
+@click.option(
+    "--model", default=DEFAULT_MODEL, show_default=True, help="Model to price the data for."
+)
+def demo(workdir: Path, model: str) -> None:
+    """Run the dataset half of the lifecycle on a bundled sample, offline, in seconds.
+
+    Reads a fictional company's website QA export (seed layout, with the quirks real
+    exports have), builds train and validation JSONL, validates them and prices training.
+    """
+    from finetune_qa.dataset import DatasetBuilder
+    from finetune_qa.samples import sample_csv
+    from finetune_qa.validation import validate_file
+
+    src = sample_csv()
+    train, val = workdir / "train.jsonl", workdir / "validation.jsonl"
+    click.echo(
+        f"1. Reading {src.name}: a website QA export in the seed layout "
+        "(numbered lists in two cells)."
+    )
+    report = (
+        DatasetBuilder(
+            system_prompt="You are a factual chatbot that answers questions about Lumen Notes."
+        )
+        .add_source(src)
+        .split(0.15, seed=DEFAULT_SEED)
+        .build(train, validation_output=val)
+    )
+    click.echo(report.to_text())
+    click.echo(f"2. Validating {train} against {model}, with {val} as the validation file.")
+    vreport = validate_file(train, model=model, validation_path=val)
+    click.echo(vreport.to_text())
+    click.echo("Next:")
+    click.echo(
+        "  finetune-qa build YOUR_QA.csv -o train.jsonl --validation validation.jsonl "
+        f"--model {model}"
+    )
+    click.echo("  finetune-qa validate train.jsonl --validation validation.jsonl --json")
+    click.echo(f"Files written to {workdir}/ (train.jsonl, validation.jsonl).")
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write ({exc.strerror})", path=path, hint="choose a writable path"
+        ) from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of exiting (``sys.exit(main())``)."""
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="finetune-qa",
+            standalone_mode=False,
+        )
+    except _Failure:
+        return EXIT_FAILURE
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_FAILURE
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_BAD_INPUT
+    except (InputError, UsageError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except DatasetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILURE
+    except (TokenizerError, FineTuneQAError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if os.environ.get("FINETUNE_QA_DEBUG"):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(set FINETUNE_QA_DEBUG=1 for a traceback, and please report it)",
+            err=True,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
