@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
-import unicodedata
-import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +38,23 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Self
 
+from finetune_qa._pipeline import (
+    Accounts,
+    Example,
+    KeySet,
+    Options,
+    RangeResult,
+    SourceArgs,
+    Tally,
+    line_parts,
+    pair_key,
+    run_range,
+    screened,
+    short,
+    unpack,
+    worker_init,
+)
+from finetune_qa._procs import mp_context
 from finetune_qa._text import question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import (
@@ -52,7 +68,7 @@ from finetune_qa.config import (
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
 from finetune_qa.exceptions import DatasetError, InputFileError, UsageError
-from finetune_qa.readers import QASource, ReadIssue, SourceFormat
+from finetune_qa.readers import QASource, RawPair, ReadIssue, SourceFormat
 from finetune_qa.tokens import (
     TOKENS_PER_EXAMPLE,
     TOKENS_PER_MESSAGE,
@@ -91,10 +107,8 @@ CHANGES: dict[str, str] = {
 }
 """What the readers and the builder may change in a pair (it is kept, and counted)."""
 
-_SPACES = re.compile(r"[ \t\u00a0]{2,}|[\t\u00a0]")
-_CH_UNICODE = "unicode_normalized"
-_CH_SPACES = "whitespace_normalized"
 _BATCH = 4096
+_RANGE_BYTES = 2 * 1024 * 1024
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
 
 
@@ -203,83 +217,6 @@ class BuildReport(BaseModel):
         return text
 
 
-def _short(text: str | None, n: int = 80) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-@dataclass
-class _Tally:
-    count: int = 0
-    examples: list[ReasonExample] = field(default_factory=list)
-
-    def add(
-        self,
-        n: int,
-        source: str,
-        question: str | None = None,
-        answer: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.count += n
-        if len(self.examples) < EXAMPLES_PER_REASON:
-            self.examples.append(
-                ReasonExample(
-                    source=source, question=_short(question), answer=_short(answer), detail=detail
-                )
-            )
-
-
-class _Accounts:
-    """Running totals of a build: pairs read, drops by reason, changes by reason tuple."""
-
-    def __init__(self) -> None:
-        self.read = 0
-        self.drops: dict[str, _Tally] = {}
-        self.change_counts: dict[tuple[str, ...], int] = {}
-        self.change_examples: dict[str, list[ReasonExample]] = {}
-        self.change_examples_full: set[tuple[str, ...]] = set()
-
-    def drop(
-        self,
-        reason: str,
-        n: int,
-        source: str,
-        question: str | None,
-        answer: str | None,
-        detail: str | None,
-    ) -> None:
-        t = self.drops.get(reason)
-        if t is None:
-            t = self.drops[reason] = _Tally()
-        t.add(n, source, question, answer, detail)
-
-    def change_example(
-        self, kinds: tuple[str, ...], source: str, question: str, answer: str
-    ) -> None:
-        full = True
-        for k in kinds:
-            lst = self.change_examples.setdefault(k, [])
-            if len(lst) < EXAMPLES_PER_REASON:
-                lst.append(
-                    ReasonExample(source=source, question=_short(question), answer=_short(answer))
-                )
-            full = full and len(lst) >= EXAMPLES_PER_REASON
-        if full:
-            self.change_examples_full.add(kinds)
-
-    def changes(self) -> dict[str, _Tally]:
-        out: dict[str, _Tally] = {}
-        for kinds, n in self.change_counts.items():
-            for k in kinds:
-                t = out.get(k)
-                if t is None:
-                    t = out[k] = _Tally(examples=self.change_examples.get(k, []))
-                t.count += n
-        return out
-
-
 Filter = Callable[[QAPair], "bool | str"]
 """A custom filter: return True to keep the pair, False (or a reason string) to drop it."""
 
@@ -289,7 +226,6 @@ class _SourceSpec:
     source: QASource | None
     pairs: Iterable[QAPair] | None
     label: str
-    label_file: str | None = None
 
 
 def _render_where(file: str | None, line: int | None, row: int | None, item: int | None) -> str:
@@ -423,79 +359,31 @@ class DatasetBuilder:
         return self
 
     # ------------------------------------------------------------------ streaming core
-    def _iter_kept(self, acc: _Accounts) -> Iterator[tuple[str, str, bool]]:
-        """Yield (question, answer, is_validation) for every kept pair; account for the rest.
+    def _options(self, encoding: str | None = None) -> Options:
+        return Options(
+            normalize=self.normalize,
+            min_question=self.min_question_length,
+            min_answer=self.min_answer_length,
+            seed=self.seed,
+            validation_fraction=self.validation_fraction,
+            system_prompt=self.system_prompt,
+            suffix=f" {self.stop}" if self.stop else "",
+            encoding=encoding,
+        )
 
-        This loop runs once per pair of a possibly huge input, so it is written for speed:
-        changes are counted per distinct tuple of reasons and expanded in the report.
-        """
-        min_q, min_a = self.min_question_length, self.min_answer_length
-        normalize, dedupe = self.normalize, self.dedupe
-        seen: set[int] = set()
-        seed_crc = zlib.crc32(self.seed.to_bytes(8, "little", signed=True))
-        threshold = int(self.validation_fraction * (1 << 32))
+    def _iter_kept(self, acc: Accounts, opts: Options) -> Iterator[tuple[str, str, bool]]:
+        """Yield (question, answer, is_validation) for every kept pair, in input order."""
+        seen = KeySet()
+        salt, threshold, dedupe = opts.salt, opts.threshold, self.dedupe
         filters = self._filters
-        crc32 = zlib.crc32
-        ch_counts = acc.change_counts
-        ch_full = acc.change_examples_full
-        drop = acc.drop
         for spec in self._sources:
-            for item in self._raw(spec):
-                if type(item) is not tuple:
-                    assert isinstance(item, ReadIssue)
-                    acc.read += item.count
-                    drop(
-                        item.reason,
-                        item.count,
-                        _render_where(item.file, item.line, item.row, item.item),
-                        item.question,
-                        item.answer,
-                        item.message,
-                    )
-                    continue
-                acc.read += 1
-                q, a, line, row, idx, changed = item
-                if changed:
-                    ch_counts[changed] = ch_counts.get(changed, 0) + 1
-                    if changed not in ch_full:
-                        acc.change_example(
-                            changed, _render_where(spec.label_file, line, row, idx), q, a
-                        )
-                if normalize:
-                    q2, a2 = _normalize(q), _normalize(a)
-                    if q2 is not q or a2 is not a:
-                        kinds = tuple(sorted(_what_changed(q, q2) | _what_changed(a, a2)))
-                        ch_counts[kinds] = ch_counts.get(kinds, 0) + 1
-                        if kinds not in ch_full:
-                            acc.change_example(
-                                kinds, _render_where(spec.label_file, line, row, idx), q, a
-                            )
-                        q, a = q2, a2
-                if len(q) < min_q:
-                    drop(
-                        "question_too_short",
-                        1,
-                        _render_where(spec.label_file, line, row, idx),
-                        q,
-                        a,
-                        f"{len(q)} < {min_q} characters",
-                    )
-                    continue
-                if len(a) < min_a:
-                    drop(
-                        "answer_too_short",
-                        1,
-                        _render_where(spec.label_file, line, row, idx),
-                        q,
-                        a,
-                        f"{len(a)} < {min_a} characters",
-                    )
-                    continue
+            label = spec.source.path if spec.source is not None else spec.label
+            for q, a, line, row, idx in screened(self._raw(spec), acc, opts, label):
                 if filters:
                     pair = QAPair(
                         question=q,
                         answer=a,
-                        source=Provenance(file=spec.label_file, line=line, row=row, item=idx),
+                        source=Provenance(file=label, line=line, row=row, item=idx),
                     )
                     rejected = None
                     for fname, fn in filters:
@@ -505,38 +393,20 @@ class DatasetBuilder:
                         rejected = verdict if isinstance(verdict, str) and verdict else fname
                         break
                     if rejected is not None:
-                        drop(
-                            rejected, 1, _render_where(spec.label_file, line, row, idx), q, a, None
-                        )
+                        acc.drop(rejected, 1, (label, line, row, idx, q, a, None))
                         continue
-                key = question_key(q)
-                if dedupe:
-                    # Python's string hash: 64 bits, fixed within the process, and already
-                    # computed for set membership; 8 bytes a distinct question.
-                    h = hash(key)
-                    if h in seen:
-                        drop(
-                            "duplicate_question",
-                            1,
-                            _render_where(spec.label_file, line, row, idx),
-                            q,
-                            a,
-                            None,
-                        )
-                        continue
-                    seen.add(h)
+                key, split_value = pair_key(question_key(q), salt)
+                if dedupe and not seen.add(key):
+                    acc.drop("duplicate_question", 1, (label, line, row, idx, q, a, None))
+                    continue
                 # The side depends only on the question and the seed: duplicates (and the
                 # same question in a later run) land on the same side.
-                yield q, a, threshold > 0 and crc32(key.encode("utf-8"), seed_crc) < threshold
+                yield q, a, split_value < threshold
 
-    def _raw(
-        self, spec: _SourceSpec
-    ) -> Iterator[tuple[str, str, int | None, int | None, int | None, tuple[str, ...]] | ReadIssue]:
+    def _raw(self, spec: _SourceSpec) -> Iterator[RawPair | ReadIssue]:
         if spec.source is not None:
-            spec.label_file = spec.source.path
             yield from spec.source.iter_raw()
             return
-        spec.label_file = spec.label
         assert spec.pairs is not None
         for p in spec.pairs:
             if not isinstance(p, QAPair):
@@ -549,7 +419,7 @@ class DatasetBuilder:
 
     def iter_examples(self) -> Iterator[TrainingExample]:
         """Stream the kept pairs as :class:`TrainingExample` (train and validation alike)."""
-        for q, a, _is_val in self._iter_kept(_Accounts()):
+        for q, a, _is_val in self._iter_kept(Accounts(), self._options()):
             yield TrainingExample.from_qa(
                 QAPair(question=q, answer=a), system_prompt=self.system_prompt, stop=self.stop
             )
@@ -566,6 +436,9 @@ class DatasetBuilder:
     ) -> BuildReport:
         """Read every source and write the training (and validation) JSONL atomically.
 
+        Large file sources (16 MiB and up, no custom filters) are read in byte ranges by
+        worker processes, one per CPU; the output is the same as a sequential build.
+
         Args:
             output: path of the training JSONL.
             validation_output: path of the validation JSONL; required when the
@@ -573,7 +446,7 @@ class DatasetBuilder:
             model: when given, count the training file's tokens in the same pass and put
                 a :class:`ValidationReport` (distributions, limit, cost) in the report.
             catalog: catalogue to resolve ``model`` in.
-            processes: token-counting worker processes (None: automatic by input size).
+            processes: worker processes (None: automatic by input size; 0: none).
 
         Returns:
             The :class:`BuildReport`.
@@ -592,79 +465,24 @@ class DatasetBuilder:
         val_path = Path(validation_output) if validation_output is not None else None
         if val_path is not None and val_path.resolve() == out_path.resolve():
             raise UsageError("output and validation_output are the same file")
-        acc = _Accounts()
-        n_train = n_val = 0
+        acc = Accounts()
         validator: Validator | None = None
-        counter: BatchCounter | None = None
+        encoding: str | None = None
         if model is not None:
             cat = catalog or default_catalog()
-            info = cat.get(model)
+            encoding = encoding_name_for_model(cat.get(model))
             validator = Validator(model=model, catalog=cat, stop=self.stop, path=str(out_path))
-            counter = BatchCounter(
-                encoding_name_for_model(info), processes=self._auto_processes(processes)
-            )
-        suffix = f" {self.stop}" if self.stop else ""
-        dumps = orjson.dumps
-        # Each line is assembled from pre-encoded pieces; a test checks it equals
-        # TrainingExample.from_qa(...).to_json() byte for byte.
-        head = b'{"messages":['
-        if self.system_prompt:
-            head += dumps({"role": "system", "content": self.system_prompt}) + b","
-        head += b'{"role":"user","content":'
-        mid = b'},{"role":"assistant","content":'
-        tail = b"}]}"
-        n_msgs = 3 if self.system_prompt else 2
+        workers = self._auto_processes(processes)
         with _AtomicFile(out_path) as train_f, _AtomicFile(val_path) as val_f:
             assert train_f is not None
-            try:
-                fixed = 0
-                if counter is not None:
-                    rc = counter.count_now(
-                        ["user", "assistant", "system", self.system_prompt or ""]
-                    )
-                    fixed = TOKENS_PER_EXAMPLE + 2 * TOKENS_PER_MESSAGE + rc[0] + rc[1]
-                    if self.system_prompt:
-                        fixed += TOKENS_PER_MESSAGE + rc[2] + rc[3]
-                buf: list[bytes] = []
-                vbuf: list[bytes] = []
-                texts: list[str] = []
-                first_line = 1
-                for q, a, is_val in self._iter_kept(acc):
-                    answer = a + suffix
-                    line = b"".join((head, dumps(q), mid, dumps(answer), tail))
-                    if is_val and val_f is not None:
-                        n_val += 1
-                        vbuf.append(line)
-                        if len(vbuf) >= _BATCH:
-                            vbuf.append(b"")
-                            val_f.write(b"\n".join(vbuf))
-                            vbuf = []
-                        continue
-                    n_train += 1
-                    buf.append(line)
-                    if counter is not None:
-                        texts.append(q)
-                        texts.append(answer)
-                    if len(buf) >= _BATCH:
-                        buf.append(b"")
-                        train_f.write(b"\n".join(buf))
-                        buf = []
-                        if counter is not None:
-                            self._count(
-                                counter, texts, first_line, fixed, n_msgs, validator, flush=False
-                            )
-                            texts, first_line = [], n_train + 1
-                if buf:
-                    buf.append(b"")
-                    train_f.write(b"\n".join(buf))
-                if vbuf and val_f is not None:
-                    vbuf.append(b"")
-                    val_f.write(b"\n".join(vbuf))
-                if counter is not None:
-                    self._count(counter, texts, first_line, fixed, n_msgs, validator, flush=True)
-            finally:
-                if counter is not None:
-                    counter.close()
+            if workers and not self._filters and all(s.source is not None for s in self._sources):
+                n_train, n_val = self._write_parallel(
+                    acc, self._options(encoding), train_f, val_f, validator, workers
+                )
+            else:
+                n_train, n_val = self._write_sequential(
+                    acc, self._options(encoding), train_f, val_f, validator, workers
+                )
             report = self._report(acc, n_train, n_val, out_path, val_path)
             if n_train + n_val == 0:
                 # raising inside the with-block removes the temporary files
@@ -677,13 +495,71 @@ class DatasetBuilder:
             report.token_report = validator.finish()
         return report
 
-    @staticmethod
+    def _write_sequential(
+        self,
+        acc: Accounts,
+        opts: Options,
+        train_f: _AtomicFile,
+        val_f: _AtomicFile | None,
+        validator: Validator | None,
+        workers: int,
+    ) -> tuple[int, int]:
+        counter = (
+            BatchCounter(opts.encoding, processes=workers) if opts.encoding is not None else None
+        )
+        head, mid, tail = line_parts(self.system_prompt)
+        suffix = opts.suffix
+        dumps = orjson.dumps
+        n_train = n_val = 0
+        try:
+            fixed = 0
+            if counter is not None:
+                rc = counter.count_now(["user", "assistant", "system", self.system_prompt or ""])
+                fixed = TOKENS_PER_EXAMPLE + 2 * TOKENS_PER_MESSAGE + rc[0] + rc[1]
+                if self.system_prompt:
+                    fixed += TOKENS_PER_MESSAGE + rc[2] + rc[3]
+            buf: list[bytes] = []
+            vbuf: list[bytes] = []
+            texts: list[str] = []
+            first_line = 1
+            for q, a, is_val in self._iter_kept(acc, opts):
+                answer = a + suffix
+                line = b"".join((head, dumps(q), mid, dumps(answer), tail, b"\n"))
+                if is_val and val_f is not None:
+                    n_val += 1
+                    vbuf.append(line)
+                    if len(vbuf) >= _BATCH:
+                        val_f.write(b"".join(vbuf))
+                        vbuf = []
+                    continue
+                n_train += 1
+                buf.append(line)
+                if counter is not None:
+                    texts.append(q)
+                    texts.append(answer)
+                if len(buf) >= _BATCH:
+                    train_f.write(b"".join(buf))
+                    buf = []
+                    if counter is not None:
+                        self._count(counter, texts, first_line, fixed, validator, flush=False)
+                        texts, first_line = [], n_train + 1
+            if buf:
+                train_f.write(b"".join(buf))
+            if vbuf and val_f is not None:
+                val_f.write(b"".join(vbuf))
+            if counter is not None:
+                self._count(counter, texts, first_line, fixed, validator, flush=True)
+        finally:
+            if counter is not None:
+                counter.close()
+        return n_train, n_val
+
     def _count(
+        self,
         counter: BatchCounter,
         texts: list[str],
         first_line: int,
         fixed: int,
-        n_msgs: int,
         validator: Validator | None,
         *,
         flush: bool,
@@ -692,12 +568,64 @@ class DatasetBuilder:
         results = list(counter.put(texts, first_line)) if texts else []
         if flush:
             results.extend(counter.drain())
-        record = validator.record_counts
+        n_msgs = 3 if self.system_prompt else 2
         for meta, counts in results:
             assert isinstance(meta, int)
-            for i in range(len(counts) // 2):
-                a = counts[2 * i + 1]
-                record(meta + i, n_msgs, fixed + counts[2 * i] + a, a)
+            questions, answers = counts[0::2], counts[1::2]
+            totals = [fixed + q + a for q, a in zip(questions, answers, strict=True)]
+            validator.record_batch(meta, n_msgs, totals, answers)
+
+    def _write_parallel(
+        self,
+        acc: Accounts,
+        opts: Options,
+        train_f: _AtomicFile,
+        val_f: _AtomicFile | None,
+        validator: Validator | None,
+        workers: int,
+    ) -> tuple[int, int]:
+        """Build with worker processes reading byte ranges of the sources.
+
+        Workers screen, key, serialize and count their ranges; this process dedupes,
+        splits and writes, consuming their results in input order.
+        """
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=mp_context(),
+            initializer=worker_init,
+            initargs=(opts.encoding,),
+        )
+        pending: deque[tuple[int, Future[RangeResult]]] = deque()
+        merge = _Merger(self, acc, opts, train_f, val_f, validator)
+        try:
+            for index, spec in enumerate(self._sources):
+                src = spec.source
+                assert src is not None
+                args: SourceArgs | None = None
+                for rng in src.plan_ranges(_RANGE_BYTES):
+                    if args is None:  # the header has been read by now
+                        args = SourceArgs(
+                            src.path,
+                            src.format,
+                            src.question_column,
+                            src.answer_column,
+                            src.delimiter,
+                            src.strict,
+                            src.stop,
+                            src._columns,
+                        )
+                    pending.append((index, pool.submit(run_range, (args, rng, opts))))
+                    while len(pending) > 4 * workers + 2:
+                        i, fut = pending.popleft()
+                        merge.consume(i, fut.result())
+            while pending:
+                i, fut = pending.popleft()
+                merge.consume(i, fut.result())
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+        return merge.n_train, merge.n_val
 
     def _auto_processes(self, processes: int | None) -> int:
         if processes is not None:
@@ -711,7 +639,7 @@ class DatasetBuilder:
         return (os.cpu_count() or 1) if size >= _PROCESS_THRESHOLD_BYTES else 0
 
     @staticmethod
-    def _drop_summary(drops: dict[str, _Tally]) -> str:
+    def _drop_summary(drops: dict[str, Tally]) -> str:
         if not drops:
             return "the sources held no pairs"
         return ", ".join(
@@ -719,14 +647,16 @@ class DatasetBuilder:
         )
 
     def _report(
-        self, acc: _Accounts, n_train: int, n_val: int, out_path: Path, val_path: Path | None
+        self, acc: Accounts, n_train: int, n_val: int, out_path: Path, val_path: Path | None
     ) -> BuildReport:
         def table(
-            d: dict[str, _Tally], names: dict[str, str], default: str
+            d: dict[str, Tally], names: dict[str, str], default: str
         ) -> dict[str, ReasonCount]:
             return {
                 k: ReasonCount(
-                    count=v.count, description=names.get(k, default), examples=v.examples
+                    count=v.count,
+                    description=names.get(k, default),
+                    examples=[_example(e) for e in v.examples],
                 )
                 for k, v in sorted(d.items(), key=lambda kv: (-kv[1].count, kv[0]))
             }
@@ -750,27 +680,104 @@ class DatasetBuilder:
         )
 
 
-def _normalize(text: str) -> str:
-    """NFC form and single spaces; returns ``text`` itself (same object) when unchanged."""
-    out = text
-    if not out.isascii() and not unicodedata.is_normalized("NFC", out):
-        out = unicodedata.normalize("NFC", out)
-    if "  " in out or "\t" in out or "\u00a0" in out:
-        collapsed = _SPACES.sub(" ", out)
-        if collapsed != out:
-            out = collapsed
-    return out
+def _without_suffix(text: str, suffix: str) -> str:
+    return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
 
 
-def _what_changed(before: str, after: str) -> set[str]:
-    if before is after:
-        return set()
-    kinds = set()
-    if not before.isascii() and not unicodedata.is_normalized("NFC", before):
-        kinds.add(_CH_UNICODE)
-    if _SPACES.search(before):
-        kinds.add(_CH_SPACES)
-    return kinds
+def _example(ex: Example) -> ReasonExample:
+    file, line, row, item, q, a, detail = ex
+    where = Provenance.model_construct(file=file, line=line, row=row, item=item).render()
+    return ReasonExample(source=where, question=short(q), answer=short(a), detail=detail)
+
+
+class _Merger:
+    """Consumes workers' range results in order: dedupe, split, write, record tokens."""
+
+    def __init__(
+        self,
+        builder: DatasetBuilder,
+        acc: Accounts,
+        opts: Options,
+        train_f: _AtomicFile,
+        val_f: _AtomicFile | None,
+        validator: Validator | None,
+    ) -> None:
+        self.acc = acc
+        self.dedupe = builder.dedupe
+        self.threshold = opts.threshold
+        self.suffix = opts.suffix
+        self.train_f, self.val_f = train_f, val_f
+        self.validator = validator
+        self.n_msgs = 3 if builder.system_prompt else 2
+        self.labels = [s.source.path if s.source is not None else s.label for s in builder._sources]
+        self.seen = KeySet()
+        self.n_train = self.n_val = 0
+        self.source_index = -1
+        self.row_offset = 0
+
+    def consume(self, source_index: int, res: RangeResult) -> None:
+        if source_index != self.source_index:  # rows restart at 1 in every file
+            self.source_index, self.row_offset = source_index, 0
+        self.acc.merge(res.acc, self.row_offset)
+        keys = unpack("Q", res.keys)
+        splits = unpack("I", res.splits)
+        ends = unpack("I", res.ends)
+        counting = self.validator is not None and bool(res.totals)
+        totals = unpack("I", res.totals) if counting else None
+        assistant = unpack("I", res.assistant) if counting else None
+        blob, dedupe, threshold = res.blob, self.dedupe, self.threshold
+        new = self.seen.add
+        train: list[bytes] = []
+        val: list[bytes] = []
+        t_tot: list[int] = []
+        t_ast: list[int] = []
+        start = 0
+        for i in range(len(keys)):
+            end = ends[i]
+            if dedupe and not new(keys[i]):
+                self._duplicate(res, i, blob[start:end])
+                start = end
+                continue
+            if splits[i] < threshold and self.val_f is not None:
+                val.append(blob[start:end])
+            else:
+                train.append(blob[start:end])
+                if totals is not None and assistant is not None:
+                    t_tot.append(totals[i])
+                    t_ast.append(assistant[i])
+            start = end
+        if train:
+            self.train_f.write(b"".join(train))
+            if self.validator is not None and t_tot:
+                self.validator.record_batch(self.n_train + 1, self.n_msgs, t_tot, t_ast)
+            self.n_train += len(train)
+        if val and self.val_f is not None:
+            self.val_f.write(b"".join(val))
+            self.n_val += len(val)
+        self.row_offset += res.rows
+
+    def _duplicate(self, res: RangeResult, i: int, line: bytes) -> None:
+        tally = self.acc.drops.get("duplicate_question")
+        if tally is not None and len(tally.examples) >= EXAMPLES_PER_REASON:
+            tally.count += 1
+            return
+        prov = unpack("i", res.prov)
+        n = len(prov) // 3
+        ln, row, item = prov[i], prov[n + i], prov[2 * n + i]
+        msgs = orjson.loads(line)["messages"]
+        self.acc.drop(
+            "duplicate_question",
+            1,
+            (
+                self.labels[self.source_index],
+                ln or None,
+                row + self.row_offset if row else None,
+                None if item < 0 else item,
+                msgs[-2]["content"],
+                _without_suffix(msgs[-1]["content"], self.suffix),
+                None,
+            ),
+        )
 
 
 class _AtomicFile:

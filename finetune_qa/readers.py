@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -432,6 +433,9 @@ class QASource:
         self.strict = strict
         self.stop = stop or None
         self.issues = []
+        self.rows_read = 0
+        self._range: tuple[int, int, int] | None = None
+        self._columns: tuple[int, int] | None = None
         self._question_option = question_column
         self._answer_option = answer_column
         self.question_column = None
@@ -698,6 +702,16 @@ class QASource:
         return None
 
     def _start_csv(self, f: IO[bytes]) -> tuple[_CSVReader, int, int]:
+        if self._range is not None:
+            # a byte range of a parallel build: no header here, columns known
+            start, end, first_line = self._range
+            assert self._columns is not None
+            f.seek(start)
+            lines = map(bytes.decode, _until(f, start, end))
+            ranged = _OffsetReader(
+                csv.reader(lines, delimiter=self.delimiter, strict=True), first_line - 1
+            )
+            return ranged, self._columns[0], self._columns[1]  # type: ignore[return-value]
         reader = self._csv_reader(f)
         header, line = self._read_header(reader)
         qi, ai = self._column_indexes(self.format, header, line)
@@ -776,7 +790,7 @@ class QASource:
             count = max(1, len(_parse_list(present)[0]))
         return ReadIssue(
             "missing_cell",
-            f"row {row} has {_plural(len(record), 'cell')}, so its "
+            f"the row has {_plural(len(record), 'cell')}, so its "
             f"{missing!r} cell is missing and the row was skipped; check for a missing "
             "delimiter or a line break outside quotes",
             self.path,
@@ -825,6 +839,7 @@ class QASource:
                     elif a:
                         yield self._empty_issue("question", start, row, None, q, a)
                     # both blank: an empty row, not a candidate pair
+                self.rows_read = row
             except csv.Error as exc:
                 raise self._csv_error(exc, reader.line_num, last + 1) from exc
             except UnicodeDecodeError as exc:
@@ -833,7 +848,7 @@ class QASource:
     def _empty_issue(
         self, which: str, line: int, row: int, item: int | None, q: str, a: str
     ) -> ReadIssue:
-        where = f"item {item} of row {row}" if item is not None else f"row {row}"
+        where = f"item {item}" if item is not None else "the row"
         return ReadIssue(
             f"empty_{which}",
             f"the {which} in {where} is empty, so the pair was skipped; write the {which} "
@@ -906,7 +921,7 @@ class QASource:
                     else:
                         if strict:
                             raise UnbalancedListsError(
-                                f"row {row} has {_plural(nq, 'question')} but "
+                                f"the row has {_plural(nq, 'question')} but "
                                 f"{_plural(na, 'answer')}",
                                 path=self.path,
                                 line=start,
@@ -914,6 +929,7 @@ class QASource:
                                 "can be matched, or make the lists the same length",
                             )
                         yield self._unbalanced(qs, answers, start, row)
+                self.rows_read = row
             except csv.Error as exc:
                 raise self._csv_error(exc, reader.line_num, last + 1) from exc
             except UnicodeDecodeError as exc:
@@ -939,7 +955,7 @@ class QASource:
             if j is None:
                 yield ReadIssue(
                     "unmatched_question",
-                    f"question {n} in row {row} has no answer numbered {n}, so it was "
+                    f"question {n} has no answer numbered {n}, so it was "
                     f"skipped; add answer {n} or fix the numbering",
                     self.path,
                     start,
@@ -958,7 +974,7 @@ class QASource:
             if j not in used:
                 yield ReadIssue(
                     "unmatched_answer",
-                    f"answer {n} in row {row} has no question numbered {n}, so it was "
+                    f"answer {n} has no question numbered {n}, so it was "
                     f"skipped; add question {n} or fix the numbering",
                     self.path,
                     start,
@@ -972,12 +988,12 @@ class QASource:
         if not nq or not na:
             have, lack = ("questions", "answers") if nq else ("answers", "questions")
             message = (
-                f"row {row} has {_plural(max(nq, na), have[:-1])} but no {lack}, so the row "
+                f"the row has {_plural(max(nq, na), have[:-1])} but no {lack}, so the row "
                 f"was skipped; fill in the {lack} cell or remove the row"
             )
         else:
             message = (
-                f"row {row} has {_plural(nq, 'question')} but {_plural(na, 'answer')}, so the "
+                f"the row has {_plural(nq, 'question')} but {_plural(na, 'answer')}, so the "
                 "row was skipped because which answer belongs to which question is unknown; "
                 "number the items of both lists (1., 2., ...) or make the lists the same length"
             )
@@ -995,7 +1011,68 @@ class QASource:
     # -- JSONL ------------------------------------------------------------------------
 
     def _json_lines(self, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+        if self._range is not None:
+            start, end, first_line = self._range
+            f.seek(start)
+            return enumerate(_until(f, start, end), first_line)
         return enumerate(chain((self._check_bom(f.readline()),), f), 1)
+
+    # -- byte ranges, for parallel builds -----------------------------------------------
+
+    def plan_ranges(self, target_bytes: int) -> Iterator[tuple[int, int, int]]:
+        """Split the file's records into byte ranges of about ``target_bytes`` each.
+
+        Yields ``(start, end, first_line)`` per range, lazily, so work on the first ranges
+        can begin while the rest of the file is scanned. Every range starts and ends on
+        a record boundary: for CSV, a line break outside quotes (an even number of quote
+        characters since the header, which holds for any file the strict CSV parser
+        accepts; a file with broken quoting fails in the range that holds the break, at
+        the same line as a sequential read). Use :meth:`iter_range` to read one range.
+        """
+        csv_format = self.format in ("seed_csv", "pairs_csv")
+        with self._open() as f:
+            size = os.fstat(f.fileno()).st_size
+            if csv_format:
+                reader, qi, ai = self._start_csv(f)
+                self._columns = (qi, ai)
+                pos = f.tell()
+                line = reader.line_num + 1
+            else:
+                first = f.readline()
+                pos = 3 if first.startswith(_BOM) else 0
+                line = 1
+            f.seek(pos)
+            while pos < size:
+                block = f.read(target_bytes)
+                end = pos + len(block)
+                lines = block.count(b"\n")
+                odd = block.count(b'"') & 1 if csv_format else 0
+                if end < size and (odd or not block.endswith(b"\n")):
+                    for rest in f:
+                        end += len(rest)
+                        lines += 1
+                        if csv_format:
+                            odd ^= rest.count(b'"') & 1
+                        if not odd:
+                            break
+                yield pos, end, line
+                line += lines
+                pos = end
+                f.seek(pos)
+
+    def iter_range(
+        self, start: int, end: int, first_line: int, columns: tuple[int, int] | None = None
+    ) -> Iterator[RawPair | ReadIssue]:
+        """Like :meth:`iter_raw`, for one range from :meth:`plan_ranges`.
+
+        Rows are numbered from 1 within the range (the caller adds the rows of the
+        ranges before it); lines are the file's own. ``columns`` are the CSV column
+        indexes the planning instance found (``self._columns`` there).
+        """
+        self._range = (start, end, first_line)
+        if columns is not None:
+            self._columns = columns
+        return self.iter_raw()
 
     def _raise_json_error(self, exc: orjson.JSONDecodeError, raw: bytes, line: int) -> NoReturn:
         try:
@@ -1062,6 +1139,7 @@ class QASource:
                     yield self._empty_issue("answer", line, row, None, q, a)
                 else:
                     yield self._empty_issue("question", line, row, None, q, a)
+            self.rows_read = row
 
     def _record_error(self, obj: dict[str, object], qk: str, ak: str, line: int) -> RecordError:
         hint = (
@@ -1233,6 +1311,7 @@ class QASource:
                     yield self._empty_issue("answer", line, row, None, q, a)
                 else:
                     yield self._empty_issue("question", line, row, None, q, a)
+            self.rows_read = row
 
 
 def read_qa(
@@ -1276,3 +1355,35 @@ def read_qa(
         strict=strict,
         stop=stop,
     ).pairs()
+
+
+def _until(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The lines of ``f`` (positioned at ``start``) up to byte offset ``end``.
+
+    A range is a few MiB: reading it at once and splitting in C is faster than a
+    generator over the file's lines.
+    """
+    # BytesIO splits on b"\n" only, as iterating the file does (splitlines would also split
+    # on a lone b"\r" and shift line numbers)
+    return iter(io.BytesIO(f.read(end - start)))
+
+
+class _OffsetReader:
+    """A csv reader over part of a file, with ``line_num`` counted from the file's start."""
+
+    __slots__ = ("_offset", "_reader")
+
+    def __init__(self, reader: _CSVReader, offset: int) -> None:
+        self._reader = reader
+        self._offset = offset
+
+    def __iter__(self) -> _OffsetReader:
+        return self
+
+    def __next__(self) -> list[str]:
+        return next(self._reader)
+
+    @property
+    def line_num(self) -> int:
+        """Physical lines read so far, counted from the start of the file."""
+        return self._reader.line_num + self._offset

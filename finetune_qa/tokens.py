@@ -27,7 +27,6 @@ import base64
 import contextlib
 import gzip
 import hashlib
-import multiprocessing
 import os
 import tempfile
 import threading
@@ -43,6 +42,7 @@ import tiktoken
 import tiktoken.load
 import tiktoken.model
 
+from finetune_qa._procs import mp_context
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.config import DEFAULT_MODEL
 from finetune_qa.exceptions import TokenizerError, UnknownEncodingError, UnknownModelError
@@ -366,9 +366,10 @@ class BatchCounter:
     """Counts batches of texts exactly, in order, inline or in worker processes.
 
     With ``processes=0`` every batch is counted in this process when it is put. With
-    ``processes=N`` batches go to ``N`` worker processes (started with ``spawn``, each
-    loading the encoding once) while the caller goes on reading; results come back in
-    the order the batches were put. At most ``max_in_flight`` batches are outstanding,
+    ``processes=N`` batches go to ``N`` worker processes (each loading the encoding
+    once) while the caller goes on reading; results come back in
+    the order the batches were put (workers start with ``fork`` where that is safe, see
+    ``finetune_qa._procs``). At most ``max_in_flight`` batches are outstanding,
     so memory stays bounded however long the input is.
 
     Args:
@@ -389,7 +390,7 @@ class BatchCounter:
         if self.processes:
             self._pool = ProcessPoolExecutor(
                 self.processes,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=mp_context(),
                 initializer=_worker_init,
                 initargs=(encoding_name,),
             )

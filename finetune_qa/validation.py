@@ -713,20 +713,46 @@ class Validator:
         self.examples += 1
         self._tally(line, n_messages, total, assistant)
 
+    def record_batch(
+        self, first_line: int, n_messages: int, totals: Sequence[int], assistant: Sequence[int]
+    ) -> None:
+        """Record consecutive well-formed examples (lines ``first_line``, ``first_line + 1``, ...).
+
+        The batch form of :meth:`record_counts`, for callers that count many examples at once.
+        """
+        n = len(totals)
+        self.lines += n
+        self.examples += n
+        self.h_msgs._counts[n_messages] += n
+        self.h_msgs.count += n
+        self.h_msgs.total += n_messages * n
+        self.h_tokens.update(totals)
+        self.h_assistant.update(assistant)
+        limit = self.limit
+        if n and max(totals) > limit:
+            for i, total in enumerate(totals):
+                if total > limit:
+                    self._over(first_line + i, total)
+            self.billed += sum([t if t <= limit else limit for t in totals])
+        else:
+            self.billed += sum(totals)
+
+    def _over(self, line: int | None, total: int) -> None:
+        self.over_limit += 1
+        self._issue(
+            "over_token_limit",
+            "warning",
+            f"{total:,} tokens, over the {self.limit:,}-token limit of {self.info.name}",
+            line,
+        )
+
     def _tally(self, line: int | None, n_msgs: int, total: int, assistant: int) -> None:
         self.h_msgs.add(n_msgs)
         self.h_tokens.add(total)
         self.h_assistant.add(assistant)
-        limit = self.limit
-        if total > limit:
-            self.over_limit += 1
-            self.billed += limit
-            self._issue(
-                "over_token_limit",
-                "warning",
-                f"{total:,} tokens, over the {limit:,}-token limit of {self.info.name}",
-                line,
-            )
+        if total > self.limit:
+            self._over(line, total)
+            self.billed += self.limit
         else:
             self.billed += total
 

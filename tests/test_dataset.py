@@ -11,6 +11,7 @@ from finetune_qa import (
     CSVFormatError,
     DatasetBuilder,
     DatasetError,
+    InputFileError,
     QAPair,
     TrainingExample,
     UsageError,
@@ -267,3 +268,103 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def _messy_seed_csv(path: Path, rows: int = 120) -> Path:
+    """A seed CSV with duplicates across the file, unbalanced rows, short pairs, CRLF inside cells."""
+    out = []
+    for r in range(rows):
+        n = 3 + r % 5
+        qs = [f"{i}. What about topic {(r * 7 + i) % 90} and "
+              f"\"quoted\" things, number {i}?" for i in range(1, n + 1)]
+        ans = [f"{i}. Answer {r}-{i}: café, 2.5 GB,\r\n  and more text." for i in range(1, n + 1)]
+        if r % 11 == 0:
+            ans = ans[:-1]  # a numbered gap: unmatched question
+        if r % 13 == 0:
+            qs = [q.split(". ", 1)[1] for q in qs]
+            ans = [a.split(". ", 1)[1] for a in ans][:-1]  # unnumbered and unbalanced
+        if r % 17 == 0:
+            qs.append(f"{n + 1}. Hours?")
+            ans.append(f"{n + 1}. 9-5.")
+        out.append(("\n".join(qs), "\n".join(ans)))
+    return write_seed(path, out)
+
+
+def _strip_paths(report: object) -> dict:
+    data = report.model_dump()  # type: ignore[attr-defined]
+    data.pop("output"), data.pop("validation_output"), data.pop("sources")
+    if data.get("token_report"):
+        data["token_report"].pop("path")
+    return data
+
+
+def test_parallel_build_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune_qa.dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 2048)  # many small ranges
+    src = _messy_seed_csv(tmp_path / "qa.csv")
+    reports = {}
+    for workers in (0, 2):
+        d = tmp_path / f"w{workers}"
+        d.mkdir()
+        reports[workers] = (
+            DatasetBuilder()
+            .add_source(src)
+            .add_source(src)  # a second file: everything in it is a duplicate
+            .split(0.25, seed=5)
+            .build(d / "t.jsonl", validation_output=d / "v.jsonl", model="gpt-4o-mini", processes=workers)
+        )
+    seq, par = reports[0], reports[2]
+    assert (tmp_path / "w0" / "t.jsonl").read_bytes() == (tmp_path / "w2" / "t.jsonl").read_bytes()
+    assert (tmp_path / "w0" / "v.jsonl").read_bytes() == (tmp_path / "w2" / "v.jsonl").read_bytes()
+    assert _strip_paths(seq) == _strip_paths(par)
+    assert par.reconciles and par.dropped_by_reason["duplicate_question"].count >= par.kept
+    assert {"unbalanced_row", "unmatched_question", "question_too_short"} <= set(par.dropped_by_reason)
+
+
+def test_parallel_build_reports_the_same_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune_qa.dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 1024)
+    src = _messy_seed_csv(tmp_path / "qa.csv", rows=60)
+    with src.open("ab") as f:
+        f.write(b'"1. What is broken?","1. This\xff is not UTF-8."\n')
+    errors = []
+    for workers in (0, 2):
+        with pytest.raises(InputFileError) as info:
+            DatasetBuilder().add_source(src).build(tmp_path / f"t{workers}.jsonl", processes=workers)
+        errors.append((type(info.value), info.value.line, str(info.value)))
+        assert not (tmp_path / f"t{workers}.jsonl").exists()
+    assert errors[0] == errors[1]
+
+
+def test_parallel_build_of_jsonl_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune_qa.dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 512)
+    src = tmp_path / "pairs.jsonl"
+    with src.open("w", encoding="utf-8") as f:
+        for i in range(300):
+            f.write(json.dumps({"question": f"What is item {i % 250}?", "answer": f"Item {i} is fine."}) + "\n")
+            if i % 50 == 0:
+                f.write("\n")
+    outs = []
+    for workers in (0, 2):
+        r = DatasetBuilder().add_source(src).build(tmp_path / f"t{workers}.jsonl", processes=workers)
+        outs.append(((tmp_path / f"t{workers}.jsonl").read_bytes(), _strip_paths(r)))
+    assert outs[0] == outs[1]
+    assert outs[1][1]["dropped_by_reason"]["duplicate_question"]["count"] == 50
+
+
+def test_keyset_behaves_like_a_set() -> None:
+    import random
+
+    from finetune_qa._pipeline import KeySet
+
+    rng = random.Random(3)
+    ks, ref = KeySet(capacity=4), set()
+    for _ in range(20000):
+        k = rng.getrandbits(64) if rng.random() < 0.7 else rng.choice([0, 1, 2, 5, 2**64 - 1])
+        assert ks.add(k) == ((k or 1) not in ref)
+        ref.add(k or 1)
+    assert len(ks) == len(ref)
