@@ -858,12 +858,9 @@ class Validator:
         if not self._suffixes or self.examples < 3:
             return None
         marker, n = self._suffixes.most_common(1)[0]
-        # A marker is the same final token on most answers; ordinary last words vary.
-        if (
-            n < 3
-            or n * 2 < self.examples
-            or (any(c.isalnum() for c in marker) and n * 10 < self.examples * 8)
-        ):
+        # A marker is the same final token on at least half the answers and looks like
+        # one: it has a symbol (**STOP**, ###, <END>) or is an upper-case word (END).
+        if n < 3 or n * 2 < self.examples or not _looks_like_marker(marker):
             return None
         missing = self.examples - n
         if missing:
@@ -884,8 +881,19 @@ class Validator:
         return marker
 
 
-def _issue_order(issue: ValidationIssue) -> tuple[int, int, str]:
-    return (0 if issue.file is None else 1, issue.line or 0, issue.kind)
+def _looks_like_marker(token: str) -> bool:
+    core = token.rstrip(".!?,;:")
+    if not core:
+        return False
+    if any(c in "*#<>[]{}|~^$@%&+=_\\/" for c in core):
+        return True
+    return len(core) >= 3 and core.isascii() and core.isalpha() and core.isupper()
+
+
+def _issue_order(issue: ValidationIssue) -> tuple[str, int, int, str]:
+    # by file, then line; issues about the file as a whole (no line) come after its lines
+    no_line = issue.line is None
+    return (issue.file or "", no_line, issue.line or 0, issue.kind)
 
 
 def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:

@@ -348,3 +348,20 @@ def test_process_pool_gives_the_same_report(tmp_path: Path) -> None:
 def test_validate_examples_in_memory() -> None:
     r = validate_examples(good(11), model="gpt-4.1", today=TODAY)
     assert r.ok and r.examples == 11 and r.encoding == "o200k_base"
+
+
+def test_an_ordinary_common_last_word_is_not_a_stop_marker(tmp_path: Path) -> None:
+    rows = [ex(f"Question {i} about opening hours?", "We are open today.") for i in range(12)]
+    r = validate_file(write(tmp_path / "t.jsonl", rows), today=TODAY)
+    assert r.stop_marker is None
+    rows = [ex(f"Question {i} about opening hours?", "We are open today. END") for i in range(12)]
+    assert validate_file(write(tmp_path / "t2.jsonl", rows), today=TODAY).stop_marker == "END"
+
+
+def test_line_errors_come_before_file_level_errors(tmp_path: Path) -> None:
+    from finetune_qa import ValidationFailed
+
+    rows: list[Any] = good(8) + ["{broken"]
+    r = validate_file(write(tmp_path / "t.jsonl", rows), today=TODAY)
+    assert [(e.kind, e.line) for e in r.errors] == [("invalid_json", 9), ("too_few_examples", None)]
+    assert "First: " in str(ValidationFailed(r)) and ":9: invalid_json" in str(ValidationFailed(r))
