@@ -65,7 +65,7 @@ SHARED_SCRIPTS = (
 # The ceiling.py variant whose median is "the tokenizer floor" (key in its --json output).
 FLOOR_VARIANT = "2 threads, 1 chunk each (user+assistant; system prompt tokenized once)"
 
-DEFAULT_BUILD = "finetune-qa build {csv} --output {out} --json"
+DEFAULT_BUILD = "finetune-qa build {csv} --output {out} --no-tokens --json"
 DEFAULT_VALIDATE = "finetune-qa validate {out} --model {model} --json"
 DEFAULT_FUSED = "finetune-qa build {csv} --output {out} --model {model} --report-tokens --json"
 
