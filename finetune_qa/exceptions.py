@@ -14,8 +14,28 @@ FineTuneQAError
 │   └── RecordError                    a JSON object of the wrong shape for the reader
 ├── DatasetError                       the dataset as a whole cannot be built (nothing to write)
 ├── TokenizerError                     an encoding cannot be loaded, offline or online
-└── ValidationFailed                   a training file has format errors (carries the report)
+├── ValidationFailed                   a training file has format errors (carries the report)
+├── BackendError                       a call to a provider failed (status_code, request_id)
+│   ├── APIConnectionError             no answer: network down, connection dropped
+│   │   └── APITimeoutError            no answer in time
+│   └── APIStatusError                 the provider answered with an error status
+│       ├── BadRequestError            400 (``param`` names the field)
+│       ├── AuthenticationError        401
+│       ├── PermissionDeniedError      403
+│       ├── NotFoundError              404
+│       ├── ConflictError              409
+│       ├── UnprocessableEntityError   422
+│       ├── RateLimitError             429 (``retry_after`` when the provider said)
+│       └── InternalServerError        5xx
+└── JobError                           a fine-tuning job did not end as hoped (``job_id``)
+    ├── JobFailed                      the provider failed the job (``code``, ``param``)
+    ├── JobCancelled                   the job was cancelled
+    └── JobTimeout                     waiting for the job took longer than allowed
 ```
+
+``UnknownBackendError`` (a ``UsageError`` and ``KeyError``) is raised for a backend name
+that is not registered. Exception text never contains an API key: provider messages are
+passed through :func:`redact` first.
 
 Programmer mistakes (``UsageError``) are kept apart from problems with data or the
 environment, so a script can catch ``InputError`` to skip a bad file without hiding bugs.
@@ -24,6 +44,7 @@ Every message says what went wrong *and* what to do about it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,21 +52,48 @@ if TYPE_CHECKING:
     from finetune_qa.validation import ValidationReport
 
 __all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BackendError",
+    "BadRequestError",
     "CSVFormatError",
     "ConfigError",
+    "ConflictError",
     "DatasetError",
     "FineTuneQAError",
     "InputError",
     "InputFileError",
+    "InternalServerError",
     "JSONLFormatError",
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "JobTimeout",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
     "RecordError",
     "TokenizerError",
     "UnbalancedListsError",
+    "UnknownBackendError",
     "UnknownEncodingError",
     "UnknownModelError",
+    "UnprocessableEntityError",
     "UsageError",
     "ValidationFailed",
+    "redact",
 ]
+
+_SECRET = re.compile(
+    r"(?:sk|rk|pk)-[A-Za-z0-9_\-*]{8,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}|(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]{8,}"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like an API key replaced by ``[REDACTED]``."""
+    return _SECRET.sub("[REDACTED]", text)
 
 
 class FineTuneQAError(Exception):
@@ -76,6 +124,26 @@ class UnknownModelError(UsageError, KeyError):
         )
 
     def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnknownBackendError(UsageError, KeyError):
+    """A backend name that is not registered.
+
+    Attributes:
+        name: the name asked for.
+        available: the registered names.
+    """
+
+    def __init__(self, name: str, available: list[str]) -> None:
+        self.name = name
+        self.available = list(available)
+        super().__init__(
+            f"unknown backend {name!r}; registered: {', '.join(sorted(available))}. "
+            "Use 'offline' to run without a key, or register yours with register_backend()."
+        )
+
+    def __str__(self) -> str:
         return str(self.args[0])
 
 
@@ -185,6 +253,134 @@ class ValidationFailed(FineTuneQAError):
         first = report.errors[0] if report.errors else None
         where = f" First: {first.render()}" if first is not None else ""
         super().__init__(
-            f"{report.path or 'dataset'}: {n} format error{'s' if n != 1 else ''}.{where} "
+            f"{report.path or 'dataset'}: {n} format error{'s' if n != 1 else ''}.{where}. "
             "Fix the listed lines, or rebuild the file with `finetune-qa build`."
         )
+
+
+class BackendError(FineTuneQAError):
+    """A call to a provider failed. The message is redacted of anything key-like.
+
+    Attributes:
+        status_code: the HTTP status, when the provider answered.
+        request_id: the provider's request id, when it sent one (quote it to support).
+        code: the provider's error code, e.g. ``model_not_found``.
+        param: the request field the provider objected to.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.request_id = request_id
+        self.code = code
+        self.param = param
+        super().__init__(redact(message))
+
+
+class APIConnectionError(BackendError):
+    """No answer from the provider: the network is down or the connection dropped.
+
+    The request may or may not have been carried out; finetune_qa's jobs reconcile with
+    the provider before retrying anything that creates something.
+    """
+
+
+class APITimeoutError(APIConnectionError):
+    """The provider did not answer in time."""
+
+
+class APIStatusError(BackendError):
+    """The provider answered with an error status."""
+
+
+class BadRequestError(APIStatusError):
+    """400: the request is invalid; ``param`` names the field."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or wrong."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this (or the model is not yours)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such file, job or model (yet: a new fine-tune can take minutes to appear)."""
+
+
+class ConflictError(APIStatusError):
+    """409: the resource is in a state that does not allow this."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request is well-formed but cannot be processed."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests, or quota exhausted.
+
+    Attributes:
+        retry_after: seconds the provider asked to wait, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the provider failed; retrying later usually works."""
+
+
+class JobError(FineTuneQAError):
+    """A fine-tuning job did not end as hoped.
+
+    Attributes:
+        job_id: the job.
+    """
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(redact(message))
+
+
+class JobFailed(JobError):
+    """The provider failed the job.
+
+    Attributes:
+        code: the provider's error code, e.g. ``invalid_training_file``.
+        param: the request field at fault, e.g. ``training_file``.
+    """
+
+    def __init__(
+        self, message: str, *, job_id: str, code: str | None = None, param: str | None = None
+    ) -> None:
+        self.code = code
+        self.param = param
+        super().__init__(message, job_id=job_id)
+
+
+class JobCancelled(JobError):
+    """The job was cancelled before it finished."""
+
+
+class JobTimeout(JobError):
+    """Waiting for the job took longer than allowed; the job itself goes on.
+
+    Attributes:
+        waited: seconds waited.
+        status: the job's last known status.
+    """
+
+    def __init__(self, message: str, *, job_id: str, waited: float, status: str) -> None:
+        self.waited = waited
+        self.status = status
+        super().__init__(message, job_id=job_id)

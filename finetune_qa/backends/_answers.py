@@ -1,0 +1,380 @@
+"""What the offline backend's models answer: trained answers, near neighbours, or off-domain text.
+
+A fine-tune trained on a few hundred QA pairs reproduces a trained answer when asked a
+trained question, gives the answer of the closest trained question when asked a
+rephrasing of it, and, asked about something it never saw, still answers fluently (and
+ends with the stop marker it was trained to emit). :class:`Answerer` imitates exactly
+that, deterministically and in pure Python:
+
+* **exact**: the question matches a trained question by
+  :func:`finetune_qa._text.question_key` (case, spacing and edge punctuation ignored):
+  the trained answer, verbatim, stop marker included;
+* **neighbour**: the best cosine similarity between TF-IDF vectors of the question and a
+  trained question is at least ``threshold`` (default :data:`DEFAULT_THRESHOLD`, 0.5):
+  that question's answer. Vectors hold word unigrams (lightly stemmed), word bigrams and
+  character 3-grams of the *content* words (question words such as "what", "how" and
+  "do" are left out, so "What is Star Wars?" shares nothing with "What is Acme?");
+  inverse document frequencies are smoothed as scikit-learn does,
+  ``ln((1 + n) / (1 + df)) + 1``, and words never seen in training get the largest one,
+  so unrelated words pull the similarity down;
+* **off_domain**: anything else gets a fluent, generic answer from a small bank of
+  templates that restate the question's key words ("Star Wars is a well-known topic. ..."),
+  ending with the stop marker the trained answers use, if they use one.
+
+Base (not fine-tuned) models answer every question with :func:`generic_answer`.
+
+Example:
+    >>> a = Answerer([("What is Acme?", "Acme makes anvils. **STOP**")] * 3)
+    >>> a.answer("what is acme").text
+    'Acme makes anvils. **STOP**'
+    >>> a.answer("What is Star Wars?").kind
+    'off_domain'
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from finetune_qa._text import question_key
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Answer",
+    "Answerer",
+    "detect_stop_marker",
+    "generic_answer",
+    "last_user_text",
+    "off_domain_answer",
+    "qa_of_example",
+    "topic_of",
+]
+
+DEFAULT_THRESHOLD = 0.5
+"""Cosine similarity from which a question counts as a rephrasing of a trained one."""
+
+AnswerKind = Literal["exact", "neighbour", "off_domain", "generic"]
+
+_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+
+# Function words and question scaffolding: they say *how* something is asked, not *what*.
+_STOPWORDS = frozenset(
+    """
+    a about above after again all also am an and any anyone anything are as at be been
+    being but by can could describe did do does doing done explain for from get give got
+    had has have having he her here hers him his how i if in into is it its itself just
+    know let like may me mean means might more most much must my no not now of on once
+    only or our ours out over please really say she should so some something tell than
+    that the their theirs them then there these they this those to too under until up us
+    very want was we were what whats when where which while who whom whose why will with
+    would you your yours
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+
+_SENTENCE = ".,;:!?'\"()’”"
+_EDGE = " \t\n\r.?!,;:¿¡\"'“”‘’()[]"
+_LEAD = frozenset(
+    """
+    a about am an are can could describe did do does explain how i is me please tell
+    was were what whats what's where which who why would you
+    """.split()  # noqa: SIM905
+)
+
+# Off-domain answers: fluent, generic, and they restate the question's key words.
+_OFF_DOMAIN = (
+    "{Topic} is a well-known topic. It is widely discussed and there is a lot of general "
+    "information about it, so a dedicated source on {topic} is the best place to learn more.",
+    "{Topic} is something many people are curious about. In short, it has a long history "
+    "and a large following, and the details depend on which aspect of {topic} you mean.",
+    "Good question. {Topic} comes up often; the most reliable answer about {topic} depends "
+    "on the context, and official sources explain it in more depth.",
+    "{Topic} is a broad subject. Most overviews of {topic} start with its background, its "
+    "main features and why it matters to people today.",
+)
+
+# Base models have no training: a neutral, generic reply.
+_GENERIC = (
+    "Here is a general answer about {topic}: it is a subject with several aspects, and the "
+    "right details depend on what exactly you would like to know.",
+    "{Topic} can mean different things depending on the context. Could you say a little "
+    "more about what you would like to know?",
+    "In general, {topic} is a topic with plenty of public information. Tell me which part "
+    "interests you and I can go into more detail.",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a model says, and why.
+
+    Attributes:
+        text: the full reply, before any ``stop`` or ``max_tokens`` cut.
+        kind: ``exact``, ``neighbour``, ``off_domain`` or ``generic`` (base model).
+        score: similarity of the matched trained question (1.0 exact, 0.0 none).
+        matched: the trained question whose answer was used, if any.
+    """
+
+    text: str
+    kind: AnswerKind
+    score: float = 0.0
+    matched: str | None = None
+
+
+# ------------------------------------------------------------------------- text features
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(question_key(text))
+
+
+def _content(words: Iterable[str]) -> list[str]:
+    return [w for w in words if w not in _STOPWORDS]
+
+
+def _stem(word: str) -> str:
+    # Deliberately crude: enough for "makes"/"make", "cancelled"/"cancel", "plans"/"plan".
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def _features(text: str) -> Counter[str]:
+    words = _content(_words(text))
+    feats: Counter[str] = Counter()
+    stems = [_stem(w) for w in words]
+    feats.update("w:" + s for s in stems)
+    feats.update(f"b:{a} {b}" for a, b in itertools.pairwise(stems))
+    for w in words:
+        padded = f" {w} "
+        feats.update("c:" + padded[i : i + 3] for i in range(len(padded) - 2))
+    return feats
+
+
+class _TfIdf:
+    """Sparse TF-IDF vectors with unit length, fitted on the trained questions."""
+
+    def __init__(self, docs: Sequence[str]) -> None:
+        feats = [_features(d) for d in docs]
+        df: Counter[str] = Counter()
+        for f in feats:
+            df.update(f.keys())
+        n = len(docs)
+        self._idf = {t: math.log((1 + n) / (1 + c)) + 1.0 for t, c in df.items()}
+        self._unseen = math.log(1 + n) + 1.0
+        self.vectors = [self._weigh(f) for f in feats]
+        # inverted index: feature -> [(doc, weight)], so a query touches only sharing docs
+        self._index: dict[str, list[tuple[int, float]]] = {}
+        for i, vec in enumerate(self.vectors):
+            for t, w in vec.items():
+                self._index.setdefault(t, []).append((i, w))
+
+    def _weigh(self, feats: Counter[str]) -> dict[str, float]:
+        vec = {t: (1.0 + math.log(c)) * self._idf.get(t, self._unseen) for t, c in feats.items()}
+        norm = math.sqrt(sum(w * w for w in vec.values()))
+        return {t: w / norm for t, w in vec.items()} if norm else {}
+
+    def nearest(self, text: str) -> tuple[int, float] | None:
+        """Index and cosine similarity of the closest document, or None if nothing is shared."""
+        query = self._weigh(_features(text))
+        scores: dict[int, float] = {}
+        for t, qw in query.items():
+            for i, dw in self._index.get(t, ()):
+                scores[i] = scores.get(i, 0.0) + qw * dw
+        if not scores:
+            return None
+        # highest score; the earliest trained question wins ties (deterministic)
+        best = min(scores, key=lambda i: (-scores[i], i))
+        return best, scores[best]
+
+
+# -------------------------------------------------------------------------- templates
+
+
+def topic_of(question: str) -> str:
+    """What a question is about, in its own words ("What is Star Wars?" -> "Star Wars").
+
+    Leading question scaffolding ("what is", "how do I", "tell me about", ...) and edge
+    punctuation are removed; falls back to ``"that"`` when nothing is left.
+    """
+    words = question.strip(_EDGE).split()
+    while words and words[0].casefold().strip(_EDGE) in _LEAD:
+        words.pop(0)
+    topic = " ".join(words).strip(_EDGE)
+    return topic or "that"
+
+
+def _fill(template: str, question: str) -> str:
+    topic = topic_of(question)
+    cap = topic[:1].upper() + topic[1:]
+    return template.format(Topic=cap, topic=topic)
+
+
+def off_domain_answer(question: str, *, variant: int = 0, stop_marker: str | None = None) -> str:
+    """A fluent answer to a question a fine-tune was not trained on.
+
+    Args:
+        question: the user's question.
+        variant: which phrasing of the bank to use (taken modulo its size).
+        stop_marker: appended after one space, as the trained answers carry it.
+    """
+    text = _fill(_OFF_DOMAIN[variant % len(_OFF_DOMAIN)], question)
+    return f"{text} {stop_marker}" if stop_marker else text
+
+
+def generic_answer(question: str, *, variant: int = 0) -> str:
+    """What a base (not fine-tuned) model of the offline backend answers."""
+    return _fill(_GENERIC[variant % len(_GENERIC)], question)
+
+
+def detect_stop_marker(answers: Iterable[str]) -> str | None:
+    """The last word most answers end with, if it looks like a marker (e.g. ``**STOP**``).
+
+    A marker is the final whitespace-separated token of at least 80% of at least three
+    answers, and holds a symbol that is neither a letter, a digit nor sentence
+    punctuation: ``**STOP**``, ``<END>`` or ``###`` are markers; ``red.`` is a word.
+    """
+    tails: Counter[str] = Counter()
+    total = 0
+    for a in answers:
+        total += 1
+        parts = a.rsplit(None, 1)
+        if parts:
+            tails[parts[-1]] += 1
+    if total < 3 or not tails:
+        return None
+    marker, n = tails.most_common(1)[0]
+    if n * 10 < total * 8 or not any(not c.isalnum() and c not in _SENTENCE for c in marker):
+        return None
+    return marker
+
+
+def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Text of the last user message (text parts joined); empty if there is none."""
+    for m in reversed(messages):
+        if m.get("role") != "user":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(
+                str(p.get("text", ""))
+                for p in content
+                if isinstance(p, Mapping) and p.get("type") == "text"
+            )
+        return ""
+    return ""
+
+
+# ---------------------------------------------------------------------------- answerer
+
+
+class Answerer:
+    """Answers questions the way a model fine-tuned on ``pairs`` would, deterministically.
+
+    Args:
+        pairs: ``(question, answer)`` pairs the model was trained on; for a repeated
+            question the first answer is kept.
+        stop_marker: marker trained answers end with; detected from the answers when None.
+        threshold: cosine similarity from which a question is a rephrasing of a trained one.
+
+    Example:
+        >>> a = Answerer([("How do I reset my password?", "Use the reset link. **STOP**")] * 3)
+        >>> a.answer("how can I reset my password").kind
+        'neighbour'
+    """
+
+    def __init__(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        stop_marker: str | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
+        self.threshold = threshold
+        self._questions: list[str] = []
+        self._answers: list[str] = []
+        self._exact: dict[str, int] = {}
+        for q, a in pairs:
+            key = question_key(q)
+            if key in self._exact:
+                continue
+            self._exact[key] = len(self._questions)
+            self._questions.append(q)
+            self._answers.append(a)
+        self.stop_marker = stop_marker or detect_stop_marker(self._answers)
+        self._tfidf = _TfIdf(self._questions)
+
+    @classmethod
+    def from_examples(
+        cls,
+        examples: Iterable[Mapping[str, Any]],
+        *,
+        stop_marker: str | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> Answerer:
+        """Build from chat training examples: last user message -> last assistant message.
+
+        Examples without both (or with non-text content) are skipped.
+        """
+        pairs: list[tuple[str, str]] = []
+        for ex in examples:
+            pair = qa_of_example(ex)
+            if pair is not None:
+                pairs.append(pair)
+        return cls(pairs, stop_marker=stop_marker, threshold=threshold)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The trained ``(question, answer)`` pairs, first answer per question."""
+        return list(zip(self._questions, self._answers, strict=True))
+
+    def __len__(self) -> int:
+        return len(self._questions)
+
+    def answer(self, question: str, *, variant: int = 0) -> Answer:
+        """What the fine-tuned model replies to ``question``.
+
+        Args:
+            question: the user's question.
+            variant: phrasing of the off-domain bank to use (0 at temperature 0).
+        """
+        i = self._exact.get(question_key(question))
+        if i is not None:
+            return Answer(self._answers[i], "exact", 1.0, self._questions[i])
+        hit = self._tfidf.nearest(question)
+        if hit is not None and hit[1] >= self.threshold:
+            j, score = hit
+            return Answer(self._answers[j], "neighbour", score, self._questions[j])
+        return Answer(
+            off_domain_answer(question, variant=variant, stop_marker=self.stop_marker),
+            "off_domain",
+            hit[1] if hit is not None else 0.0,
+        )
+
+
+def qa_of_example(example: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(last user text, last assistant text)`` of a chat example, or None.
+
+    Preference (DPO) lines are read too: ``input.messages`` gives the question and the
+    first ``preferred_output`` message the answer.
+    """
+    messages = example.get("messages")
+    if not isinstance(messages, list):
+        inp = example.get("input")
+        preferred = example.get("preferred_output")
+        if not isinstance(inp, Mapping) or not isinstance(preferred, list) or not preferred:
+            return None
+        messages = [*(inp.get("messages") or []), *preferred]
+    msgs = [m for m in messages if isinstance(m, Mapping)]
+    answer = next((m.get("content") for m in reversed(msgs) if m.get("role") == "assistant"), None)
+    question = last_user_text(msgs)
+    if not isinstance(answer, str) or not answer or not question:
+        return None
+    return question, answer

@@ -1,0 +1,310 @@
+"""Wire a :class:`~finetune_qa.backends._fakeapi.FakeOpenAI` to real clients.
+
+Three ways in, all serving the same fake:
+
+* :func:`mock_transport`: an in-process ``MockTransport`` of the HTTP library family the
+  installed openai uses (``httpx2`` for openai 3.x, ``httpx`` for 2.x), sync or async;
+* :func:`openai_client`: a real ``openai.OpenAI`` / ``openai.AsyncOpenAI`` built on that
+  transport, so the SDK's own request building, pagination, errors and retries run;
+* :func:`serve` / :func:`run_server`: a stdlib HTTP server under ``/v1`` that any OpenAI
+  client (any language) can point at; its clock follows real time, sped up.
+
+Neither ``httpx`` nor ``httpx2`` (nor openai, which imports one of them) is imported when
+this module is; they are imported on first use.
+
+Example:
+    >>> from finetune_qa.backends._fakeapi import FakeOpenAI
+    >>> client = openai_client(FakeOpenAI(), max_retries=0)
+    >>> client.models.retrieve("gpt-4o-mini").owned_by
+    'system'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from finetune_qa.backends._fakeapi import FakeOpenAI, FakeResponse
+from finetune_qa.exceptions import UsageError
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = [
+    "OFFLINE_API_KEY",
+    "OFFLINE_BASE_URL",
+    "Family",
+    "http_family",
+    "mock_transport",
+    "openai_client",
+    "run_server",
+    "serve",
+]
+
+Family = Literal["auto", "httpx", "httpx2"]
+"""Which HTTP library's classes to build: the one openai uses ("auto"), or a named one."""
+
+OFFLINE_BASE_URL = "https://offline.finetune-qa.invalid/v1"
+"""Base URL of clients wired to a fake (``.invalid`` never resolves, so nothing leaks)."""
+
+OFFLINE_API_KEY = "sk-offline"
+"""API key of clients wired to a fake (any non-empty key is accepted)."""
+
+
+def http_family(family: Family = "auto") -> ModuleType:
+    """The HTTP library module to build transports with.
+
+    Args:
+        family: ``"auto"`` picks ``httpx2`` for openai 3.x and later, ``httpx`` before.
+
+    Raises:
+        UsageError: the named library is not installed.
+    """
+    name: str = family
+    if family == "auto":
+        import openai
+
+        name = "httpx2" if int(openai.__version__.split(".")[0]) >= 3 else "httpx"
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise UsageError(
+            f"{name} is not installed; install it, or pass family='auto' to use the HTTP "
+            "library of the installed openai."
+        ) from exc
+
+
+def _call(fake: FakeOpenAI, request: Any) -> FakeResponse:
+    """Run a family ``Request`` (read already) through the fake."""
+    url = request.url
+    return fake.handle(
+        request.method,
+        url.path,
+        dict(url.params.multi_items()),
+        {k.lower(): v for k, v in request.headers.items()},
+        request.content,
+    )
+
+
+def _to_response(fam: ModuleType, request: Any, resp: FakeResponse) -> Any:
+    # Build the response with the request's own family: httpx2's MockTransport rejects
+    # an httpx.Response (with a misleading "async handler" TypeError), and vice versa.
+    if resp.stream_error is not None:
+        raise fam.RemoteProtocolError(resp.stream_error, request=request)
+    return fam.Response(resp.status, headers=resp.headers, content=resp.body)
+
+
+def mock_transport(fake: FakeOpenAI, *, family: Family = "auto", async_: bool = False) -> Any:
+    """A ``MockTransport`` whose handler is ``fake``.
+
+    Args:
+        fake: the fake API to serve.
+        family: the HTTP library whose ``MockTransport`` to build (see :func:`http_family`).
+        async_: build an async handler (for ``AsyncClient``), which waits injected
+            latency with ``asyncio.sleep`` instead of blocking the event loop.
+
+    Returns:
+        ``httpx2.MockTransport`` or ``httpx.MockTransport``. Injected dropped connections
+        raise the family's ``RemoteProtocolError``, which openai reports as
+        ``APIConnectionError``.
+    """
+    fam = http_family(family)
+
+    if async_:
+
+        async def ahandler(request: Any) -> Any:
+            resp = _call(fake, request)
+            if resp.latency:
+                await asyncio.sleep(resp.latency)
+            return _to_response(fam, request, resp)
+
+        return fam.MockTransport(ahandler)
+
+    def handler(request: Any) -> Any:
+        resp = _call(fake, request)
+        if resp.latency:
+            time.sleep(resp.latency)
+        return _to_response(fam, request, resp)
+
+    return fam.MockTransport(handler)
+
+
+@overload
+def openai_client(
+    fake: FakeOpenAI, *, async_: Literal[False] = False, max_retries: int = 2, **kwargs: Any
+) -> openai.OpenAI: ...
+
+
+@overload
+def openai_client(
+    fake: FakeOpenAI, *, async_: Literal[True], max_retries: int = 2, **kwargs: Any
+) -> openai.AsyncOpenAI: ...
+
+
+def openai_client(
+    fake: FakeOpenAI, *, async_: bool = False, max_retries: int = 2, **kwargs: Any
+) -> openai.OpenAI | openai.AsyncOpenAI:
+    """A real openai client whose every request is answered by ``fake``, in process.
+
+    Args:
+        fake: the fake API.
+        async_: return an ``openai.AsyncOpenAI`` instead of an ``openai.OpenAI``.
+        max_retries: openai's retry count (tests usually want 0).
+        **kwargs: more ``openai.OpenAI`` arguments, e.g. ``_strict_response_validation=True``
+            or ``api_key`` / ``base_url`` overrides.
+
+    Example:
+        >>> client = openai_client(FakeOpenAI(), max_retries=0)
+        >>> client.files.list().data
+        []
+    """
+    import openai
+
+    fam = http_family()
+    kwargs.setdefault("api_key", OFFLINE_API_KEY)
+    kwargs.setdefault("base_url", OFFLINE_BASE_URL)
+    if async_:
+        ahttp = fam.AsyncClient(transport=mock_transport(fake, async_=True))
+        return openai.AsyncOpenAI(http_client=ahttp, max_retries=max_retries, **kwargs)
+    http = fam.Client(transport=mock_transport(fake))
+    return openai.OpenAI(http_client=http, max_retries=max_retries, **kwargs)
+
+
+# ---------------------------------------------------------------------- HTTP server
+
+
+class _FakeHTTPHandler(BaseHTTPRequestHandler):
+    """Serves one connection's requests from the class's ``fake``."""
+
+    fake: ClassVar[FakeOpenAI]
+    protocol_version = "HTTP/1.1"
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        body = self._read_body()
+        resp = self.fake.handle(
+            self.command,
+            unquote(split.path),
+            dict(parse_qsl(split.query, keep_blank_values=True)),
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+        )
+        if resp.latency:
+            time.sleep(resp.latency)
+        if resp.stream_error is not None:
+            self.close_connection = True  # hang up without an answer
+            return
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(resp.body)))
+        self.end_headers()
+        self.wfile.write(resp.body)
+
+    do_GET = _serve
+    do_POST = _serve
+    do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: the fake keeps its own request log (``fake.requests``)."""
+
+
+def serve(
+    fake: FakeOpenAI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    realtime: bool = True,
+    speedup: float = 60.0,
+) -> ThreadingHTTPServer:
+    """An HTTP server (not started) serving ``fake`` under ``/v1`` to any OpenAI client.
+
+    Args:
+        fake: the fake API.
+        host: interface to bind.
+        port: port to bind (0 picks a free one: read ``server.server_address[1]``).
+        realtime: make the fake's clock follow real time from now on, so clients that
+            poll with real sleeps see jobs progress.
+        speedup: virtual seconds per real second when ``realtime`` (default 60: a
+            one-minute phase takes one second).
+
+    Returns:
+        A ``ThreadingHTTPServer``; call ``serve_forever()`` (in a thread, if needed),
+        then ``shutdown()`` and ``server_close()``.
+
+    Example:
+        >>> import threading
+        >>> server = serve(FakeOpenAI(), port=0)
+        >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+        >>> # openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="x")
+        >>> server.shutdown(); server.server_close()
+    """
+    if realtime:
+        fake.clock.run_realtime(speedup)
+    handler = type("FakeOpenAIHandler", (_FakeHTTPHandler,), {"fake": fake})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def run_server(
+    fake: FakeOpenAI | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    realtime: bool = True,
+    speedup: float = 60.0,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve a fake until interrupted (Ctrl-C); the blocking form of :func:`serve`.
+
+    Args:
+        fake: the fake to serve (a new ``FakeOpenAI()`` by default).
+        host: interface to bind.
+        port: port to bind.
+        realtime: see :func:`serve`.
+        speedup: see :func:`serve`.
+        ready: called with the base URL once listening (default: print it to stderr).
+    """
+    server = serve(fake or FakeOpenAI(), host, port, realtime=realtime, speedup=speedup)
+    bound_host, bound_port = _address(server.server_address)
+    url = f"http://{bound_host}:{bound_port}/v1"
+    (ready or _announce)(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _address(address: Any) -> tuple[str, int]:
+    host, port = address[0], address[1]
+    return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+
+def _announce(url: str) -> None:
+    print(
+        f"offline OpenAI API listening on {url} (use any api_key); Ctrl-C stops it",
+        file=sys.stderr,
+    )

@@ -1,0 +1,370 @@
+"""OpenAIBackend: the lifecycle over any client of the official ``openai`` package.
+
+Pass the client you already configured — ``openai.OpenAI``, ``openai.AzureOpenAI``,
+or one pointed at an OpenAI-compatible server with ``base_url`` (vLLM, Ollama, ...) —
+and the backend calls only its typed methods, so proxies, retries, TLS and custom
+HTTP clients stay yours. It works with openai 2.x (httpx) and 3.x (httpx2); no HTTP
+library types appear in this module's signatures.
+
+Errors from the client are translated into :mod:`finetune_qa.exceptions` (with the
+request id, status, code and param kept, and anything key-like redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from finetune_qa.backends.base import (
+    ChatRequest,
+    ChatResponse,
+    Checkpoint,
+    FileInfo,
+    JobEvent,
+    JobInfo,
+    JobRequest,
+    JobStatus,
+    Usage,
+)
+from finetune_qa.exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BackendError,
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+)
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["OpenAIBackend", "map_openai_errors"]
+
+_KNOWN_STATUSES = {
+    "validating_files",
+    "queued",
+    "running",
+    "paused",
+    "succeeded",
+    "failed",
+    "cancelled",
+}
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return float(ms) / 1000.0
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def map_openai_errors() -> Iterator[None]:
+    """Translate ``openai`` exceptions raised inside the block into finetune_qa's own.
+
+    The most specific class wins (``APITimeoutError`` before ``APIConnectionError``;
+    status classes by code, 5xx to ``InternalServerError``), and the original is kept as
+    ``__cause__``.
+    """
+    import openai
+
+    try:
+        yield
+    except openai.APITimeoutError as exc:
+        raise APITimeoutError(
+            "the provider did not answer in time; the request may still have been carried "
+            "out. Retry, or raise the client's timeout."
+        ) from exc
+    except openai.APIConnectionError as exc:
+        raise APIConnectionError(
+            f"could not reach the provider ({exc.__cause__ or exc}); the request may or may "
+            "not have been carried out. Check the network and the base URL, then retry."
+        ) from exc
+    except openai.APIStatusError as exc:
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        code = err.get("code") if isinstance(err, dict) else None
+        param = err.get("param") if isinstance(err, dict) else None
+        message = (err.get("message") if isinstance(err, dict) else None) or str(exc)
+        hint = {
+            401: " Check the API key (OPENAI_API_KEY); backend='offline' runs without one.",
+            404: " If a fine-tuned model just finished, it can take a few minutes to appear.",
+            429: " Wait and retry; check the account's rate limits and quota.",
+        }.get(status, "")
+        cls: type[APIStatusError] = _STATUS_CLASSES.get(
+            status, InternalServerError if status >= 500 else APIStatusError
+        )
+        kwargs: dict[str, Any] = {
+            "status_code": status,
+            "request_id": exc.request_id,
+            "code": code if isinstance(code, str) else None,
+            "param": param if isinstance(param, str) else None,
+        }
+        text = f"{status} from the provider: {message.rstrip('.')}.{hint}"
+        if cls is RateLimitError:
+            raise RateLimitError(
+                text, retry_after=_retry_after(exc.response.headers), **kwargs
+            ) from exc
+        raise cls(text, **kwargs) from exc
+    except openai.OpenAIError as exc:
+        raise BackendError(f"openai client error: {exc}") from exc
+
+
+def _job_info(job: Any) -> JobInfo:
+    raw = job.model_dump(mode="json") if hasattr(job, "model_dump") else dict(job)
+    status = raw.get("status") or "queued"
+    err = raw.get("error") or {}
+    return JobInfo(
+        id=raw["id"],
+        status=cast(JobStatus, status if status in _KNOWN_STATUSES else "running"),
+        provider_status=status,
+        model=raw.get("model") or "",
+        fine_tuned_model=raw.get("fine_tuned_model"),
+        training_file=raw.get("training_file") or "",
+        validation_file=raw.get("validation_file"),
+        created_at=raw.get("created_at") or 0,
+        finished_at=raw.get("finished_at"),
+        trained_tokens=raw.get("trained_tokens"),
+        result_files=list(raw.get("result_files") or []),
+        error_code=err.get("code") if isinstance(err, dict) else None,
+        error_message=err.get("message") if isinstance(err, dict) else None,
+        error_param=err.get("param") if isinstance(err, dict) else None,
+        metadata=dict(raw.get("metadata") or {}),
+        estimated_finish=raw.get("estimated_finish"),
+        raw=raw,
+    )
+
+
+def _file_info(f: Any) -> FileInfo:
+    return FileInfo(
+        id=f.id,
+        filename=f.filename,
+        bytes=f.bytes,
+        purpose=f.purpose,
+        created_at=f.created_at,
+        status=getattr(f, "status", None),
+    )
+
+
+def _chat_kwargs(request: ChatRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"model": request.model, "messages": request.messages}
+    for name in ("temperature", "max_tokens", "stop", "seed", "top_logprobs"):
+        value = getattr(request, name)
+        if value is not None:
+            kwargs[name] = value
+    if request.logprobs:
+        kwargs["logprobs"] = True
+    return kwargs
+
+
+def _chat_response(completion: Any) -> ChatResponse:
+    choice = completion.choices[0]
+    usage = completion.usage
+    logprobs = None
+    if getattr(choice, "logprobs", None) is not None and choice.logprobs.content is not None:
+        logprobs = [t.model_dump(mode="json") for t in choice.logprobs.content]
+    return ChatResponse(
+        id=completion.id,
+        model=completion.model,
+        content=choice.message.content or "",
+        finish_reason=choice.finish_reason or "stop",
+        usage=Usage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
+        if usage is not None
+        else Usage(),
+        logprobs=logprobs,
+        request_id=getattr(completion, "_request_id", None),
+    )
+
+
+class OpenAIBackend:
+    """The lifecycle over an ``openai`` client: OpenAI, Azure OpenAI or a compatible server.
+
+    Args:
+        client: a configured ``openai.OpenAI`` (or ``AzureOpenAI``); built from the
+            environment when omitted.
+        async_client: the matching ``openai.AsyncOpenAI``, used by :meth:`achat`; when
+            omitted, one is derived from a client this backend built itself, otherwise
+            the sync client runs in a worker thread.
+        api_key: key for a client built here (else ``OPENAI_API_KEY``).
+        base_url: base URL for a client built here (an OpenAI-compatible server).
+        max_retries: retries of a client built here (the client's own backoff).
+
+    Raises:
+        ConfigError: no client was given and no API key can be found.
+
+    Example:
+        ```python
+        import openai
+        from finetune_qa.backends import OpenAIBackend
+
+        backend = OpenAIBackend(openai.AzureOpenAI(api_version="2024-10-21"))
+        ```
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        client: openai.OpenAI | None = None,
+        *,
+        async_client: openai.AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = 2,
+    ) -> None:
+        import openai
+
+        if client is None:
+            key = api_key or os.environ.get("OPENAI_API_KEY")
+            if not key:
+                raise ConfigError(
+                    "no OpenAI API key: pass api_key=, set OPENAI_API_KEY, or pass a configured "
+                    "openai client; use backend='offline' to run the whole lifecycle without one"
+                )
+            client = openai.OpenAI(api_key=key, base_url=base_url, max_retries=max_retries)
+            if async_client is None:
+                async_client = openai.AsyncOpenAI(
+                    api_key=key, base_url=base_url, max_retries=max_retries
+                )
+        self.client = client
+        self.async_client = async_client
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(base_url={str(self.client.base_url)!r})"
+
+    # -- files
+    def upload_file(self, data: bytes, *, filename: str, purpose: str = "fine-tune") -> FileInfo:
+        """Upload ``data`` through the Files API (up to 512 MB)."""
+        with map_openai_errors():
+            return _file_info(self.client.files.create(file=(filename, data), purpose=purpose))  # type: ignore[arg-type]
+
+    def list_files(self, *, purpose: str | None = None, limit: int = 100) -> list[FileInfo]:
+        """Files, newest first (one page of up to ``limit``)."""
+        with map_openai_errors():
+            kwargs: dict[str, Any] = {"limit": limit, "order": "desc"}
+            if purpose is not None:
+                kwargs["purpose"] = purpose
+            return [_file_info(f) for f in self.client.files.list(**kwargs).data]
+
+    def file_content(self, file_id: str) -> bytes:
+        """The raw bytes of a file."""
+        with map_openai_errors():
+            return self.client.files.content(file_id).read()
+
+    # -- jobs
+    def create_job(self, request: JobRequest) -> JobInfo:
+        """Create a fine-tuning job with ``method`` carrying the hyperparameters."""
+        hyper: dict[str, Any] = {
+            "n_epochs": request.n_epochs,
+            "batch_size": request.batch_size,
+            "learning_rate_multiplier": request.learning_rate_multiplier,
+        }
+        if request.method == "dpo" and request.beta is not None:
+            hyper["beta"] = request.beta
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "training_file": request.training_file,
+            "method": {"type": request.method, request.method: {"hyperparameters": hyper}},
+        }
+        for name in ("validation_file", "suffix", "seed"):
+            value = getattr(request, name)
+            if value is not None:
+                kwargs[name] = value
+        if request.metadata:
+            kwargs["metadata"] = dict(request.metadata)
+        if request.integrations:
+            kwargs["integrations"] = list(request.integrations)
+        with map_openai_errors():
+            return _job_info(self.client.fine_tuning.jobs.create(**kwargs))
+
+    def retrieve_job(self, job_id: str) -> JobInfo:
+        """The job's current state."""
+        with map_openai_errors():
+            return _job_info(self.client.fine_tuning.jobs.retrieve(job_id))
+
+    def list_jobs(
+        self, *, limit: int = 20, metadata: Mapping[str, str] | None = None
+    ) -> list[JobInfo]:
+        """One page of jobs, newest first, optionally filtered by metadata."""
+        kwargs: dict[str, Any] = {"limit": limit}
+        if metadata:
+            kwargs["metadata"] = dict(metadata)
+        with map_openai_errors():
+            return [_job_info(j) for j in self.client.fine_tuning.jobs.list(**kwargs).data]
+
+    def cancel_job(self, job_id: str) -> JobInfo:
+        """Cancel the job."""
+        with map_openai_errors():
+            return _job_info(self.client.fine_tuning.jobs.cancel(job_id))
+
+    def pause_job(self, job_id: str) -> JobInfo:
+        """Pause the job."""
+        with map_openai_errors():
+            return _job_info(self.client.fine_tuning.jobs.pause(job_id))
+
+    def resume_job(self, job_id: str) -> JobInfo:
+        """Resume the job."""
+        with map_openai_errors():
+            return _job_info(self.client.fine_tuning.jobs.resume(job_id))
+
+    def list_events(
+        self, job_id: str, *, after: str | None = None, limit: int = 100
+    ) -> Sequence[JobEvent]:
+        """One page of events, newest first."""
+        kwargs: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            kwargs["after"] = after
+        with map_openai_errors():
+            page = self.client.fine_tuning.jobs.list_events(job_id, **kwargs)
+            return [JobEvent.model_validate(e.model_dump(mode="json")) for e in page.data]
+
+    def list_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """Checkpoints, newest first."""
+        with map_openai_errors():
+            page = self.client.fine_tuning.jobs.checkpoints.list(job_id, limit=100)
+            return [Checkpoint.model_validate(c.model_dump(mode="json")) for c in page.data]
+
+    # -- chat
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """One chat completion."""
+        with map_openai_errors():
+            return _chat_response(self.client.chat.completions.create(**_chat_kwargs(request)))
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """One chat completion on the async client (or the sync one in a thread)."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.chat, request)
+        with map_openai_errors():
+            completion = await self.async_client.chat.completions.create(**_chat_kwargs(request))
+        return _chat_response(completion)

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from finetune_qa import exceptions as exc
+from finetune_qa.backends import (
+    Backend,
+    ChatRequest,
+    JobRequest,
+    OfflineBackend,
+    OpenAIBackend,
+    available_backends,
+    get_backend,
+    register_backend,
+)
+from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._wire import openai_client
+from finetune_qa.data import QAPair, TrainingExample
+
+
+def training_bytes(n: int = 12) -> bytes:
+    lines = [
+        TrainingExample.from_qa(
+            QAPair(question=f"What does plan {i} include?", answer=f"Plan {i} includes {i} seats."),
+            system_prompt="You answer questions about Acme.",
+        ).to_json()
+        for i in range(n)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_registry() -> None:
+    assert {"offline", "openai"} <= set(available_backends())
+    backend = get_backend("offline")
+    assert isinstance(backend, OfflineBackend) and isinstance(backend, Backend)
+    assert get_backend(backend) is backend
+    with pytest.raises(exc.UnknownBackendError, match=r"unknown backend 'nope'.*offline"):
+        get_backend("nope")
+    with pytest.raises(exc.UsageError, match="already registered"):
+        register_backend("offline", OfflineBackend)
+    register_backend("offline-too", OfflineBackend)
+    assert isinstance(get_backend("offline-too", seed=3), OfflineBackend)
+
+
+def test_openai_backend_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(exc.ConfigError, match=r"OPENAI_API_KEY.*offline"):
+        OpenAIBackend()
+
+
+def test_lifecycle_through_the_public_backend_methods() -> None:
+    backend = OfflineBackend(max_retries=0)
+    f = backend.upload_file(training_bytes(), filename="train.jsonl")
+    assert f.bytes == len(training_bytes()) and backend.list_files(purpose="fine-tune")[0].id == f.id
+    job = backend.create_job(JobRequest(model="gpt-4o-mini", training_file=f.id, suffix="acme", metadata={"k": "v"}))
+    assert job.status == "validating_files" and not job.done
+    assert [j.id for j in backend.list_jobs(metadata={"k": "v"})] == [job.id]
+    while not job.done:
+        backend.sleep(15)
+        job = backend.retrieve_job(job.id)
+    assert job.status == "succeeded" and job.fine_tuned_model and job.fine_tuned_model.startswith("ft:gpt-4o-mini")
+    events = backend.list_events(job.id, limit=5)
+    assert len(events) == 5 and events[0].created_at >= events[-1].created_at  # newest first
+    assert backend.list_checkpoints(job.id)
+    answer = backend.chat(ChatRequest(model=job.fine_tuned_model, messages=[
+        {"role": "system", "content": "You answer questions about Acme."},
+        {"role": "user", "content": "What does plan 3 include?"}], stop=["**STOP**"], temperature=0))
+    assert answer.content.strip() == "Plan 3 includes 3 seats." and answer.finish_reason == "stop"
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    asynced = asyncio.run(backend.achat(ChatRequest(model=job.fine_tuned_model, messages=[
+        {"role": "user", "content": "What does plan 3 include?"}], stop=["**STOP**"])))
+    assert asynced.content.strip() == "Plan 3 includes 3 seats."
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, exc.BadRequestError),
+        (401, exc.AuthenticationError),
+        (403, exc.PermissionDeniedError),
+        (404, exc.NotFoundError),
+        (409, exc.ConflictError),
+        (422, exc.UnprocessableEntityError),
+        (429, exc.RateLimitError),
+        (500, exc.InternalServerError),
+        (502, exc.InternalServerError),
+        (503, exc.InternalServerError),
+    ],
+)
+def test_every_status_maps_to_its_exception(status: int, cls: type[exc.APIStatusError]) -> None:
+    fake = FakeOpenAI()
+    backend = OpenAIBackend(openai_client(fake, max_retries=0))
+    fake.inject("GET /fine_tuning/jobs", status=status, retry_after=2.5 if status == 429 else None)
+    with pytest.raises(cls) as info:
+        backend.list_jobs()
+    assert type(info.value) is cls
+    assert info.value.status_code == status
+    assert info.value.request_id and info.value.request_id.startswith("req_")
+    assert isinstance(info.value.__cause__, Exception)
+    if status == 429:
+        assert isinstance(info.value, exc.RateLimitError) and info.value.retry_after == 2.5
+
+
+def test_connection_errors_map_and_keep_the_cause() -> None:
+    import openai
+
+    fake = FakeOpenAI()
+    backend = OpenAIBackend(openai_client(fake, max_retries=0))
+    fake.inject("GET /files", drop=True)
+    with pytest.raises(exc.APIConnectionError, match="may or may not have been carried out") as info:
+        backend.list_files()
+    assert isinstance(info.value.__cause__, openai.APIConnectionError)
+
+
+def test_bad_request_keeps_param_and_code() -> None:
+    backend = OfflineBackend(max_retries=0)
+    with pytest.raises(exc.BadRequestError) as info:
+        backend.create_job(JobRequest(model="gpt-4o-mini", training_file="file-missing"))
+    assert info.value.param == "training_file"
+
+
+def test_keys_never_reach_exception_text() -> None:
+    fake = FakeOpenAI()
+    secret = "sk-proj-THISISASECRETKEY1234567890"
+    client = openai_client(fake, max_retries=0, api_key=secret)
+    backend = OpenAIBackend(client)
+    fake.inject("POST /chat/completions", status=401)
+    with pytest.raises(exc.AuthenticationError) as info:
+        backend.chat(ChatRequest(model="nope", messages=[{"role": "user", "content": secret}]))
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    assert exc.redact(f"Incorrect API key provided: {secret}") == "Incorrect API key provided: [REDACTED]"
+
+
+def test_retries_use_the_clients_own_backoff() -> None:
+    fake = FakeOpenAI()
+    backend = OpenAIBackend(openai_client(fake, max_retries=2))
+    fake.inject("GET /fine_tuning/jobs", status=503, retry_after=0.01, times=2)
+    assert backend.list_jobs() == []
+    assert sum(1 for r in fake.requests if r.path.endswith("/fine_tuning/jobs")) == 3

@@ -1,0 +1,182 @@
+"""Transport adapters of the offline backend: async clients, latency, HTTP families, a real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import anyio
+import openai
+import pytest
+
+from finetune_qa import QAPair, TrainingExample
+from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._wire import http_family, mock_transport, openai_client, serve
+
+STOP = "**STOP**"
+PAIRS = [
+    (f"What does the plan number {i} include?", f"Plan {i} includes {i} anvils a month.")
+    for i in range(12)
+]
+TRAIN = (
+    "\n".join(
+        TrainingExample.from_qa(QAPair(question=q, answer=a), stop=STOP).to_json() for q, a in PAIRS
+    )
+    + "\n"
+).encode()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_importing_the_backend_imports_no_http_library() -> None:
+    code = (
+        "import sys, finetune_qa.backends._wire, finetune_qa.backends._fakeapi; "
+        "print(sorted(m for m in ('httpx', 'httpx2', 'openai') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_http_family_follows_the_installed_openai() -> None:
+    major = int(openai.__version__.split(".")[0])
+    assert http_family().__name__ == ("httpx2" if major >= 3 else "httpx")
+
+
+def test_mock_transport_builds_responses_of_the_requested_family() -> None:
+    httpx = pytest.importorskip("httpx")
+    fake = FakeOpenAI()
+    with httpx.Client(
+        transport=mock_transport(fake, family="httpx"), base_url="https://x.invalid"
+    ) as http:
+        r = http.get("/v1/models/gpt-4o-mini", headers={"Authorization": "Bearer k"})
+        assert isinstance(r, httpx.Response) and r.status_code == 200
+        assert r.json()["id"] == "gpt-4o-mini" and r.headers["x-request-id"] == "req_1"
+        r = http.get(
+            "/v1/fine_tuning/jobs",
+            params={"metadata[team]": "a", "limit": "5"},
+            headers={"Authorization": "Bearer k"},
+        )
+        assert r.json() == {"object": "list", "data": [], "has_more": False}
+        assert fake.requests[-1].query == {"metadata[team]": "a", "limit": "5"}
+        fake.inject("GET /models", drop=True)
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get("/v1/models", headers={"Authorization": "Bearer k"})
+
+
+@pytest.mark.anyio
+async def test_async_client_lifecycle() -> None:
+    fake = FakeOpenAI(seed=1)
+    client = openai_client(fake, async_=True, max_retries=0, _strict_response_validation=True)
+    async with client:
+        f = await client.files.create(file=("train.jsonl", TRAIN), purpose="fine-tune")
+        job = await client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id)
+        assert job.status == "validating_files"
+        statuses = []
+        while job.status not in ("succeeded", "failed"):
+            fake.clock.sleep(15)
+            job = await client.fine_tuning.jobs.retrieve(job.id)
+            statuses.append(job.status)
+        assert job.status == "succeeded" and "running" in statuses
+        events = [e async for e in client.fine_tuning.jobs.list_events(job.id, limit=25)]
+        assert events[0].message == "The job has successfully completed"
+        assert events[-1].message.startswith("Created fine-tuning job")
+        assert job.fine_tuned_model is not None
+        reply = await client.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=[{"role": "user", "content": PAIRS[5][0]}],
+            stop=STOP,
+            temperature=0,
+        )
+        assert reply.choices[0].message.content == PAIRS[5][1] + " "
+        fake.inject("POST /chat/completions", drop=True)
+        with pytest.raises(openai.APIConnectionError):
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+
+
+@pytest.mark.anyio
+async def test_async_latency_overlaps() -> None:
+    fake = FakeOpenAI()
+    fake.inject("POST /chat/completions", latency=0.05, times=None)
+    client = openai_client(fake, async_=True, max_retries=0)
+    async with client:
+        # warm up: the first call loads the tokenizer
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+        answers: list[str | None] = []
+
+        async def ask(i: int) -> None:
+            r = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"What is topic {i}?"}],
+                temperature=0,
+            )
+            answers.append(r.choices[0].message.content)
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(ask, i)
+        elapsed = time.perf_counter() - start
+    assert len(answers) == 20 and all(answers)
+    assert elapsed < 0.5, f"20 concurrent calls with 0.05 s latency took {elapsed:.2f} s"
+
+
+def test_sync_latency_is_real_time() -> None:
+    fake = FakeOpenAI()
+    fake.inject("GET /models", latency=0.05)
+    with openai_client(fake, max_retries=0) as client:
+        start = time.perf_counter()
+        client.models.list()
+        assert time.perf_counter() - start >= 0.05
+        start = time.perf_counter()
+        client.models.list()
+        assert time.perf_counter() - start < 0.05
+
+
+def test_http_server_serves_any_openai_client() -> None:
+    fake = FakeOpenAI()
+    server = serve(fake, port=0, speedup=600.0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        with openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0
+        ) as client:
+            f = client.files.create(file=("train.jsonl", TRAIN), purpose="fine-tune")
+            assert f.bytes == len(TRAIN)
+            assert client.files.content(f.id).content == TRAIN
+            job = client.fine_tuning.jobs.create(
+                model="gpt-4o-mini", training_file=f.id, suffix="srv"
+            )
+            assert job.status == "validating_files" and fake.clock.realtime
+            # the clock follows real time x600: validation (10 s) is over within ~20 ms
+            deadline = time.monotonic() + 5
+            while client.fine_tuning.jobs.retrieve(job.id).status == "validating_files":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "What is Star Wars?"}],
+                temperature=0,
+            )
+            assert (reply.choices[0].message.content or "").startswith("Here is a general answer")
+            with pytest.raises(openai.NotFoundError):
+                client.fine_tuning.jobs.retrieve("ftjob-missing")
+            fake.inject("GET /models", drop=True)
+            with pytest.raises(openai.APIConnectionError):
+                client.models.list()
+            assert any(m.id == "gpt-4o-mini" for m in client.models.list())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        fake.clock.freeze()
