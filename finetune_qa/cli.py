@@ -131,7 +131,8 @@ def cli() -> None:
 @click.option(
     "--model",
     default=None,
-    help=f"Model whose encoding, limit and price to report (default {DEFAULT_MODEL}).",
+    help=f"Model whose encoding, limit and price to report (default {DEFAULT_MODEL}; "
+    "ignored with --no-tokens).",
 )
 @click.option(
     "--report-tokens/--no-tokens",
@@ -198,7 +199,7 @@ def build(
             answer_column=answer_column,
             strict=strict,
         )
-    use_model = model or (DEFAULT_MODEL if report_tokens else None)
+    use_model = (model or DEFAULT_MODEL) if report_tokens else None
     try:
         report = builder.build(output, validation_output=validation_output, model=use_model)
     except DatasetError as exc:

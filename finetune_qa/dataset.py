@@ -1,7 +1,7 @@
 """DatasetBuilder: QA sources in, chat fine-tuning JSONL out, with every drop accounted for.
 
 The builder streams: sources -> normalize -> filters -> dedupe -> split -> write. Memory
-does not grow with the number of pairs beyond 8 bytes a distinct question (for dedupe)
+does not grow with the number of pairs beyond about 16 bytes a distinct question (dedupe)
 and a few examples per drop reason. Files are written atomically: either the whole
 train (and validation) file appears, or nothing does.
 
@@ -68,7 +68,14 @@ from finetune_qa.config import (
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
 from finetune_qa.exceptions import DatasetError, InputFileError, UsageError
-from finetune_qa.readers import QASource, RawPair, ReadIssue, SourceFormat
+from finetune_qa.readers import (
+    CHANGE_REASONS,
+    ISSUE_REASONS,
+    QASource,
+    RawPair,
+    ReadIssue,
+    SourceFormat,
+)
 from finetune_qa.tokens import (
     TOKENS_PER_EXAMPLE,
     TOKENS_PER_MESSAGE,
@@ -80,17 +87,7 @@ from finetune_qa.validation import ValidationReport, Validator
 __all__ = ["BuildReport", "DatasetBuilder", "ReasonCount", "ReasonExample"]
 
 REASONS: dict[str, str] = {
-    # from the readers
-    "unbalanced_row": "the row's question and answer lists differ in length and are not numbered",
-    "unmatched_question": "a numbered question with no answer of the same number",
-    "unmatched_answer": "a numbered answer with no question of the same number",
-    "missing_cell": "the row has no cell for a required column",
-    "empty_question": "the question is empty",
-    "empty_answer": "the answer is empty",
-    "multi_turn": "a multi-turn chat example cannot be reduced to one pair",
-    "no_user_or_assistant": "a chat example without a user or an assistant message",
-    "non_text_content": "a chat message whose content is not text",
-    # from the builder
+    **ISSUE_REASONS,  # the readers' reasons, described where they are raised
     "question_too_short": "the question is shorter than the minimum length",
     "answer_too_short": "the answer is shorter than the minimum length",
     "duplicate_question": "the same question (ignoring case, spacing and punctuation) came earlier",
@@ -98,15 +95,13 @@ REASONS: dict[str, str] = {
 """Why a pair can be dropped; custom filters add their own names."""
 
 CHANGES: dict[str, str] = {
-    "numbering_stripped": "a list marker such as '1.', '10)', 'Q:' or '-' was removed",
-    "continuation_joined": "a continuation line was joined to its item",
-    "whitespace_stripped": "white space around the text was removed",
-    "stop_marker_removed": "the stop marker was removed from an existing answer",
+    **CHANGE_REASONS,
     "unicode_normalized": "the text was put in Unicode NFC form",
     "whitespace_normalized": "runs of spaces or tabs were collapsed to one space",
 }
 """What the readers and the builder may change in a pair (it is kept, and counted)."""
 
+_STRIPPED = ("whitespace_stripped",)
 _BATCH = 4096
 _RANGE_BYTES = 2 * 1024 * 1024
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
@@ -208,7 +203,7 @@ class BuildReport(BaseModel):
                         parts.append(f"Q: {ex.question!r}")
                     if ex.answer is not None:
                         parts.append(f"A: {ex.answer!r}")
-                    out.append(f"{b}    " + " | ".join(parts))
+                    out.append(("    - " if markdown else "      ") + " | ".join(parts))
         text = "\n".join(out) + "\n"
         if self.token_report is not None:
             text += "\n" + (
@@ -411,11 +406,13 @@ class DatasetBuilder:
         for p in spec.pairs:
             if not isinstance(p, QAPair):
                 raise UsageError(f"add_pairs() takes QAPair objects, got {type(p).__name__}")
+            q, a = p.question.strip(), p.answer.strip()
+            changed = _STRIPPED if (len(q) != len(p.question) or len(a) != len(p.answer)) else ()
             s = p.source
             if s is None:
-                yield (p.question, p.answer, None, None, None, ())
+                yield (q, a, None, None, None, changed)
             else:
-                yield (p.question, p.answer, s.line, s.row, s.item, ())
+                yield (q, a, s.line, s.row, s.item, changed)
 
     def iter_examples(self) -> Iterator[TrainingExample]:
         """Stream the kept pairs as :class:`TrainingExample` (train and validation alike)."""
@@ -573,7 +570,9 @@ class DatasetBuilder:
             assert isinstance(meta, int)
             questions, answers = counts[0::2], counts[1::2]
             totals = [fixed + q + a for q, a in zip(questions, answers, strict=True)]
-            validator.record_batch(meta, n_msgs, totals, answers)
+            validator.record_batch(
+                meta, n_msgs, totals, answers, has_system=bool(self.system_prompt)
+            )
 
     def _write_parallel(
         self,
@@ -749,7 +748,9 @@ class _Merger:
         if train:
             self.train_f.write(b"".join(train))
             if self.validator is not None and t_tot:
-                self.validator.record_batch(self.n_train + 1, self.n_msgs, t_tot, t_ast)
+                self.validator.record_batch(
+                    self.n_train + 1, self.n_msgs, t_tot, t_ast, has_system=self.n_msgs == 3
+                )
             self.n_train += len(train)
         if val and self.val_f is not None:
             self.val_f.write(b"".join(val))

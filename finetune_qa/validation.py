@@ -429,9 +429,7 @@ def _check(obj: Any, errors: list[tuple[str, str]]) -> _Example | None:
                     ("invalid_weight", f"{where}: weight is only allowed on assistant messages")
                 )
             elif not _is_int01(m["weight"]):
-                errors.append(
-                    ("invalid_weight", f"{where}: weight is {m['weight']!r}, must be 0 or 1")
-                )
+                errors.append(("invalid_weight", f"{where}: weight is {m['weight']!r}"))
         if "tool_calls" in m:
             problem = (
                 _check_tool_calls(m["tool_calls"])
@@ -603,7 +601,8 @@ class Validator:
             self._issue("blank_line", "error", "empty line", line)
             return
         try:
-            obj = orjson.loads(raw)
+            # without its newline, or orjson would report a truncated object as "line 2"
+            obj = orjson.loads(raw.rstrip(b"\r\n"))
         except orjson.JSONDecodeError as exc:
             self._issue("invalid_json", "error", f"not valid JSON ({exc})", line)
             return
@@ -614,7 +613,8 @@ class Validator:
         """Check one example given as a dict (or a :class:`TrainingExample`)."""
         to_dict = getattr(example, "to_dict", None)
         obj = to_dict() if callable(to_dict) else example
-        self.lines += 1
+        if not self._validation_phase:
+            self.lines += 1
         self._add(obj, line, raw_key=hash(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
 
     def _add(self, obj: Any, line: int | None, *, raw_key: int) -> None:
@@ -714,7 +714,13 @@ class Validator:
         self._tally(line, n_messages, total, assistant)
 
     def record_batch(
-        self, first_line: int, n_messages: int, totals: Sequence[int], assistant: Sequence[int]
+        self,
+        first_line: int,
+        n_messages: int,
+        totals: Sequence[int],
+        assistant: Sequence[int],
+        *,
+        has_system: bool = True,
     ) -> None:
         """Record consecutive well-formed examples (lines ``first_line``, ``first_line + 1``, ...).
 
@@ -723,6 +729,8 @@ class Validator:
         n = len(totals)
         self.lines += n
         self.examples += n
+        if not has_system:
+            self.missing_system += n
         self.h_msgs._counts[n_messages] += n
         self.h_msgs.count += n
         self.h_msgs.total += n_messages * n
@@ -939,7 +947,8 @@ def validate_file(
     """Validate a chat fine-tuning JSONL file (and optionally its validation file).
 
     The file is streamed once; memory does not grow with its length beyond the
-    duplicate-detection keys (8 bytes per example) and the kept issues.
+    duplicate-detection memo (line numbers of the first 200,000 distinct examples and
+    questions; repeats of later ones are not reported) and the kept issues.
 
     Args:
         path: the training JSONL.
