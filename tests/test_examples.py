@@ -1,0 +1,132 @@
+"""Run every script in examples/ as a user would, offline, and check what it prints.
+
+Each example runs in a fresh subprocess with the current interpreter, in an empty working
+directory that must stay empty (examples write only to a temporary directory or to the
+directory given as argv[1]). EXPECTED lists, per example, text its output must contain;
+a test keeps EXPECTED and the files in examples/ in sync, so a new example cannot be
+forgotten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED: dict[str, list[str]] = {
+    "01_build_dataset.py": [
+        "Build report",
+        "lumen_notes_qa.csv (seed_csv)",
+        "(reconciles)",
+        "unbalanced_row: 3",
+        "unmatched_question: 1",
+        "question_too_short: 1",
+        "numbering_stripped:",
+        "model: gpt-4o-mini (encoding o200k_base)",
+        "estimated training cost: $",
+        "read 29 = kept 24 + dropped 5",
+        "reconciles: True",
+        '{"messages":[{"role":"system","content":"You are a factual chatbot',
+        '**STOP**"}]}',
+    ],
+    "02_validate_and_price.py": [
+        "== gpt-4o-mini: OK",
+        "== gpt-3.5-turbo: OK",
+        "encoding: o200k_base",
+        "encoding: cl100k_base",
+        "token limit per example: 65,536",
+        "token limit per example: 16,385",
+        "at $3 per 1M tokens",
+        "at $8 per 1M tokens",
+        "catalogue: jobs end 2027-01-06, serving ends 2027-01-14",
+        "catalogue: jobs end 2026-10-23, serving ends 2026-10-23",
+        "the encoding decides the count",
+        "Training on gpt-3.5-turbo would cost",
+    ],
+    "03_read_your_own_formats.py": [
+        "helpdesk.csv: format pairs_csv, question/answer from 'Prompt'/'Completion'",
+        "pairs.jsonl: format pairs_jsonl",
+        "chat.jsonl: format chat_jsonl",
+        "helpdesk.csv:2 (row 1): 'How do I export a notebook?'",
+        "'Can I nest notebooks?' -> 'Yes, three levels deep.'",
+        "'Can I undo a deleted note?' -> 'Yes, from Trash within 30 days.'",
+        "issue empty_answer:",
+        "issue missing_cell:",
+        "issue multi_turn:",
+        "read 9 = kept 5 + dropped 4",
+        "dropped as empty_answer: 2",
+        "changed (stop_marker_removed): 1",
+    ],
+    "04_count_tokens.py": [
+        "gpt-4o-mini",
+        "o200k_base",
+        "cl100k_base",
+        "is a fine-tune of gpt-4.1-2025-04-14.",
+        "finetune_qa counts it with o200k_base",
+        "reply priming: 3",
+        "total: 56 (count_messages says 56)",
+        "my-local-model (described with ModelInfo)",
+    ],
+}
+
+
+def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        check=False,
+    )
+
+
+def test_every_example_is_tested() -> None:
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(EXPECTED)
+
+
+def test_examples_are_numbered_in_order() -> None:
+    names = sorted(EXPECTED)
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.py", n) for n in names), names
+    assert [int(n[:2]) for n in names] == list(range(1, len(names) + 1))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_and_says_what_it_does(name: str, tmp_path: Path) -> None:
+    result = run_example(name, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    missing = [text for text in EXPECTED[name] if text not in result.stdout]
+    assert not missing, f"{name} did not print {missing}:\n{result.stdout}"
+    # examples write only to a temporary directory (or to argv[1])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_has_docstring_and_main(name: str) -> None:
+    source = (EXAMPLES / name).read_text(encoding="utf-8")
+    assert source.startswith('"""'), f"{name} needs a module docstring"
+    assert f"python examples/{name}" in source, f"{name}'s docstring should say how to run it"
+    assert "\ndef main() -> int:\n" in source
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    raise SystemExit(main())')
+
+
+def test_build_then_validate_share_a_directory(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    built = run_example("01_build_dataset.py", tmp_path, str(out))
+    assert built.returncode == 0, built.stderr
+    assert {p.name for p in out.iterdir()} == {"train.jsonl", "validation.jsonl"}
+    train = (out / "train.jsonl").read_bytes()
+
+    checked = run_example("02_validate_and_price.py", tmp_path, str(out))
+    assert checked.returncode == 0, checked.stderr
+    assert f"Using {out / 'train.jsonl'} and {out / 'validation.jsonl'}." in checked.stdout
+    assert (out / "train.jsonl").read_bytes() == train  # validated as written, not rebuilt
