@@ -48,6 +48,10 @@ class OfflineBackend(OpenAIBackend):
             async_client=openai_client(self.fake, async_=True, max_retries=max_retries),
         )
 
+    def monotonic(self) -> float:
+        """The virtual clock's time, for timeouts measured in the same time as :meth:`sleep`."""
+        return self.fake.clock.now()
+
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of virtual time: jobs progress, nothing actually sleeps."""
         self.fake.clock.sleep(seconds)

@@ -1,0 +1,848 @@
+"""FineTuneJob: upload, create, follow, and resume a fine-tuning job without losing it.
+
+A job is created from a training file (usually the one a ``DatasetBuilder`` wrote):
+
+1. the request is checked before anything is sent (hyperparameter ranges, suffix,
+   metadata, the model's end dates, and the file itself with the validator);
+2. the file is uploaded once per content: its SHA-256 is in the file name and in a local
+   journal, so a retry or a second run reuses the earlier upload;
+3. the job is created with an idempotency token in its metadata, written to the
+   journal *before* the request: if the connection drops after the provider created
+   the job, or the process dies, the next attempt finds the job by its token instead of
+   starting a second (billed) one;
+4. :meth:`FineTuneJob.wait` / :meth:`FineTuneJob.follow` poll with backoff and deliver
+   every event once, in chronological order (the API lists them newest first).
+
+:meth:`FineTuneJob.attach` picks a job up again by id, from any process.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from finetune_qa import DatasetBuilder, FineTuneJob, sample_csv
+    >>> from finetune_qa.backends import OfflineBackend
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = DatasetBuilder().add_source(sample_csv()).build(out / "train.jsonl")
+    >>> job = FineTuneJob.create(out / "train.jsonl", model="gpt-4o-mini",
+    ...     backend=OfflineBackend(), journal=out / "journal.jsonl", suffix="lumen")
+    >>> job.wait().status
+    'succeeded'
+    >>> job.fine_tuned_model.startswith("ft:gpt-4o-mini-2024-07-18:")
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime as dt
+import functools
+import hashlib
+import io
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from finetune_qa.backends import (
+    Backend,
+    Checkpoint,
+    FileInfo,
+    JobEvent,
+    JobInfo,
+    JobRequest,
+    get_backend,
+)
+from finetune_qa.catalog import ModelCatalog, default_catalog
+from finetune_qa.config import DEFAULT_MODEL, cache_dir
+from finetune_qa.exceptions import (
+    APIConnectionError,
+    BackendError,
+    InputFileError,
+    InternalServerError,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    RateLimitError,
+    UnknownModelError,
+    UsageError,
+    ValidationFailed,
+)
+from finetune_qa.validation import validate_file
+
+if TYPE_CHECKING:
+    from finetune_qa.chat import ChatModel
+
+__all__ = ["FineTuneJob", "Journal", "MetricPoint"]
+
+TOKEN_KEY = "finetune_qa_token"
+"""Metadata key that carries a job's idempotency token."""
+
+_SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_RETRYABLE = (APIConnectionError, RateLimitError, InternalServerError)
+T = TypeVar("T")
+
+
+class MetricPoint(BaseModel):
+    """Training metrics at one step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: int = Field(description="Training step.")
+    train_loss: float | None = Field(default=None, description="Training loss.")
+    train_accuracy: float | None = Field(default=None, description="Training token accuracy.")
+    valid_loss: float | None = Field(default=None, description="Validation loss.")
+    valid_mean_token_accuracy: float | None = Field(
+        default=None, description="Validation token accuracy."
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Journal:
+    """An append-only record of uploads and jobs, written before each call returns.
+
+    Each line is one JSON object; the file is created owner-only (0600) and every
+    record is flushed and fsync'ed. It holds ids, hashes, model names and a backend
+    label — never an API key.
+
+    Args:
+        path: the journal file (default ``<cache dir>/journal.jsonl``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else cache_dir() / "journal.jsonl"
+        self._lock = threading.Lock()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Write one record durably."""
+        line = orjson.dumps({"at": _now(), **record}) + b"\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first (a torn last line from a crash is skipped)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        out = []
+        for raw in data.splitlines():
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+    def find(self, **match: Any) -> list[dict[str, Any]]:
+        """Records whose fields equal ``match``, oldest first."""
+        return [r for r in self.records() if all(r.get(k) == v for k, v in match.items())]
+
+
+def _backend_label(backend: Backend) -> str:
+    """Which provider (and account endpoint) a record belongs to; never a key."""
+    fake = getattr(backend, "fake", None)
+    if fake is not None:
+        return f"offline:{id(fake):x}:{getattr(fake, 'seed', 0)}"
+    client = getattr(backend, "client", None)
+    base = getattr(client, "base_url", None)
+    return f"{backend.name}:{base}" if base is not None else backend.name
+
+
+def _check_request(req: JobRequest, catalog: ModelCatalog, today: dt.date) -> None:
+    def bad(message: str) -> UsageError:
+        return UsageError(message)
+
+    if req.n_epochs != "auto" and not 1 <= req.n_epochs <= 50:
+        raise bad(f"n_epochs must be 'auto' or 1-50, got {req.n_epochs}")
+    if req.batch_size != "auto" and not 1 <= req.batch_size <= 256:
+        raise bad(f"batch_size must be 'auto' or 1-256, got {req.batch_size}")
+    if req.learning_rate_multiplier != "auto" and not req.learning_rate_multiplier > 0:
+        raise bad(
+            f"learning_rate_multiplier must be 'auto' or > 0, got {req.learning_rate_multiplier}"
+        )
+    if req.beta is not None:
+        if req.method != "dpo":
+            raise bad("beta is a DPO hyperparameter; pass method='dpo' or drop beta")
+        if req.beta != "auto" and not 0 < req.beta <= 2:
+            raise bad(f"beta must be 'auto' or in (0, 2], got {req.beta}")
+    if req.suffix is not None and not _SUFFIX.match(req.suffix):
+        raise bad(
+            f"suffix {req.suffix!r} must be 1-64 letters, digits, '-' or '_' "
+            "(it becomes part of the model name)"
+        )
+    if req.seed is not None and not 0 <= req.seed <= 2_147_483_647:
+        raise bad(f"seed must be 0-2147483647, got {req.seed}")
+    if len(req.metadata) > 16:
+        raise bad(f"metadata holds at most 16 pairs (finetune_qa uses 1), got {len(req.metadata)}")
+    for k, v in req.metadata.items():
+        if len(k) > 64 or len(v) > 512:
+            raise bad(f"metadata key {k[:20]!r}...: keys are at most 64 and values 512 characters")
+    for integ in req.integrations:
+        if (
+            integ.get("type") != "wandb"
+            or not isinstance(integ.get("wandb"), dict)
+            or not integ["wandb"].get("project")
+        ):
+            raise bad("integrations take [{'type': 'wandb', 'wandb': {'project': '...'}}]")
+    try:
+        info = catalog.get(req.model)
+    except UnknownModelError:
+        return  # a model the catalogue does not know: the provider will judge
+    if req.method not in info.methods:
+        raise bad(
+            f"{info.name} does not offer method {req.method!r}; it offers {', '.join(info.methods)}"
+        )
+    if info.fine_tuning_ends is not None and info.fine_tuning_ends < today:
+        raise bad(
+            f"new fine-tuning jobs on {info.name} ended on {info.fine_tuning_ends.isoformat()}; "
+            "choose another base model or provider (see `finetune-qa models`)"
+        )
+
+
+def _parse_results(data: bytes) -> list[MetricPoint]:
+    text = data
+    if not data.lstrip().startswith(b"step"):
+        try:
+            text = base64.b64decode(data, validate=False)
+        except (binascii.Error, ValueError):
+            return []
+    rows = csv.DictReader(io.StringIO(text.decode("utf-8", "replace")))
+
+    def num(v: str | None) -> float | None:
+        if v is None or not v.strip():
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
+    out = []
+    for row in rows:
+        step = num(row.get("step"))
+        if step is None:
+            continue
+        out.append(
+            MetricPoint(
+                step=int(step),
+                train_loss=num(row.get("train_loss")),
+                train_accuracy=num(row.get("train_accuracy")),
+                valid_loss=num(row.get("valid_loss")),
+                valid_mean_token_accuracy=num(row.get("valid_mean_token_accuracy")),
+            )
+        )
+    return out
+
+
+class FineTuneJob:
+    """A fine-tuning job: create it (idempotently), follow it, and hand over the model.
+
+    Build one with :meth:`create` or :meth:`attach`, not the constructor.
+
+    Attributes:
+        id: the provider's job id.
+        backend: the backend it runs on.
+        info: the job as last retrieved.
+        system_prompt: the system prompt the training data used (for :meth:`chat_model`).
+        stop: the stop marker the training answers end with.
+    """
+
+    def __init__(
+        self,
+        info: JobInfo,
+        *,
+        backend: Backend,
+        journal: Journal | None = None,
+        system_prompt: str | None = None,
+        stop: str | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.id = info.id
+        self.info = info
+        self.backend = backend
+        self.journal = journal
+        self.system_prompt = system_prompt
+        self.stop = stop
+        self._sleep = sleep or getattr(backend, "sleep", None) or time.sleep
+        self._clock = clock or getattr(backend, "monotonic", None) or time.monotonic
+        self._seen: set[str] = set()
+        self._delivered: list[JobEvent] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"FineTuneJob(id={self.id!r}, status={self.info.status!r}, model={self.info.model!r})"
+        )
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        training_file: str | os.PathLike[str],
+        *,
+        model: str,
+        backend: str | Backend = "openai",
+        validation_file: str | os.PathLike[str] | None = None,
+        method: Literal["supervised", "dpo"] = "supervised",
+        n_epochs: int | Literal["auto"] = "auto",
+        batch_size: int | Literal["auto"] = "auto",
+        learning_rate_multiplier: float | Literal["auto"] = "auto",
+        beta: float | Literal["auto"] | None = None,
+        suffix: str | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        integrations: Sequence[Mapping[str, Any]] | None = None,
+        system_prompt: str | None = None,
+        stop: str | None = None,
+        validate: bool = True,
+        journal: Journal | str | os.PathLike[str] | None = None,
+        retries: int = 4,
+        force_new: bool = False,
+        catalog: ModelCatalog | None = None,
+        today: dt.date | None = None,
+    ) -> FineTuneJob:
+        """Check, upload and start a job; safe to call again after any failure.
+
+        Args:
+            training_file: the training JSONL.
+            model: base model (or a fine-tune to continue from).
+            backend: backend name or instance ("openai", "offline", ...).
+            validation_file: a validation JSONL.
+            method: "supervised" or "dpo".
+            n_epochs: 1-50 or "auto".
+            batch_size: 1-256 or "auto".
+            learning_rate_multiplier: > 0 or "auto".
+            beta: DPO only, (0, 2] or "auto".
+            suffix: up to 64 of ``[A-Za-z0-9_-]``, shown in the model name.
+            seed: 0-2147483647.
+            metadata: up to 15 pairs (one is used for the idempotency token).
+            integrations: e.g. ``[{"type": "wandb", "wandb": {"project": "qa"}}]``.
+            system_prompt: the system prompt of the data; detected from the file if None.
+            stop: the stop marker of the answers; detected by the validator if None.
+            validate: validate the file(s) first and refuse to upload on errors.
+            journal: journal file or instance (default: the cache directory's).
+            retries: attempts for rate limits, 5xx and dropped connections.
+            force_new: start a new job even if the journal shows the same request (same
+                files, model and settings) already made one; by default that job is
+                returned instead, so re-running a script never pays twice.
+            catalog: catalogue for model checks.
+            today: date for the model's end-date check.
+
+        Raises:
+            UsageError: a hyperparameter or option is out of range (nothing was sent).
+            ValidationFailed: the file has format errors (nothing was sent).
+            BackendError: the provider refused, or kept failing after ``retries``.
+        """
+        be = get_backend(backend)
+        jr = journal if isinstance(journal, Journal) else Journal(journal)
+        cat = catalog or default_catalog()
+        path = Path(training_file)
+        vpath = Path(validation_file) if validation_file is not None else None
+        for p in [path] + ([vpath] if vpath else []):
+            if not p.is_file():
+                raise InputFileError(
+                    "no such file" if not p.exists() else "is not a file",
+                    path=p,
+                    hint="pass the training JSONL that `finetune-qa build` wrote",
+                )
+        user_meta = dict(metadata or {})
+        if TOKEN_KEY in user_meta:
+            raise UsageError(f"metadata key {TOKEN_KEY!r} is reserved for finetune_qa")
+        probe = JobRequest(
+            model=model,
+            training_file="file-pending",
+            validation_file="file-pending" if vpath else None,
+            method=method,
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            beta=beta,
+            suffix=suffix,
+            seed=seed,
+            metadata={**user_meta, TOKEN_KEY: "x" * 32},
+            integrations=[dict(i) for i in integrations or []],
+        )
+        _check_request(probe, cat, today or dt.date.today())
+        detected_stop = stop
+        if validate:
+            # a model the catalogue does not know is checked against the default's limits
+            report = validate_file(
+                path,
+                model=model if model in cat else DEFAULT_MODEL,
+                validation_path=vpath,
+                stop=stop,
+                today=today,
+            )
+            if not report.ok:
+                raise ValidationFailed(report)
+            detected_stop = stop or report.stop_marker
+        sys_prompt = system_prompt if system_prompt is not None else _first_system_prompt(path)
+
+        runner = _Runner(be, jr, retries, force_new=force_new)
+        train_id = runner.upload(path)
+        val_id = runner.upload(vpath) if vpath else None
+        request = probe.model_copy(
+            update={"training_file": train_id, "validation_file": val_id, "metadata": user_meta}
+        )
+        info = runner.create(request)
+        jr.append(
+            {
+                "op": "job",
+                "state": "settings",
+                "backend": runner.label,
+                "job_id": info.id,
+                "system_prompt": sys_prompt,
+                "stop": detected_stop,
+            }
+        )
+        return cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
+
+    @classmethod
+    def attach(
+        cls,
+        job_id: str,
+        *,
+        backend: str | Backend = "openai",
+        journal: Journal | str | os.PathLike[str] | None = None,
+    ) -> FineTuneJob:
+        """Pick up an existing job by id (after a crash, from another process, from the CLI).
+
+        The system prompt and stop marker recorded at creation come back from the journal.
+        """
+        be = get_backend(backend)
+        jr = journal if isinstance(journal, Journal) else Journal(journal)
+        info = _retry(lambda: be.retrieve_job(job_id), 4, getattr(be, "sleep", None) or time.sleep)
+        settings = jr.find(op="job", state="settings", job_id=job_id)
+        last = settings[-1] if settings else {}
+        return cls(
+            info,
+            backend=be,
+            journal=jr,
+            system_prompt=last.get("system_prompt"),
+            stop=last.get("stop"),
+        )
+
+    # ------------------------------------------------------------------ state
+    @property
+    def status(self) -> str:
+        """The status as last retrieved."""
+        return self.info.status
+
+    @property
+    def fine_tuned_model(self) -> str | None:
+        """The model name once the job succeeded, else None."""
+        return self.info.fine_tuned_model
+
+    def refresh(self) -> JobInfo:
+        """Retrieve the job again."""
+        self.info = self.backend.retrieve_job(self.id)
+        return self.info
+
+    def cancel(self) -> JobInfo:
+        """Cancel the job."""
+        self.info = self.backend.cancel_job(self.id)
+        self._note_status()
+        return self.info
+
+    def pause(self) -> JobInfo:
+        """Pause the job."""
+        self.info = self.backend.pause_job(self.id)
+        self._note_status()
+        return self.info
+
+    def resume(self) -> JobInfo:
+        """Resume a paused job."""
+        self.info = self.backend.resume_job(self.id)
+        self._note_status()
+        return self.info
+
+    def _note_status(self) -> None:
+        if self.journal is not None:
+            self.journal.append(
+                {
+                    "op": "job",
+                    "state": "status",
+                    "job_id": self.id,
+                    "status": self.info.status,
+                    "fine_tuned_model": self.info.fine_tuned_model,
+                }
+            )
+
+    # ------------------------------------------------------------------ events
+    def new_events(self) -> list[JobEvent]:
+        """Events not delivered yet by this object, oldest first."""
+        fresh: list[JobEvent] = []
+        after: str | None = None
+        while True:
+            page = list(self.backend.list_events(self.id, after=after, limit=100))
+            stop = False
+            for e in page:  # newest first
+                if e.id in self._seen:
+                    stop = True
+                    break
+                fresh.append(e)
+            if stop or len(page) < 100:
+                break
+            after = page[-1].id
+        fresh.reverse()
+        for e in fresh:
+            self._seen.add(e.id)
+        self._delivered.extend(fresh)
+        return fresh
+
+    def events(self) -> list[JobEvent]:
+        """Every event of the job so far, oldest first."""
+        self.new_events()
+        return list(self._delivered)
+
+    def follow(
+        self,
+        *,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        timeout: float | None = None,
+        on_status: Callable[[JobInfo], None] | None = None,
+    ) -> Iterator[JobEvent]:
+        """Yield each event once, oldest first, until the job ends.
+
+        Polls with backoff: ``poll_interval`` grows by half after every quiet poll, up to
+        ``max_poll_interval``, and drops back when something happens. Transient errors
+        (rate limits, 5xx, dropped connections) are retried; the job id is never lost.
+
+        Raises:
+            JobTimeout: ``timeout`` seconds passed first (the job itself goes on).
+        """
+        start = self._clock()
+        interval = poll_interval
+        last_status: str | None = None
+        while True:
+            _retry(self.refresh, 6, self._sleep)
+            fresh: list[JobEvent] = _retry(self.new_events, 6, self._sleep)
+            yield from fresh
+            if self.info.status != last_status:
+                last_status = self.info.status
+                self._note_status()
+                if on_status is not None:
+                    on_status(self.info)
+            if self.info.done:
+                return
+            waited = self._clock() - start
+            if timeout is not None and waited >= timeout:
+                raise JobTimeout(
+                    f"job {self.id} is still {self.info.status} after {waited:.0f} s; it goes "
+                    f"on: resume with FineTuneJob.attach({self.id!r}) "
+                    f"or `finetune-qa status {self.id}`",
+                    job_id=self.id,
+                    waited=waited,
+                    status=self.info.status,
+                )
+            interval = poll_interval if fresh else min(max_poll_interval, interval * 1.5)
+            if timeout is not None:
+                interval = min(interval, max(0.0, timeout - waited))
+            self._sleep(interval)
+
+    def wait(
+        self,
+        *,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        timeout: float | None = None,
+        on_event: Callable[[JobEvent], None] | None = None,
+        on_status: Callable[[JobInfo], None] | None = None,
+    ) -> JobInfo:
+        """Follow the job to its end; return it when it succeeded.
+
+        Raises:
+            JobFailed: the provider failed the job (its code, message and param are kept).
+            JobCancelled: the job was cancelled.
+            JobTimeout: ``timeout`` passed first.
+        """
+        for event in self.follow(
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            timeout=timeout,
+            on_status=on_status,
+        ):
+            if on_event is not None:
+                on_event(event)
+        info = self.info
+        if info.status == "failed":
+            raise JobFailed(
+                f"job {self.id} failed: {info.error_message or 'no reason given'}"
+                + (
+                    f" (code {info.error_code}, param {info.error_param})"
+                    if info.error_code
+                    else ""
+                ),
+                job_id=self.id,
+                code=info.error_code,
+                param=info.error_param,
+            )
+        if info.status == "cancelled":
+            raise JobCancelled(f"job {self.id} was cancelled", job_id=self.id)
+        return info
+
+    # ------------------------------------------------------------------ results
+    def metrics(self) -> list[MetricPoint]:
+        """Per-step metrics: from the results file once the job is done, else from events."""
+        for fid in self.info.result_files:
+            content = _retry(functools.partial(self.backend.file_content, fid), 4, self._sleep)
+            parsed = _parse_results(content)
+            if parsed:
+                return parsed
+        points: list[MetricPoint] = []
+        for e in self.events():
+            if e.type == "metrics" and e.data and "step" in e.data:
+                d = e.data
+                points.append(
+                    MetricPoint(
+                        step=int(d["step"]),
+                        train_loss=d.get("train_loss"),
+                        train_accuracy=d.get("train_mean_token_accuracy"),
+                        valid_loss=d.get("valid_loss"),
+                        valid_mean_token_accuracy=d.get("valid_mean_token_accuracy"),
+                    )
+                )
+        return points
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Saved checkpoints, newest first."""
+        result: list[Checkpoint] = _retry(
+            lambda: self.backend.list_checkpoints(self.id), 4, self._sleep
+        )
+        return result
+
+    def chat_model(self, **kwargs: Any) -> ChatModel:
+        """A :class:`~finetune_qa.chat.ChatModel` for the fine-tuned model.
+
+        It gets the training system prompt and stop marker (override any with ``kwargs``).
+
+        Raises:
+            UsageError: the job has not succeeded (no model yet).
+        """
+        from finetune_qa.chat import ChatModel
+
+        if not self.fine_tuned_model:
+            raise UsageError(
+                f"job {self.id} has no fine-tuned model yet (status {self.status}); "
+                "call wait() first"
+            )
+        options: dict[str, Any] = {"system_prompt": self.system_prompt, "stop": self.stop}
+        options.update(kwargs)
+        return ChatModel(self.fine_tuned_model, backend=self.backend, **options)
+
+
+def _first_system_prompt(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            first = f.readline()
+        msgs = orjson.loads(first).get("messages") or []
+        for m in msgs:
+            if m.get("role") == "system" and isinstance(m.get("content"), str):
+                return str(m["content"])
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return None
+    return None
+
+
+def _retry(fn: Callable[[], T], attempts: int, sleep: Callable[[float], None]) -> T:
+    delay = 1.0
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except _RETRYABLE as exc:
+            if attempt == attempts - 1:
+                raise
+            wait = exc.retry_after if isinstance(exc, RateLimitError) and exc.retry_after else delay
+            sleep(wait)
+            delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
+
+
+class _Runner:
+    """Uploads and job creation with the journal and reconciliation."""
+
+    def __init__(
+        self, backend: Backend, journal: Journal, retries: int, *, force_new: bool = False
+    ) -> None:
+        self.force_new = force_new
+        self.backend = backend
+        self.journal = journal
+        self.retries = max(1, retries)
+        self.label = _backend_label(backend)
+        self.sleep: Callable[[float], None] = getattr(backend, "sleep", None) or time.sleep
+
+    def upload(self, path: Path) -> str:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        filename = f"{path.stem}-{digest[:16]}.jsonl"
+        for rec in reversed(
+            self.journal.find(op="upload", state="done", backend=self.label, sha256=digest)
+        ):
+            if self._exists(rec["file_id"], filename):
+                return str(rec["file_id"])
+        found = self._find_uploaded(filename, len(data))
+        if found is None:
+            self.journal.append(
+                {
+                    "op": "upload",
+                    "state": "intent",
+                    "backend": self.label,
+                    "sha256": digest,
+                    "filename": filename,
+                    "bytes": len(data),
+                }
+            )
+            info = self._upload_once(data, filename)
+            found = info.id
+        self.journal.append(
+            {
+                "op": "upload",
+                "state": "done",
+                "backend": self.label,
+                "sha256": digest,
+                "filename": filename,
+                "file_id": found,
+            }
+        )
+        return found
+
+    def _upload_once(self, data: bytes, filename: str) -> FileInfo:
+        delay = 1.0
+        for attempt in range(self.retries):
+            try:
+                return self.backend.upload_file(data, filename=filename)
+            except _RETRYABLE as exc:
+                # the upload may have landed although we heard nothing: look before retrying
+                if isinstance(exc, APIConnectionError | InternalServerError):
+                    fid = self._find_uploaded(filename, len(data))
+                    if fid is not None:
+                        return FileInfo(
+                            id=fid,
+                            filename=filename,
+                            bytes=len(data),
+                            purpose="fine-tune",
+                            created_at=0,
+                        )
+                if attempt == self.retries - 1:
+                    raise
+                self.sleep(
+                    exc.retry_after
+                    if isinstance(exc, RateLimitError) and exc.retry_after
+                    else delay
+                )
+                delay = min(2 * delay, 30.0)
+        raise AssertionError("unreachable")
+
+    def _find_uploaded(self, filename: str, size: int) -> str | None:
+        try:
+            files = _retry(
+                lambda: self.backend.list_files(purpose="fine-tune"), self.retries, self.sleep
+            )
+        except BackendError:
+            return None
+        for f in files:
+            if f.filename == filename and f.bytes == size:
+                return f.id
+        return None
+
+    def _exists(self, file_id: str, filename: str) -> bool:
+        try:
+            files = _retry(
+                lambda: self.backend.list_files(purpose="fine-tune"), self.retries, self.sleep
+            )
+        except BackendError:
+            return False
+        return any(f.id == file_id for f in files)
+
+    def create(self, request: JobRequest) -> JobInfo:
+        key = hashlib.sha256(
+            orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+        earlier = (
+            [] if self.force_new else self.journal.find(op="job", backend=self.label, request=key)
+        )
+        done = [r for r in earlier if r.get("state") == "created"]
+        if done:  # the same request already made a job: attach to it instead
+            return _retry(
+                lambda: self.backend.retrieve_job(done[-1]["job_id"]), self.retries, self.sleep
+            )
+        intents = [r for r in earlier if r.get("state") == "intent"]
+        token = intents[-1]["token"] if intents else uuid.uuid4().hex
+        if not intents:
+            self.journal.append(
+                {
+                    "op": "job",
+                    "state": "intent",
+                    "backend": self.label,
+                    "request": key,
+                    "token": token,
+                    "model": request.model,
+                    "training_file": request.training_file,
+                }
+            )
+        sent = request.model_copy(update={"metadata": {**request.metadata, TOKEN_KEY: token}})
+        delay = 1.0
+        for attempt in range(self.retries):
+            existing = self._find_job(token)
+            if existing is not None:
+                info = existing
+                break
+            try:
+                info = self.backend.create_job(sent)
+                break
+            except _RETRYABLE as exc:
+                if attempt == self.retries - 1:
+                    existing = self._find_job(token)
+                    if existing is not None:
+                        info = existing
+                        break
+                    raise
+                self.sleep(
+                    exc.retry_after
+                    if isinstance(exc, RateLimitError) and exc.retry_after
+                    else delay
+                )
+                delay = min(2 * delay, 30.0)
+        self.journal.append(
+            {
+                "op": "job",
+                "state": "created",
+                "backend": self.label,
+                "request": key,
+                "token": token,
+                "job_id": info.id,
+                "model": request.model,
+            }
+        )
+        return info
+
+    def _find_job(self, token: str) -> JobInfo | None:
+        try:
+            jobs = _retry(
+                lambda: self.backend.list_jobs(limit=100, metadata={TOKEN_KEY: token}),
+                self.retries,
+                self.sleep,
+            )
+        except BackendError:
+            return None
+        for j in jobs:
+            if j.metadata.get(TOKEN_KEY) == token:
+                return j
+        return None

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finetune_qa import DatasetBuilder, QAPair
+from finetune_qa import exceptions as exc
+from finetune_qa.backends import JobRequest, OfflineBackend, OpenAIBackend
+from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._wire import openai_client
+from finetune_qa.jobs import TOKEN_KEY, FineTuneJob, Journal
+
+SYS = "You are a factual chatbot that answers questions about Acme."
+
+
+def pairs(n: int = 24) -> list[QAPair]:
+    return [QAPair(question=f"What does plan number {i} include?", answer=f"Plan {i} includes {i} anvils.") for i in range(n)]
+
+
+@pytest.fixture
+def train(tmp_path: Path) -> Path:
+    out = tmp_path / "train.jsonl"
+    DatasetBuilder(system_prompt=SYS).add_pairs(pairs()).build(out)
+    return out
+
+
+def count(fake: FakeOpenAI, method: str, suffix: str) -> int:
+    return sum(1 for r in fake.requests if r.method == method and r.path.rstrip("/").endswith(suffix))
+
+
+def test_create_wait_events_metrics_checkpoints(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl", suffix="acme")
+    assert job.status == "validating_files"
+    statuses: list[str] = []
+    seen: list[Any] = []
+    info = job.wait(on_event=seen.append, on_status=lambda i: statuses.append(i.status))
+    assert info.status == "succeeded"
+    assert statuses == ["validating_files", "queued", "running", "succeeded"]
+    assert job.fine_tuned_model and job.fine_tuned_model.startswith("ft:gpt-4o-mini-2024-07-18:org-offline:acme:")
+    # every event once, chronological
+    assert len({e.id for e in seen}) == len(seen) == len(job.events())
+    assert [e.created_at for e in seen] == sorted(e.created_at for e in seen)
+    assert seen[0].message.startswith("Created fine-tuning job")
+    assert seen[-1].message == "The job has successfully completed"
+    metrics = job.metrics()  # from the base64 results CSV
+    assert metrics and metrics[0].step == 1 and metrics[-1].train_loss is not None
+    assert metrics[-1].train_loss < metrics[0].train_loss
+    assert 1 <= len(job.checkpoints()) <= 3
+    assert (job.system_prompt, job.stop) == (SYS, "**STOP**")
+
+
+def test_nothing_is_sent_before_the_request_is_valid(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"n_epochs": 0}, "n_epochs"),
+        ({"batch_size": 300}, "batch_size"),
+        ({"learning_rate_multiplier": 0}, "learning_rate_multiplier"),
+        ({"beta": 0.5}, "DPO"),
+        ({"suffix": "has spaces"}, "suffix"),
+        ({"seed": -1}, "seed"),
+        ({"metadata": {f"k{i}": "v" for i in range(16)}}, "metadata"),
+        ({"metadata": {TOKEN_KEY: "x"}}, "reserved"),
+        ({"integrations": [{"type": "slack"}]}, "wandb"),
+        ({"model": "gpt-3.5-turbo"}, "ended on 2026-10-23"),
+        ({"model": "gpt-4.1-nano", "method": "dpo"}, "does not offer"),
+    ]
+    for kwargs, fragment in cases:
+        opts: dict[str, Any] = {"model": "gpt-4o-mini", **kwargs}
+        with pytest.raises(exc.UsageError, match=fragment):
+            FineTuneJob.create(train, backend=backend, journal=tmp_path / "j.jsonl", **opts)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(train.read_text().splitlines()[0] + "\n")  # one example: too few
+    with pytest.raises(exc.ValidationFailed, match="too_few_examples"):
+        FineTuneJob.create(bad, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    with pytest.raises(exc.InputFileError, match="no such file"):
+        FineTuneJob.create(tmp_path / "nope.jsonl", model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    assert backend.fake.requests == []
+
+
+def test_same_content_is_uploaded_once_and_same_request_makes_one_job(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    j = tmp_path / "j.jsonl"
+    a = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one")
+    b = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="two")
+    again = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one")
+    fresh = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one", force_new=True)
+    assert count(backend.fake, "POST", "/files") == 1
+    assert a.id != b.id and again.id == a.id and fresh.id not in (a.id, b.id)
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 3
+
+
+FAULTS = [
+    ("POST /files", {"status": 429, "retry_after": 0.5}),
+    ("POST /files", {"status": 503}),
+    ("POST /files", {"drop": True}),
+    ("POST /files", {"drop": True, "after_effect": True}),
+    ("POST /files", {"status": 500, "after_effect": True}),
+    ("POST /fine_tuning/jobs", {"status": 429}),
+    ("POST /fine_tuning/jobs", {"status": 502}),
+    ("POST /fine_tuning/jobs", {"drop": True}),
+    ("POST /fine_tuning/jobs", {"drop": True, "after_effect": True}),
+    ("POST /fine_tuning/jobs", {"status": 503, "after_effect": True}),
+    ("GET /fine_tuning/jobs", {"status": 500}),
+    ("GET /fine_tuning/jobs/*", {"status": 429, "times": 3}),
+    ("GET /fine_tuning/jobs/*", {"drop": True, "times": 2}),
+    ("GET /fine_tuning/jobs/*/events", {"status": 503, "times": 2}),
+    ("GET /fine_tuning/jobs/*/events", {"drop": True}),
+    ("GET /files/*/content", {"status": 500}),
+    ("GET /fine_tuning/jobs/*/checkpoints", {"drop": True}),
+]
+
+
+def _run(train: Path, journal: Path, fault: tuple[str, dict[str, Any]] | None) -> tuple[OfflineBackend, FineTuneJob]:
+    backend = OfflineBackend(max_retries=0)
+    if fault is not None:
+        route, kwargs = fault
+        backend.fake.inject(route, **kwargs)
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal, suffix="acme", seed=7)
+    job.wait()
+    job.metrics()
+    job.checkpoints()
+    return backend, job
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f"{r}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for r, kw in FAULTS])
+def test_faults_lose_nothing_and_duplicate_nothing(train: Path, tmp_path: Path, fault: tuple[str, dict[str, Any]]) -> None:
+    _clean_backend, clean = _run(train, tmp_path / "clean.jsonl", None)
+    backend, job = _run(train, tmp_path / "faulty.jsonl", fault)
+    jobs = backend.list_jobs()
+    files = backend.list_files(purpose="fine-tune")
+    assert len(jobs) == 1 and jobs[0].id == job.id, "exactly one job, and we know its id"
+    assert len(files) == 1, "exactly one training file"
+    assert job.info.status == clean.info.status == "succeeded"
+    assert job.fine_tuned_model is not None
+    assert [m.train_loss for m in job.metrics()] == [m.train_loss for m in clean.metrics()]
+    assert len(job.events()) == len(clean.events())
+
+
+def test_timeout_then_attach_resumes_in_a_new_process(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    journal = tmp_path / "j.jsonl"
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    first: list[str] = []
+    with pytest.raises(exc.JobTimeout) as info:
+        job.wait(timeout=40, on_event=lambda e: first.append(e.id))
+    assert info.value.job_id == job.id and info.value.status in ("queued", "running")
+    assert f"FineTuneJob.attach('{job.id}')" in str(info.value)
+    # "a new process": nothing but the job id, the backend and the journal
+    resumed = FineTuneJob.attach(job.id, backend=backend, journal=journal)
+    assert (resumed.system_prompt, resumed.stop) == (SYS, "**STOP**")
+    later: list[str] = []
+    assert resumed.wait(on_event=lambda e: later.append(e.id)).status == "succeeded"
+    assert set(first) <= set(later) and len(later) == len(set(later))
+
+
+def test_killed_between_request_and_journal_entry(train: Path, tmp_path: Path) -> None:
+    """The provider created the job, then the process died before recording it."""
+    backend = OfflineBackend(max_retries=0)
+    journal = tmp_path / "j.jsonl"
+    real_create = backend.create_job
+
+    def create_then_die(request: JobRequest) -> Any:
+        real_create(request)
+        raise KeyboardInterrupt  # the kill
+
+    backend.create_job = create_then_die  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    backend.create_job = real_create  # type: ignore[method-assign]
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    assert [j.id for j in backend.list_jobs()] == [job.id]
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 1
+
+
+def test_failed_job_raises_with_the_providers_reason(tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    train = tmp_path / "t.jsonl"
+    DatasetBuilder(system_prompt=SYS).add_pairs(pairs(12)).build(train)
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    backend.fake.fail_job(job.id, message="Internal error, please retry", code="internal_error")
+    with pytest.raises(exc.JobFailed, match="Internal error") as info:
+        job.wait()
+    assert info.value.code == "internal_error" and info.value.job_id == job.id
+
+
+def test_cancel(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    assert job.cancel().status == "cancelled"
+    with pytest.raises(exc.JobCancelled):
+        job.wait()
+
+
+def test_journal_is_owner_only_and_holds_no_key(train: Path, tmp_path: Path) -> None:
+    secret = "sk-proj-PLANTEDSECRET0123456789abcdef"
+    fake = FakeOpenAI()
+    backend = OpenAIBackend(openai_client(fake, max_retries=0, api_key=secret))
+    journal = tmp_path / "j.jsonl"
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    fake.inject("GET /fine_tuning/jobs/*", status=401, times=None)
+    with pytest.raises(exc.AuthenticationError) as info:
+        job.refresh()
+    assert secret not in str(info.value)
+    assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600
+    text = journal.read_text()
+    assert secret not in text and "sk-" not in text
+    assert all(json.loads(line)["op"] in ("upload", "job") for line in text.splitlines())
+
+
+def test_journal_skips_a_torn_last_line(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    j.append({"op": "job", "state": "created", "job_id": "a"})
+    with open(j.path, "ab") as f:
+        f.write(b'{"op": "job", "sta')  # the process died mid-write
+    assert [r["job_id"] for r in j.find(op="job")] == ["a"]
