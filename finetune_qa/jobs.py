@@ -86,6 +86,8 @@ TOKEN_KEY = "finetune_qa_token"
 
 _SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RETRYABLE = (APIConnectionError, RateLimitError, InternalServerError)
+FILES_API_LIMIT = 512 * 1024 * 1024
+"""Largest file the Files API takes; bigger ones need the Uploads API."""
 T = TypeVar("T")
 
 
@@ -314,6 +316,8 @@ class FineTuneJob:
         journal: Journal | str | os.PathLike[str] | None = None,
         retries: int = 4,
         force_new: bool = False,
+        upload_threshold: int = 100 * 1024 * 1024,
+        upload_parallel: int = 4,
         catalog: ModelCatalog | None = None,
         today: dt.date | None = None,
     ) -> FineTuneJob:
@@ -341,6 +345,9 @@ class FineTuneJob:
             force_new: start a new job even if the journal shows the same request (same
                 files, model and settings) already made one; by default that job is
                 returned instead, so re-running a script never pays twice.
+            upload_threshold: files larger than this go through the Uploads API in parts
+                (OpenAI's Files API takes up to 512 MB and is unreliable well before).
+            upload_parallel: parts sent at once.
             catalog: catalogue for model checks.
             today: date for the model's end-date check.
 
@@ -394,7 +401,14 @@ class FineTuneJob:
             detected_stop = stop or report.stop_marker
         sys_prompt = system_prompt if system_prompt is not None else _first_system_prompt(path)
 
-        runner = _Runner(be, jr, retries, force_new=force_new)
+        runner = _Runner(
+            be,
+            jr,
+            retries,
+            force_new=force_new,
+            part_threshold=upload_threshold,
+            parallel=upload_parallel,
+        )
         train_id = runner.upload(path)
         val_id = runner.upload(vpath) if vpath else None
         request = probe.model_copy(
@@ -679,9 +693,18 @@ class _Runner:
     """Uploads and job creation with the journal and reconciliation."""
 
     def __init__(
-        self, backend: Backend, journal: Journal, retries: int, *, force_new: bool = False
+        self,
+        backend: Backend,
+        journal: Journal,
+        retries: int,
+        *,
+        force_new: bool = False,
+        part_threshold: int = 100 * 1024 * 1024,
+        parallel: int = 4,
     ) -> None:
         self.force_new = force_new
+        self.part_threshold = part_threshold
+        self.parallel = parallel
         self.backend = backend
         self.journal = journal
         self.retries = max(1, retries)
@@ -689,15 +712,18 @@ class _Runner:
         self.sleep: Callable[[float], None] = getattr(backend, "sleep", None) or time.sleep
 
     def upload(self, path: Path) -> str:
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
+        sha = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+        digest = sha.hexdigest()
+        size = path.stat().st_size
         filename = f"{path.stem}-{digest[:16]}.jsonl"
-        for rec in reversed(
-            self.journal.find(op="upload", state="done", backend=self.label, sha256=digest)
-        ):
-            if self._exists(rec["file_id"], filename):
+        done = self.journal.find(op="upload", state="done", backend=self.label, sha256=digest)
+        for rec in reversed(done):
+            if self._exists(rec["file_id"]):
                 return str(rec["file_id"])
-        found = self._find_uploaded(filename, len(data))
+        found = self._find_uploaded(filename, size)
         if found is None:
             self.journal.append(
                 {
@@ -706,11 +732,10 @@ class _Runner:
                     "backend": self.label,
                     "sha256": digest,
                     "filename": filename,
-                    "bytes": len(data),
+                    "bytes": size,
                 }
             )
-            info = self._upload_once(data, filename)
-            found = info.id
+            found = self._upload_once(path, size, filename).id
         self.journal.append(
             {
                 "op": "upload",
@@ -723,30 +748,32 @@ class _Runner:
         )
         return found
 
-    def _upload_once(self, data: bytes, filename: str) -> FileInfo:
+    def _upload_once(self, path: Path, size: int, filename: str) -> FileInfo:
         delay = 1.0
+        in_parts = getattr(self.backend, "upload_path", None)
         for attempt in range(self.retries):
             try:
-                return self.backend.upload_file(data, filename=filename)
+                if size > self.part_threshold and callable(in_parts):
+                    info: FileInfo = in_parts(path, filename=filename, parallel=self.parallel)
+                    return info
+                if size > FILES_API_LIMIT:
+                    raise UsageError(
+                        f"{path} is {size:,} bytes, over the Files API's 512 MB, and the "
+                        f"{self.backend.name} backend has no multi-part upload"
+                    )
+                return self.backend.upload_file(path.read_bytes(), filename=filename)
             except _RETRYABLE as exc:
                 # the upload may have landed although we heard nothing: look before retrying
                 if isinstance(exc, APIConnectionError | InternalServerError):
-                    fid = self._find_uploaded(filename, len(data))
+                    fid = self._find_uploaded(filename, size)
                     if fid is not None:
                         return FileInfo(
-                            id=fid,
-                            filename=filename,
-                            bytes=len(data),
-                            purpose="fine-tune",
-                            created_at=0,
+                            id=fid, filename=filename, bytes=size, purpose="fine-tune", created_at=0
                         )
                 if attempt == self.retries - 1:
                     raise
-                self.sleep(
-                    exc.retry_after
-                    if isinstance(exc, RateLimitError) and exc.retry_after
-                    else delay
-                )
+                wait = exc.retry_after if isinstance(exc, RateLimitError) else None
+                self.sleep(wait or delay)
                 delay = min(2 * delay, 30.0)
         raise AssertionError("unreachable")
 
@@ -762,7 +789,7 @@ class _Runner:
                 return f.id
         return None
 
-    def _exists(self, file_id: str, filename: str) -> bool:
+    def _exists(self, file_id: str) -> bool:
         try:
             files = _retry(
                 lambda: self.backend.list_files(purpose="fine-tune"), self.retries, self.sleep

@@ -219,3 +219,29 @@ def test_journal_skips_a_torn_last_line(tmp_path: Path) -> None:
     with open(j.path, "ab") as f:
         f.write(b'{"op": "job", "sta')  # the process died mid-write
     assert [r["job_id"] for r in j.find(op="job")] == ["a"]
+
+
+def test_large_files_go_through_the_uploads_api_in_parallel_parts(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl",
+        upload_threshold=1000,  # the small training file counts as "large" here
+    )
+    assert count(backend.fake, "POST", "/uploads") == 1 and count(backend.fake, "POST", "/files") == 0
+    assert count(backend.fake, "POST", "/complete") == 1
+    files = backend.list_files(purpose="fine-tune")
+    assert len(files) == 1 and backend.file_content(files[0].id) == train.read_bytes()
+    assert job.wait().status == "succeeded"
+
+
+def test_upload_path_parts_are_ordered_and_checked(tmp_path: Path) -> None:
+    import os as _os
+
+    backend = OfflineBackend(max_retries=0)
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(_os.urandom(250_000))
+    f = backend.upload_path(path, filename="big.jsonl", part_size=64_000, parallel=3)
+    assert backend.file_content(f.id) == path.read_bytes() and f.bytes == 250_000
+    assert count(backend.fake, "POST", "/parts") == 4
+    with pytest.raises(exc.UsageError, match="part_size"):
+        backend.upload_path(path, filename="big.jsonl", part_size=0)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 from finetune_qa.backends.base import (
@@ -48,7 +50,12 @@ from finetune_qa.exceptions import (
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["OpenAIBackend", "map_openai_errors"]
+__all__ = ["DEFAULT_PART_SIZE", "MAX_PART_SIZE", "OpenAIBackend", "map_openai_errors"]
+
+MAX_PART_SIZE = 64 * 1024 * 1024
+"""Largest part the Uploads API accepts."""
+DEFAULT_PART_SIZE = MAX_PART_SIZE
+"""Part size used for large uploads."""
 
 _KNOWN_STATUSES = {
     "validating_files",
@@ -268,6 +275,61 @@ class OpenAIBackend:
         """Upload ``data`` through the Files API (up to 512 MB)."""
         with map_openai_errors():
             return _file_info(self.client.files.create(file=(filename, data), purpose=purpose))  # type: ignore[arg-type]
+
+    def upload_path(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        filename: str,
+        purpose: str = "fine-tune",
+        part_size: int = DEFAULT_PART_SIZE,
+        parallel: int = 4,
+    ) -> FileInfo:
+        """Upload a large file through the Uploads API, ``parallel`` parts at a time.
+
+        Parts (at most 64 MiB each, as OpenAI allows) are read from disk by the threads
+        that send them, so memory holds about ``parallel`` parts, never the whole file.
+        The upload is completed with the parts in order and the file's MD5.
+
+        Raises:
+            UsageError: ``part_size`` is outside 1 byte-64 MiB, or ``parallel`` < 1.
+        """
+        from finetune_qa.exceptions import UsageError
+
+        if not 0 < part_size <= MAX_PART_SIZE:
+            raise UsageError(f"part_size must be 1 to {MAX_PART_SIZE} bytes, got {part_size}")
+        if parallel < 1:
+            raise UsageError(f"parallel must be at least 1, got {parallel}")
+        size = os.path.getsize(path)
+        md5 = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                md5.update(chunk)
+        with map_openai_errors():
+            upload = self.client.uploads.create(
+                bytes=size,
+                filename=filename,
+                mime_type="text/jsonl",
+                purpose=purpose,  # type: ignore[arg-type]
+            )
+        offsets = list(range(0, size, part_size)) or [0]
+        fd = os.open(path, os.O_RDONLY)
+
+        def send(offset: int) -> str:
+            data = os.pread(fd, min(part_size, size - offset), offset)
+            with map_openai_errors():
+                return self.client.uploads.parts.create(upload.id, data=data).id
+
+        try:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                part_ids = list(pool.map(send, offsets))
+        finally:
+            os.close(fd)
+        with map_openai_errors():
+            done = self.client.uploads.complete(upload.id, part_ids=part_ids, md5=md5.hexdigest())
+        if done.file is None:
+            raise BackendError(f"upload {upload.id} completed without a file")
+        return _file_info(done.file)
 
     def list_files(self, *, purpose: str | None = None, limit: int = 100) -> list[FileInfo]:
         """Files, newest first (one page of up to ``limit``)."""
