@@ -1,8 +1,9 @@
 """finetune_qa: the whole life of a fine-tuned question-answering chatbot, typed.
 
-QA pairs -> chat training data -> validation, exact token counts and cost, and (in
-later releases) upload, jobs, queries, evaluation and guardrails, against OpenAI or an
-offline backend. Everything public is importable from here.
+QA pairs -> chat training data -> validation, exact token counts and cost -> upload ->
+fine-tuning job -> events and metrics -> fine-tuned model -> queries, against OpenAI (or
+any OpenAI-compatible server) or a built-in offline backend. Everything public is
+importable from here.
 
 Example:
     >>> from finetune_qa import QAPair, TrainingExample
@@ -11,6 +12,22 @@ Example:
 """
 
 from finetune_qa._version import __version__
+from finetune_qa.backends import (
+    Backend,
+    ChatRequest,
+    ChatResponse,
+    Checkpoint,
+    FileInfo,
+    JobEvent,
+    JobInfo,
+    JobRequest,
+    OfflineBackend,
+    OpenAIBackend,
+    Usage,
+    available_backends,
+    get_backend,
+    register_backend,
+)
 from finetune_qa.catalog import (
     ModelCatalog,
     ModelInfo,
@@ -18,6 +35,7 @@ from finetune_qa.catalog import (
     default_catalog,
     get_model_info,
 )
+from finetune_qa.chat import Answer, BatchItem, ChatModel
 from finetune_qa.data import (
     FunctionCall,
     FunctionDefinition,
@@ -31,21 +49,40 @@ from finetune_qa.data import (
 )
 from finetune_qa.dataset import BuildReport, DatasetBuilder, ReasonCount, ReasonExample
 from finetune_qa.exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BackendError,
+    BadRequestError,
     ConfigError,
+    ConflictError,
     CSVFormatError,
     DatasetError,
     FineTuneQAError,
     InputError,
     InputFileError,
+    InternalServerError,
+    JobCancelled,
+    JobError,
+    JobFailed,
+    JobTimeout,
     JSONLFormatError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
     RecordError,
     TokenizerError,
     UnbalancedListsError,
+    UnknownBackendError,
     UnknownEncodingError,
     UnknownModelError,
+    UnprocessableEntityError,
     UsageError,
     ValidationFailed,
+    redact,
 )
+from finetune_qa.jobs import FineTuneJob, Journal, MetricPoint
 from finetune_qa.readers import QASource, ReadIssue, read_qa, strip_numbering
 from finetune_qa.samples import sample_csv
 from finetune_qa.tokens import BatchCounter, TokenCounter, encoding_name_for_model, get_encoding
@@ -61,26 +98,57 @@ from finetune_qa.validation import (
 )
 
 __all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Answer",
+    "AuthenticationError",
+    "Backend",
+    "BackendError",
+    "BadRequestError",
     "BatchCounter",
+    "BatchItem",
     "BuildReport",
     "CSVFormatError",
+    "ChatModel",
+    "ChatRequest",
+    "ChatResponse",
+    "Checkpoint",
     "ConfigError",
+    "ConflictError",
     "CostEstimate",
     "DatasetBuilder",
     "DatasetError",
     "Distribution",
+    "FileInfo",
+    "FineTuneJob",
     "FineTuneQAError",
     "FunctionCall",
     "FunctionDefinition",
     "InputError",
     "InputFileError",
+    "InternalServerError",
     "JSONLFormatError",
+    "JobCancelled",
+    "JobError",
+    "JobEvent",
+    "JobFailed",
+    "JobInfo",
+    "JobRequest",
+    "JobTimeout",
+    "Journal",
     "Message",
+    "MetricPoint",
     "ModelCatalog",
     "ModelInfo",
+    "NotFoundError",
+    "OfflineBackend",
+    "OpenAIBackend",
+    "PermissionDeniedError",
     "Provenance",
     "QAPair",
     "QASource",
+    "RateLimitError",
     "ReadIssue",
     "ReasonCount",
     "ReasonExample",
@@ -92,21 +160,28 @@ __all__ = [
     "ToolCall",
     "TrainingExample",
     "UnbalancedListsError",
+    "UnknownBackendError",
     "UnknownEncodingError",
     "UnknownModelError",
+    "UnprocessableEntityError",
+    "Usage",
     "UsageError",
     "ValidationFailed",
     "ValidationIssue",
     "ValidationReport",
     "Validator",
     "__version__",
+    "available_backends",
     "base_model_name",
     "default_catalog",
     "default_epochs",
     "encoding_name_for_model",
+    "get_backend",
     "get_encoding",
     "get_model_info",
     "read_qa",
+    "redact",
+    "register_backend",
     "sample_csv",
     "strip_numbering",
     "validate_examples",

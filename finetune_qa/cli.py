@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from finetune_qa._cli_jobs import register as register_training_commands
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
 from finetune_qa.config import (
@@ -57,7 +58,7 @@ class _Failure(Exception):
 )
 @click.version_option(__version__, prog_name="finetune-qa")
 def cli() -> None:
-    """Build, validate and price chat fine-tuning data from question/answer pairs."""
+    """Build, validate and price QA fine-tuning data; train, follow and query the model."""
 
 
 @cli.command(epilog=_EXIT_HELP)
@@ -365,6 +366,9 @@ def demo(workdir: Path, model: str) -> None:
     click.echo(f"Files written to {workdir}/ (train.jsonl, validation.jsonl).")
 
 
+register_training_commands(cli)
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -386,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except _Failure:
         return EXIT_FAILURE
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return EXIT_FAILURE

@@ -161,7 +161,7 @@ def _backend_label(backend: Backend) -> str:
     """Which provider (and account endpoint) a record belongs to; never a key."""
     fake = getattr(backend, "fake", None)
     if fake is not None:
-        return f"offline:{id(fake):x}:{getattr(fake, 'seed', 0)}"
+        return f"offline:{getattr(fake, 'instance_id', f'{id(fake):x}')}"
     client = getattr(backend, "client", None)
     base = getattr(client, "base_url", None)
     return f"{backend.name}:{base}" if base is not None else backend.name

@@ -52,9 +52,12 @@ import hashlib
 import io
 import json
 import math
+import os
+import pickle
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -124,6 +127,15 @@ class VirtualClock:
         self._base = float(start)
         self._speedup = 0.0
         self._real0 = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _now(self) -> float:
         if self._speedup:
@@ -1112,6 +1124,7 @@ class FakeOpenAI:
         if advance_per_request < 0:
             raise UsageError("advance_per_request cannot be negative")
         self.seed = seed
+        self.instance_id = uuid.uuid4().hex[:12]  # names this API's state in journals
         self.organization = organization
         self.clock = clock or VirtualClock()
         self.durations = durations or JobDurations()
@@ -1125,6 +1138,42 @@ class FakeOpenAI:
         self._faults: list[_Fault] = []
         self._n_requests = 0
         self._counters: dict[str, TokenCounter] = {}
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_counters"] = {}  # tokenizers are rebuilt on demand
+        state["requests"] = []
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole state (files, jobs, models, clock) to ``path``, owner-only.
+
+        The CLI keeps the offline API here between commands. The file is a pickle:
+        load only files you wrote yourself.
+        """
+        data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        target = os.fspath(path)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        tmp = f"{target}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FakeOpenAI:
+        """Read a state written by :meth:`save`."""
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+        if not isinstance(obj, cls):
+            raise UsageError(f"{os.fspath(path)} does not hold a saved offline API")
+        return obj
 
     # ------------------------------------------------------------------ public helpers
     def inject(

@@ -122,7 +122,7 @@ def map_openai_errors() -> Iterator[None]:
         message = (err.get("message") if isinstance(err, dict) else None) or str(exc)
         hint = {
             401: " Check the API key (OPENAI_API_KEY); backend='offline' runs without one.",
-            404: " If a fine-tuned model just finished, it can take a few minutes to appear.",
+            404: " Check the id; a model a job has just created can take minutes to appear.",
             429: " Wait and retry; check the account's rate limits and quota.",
         }.get(status, "")
         cls: type[APIStatusError] = _STATUS_CLASSES.get(

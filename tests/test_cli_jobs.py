@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from finetune_qa.cli import main
+from finetune_qa.samples import sample_csv
+
+
+@pytest.fixture(autouse=True)
+def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "offline-api.pickle"
+    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
+    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
+    monkeypatch.chdir(tmp_path)
+    return state
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_status_events_ask_jobs_cancel(capsys: pytest.CaptureFixture[str], offline_state: Path) -> None:
+    code, out, err = run(capsys, "train", str(sample_csv()), "--suffix", "lumen", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "succeeded" and result["fine_tuned_model"].startswith("ft:gpt-4o-mini")
+    job_id, model = result["job_id"], result["fine_tuned_model"]
+    assert offline_state.exists()  # the offline API keeps its state between commands
+
+    code, out, _ = run(capsys, "status", job_id, "--json")
+    assert code == 0 and json.loads(out)["fine_tuned_model"] == model
+    code, out, _ = run(capsys, "events", job_id)
+    lines = out.splitlines()
+    assert code == 0 and "Created fine-tuning job" in lines[0] and "successfully completed" in lines[-1]
+    code, out, _ = run(capsys, "ask", model, "What is Lumen Notes?", "--system-prompt",
+                       "You are a factual chatbot that answers questions about our website.")
+    assert code == 0 and out.startswith("Lumen Notes is a note-taking app")
+    code, out, _ = run(capsys, "ask", model, "What is Lumen Notes?", "--json")
+    assert json.loads(out)["finish_reason"] == "stop"
+
+    # running train again attaches to the same job instead of paying for a second one
+    code, out, _ = run(capsys, "train", str(sample_csv()), "--suffix", "lumen", "--json")
+    assert code == 0 and json.loads(out)["job_id"] == job_id
+    code, out, _ = run(capsys, "jobs", "--json")
+    assert [j["id"] for j in json.loads(out)] == [job_id]
+
+    code, out, _ = run(capsys, "train", str(sample_csv()), "--suffix", "other", "--no-wait", "--json")
+    other = json.loads(out)["job_id"]
+    code, out, _ = run(capsys, "cancel", other, "--json")
+    assert code == 0 and json.loads(out)["status"] == "cancelled"
+
+
+def test_ask_reads_questions_from_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello?\n\nWho are you?\n"))
+    code, out, _ = run(capsys, "ask", "gpt-4o-mini", "--json")
+    answers = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00")]
+    assert code == 0 and [a["question"] for a in answers] == ["Hello?", "Who are you?"]
+
+
+def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(capsys, "status", "ftjob-nope")
+    assert code == 1 and err.startswith("error: 404") and err.count("\n") == 1
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, _, err = run(capsys, "jobs", "--backend", "openai")
+    assert code == 1 and "OPENAI_API_KEY" in err and "offline" in err and "Traceback" not in err
+    code, _, err = run(capsys, "train", str(sample_csv()), "--epochs", "many")
+    assert code == 2 and "--epochs" in err
+
+
+def test_serve_answers_a_real_openai_client() -> None:
+    import openai
+
+    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.backends._wire import serve
+
+    server = serve(FakeOpenAI(), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        client = openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="anything", max_retries=0)
+        assert any(m.id.startswith("gpt-4o-mini") for m in client.models.list())
+        # and our own CLI can point at it as an OpenAI-compatible server
+    finally:
+        server.shutdown()
+        server.server_close()
