@@ -292,7 +292,7 @@ def test_not_found_is_retried_only_for_fine_tunes(backend: OfflineBackend) -> No
     sleeps = Sleeps()
     missing = ChatModel("ft:gpt-4o-mini:org-offline::notyet", backend=backend, retries=5, not_found_retries=2, sleep=sleeps)
     n = len(chat_requests(backend.fake))
-    with pytest.raises(exc.NotFoundError, match="can take a few minutes"):
+    with pytest.raises(exc.NotFoundError, match="can take minutes to appear"):
         missing.ask("Is there a dark mode?")
     assert len(chat_requests(backend.fake)) - n == 3 and sleeps == [1.0, 2.0]
     base = ChatModel("gpt-4o-mini", backend=backend, sleep=sleeps)
