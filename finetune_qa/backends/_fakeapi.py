@@ -60,8 +60,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any, Literal, NamedTuple, cast
 
 import orjson
@@ -343,19 +341,44 @@ class _Request:
         return value
 
 
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?')
+_DISPOSITION = re.compile(rb"content-disposition:[^\r\n]*", re.IGNORECASE)
+_PARAM = re.compile(rb'\b(name|filename)="((?:[^"\\]|\\.)*)"')
+
+
 def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
-    """``name -> (filename, bytes)`` of every part (stdlib only; ``cgi`` is gone in 3.13)."""
-    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    msg = BytesParser(policy=HTTP).parsebytes(head + body)
+    """``name -> (filename, bytes)`` of every part (stdlib only; ``cgi`` is gone in 3.13).
+
+    Split on the boundary with bytes operations: the email parser this replaced took
+    seconds on a 64 MiB upload part.
+    """
+    m = _BOUNDARY.search(content_type)
+    if m is None:
+        raise _bad("Malformed multipart/form-data body: no boundary.")
+    delimiter = b"--" + m.group(1).encode("latin-1")
     out: dict[str, tuple[str | None, bytes]] = {}
-    if not msg.is_multipart():
+    chunks = body.split(delimiter)
+    if len(chunks) < 3:
         raise _bad("Malformed multipart/form-data body.")
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
+    for chunk in chunks[1:-1]:
+        head_end = chunk.find(b"\r\n\r\n")
+        if head_end < 0:
+            raise _bad("Malformed multipart/form-data body: a part has no headers.")
+        head = chunk[:head_end]
+        disposition = _DISPOSITION.search(head)
+        if disposition is None:
             continue
-        payload = part.get_payload(decode=True)
-        out[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+        params = {
+            k.decode(): v.decode("utf-8", "replace")
+            for k, v in _PARAM.findall(disposition.group(0))
+        }
+        name = params.get("name")
+        if name is None:
+            continue
+        payload = chunk[head_end + 4 :]
+        if payload.endswith(b"\r\n"):
+            payload = payload[:-2]
+        out[name] = (params.get("filename"), payload)
     return out
 
 
