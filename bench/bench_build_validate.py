@@ -45,6 +45,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -105,6 +106,7 @@ class RunResult:
     stdout_path: Path
     stderr_path: Path
     error: str | None = None  # set when the process could not be started
+    tree_rss_kib: int = 0  # peak of the summed RSS of the process and its children, sampled
 
     @property
     def ok(self) -> bool:
@@ -139,6 +141,7 @@ class Row:
     median_s: float | None = None
     min_s: float | None = None
     peak_rss_mib: float | None = None
+    tree_rss_mib: float | None = None
     cpu_s: float | None = None
     note: str = ""
     command: str = ""
@@ -297,12 +300,16 @@ def run_measured(
             return RunResult(
                 argv, -1, 0.0, 0, 0.0, out_path, err_path, error=f"cannot start: {exc}"
             )
+        sampler = TreeRSS(proc.pid)
+        sampler.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             proc.wait()
             raise
+        finally:
+            sampler.stop()
         wall = time.perf_counter() - t0
     returncode = os.waitstatus_to_exitcode(status)
     proc.returncode = returncode  # reaped by wait4: tell Popen so it does not wait again
@@ -314,7 +321,51 @@ def run_measured(
         cpu_s=usage.ru_utime + usage.ru_stime,
         stdout_path=out_path,
         stderr_path=err_path,
+        tree_rss_kib=sampler.peak_kib,
     )
+
+
+class TreeRSS(threading.Thread):
+    """Samples the summed RSS of a process and all its descendants every 20 ms.
+
+    ``ru_maxrss`` of a child reports its largest single process; a run that forks
+    workers uses the sum, which is what this measures (Linux /proc only).
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kib = 0
+        self._done = threading.Event()
+        self._page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def _tree(self, pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{task}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
+        return out
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            total = 0
+            for p in self._tree(self.pid):
+                try:
+                    with open(f"/proc/{p}/statm") as f:
+                        total += int(f.read().split()[1]) * self._page_kib
+                except (OSError, ValueError, IndexError):
+                    continue
+            self.peak_kib = max(self.peak_kib, total)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 def report_failure(label: str, res: RunResult) -> None:
@@ -365,6 +416,7 @@ def measure(
     row.median_s = statistics.median(r.wall_s for r in runs)
     row.min_s = min(r.wall_s for r in runs)
     row.peak_rss_mib = mib(max(r.peak_rss_kib for r in runs))
+    row.tree_rss_mib = mib(max(r.tree_rss_kib for r in runs))
     row.cpu_s = statistics.median(r.cpu_s for r in runs)
     return row, runs[-1]
 
@@ -380,6 +432,7 @@ def combine(label: str, first: Row, second: Row, note: str) -> Row:
         status="cached" if "cached" in (first.status, second.status) else "ok",
         median_s=first.median_s + second.median_s,
         peak_rss_mib=max(first.peak_rss_mib or 0.0, second.peak_rss_mib or 0.0),
+        tree_rss_mib=max(first.tree_rss_mib or 0.0, second.tree_rss_mib or 0.0),
         cpu_s=(first.cpu_s or 0.0) + (second.cpu_s or 0.0),
         note=note,
     )
@@ -752,6 +805,7 @@ def compute_ratios(rows: dict[str, Row], ours_label: str) -> dict[str, Any]:
         "speedup": None,
         "over_floor": None,
         "peak_rss_mib": None,
+        "tree_rss_mib": None,
     }
     if ours is None or not ours.has_figures or not ours.median_s:
         return out
@@ -760,6 +814,7 @@ def compute_ratios(rows: dict[str, Row], ours_label: str) -> dict[str, Any]:
     if floor is not None and floor.has_figures and floor.median_s:
         out["over_floor"] = ours.median_s / floor.median_s
     out["peak_rss_mib"] = ours.peak_rss_mib
+    out["tree_rss_mib"] = ours.tree_rss_mib
     return out
 
 
@@ -772,8 +827,10 @@ def ratio_line(ratios: dict[str, Any], rss_growth: tuple[int, float] | None) -> 
         + verdict(None if sp is None else sp >= TARGET_SPEEDUP),
         f"ours / floor = {fmt_ratio(fl)} (target <= {TARGET_FLOOR_RATIO:g}x)"
         + verdict(None if fl is None else fl <= TARGET_FLOOR_RATIO),
-        f"peak RSS {rss_text} (target <= {TARGET_PEAK_MIB:g} MiB)"
+        f"peak RSS {rss_text} (largest process; target <= {TARGET_PEAK_MIB:g} MiB)"
         + verdict(None if rss is None else rss <= TARGET_PEAK_MIB),
+        "all processes together "
+        + ("n/a" if not ratios.get("tree_rss_mib") else f"{ratios['tree_rss_mib']:,.0f} MiB"),
     ]
     if rss_growth is not None:
         base, growth = rss_growth
@@ -798,17 +855,20 @@ def rss_growth(
 
 def table_lines(rows: list[Row]) -> list[str]:
     """The per-size results table as text lines."""
-    lines = [f"{'step':<36}{'median s':>10}{'peak RSS MiB':>14}{'cpu s':>9}   note"]
+    lines = [
+        f"{'step':<36}{'median s':>10}{'peak RSS MiB':>14}{'tree RSS MiB':>14}{'cpu s':>9}   note"
+    ]
     for r in rows:
         if r.has_figures:
             note = r.note if r.status == "ok" else f"[{r.status}] {r.note}"
             rss = "-" if r.label == FLOOR else fmt_mib(r.peak_rss_mib)
+            tree = "-" if r.label == FLOOR or not r.tree_rss_mib else fmt_mib(r.tree_rss_mib)
             lines.append(
-                f"{r.label:<36}{fmt_s(r.median_s):>10}{rss:>14}{fmt_s(r.cpu_s):>9}"
+                f"{r.label:<36}{fmt_s(r.median_s):>10}{rss:>14}{tree:>14}{fmt_s(r.cpu_s):>9}"
                 f"   {note}".rstrip()
             )
         else:
-            lines.append(f"{r.label:<36}{r.status:>10}{'':>14}{'':>9}   {r.note}".rstrip())
+            lines.append(f"{r.label:<36}{r.status:>10}{'':>14}{'':>14}{'':>9}   {r.note}".rstrip())
     return lines
 
 

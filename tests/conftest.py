@@ -12,6 +12,10 @@ import pytest
 # Hermetic token counting: tiktoken reads (and finetune_qa seeds) this cache only.
 _CACHE = tempfile.mkdtemp(prefix="ftqa-tiktoken-")
 os.environ["TIKTOKEN_CACHE_DIR"] = _CACHE
+# Journals and the CLI's offline state go to a scratch directory, never the user's cache.
+os.environ["FINETUNE_QA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ftqa-cache-")
+os.environ.pop("FINETUNE_QA_BACKEND", None)
+os.environ.pop("FINETUNE_QA_OFFLINE_STATE", None)
 
 DATA = Path(__file__).parent / "data"
 
