@@ -333,9 +333,10 @@ class ChatModel:
         A question that fails (after its retries) gives an item with ``error`` set; the
         others go on. Every question is checked before the first is sent.
 
-        The questions are asked with :meth:`ask` on worker threads (the backend's sync
-        ``chat``), not on an event loop: an async HTTP client is tied to the event loop
-        it first ran on, so a fresh loop per call would break a reused client.
+        When the backend makes async clients per event loop (the built-in backends do,
+        for clients they build), the questions run as coroutines on a fresh event loop;
+        otherwise with :meth:`ask` on worker threads, because an async client you passed
+        in is tied to the loop it first ran on.
 
         Args:
             questions: the questions.
@@ -364,6 +365,9 @@ class ChatModel:
         results: list[BatchItem | None] = [None] * len(items)
         if not items:
             return []
+        if getattr(self.backend, "async_per_loop", False):
+            # the backend makes a fresh async client for this loop: no thread per request
+            return asyncio.run(self._run_async_batch(items, limit, on_result))
         todo = iter(enumerate(items))
         todo_lock = threading.Lock()
         stopped = threading.Event()
@@ -394,6 +398,19 @@ class ChatModel:
         finally:
             stopped.set()  # workers finish the request in hand and take no more
         return [item for item in results if item is not None]
+
+    async def _run_async_batch(
+        self,
+        items: list[str],
+        limit: int,
+        on_result: Callable[[BatchItem], None] | None,
+    ) -> list[BatchItem]:
+        try:
+            return await self.aask_many(items, concurrency=limit, on_result=on_result)
+        finally:
+            close = getattr(self.backend, "aclose_loop_client", None)
+            if close is not None:
+                await close()
 
     async def aask_many(
         self,

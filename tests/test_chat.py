@@ -527,3 +527,14 @@ def test_bad_arguments_say_what_is_wrong(backend: OfflineBackend) -> None:
     assert ChatModel("gpt-4o-mini", backend=backend, stop=None).stop == ()
     with pytest.raises(exc.UsageError, match="returned an awaitable"):
         ChatModel("ft:x", backend=Scripted(error=exc.InternalServerError("boom")), sleep=asyncio.sleep).ask("Q?")  # type: ignore[arg-type]
+
+
+def test_ask_many_twice_in_a_row_gets_a_fresh_event_loop_client() -> None:
+    from finetune_qa import ChatModel, OfflineBackend
+
+    backend = OfflineBackend(max_retries=0)
+    chat = ChatModel("gpt-4o-mini", backend=backend, retries=0)
+    for _ in range(3):  # asyncio.run() per batch: each needs its own async client
+        items = chat.ask_many([f"Question {i}?" for i in range(10)], concurrency=4)
+        assert [i.ok for i in items] == [True] * 10
+    assert len(backend._loop_clients) == 0  # closed and dropped after each batch

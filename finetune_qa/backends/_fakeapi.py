@@ -357,15 +357,20 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | No
         raise _bad("Malformed multipart/form-data body: no boundary.")
     delimiter = b"--" + m.group(1).encode("latin-1")
     out: dict[str, tuple[str | None, bytes]] = {}
-    chunks = body.split(delimiter)
-    if len(chunks) < 3:
+    start = body.find(delimiter)
+    if start < 0:
         raise _bad("Malformed multipart/form-data body.")
-    for chunk in chunks[1:-1]:
-        head_end = chunk.find(b"\r\n\r\n")
+    # one slice (one copy) per payload: parts can be 64 MiB
+    while True:
+        nxt = body.find(delimiter, start + len(delimiter))
+        if nxt < 0:
+            break
+        part_start = start + len(delimiter)
+        head_end = body.find(b"\r\n\r\n", part_start, nxt)
         if head_end < 0:
             raise _bad("Malformed multipart/form-data body: a part has no headers.")
-        head = chunk[:head_end]
-        disposition = _DISPOSITION.search(head)
+        start = nxt
+        disposition = _DISPOSITION.search(body, part_start, head_end)
         if disposition is None:
             continue
         params = {
@@ -375,10 +380,10 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | No
         name = params.get("name")
         if name is None:
             continue
-        payload = chunk[head_end + 4 :]
-        if payload.endswith(b"\r\n"):
-            payload = payload[:-2]
-        out[name] = (params.get("filename"), payload)
+        end = nxt - 2 if body[nxt - 2 : nxt] == b"\r\n" else nxt
+        out[name] = (params.get("filename"), body[head_end + 4 : end])
+    if not out and start == body.find(delimiter):
+        raise _bad("Malformed multipart/form-data body.")
     return out
 
 

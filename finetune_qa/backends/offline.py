@@ -16,9 +16,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from finetune_qa.backends._fakeapi import FakeOpenAI
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.backends.openai import OpenAIBackend
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["OfflineBackend"]
 
@@ -43,10 +48,12 @@ class OfflineBackend(OpenAIBackend):
         self, fake: FakeOpenAI | None = None, *, seed: int = 0, max_retries: int = 2
     ) -> None:
         self.fake = fake or FakeOpenAI(seed=seed)
-        super().__init__(
-            openai_client(self.fake, max_retries=max_retries),
-            async_client=openai_client(self.fake, async_=True, max_retries=max_retries),
-        )
+        super().__init__(openai_client(self.fake, max_retries=max_retries))
+
+        def make_async() -> openai.AsyncOpenAI:
+            return openai_client(self.fake, async_=True, max_retries=max_retries)
+
+        self._async_factory = make_async
 
     def monotonic(self) -> float:
         """The virtual clock's time, for timeouts measured in the same time as :meth:`sleep`."""

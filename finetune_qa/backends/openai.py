@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
 from finetune_qa.backends.base import (
@@ -261,11 +262,20 @@ class OpenAIBackend:
                 )
             client = openai.OpenAI(api_key=key, base_url=base_url, max_retries=max_retries)
             if async_client is None:
-                async_client = openai.AsyncOpenAI(
-                    api_key=key, base_url=base_url, max_retries=max_retries
-                )
+
+                def make_async() -> openai.AsyncOpenAI:
+                    return openai.AsyncOpenAI(
+                        api_key=key, base_url=base_url, max_retries=max_retries
+                    )
+
+                self._async_factory = make_async
         self.client = client
         self.async_client = async_client
+        # An async client belongs to the event loop it first ran on; clients this backend
+        # builds itself are made per loop, so asyncio.run() twice in a row works.
+        self._loop_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, openai.AsyncOpenAI
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={str(self.client.base_url)!r})"
@@ -287,9 +297,11 @@ class OpenAIBackend:
     ) -> FileInfo:
         """Upload a large file through the Uploads API, ``parallel`` parts at a time.
 
-        Parts (at most 64 MiB each, as OpenAI allows) are read from disk by the threads
-        that send them, so memory holds about ``parallel`` parts, never the whole file.
+        Parts (at most 64 MiB each, as OpenAI allows) are read from disk one after the
+        other, and at most ``parallel`` are held and sent at once, so memory holds about
+        ``parallel`` parts, never the whole file.
         The upload is completed with the parts in order and the file's MD5.
+        This thread reads and hashes while the parts are sent.
 
         Raises:
             UsageError: ``part_size`` is outside 1 byte-64 MiB, or ``parallel`` < 1.
@@ -301,10 +313,6 @@ class OpenAIBackend:
         if parallel < 1:
             raise UsageError(f"parallel must be at least 1, got {parallel}")
         size = os.path.getsize(path)
-        md5 = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                md5.update(chunk)
         with map_openai_errors():
             upload = self.client.uploads.create(
                 bytes=size,
@@ -312,19 +320,25 @@ class OpenAIBackend:
                 mime_type="text/jsonl",
                 purpose=purpose,  # type: ignore[arg-type]
             )
-        offsets = list(range(0, size, part_size)) or [0]
-        fd = os.open(path, os.O_RDONLY)
 
-        def send(offset: int) -> str:
-            data = os.pread(fd, min(part_size, size - offset), offset)
+        def send(data: bytes) -> str:
             with map_openai_errors():
                 return self.client.uploads.parts.create(upload.id, data=data).id
 
-        try:
-            with ThreadPoolExecutor(max_workers=parallel) as pool:
-                part_ids = list(pool.map(send, offsets))
-        finally:
-            os.close(fd)
+        # This thread reads and hashes the parts in order while up to ``parallel`` of
+        # them are in flight, so hashing overlaps the network and memory stays bounded.
+        md5 = hashlib.md5(usedforsecurity=False)
+        futures: list[Future[str]] = []
+        with ThreadPoolExecutor(max_workers=parallel) as pool, open(path, "rb") as f:
+            for offset in range(0, size, part_size) if size else [0]:
+                pending = [fut for fut in futures if not fut.done()]
+                if len(pending) >= parallel:
+                    wait(pending, return_when=FIRST_COMPLETED)
+                data = f.read(min(part_size, size - offset))
+                md5.update(data)
+                futures.append(pool.submit(send, data))
+                del data
+            part_ids = [fut.result() for fut in futures]
         with map_openai_errors():
             done = self.client.uploads.complete(upload.id, part_ids=part_ids, md5=md5.hexdigest())
         if done.file is None:
@@ -423,10 +437,35 @@ class OpenAIBackend:
         with map_openai_errors():
             return _chat_response(self.client.chat.completions.create(**_chat_kwargs(request)))
 
+    _async_factory: Callable[[], openai.AsyncOpenAI] | None = None
+
+    @property
+    def async_per_loop(self) -> bool:
+        """True when :meth:`achat` uses a client made for the running event loop."""
+        return self._async_factory is not None
+
+    def _async_client(self) -> openai.AsyncOpenAI | None:
+        if self._async_factory is None:
+            return self.async_client
+        loop = asyncio.get_running_loop()
+        client = self._loop_clients.get(loop)
+        if client is None:
+            client = self._loop_clients[loop] = self._async_factory()
+        return client
+
+    async def aclose_loop_client(self) -> None:
+        """Close the async client made for the running event loop, if any."""
+        if self._async_factory is None:
+            return
+        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion on the async client (or the sync one in a thread)."""
-        if self.async_client is None:
+        client = self._async_client()
+        if client is None:
             return await asyncio.to_thread(self.chat, request)
         with map_openai_errors():
-            completion = await self.async_client.chat.completions.create(**_chat_kwargs(request))
+            completion = await client.chat.completions.create(**_chat_kwargs(request))
         return _chat_response(completion)
