@@ -6,6 +6,7 @@ call does without its arguments, and so the CLI, the docs and the code agree.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -21,6 +22,7 @@ __all__ = [
     "MIN_TRAINING_EXAMPLES",
     "RETIREMENT_WARNING_DAYS",
     "cache_dir",
+    "today",
 ]
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
@@ -56,6 +58,25 @@ MIN_TRAINING_EXAMPLES = 10
 
 RETIREMENT_WARNING_DAYS = 90
 """Warn when a model's fine-tuning or serving ends within this many days."""
+
+
+def today() -> dt.date:
+    """The date retirement warnings and end-date checks are judged on.
+
+    ``$FINETUNE_QA_TODAY`` (``YYYY-MM-DD``) if set — for reproducible reports and
+    tests — else the system's date.
+    """
+    pinned = os.environ.get("FINETUNE_QA_TODAY")
+    if pinned:
+        try:
+            return dt.date.fromisoformat(pinned)
+        except ValueError:
+            from finetune_qa.exceptions import ConfigError
+
+            raise ConfigError(
+                f"FINETUNE_QA_TODAY={pinned!r} is not a date; write it as YYYY-MM-DD"
+            ) from None
+    return dt.date.today()
 
 
 def cache_dir() -> Path:

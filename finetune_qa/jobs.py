@@ -61,6 +61,7 @@ from finetune_qa.backends import (
 )
 from finetune_qa.catalog import ModelCatalog, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, cache_dir
+from finetune_qa.config import today as config_today
 from finetune_qa.exceptions import (
     APIConnectionError,
     BackendError,
@@ -385,7 +386,15 @@ class FineTuneJob:
             metadata={**user_meta, TOKEN_KEY: "x" * 32},
             integrations=[dict(i) for i in integrations or []],
         )
-        _check_request(probe, cat, today or dt.date.today())
+        if today is None:
+            # a backend with its own clock (the offline one) judges dates by that clock
+            clock = getattr(be, "monotonic", None)
+            today = (
+                dt.datetime.fromtimestamp(clock(), tz=dt.timezone.utc).date()
+                if callable(clock)
+                else config_today()
+            )
+        _check_request(probe, cat, today)
         detected_stop = stop
         if validate:
             # a model the catalogue does not know is checked against the default's limits

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from finetune_qa._text import Histogram, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
+from finetune_qa.config import today as config_today
 from finetune_qa.exceptions import InputFileError, UsageError
 from finetune_qa.tokens import (
     TOKENS_PER_EXAMPLE,
@@ -505,7 +506,7 @@ class Validator:
         path: the file being validated (for messages).
         max_issues_per_kind: how many issues of each kind keep their line (all are counted).
         processes: worker processes for token counting (0: count inline).
-        today: the date used for retirement warnings (default: today).
+        today: the date used for retirement warnings (default: ``config.today()``).
     """
 
     def __init__(
@@ -532,7 +533,7 @@ class Validator:
         self.path = path
         self.validation_path: str | None = None
         self.max_issues = max_issues_per_kind
-        self.today = today or dt.date.today()
+        self.today = today or config_today()
         self.limit = self.info.max_tokens_per_example
         self._as_of = cat.as_of
         self._processes = processes

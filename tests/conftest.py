@@ -15,6 +15,8 @@ os.environ["TIKTOKEN_CACHE_DIR"] = _CACHE
 # Journals and the CLI's offline state go to a scratch directory, never the user's cache.
 os.environ["FINETUNE_QA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ftqa-cache-")
 os.environ.pop("FINETUNE_QA_BACKEND", None)
+# Retirement warnings depend on the date; pin it so shown outputs stay true tomorrow.
+os.environ["FINETUNE_QA_TODAY"] = "2026-11-25"
 os.environ.pop("FINETUNE_QA_OFFLINE_STATE", None)
 
 DATA = Path(__file__).parent / "data"

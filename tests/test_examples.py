@@ -73,6 +73,33 @@ EXPECTED: dict[str, list[str]] = {
         "total: 56 (count_messages says 56)",
         "my-local-model (described with ModelInfo)",
     ],
+    "05_finetune_offline.py": [
+        "Built 17 training and 7 validation examples.",
+        "on the offline backend.",
+        "  status: validating_files\n  status: queued\n  status: running\n",
+        "Step 50/51: training loss=",
+        "  status: succeeded\n",
+        "Fine-tuned model: ft:gpt-4o-mini-2024-07-18:org-offline:lumen:",
+        "steps: 51",
+        "Final train loss: 0.",
+        "Q (a training question): How much does Lumen Pro cost?\n"
+        "A: Lumen Pro costs €5 per month, or €48 per year when billed annually.\n",
+        "Q (a rephrasing): What does Lumen Pro cost per month?\n"
+        "A: Lumen Pro costs €5 per month, or €48 per year when billed annually.\n",
+        "Q (an unrelated question): What is Star Wars?\nA: Star Wars is",
+    ],
+    "06_ask_many.py": [
+        "Fine-tuned ft:gpt-4o-mini-2024-07-18:org-offline:lumen:",
+        "on 24 questions.",
+        "Asking 50 questions, 8 at a time:",
+        "  50/50 done",
+        "ok: 48, errors: 2\n  BadRequestError: 2\n",
+        "requests sent: 53 (50 questions + 3 retries)",
+        "in order: True",
+        "trained questions answered verbatim: 22 of 22 answered",
+        "[39] how do i get an invoice -> Every payment creates an invoice.",
+        "[49] What is Star Wars? -> Star Wars is",
+    ],
 }
 
 
@@ -130,3 +157,13 @@ def test_build_then_validate_share_a_directory(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert f"Using {out / 'train.jsonl'} and {out / 'validation.jsonl'}." in checked.stdout
     assert (out / "train.jsonl").read_bytes() == train  # validated as written, not rebuilt
+
+
+def test_finetune_keeps_its_files_and_journal_in_the_given_directory(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_example("05_finetune_offline.py", tmp_path, str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {"train.jsonl", "validation.jsonl", "journal.jsonl"}
+    journal = (out / "journal.jsonl").read_text(encoding="utf-8")
+    assert '"op":"job","state":"created"' in journal
+    assert "sk-" not in journal  # ids and hashes only, never a key

@@ -79,6 +79,11 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 }
 
 
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _retry_after(headers: Any) -> float | None:
     if headers is None:
         return None
@@ -135,7 +140,7 @@ def map_openai_errors() -> Iterator[None]:
             "code": code if isinstance(code, str) else None,
             "param": param if isinstance(param, str) else None,
         }
-        text = f"{status} from the provider: {message.rstrip('.')}.{hint}"
+        text = f"{status} from the provider: {_sentence(message)}{hint}"
         if cls is RateLimitError:
             raise RateLimitError(
                 text, retry_after=_retry_after(exc.response.headers), **kwargs
@@ -258,7 +263,8 @@ class OpenAIBackend:
             if not key:
                 raise ConfigError(
                     "no OpenAI API key: pass api_key=, set OPENAI_API_KEY, or pass a configured "
-                    "openai client; use backend='offline' to run the whole lifecycle without one"
+                    "openai client; backend='offline' (CLI: --backend offline) runs the whole "
+                    "lifecycle without one"
                 )
             client = openai.OpenAI(api_key=key, base_url=base_url, max_retries=max_retries)
             if async_client is None:

@@ -31,7 +31,10 @@ def training_bytes(n: int = 12) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def test_registry() -> None:
+def test_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune_qa.backends as backends_mod
+
+    monkeypatch.setattr(backends_mod, "_registry", dict(backends_mod._registry))
     assert {"offline", "openai"} <= set(available_backends())
     backend = get_backend("offline")
     assert isinstance(backend, OfflineBackend) and isinstance(backend, Backend)
