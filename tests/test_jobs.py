@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
@@ -67,7 +68,7 @@ def test_nothing_is_sent_before_the_request_is_valid(train: Path, tmp_path: Path
         ({"metadata": {f"k{i}": "v" for i in range(16)}}, "metadata"),
         ({"metadata": {TOKEN_KEY: "x"}}, "reserved"),
         ({"integrations": [{"type": "slack"}]}, "wandb"),
-        ({"model": "gpt-3.5-turbo"}, "ended on 2026-10-23"),
+        ({"model": "gpt-3.5-turbo", "today": dt.date(2026, 11, 25)}, "ended on 2026-10-23"),
         ({"model": "gpt-4.1-nano", "method": "dpo"}, "does not offer"),
     ]
     for kwargs, fragment in cases:
