@@ -801,7 +801,12 @@ class QASource:
             count=count,
         )
 
-    def _iter_pairs_csv(self) -> Iterator[RawPair | ReadIssue]:
+    def _csv_cells(self, *, seed: bool) -> Iterator[tuple[int, int, str, str] | ReadIssue]:
+        """The question and answer cells of every CSV record: ``(line, row, q, a)``.
+
+        Records missing a required cell come as issues; a NUL byte, broken quoting or
+        bad bytes raise, naming the line.
+        """
         with self._open() as f:
             reader, qi, ai = self._start_csv(f)
             need = max(qi, ai)
@@ -813,7 +818,7 @@ class QASource:
                     last = reader.line_num
                     row += 1
                     if len(record) <= need:
-                        issue = self._missing_cell(record, qi, ai, start, row, seed=False)
+                        issue = self._missing_cell(record, qi, ai, start, row, seed=seed)
                         if issue is not None:
                             yield issue
                         continue
@@ -821,29 +826,35 @@ class QASource:
                     answer = record[ai]
                     if "\x00" in question or "\x00" in answer:
                         raise self._nul_error(start)
-                    q = question.strip()
-                    a = answer.strip()
-                    if q and a:
-                        changes = (
-                            _WHITESPACE
-                            if len(q) != len(question) or len(a) != len(answer)
-                            else _NO_CHANGE
-                        )
-                        if "\r" in q:
-                            q = q.replace("\r\n", "\n")
-                        if "\r" in a:
-                            a = a.replace("\r\n", "\n")
-                        yield (q, a, start, row, None, changes)
-                    elif q:
-                        yield self._empty_issue("answer", start, row, None, q, a)
-                    elif a:
-                        yield self._empty_issue("question", start, row, None, q, a)
-                    # both blank: an empty row, not a candidate pair
+                    yield start, row, question, answer
                 self.rows_read = row
             except csv.Error as exc:
                 raise self._csv_error(exc, reader.line_num, last + 1) from exc
             except UnicodeDecodeError as exc:
                 raise self._decode_error(exc, reader.line_num + 1) from exc
+
+    def _iter_pairs_csv(self) -> Iterator[RawPair | ReadIssue]:
+        for cells in self._csv_cells(seed=False):
+            if isinstance(cells, ReadIssue):
+                yield cells
+                continue
+            start, row, question, answer = cells
+            q = question.strip()
+            a = answer.strip()
+            if q and a:
+                changes = (
+                    _WHITESPACE if len(q) != len(question) or len(a) != len(answer) else _NO_CHANGE
+                )
+                if "\r" in q:
+                    q = q.replace("\r\n", "\n")
+                if "\r" in a:
+                    a = a.replace("\r\n", "\n")
+                yield (q, a, start, row, None, changes)
+            elif q:
+                yield self._empty_issue("answer", start, row, None, q, a)
+            elif a:
+                yield self._empty_issue("question", start, row, None, q, a)
+            # both blank: an empty row, not a candidate pair
 
     def _empty_issue(
         self, which: str, line: int, row: int, item: int | None, q: str, a: str
@@ -865,75 +876,55 @@ class QASource:
         strict = self.strict
         changes_for = _SEED_CHANGES
         parse = _parse_list
-        with self._open() as f:
-            reader, qi, ai = self._start_csv(f)
-            need = max(qi, ai)
-            last = reader.line_num
-            row = 0
-            try:
-                for record in reader:
-                    start = last + 1
-                    last = reader.line_num
-                    row += 1
-                    if len(record) <= need:
-                        issue = self._missing_cell(record, qi, ai, start, row, seed=True)
-                        if issue is not None:
-                            yield issue
-                        continue
-                    qcell = record[qi]
-                    acell = record[ai]
-                    if "\x00" in qcell or "\x00" in acell:
-                        raise self._nul_error(start)
-                    qs, qn, qf = parse(qcell)
-                    answers, an, af = parse(acell)
-                    nq = len(qs)
-                    na = len(answers)
-                    if qn is not None and qn == an and len(qset := set(qn)) == nq and 0 not in qset:
-                        # the usual case: both lists numbered alike; pair by number
-                        for i in range(nq):
-                            q = qs[i]
-                            a = answers[i]
-                            if q and a:
-                                yield (q, a, start, row, qn[i], changes_for[qf[i] | af[i]])
-                            else:
-                                yield self._empty_issue(
-                                    "question" if not q else "answer", start, row, qn[i], q, a
-                                )
-                    elif (
-                        qn is not None
-                        and an is not None
-                        and len(qset := set(qn)) == nq
-                        and 0 not in qset
-                        and len(aset := set(an)) == na
-                        and 0 not in aset
-                    ):
-                        yield from self._pair_by_number(qs, qn, qf, answers, an, af, start, row)
-                    elif nq == na:
-                        for i in range(nq):
-                            q = qs[i]
-                            a = answers[i]
-                            if q and a:
-                                yield (q, a, start, row, i + 1, changes_for[qf[i] | af[i]])
-                            else:
-                                yield self._empty_issue(
-                                    "question" if not q else "answer", start, row, i + 1, q, a
-                                )
+        for cells in self._csv_cells(seed=True):
+            if isinstance(cells, ReadIssue):
+                yield cells
+                continue
+            start, row, qcell, acell = cells
+            qs, qn, qf = parse(qcell)
+            answers, an, af = parse(acell)
+            nq = len(qs)
+            na = len(answers)
+            if qn is not None and qn == an and len(qset := set(qn)) == nq and 0 not in qset:
+                # the usual case: both lists numbered alike; pair by number
+                for i in range(nq):
+                    q = qs[i]
+                    a = answers[i]
+                    if q and a:
+                        yield (q, a, start, row, qn[i], changes_for[qf[i] | af[i]])
                     else:
-                        if strict:
-                            raise UnbalancedListsError(
-                                f"the row has {_plural(nq, 'question')} but "
-                                f"{_plural(na, 'answer')}",
-                                path=self.path,
-                                line=start,
-                                hint="number the items of both lists (1., 2., ...) so they "
-                                "can be matched, or make the lists the same length",
-                            )
-                        yield self._unbalanced(qs, answers, start, row)
-                self.rows_read = row
-            except csv.Error as exc:
-                raise self._csv_error(exc, reader.line_num, last + 1) from exc
-            except UnicodeDecodeError as exc:
-                raise self._decode_error(exc, reader.line_num + 1) from exc
+                        yield self._empty_issue(
+                            "question" if not q else "answer", start, row, qn[i], q, a
+                        )
+            elif (
+                qn is not None
+                and an is not None
+                and len(qset := set(qn)) == nq
+                and 0 not in qset
+                and len(aset := set(an)) == na
+                and 0 not in aset
+            ):
+                yield from self._pair_by_number(qs, qn, qf, answers, an, af, start, row)
+            elif nq == na:
+                for i in range(nq):
+                    q = qs[i]
+                    a = answers[i]
+                    if q and a:
+                        yield (q, a, start, row, i + 1, changes_for[qf[i] | af[i]])
+                    else:
+                        yield self._empty_issue(
+                            "question" if not q else "answer", start, row, i + 1, q, a
+                        )
+            else:
+                if strict:
+                    raise UnbalancedListsError(
+                        f"the row has {_plural(nq, 'question')} but {_plural(na, 'answer')}",
+                        path=self.path,
+                        line=start,
+                        hint="number the items of both lists (1., 2., ...) so they "
+                        "can be matched, or make the lists the same length",
+                    )
+                yield self._unbalanced(qs, answers, start, row)
 
     def _pair_by_number(
         self,
