@@ -127,3 +127,18 @@ def test_connection_errors_and_timeouts() -> None:
         api.get("/fine_tuning/jobs/ftjob-y").mock(side_effect=httpx.ReadTimeout("slow"))
         with pytest.raises(exc.APITimeoutError):
             OpenAIBackend(client()).retrieve_job("ftjob-y")
+
+
+def test_azure_openai_client_works_unchanged() -> None:
+    azure_base = "https://acme.openai.azure.com/openai"
+    azure = openai.AzureOpenAI(
+        api_key=KEY, azure_endpoint="https://acme.openai.azure.com", api_version="2024-10-21",
+        max_retries=0, http_client=httpx.Client(),
+    )
+    with respx.mock(base_url=azure_base) as api:
+        route = api.get("/fine_tuning/jobs/ftjob-abc123").mock(
+            return_value=httpx.Response(200, json=job_json("running")))
+        info = OpenAIBackend(azure).retrieve_job("ftjob-abc123")
+    assert info.status == "running" and info.id == "ftjob-abc123"
+    request = route.calls.last.request
+    assert request.url.params["api-version"] == "2024-10-21" and request.headers["api-key"] == KEY
