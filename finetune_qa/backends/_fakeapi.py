@@ -1561,16 +1561,22 @@ class FakeOpenAI:
         unknown = [p for p in part_ids if p not in up.parts]
         if unknown:
             raise _bad(f"Part {unknown[0]} does not belong to upload {up.id}.", "part_ids")
-        data = b"".join(up.parts[p] for p in part_ids)
-        if len(data) != up.size:
+        total = sum(len(up.parts[p]) for p in part_ids)
+        if total != up.size:
             raise _bad(
-                f"The number of bytes uploaded ({len(data)}) does not match the number "
+                f"The number of bytes uploaded ({total}) does not match the number "
                 f"declared when the Upload was created ({up.size}).",
                 "bytes",
             )
         md5 = body.get("md5")
-        if md5 is not None and hashlib.md5(data).hexdigest() != md5:
-            raise _bad("The md5 checksum does not match the uploaded bytes.", "md5")
+        if md5 is not None:
+            digest = hashlib.md5(usedforsecurity=False)
+            for p in part_ids:  # part by part: no second copy of the whole file to hash
+                digest.update(up.parts[p])
+            if digest.hexdigest() != md5:
+                raise _bad("The md5 checksum does not match the uploaded bytes.", "md5")
+        data = b"".join(up.parts[p] for p in part_ids)
+        up.parts.clear()  # the file holds the bytes now
         up.file = self._new_file(up.filename, up.purpose, data, None)
         up.status = "completed"
         return up.to_api()
