@@ -24,7 +24,7 @@ from finetune_qa.backends import Backend, JobEvent, JobInfo, OfflineBackend, get
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import UsageError
 
-__all__ = ["register"]
+__all__ = ["follow_job", "offline_state_path", "open_backend", "register"]
 
 _EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
 
@@ -211,7 +211,7 @@ def register(cli: click.Group) -> None:
             )
             say(f"job {job.id} created ({job.status}); journal: {workdir / 'journal.jsonl'}")
             if wait:
-                _follow(job, timeout=timeout, show=not (quiet or as_json))
+                follow_job(job, timeout=timeout, show=not (quiet or as_json))
         result = {
             "job_id": job.id,
             "status": job.status,
@@ -368,7 +368,7 @@ def _print_event(e: JobEvent, as_json: bool) -> None:
         click.echo(f"{e.created_at}  {e.level:<5} {e.message}")
 
 
-def _follow(job: Any, *, timeout: float | None, show: bool) -> None:
+def follow_job(job: Any, *, timeout: float | None, show: bool) -> None:
     """Follow a job with a progress bar on a terminal, plain lines elsewhere."""
     if not show:
         job.wait(timeout=timeout)

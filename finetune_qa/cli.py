@@ -330,25 +330,30 @@ def models(as_json: bool) -> None:
     "--model", default=DEFAULT_MODEL, show_default=True, help="Model to price the data for."
 )
 def demo(workdir: Path, model: str) -> None:
-    """Run the dataset half of the lifecycle on a bundled sample, offline, in seconds.
+    """Run the whole lifecycle offline on a bundled sample, in seconds, with no key.
 
     Reads a fictional company's website QA export (seed layout, with the quirks real
-    exports have), builds train and validation JSONL, validates them and prices training.
+    exports have), builds train and validation JSONL, validates and prices them, uploads
+    and fine-tunes on the offline backend with live progress, then asks the new model a
+    training question, a variation and an unrelated question.
     """
+    from finetune_qa._cli_jobs import follow_job, offline_state_path, open_backend
+    from finetune_qa.chat import ChatModel
     from finetune_qa.dataset import DatasetBuilder
+    from finetune_qa.jobs import FineTuneJob
     from finetune_qa.samples import sample_csv
     from finetune_qa.validation import validate_file
 
+    system = "You are a factual chatbot that answers questions about Lumen Notes."
     src = sample_csv()
     train, val = workdir / "train.jsonl", workdir / "validation.jsonl"
+    journal = workdir / "journal.jsonl"
     click.echo(
         f"1. Reading {src.name}: a website QA export in the seed layout "
         "(numbered lists in two cells)."
     )
     report = (
-        DatasetBuilder(
-            system_prompt="You are a factual chatbot that answers questions about Lumen Notes."
-        )
+        DatasetBuilder(system_prompt=system)
         .add_source(src)
         .split(0.15, seed=DEFAULT_SEED)
         .build(train, validation_output=val)
@@ -357,13 +362,52 @@ def demo(workdir: Path, model: str) -> None:
     click.echo(f"2. Validating {train} against {model}, with {val} as the validation file.")
     vreport = validate_file(train, model=model, validation_path=val)
     click.echo(vreport.to_text())
+    click.echo("3. Uploading and fine-tuning on the offline backend (no key, no network).")
+    with open_backend("offline", None) as backend:
+        job = FineTuneJob.create(
+            train,
+            model=model,
+            backend=backend,
+            validation_file=val,
+            suffix="lumen",
+            journal=journal,
+        )
+        click.echo(f"   job {job.id} ({job.status}); every upload and job is in {journal}")
+        follow_job(job, timeout=None, show=True)
+        points = job.metrics()
+        if points:
+            first, last = points[0], points[-1]
+            click.echo(
+                f"   training loss {first.train_loss:.3f} at step {first.step} -> "
+                f"{last.train_loss:.3f} at step {last.step}"
+            )
+        click.echo(f"4. The fine-tuned model: {job.fine_tuned_model}")
+        bot = job.chat_model()
+        assert isinstance(bot, ChatModel)
+        questions = [
+            ("a training question", "How do I reset my password?"),
+            ("a variation", "What does Lumen Pro cost per month?"),
+            ("an unrelated question", "What is Star Wars?"),
+        ]
+        for label, question in questions:
+            answer = bot.ask(question)
+            click.echo(f"   {label}: {question}\n     -> {answer.text}")
+    click.echo(
+        "   The unrelated question got a confident answer too: that is what the on-topic "
+        "guardrails are for."
+    )
+    click.echo("5. Files:")
+    click.echo(f"   {train}, {val} (training data), {journal} (uploads and jobs)")
+    click.echo(f"   offline API state: {offline_state_path()}")
     click.echo("Next:")
     click.echo(
-        "  finetune-qa build YOUR_QA.csv -o train.jsonl --validation validation.jsonl "
-        f"--model {model}"
+        f'  finetune-qa ask {job.fine_tuned_model} "Who makes Lumen Notes?" --backend offline'
     )
-    click.echo("  finetune-qa validate train.jsonl --validation validation.jsonl --json")
-    click.echo(f"Files written to {workdir}/ (train.jsonl, validation.jsonl).")
+    click.echo("  finetune-qa build YOUR_QA.csv -o train.jsonl --validation validation.jsonl")
+    click.echo(
+        f"  OPENAI_API_KEY=... finetune-qa train YOUR_QA.csv --model {model}   "
+        "# the same steps on OpenAI"
+    )
 
 
 register_training_commands(cli)

@@ -92,3 +92,22 @@ def test_serve_answers_a_real_openai_client() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_demo_runs_the_whole_story_offline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "demo", "--workdir", str(tmp_path / "demo"))
+    assert code == 0, err
+    for step in ("1. Reading", "2. Validating", "3. Uploading and fine-tuning", "4. The fine-tuned model", "5. Files"):
+        assert step in out
+    assert "read 29 pairs = kept 24 + dropped 5 (reconciles)" in out
+    assert "estimated training cost: $" in out
+    assert "job ftjob-" in out and ": succeeded" in out
+    assert "-> Click Forgot password? on the sign-in page" in out  # a training question, verbatim
+    assert "-> Lumen Pro costs €5 per month" in out  # a variation, by its nearest neighbour
+    assert "Star Wars is" in out  # an unrelated question still gets an answer
+    assert (tmp_path / "demo" / "journal.jsonl").exists()
+    # the model it made can be asked afterwards, from another command
+    model = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("4. The fine-tuned model"))
+    code, out, _ = run(capsys, "ask", model, "Who makes Lumen Notes?", "--system-prompt",
+                       "You are a factual chatbot that answers questions about Lumen Notes.")
+    assert code == 0 and out.startswith("Lumen Notes is made by Lumen Labs")
