@@ -58,6 +58,9 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
 
 
 def _emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("quiet"):
+        return
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -91,7 +94,8 @@ def register(cli: click.Group) -> None:
     @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the file as JSON.")
-    def upload(path: Path, backend: str, base_url: str | None, as_json: bool) -> None:
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def upload(path: Path, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
         """Upload a training file (large files go through the Uploads API in parts)."""
         with open_backend(backend, base_url) as be:
             size = path.stat().st_size
@@ -227,7 +231,8 @@ def register(cli: click.Group) -> None:
     @click.argument("job_id")
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-    def status(job_id: str, backend: str, base_url: str | None, as_json: bool) -> None:
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def status(job_id: str, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
         """Show a job's status and, once it succeeded, its model."""
         with open_backend(backend, base_url) as be:
             info = be.retrieve_job(job_id)
@@ -245,8 +250,14 @@ def register(cli: click.Group) -> None:
     )
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
     def events(
-        job_id: str, follow_: bool, backend: str, base_url: str | None, as_json: bool
+        job_id: str,
+        follow_: bool,
+        backend: str,
+        base_url: str | None,
+        as_json: bool,
+        quiet: bool,
     ) -> None:
         """Print a job's events, oldest first (with --follow, until it ends)."""
         from finetune_qa.jobs import FineTuneJob
@@ -255,13 +266,15 @@ def register(cli: click.Group) -> None:
             job = FineTuneJob.attach(job_id, backend=be)
             stream = job.follow() if follow_ else iter(job.events())
             for e in stream:
-                _print_event(e, as_json)
+                if not quiet:
+                    _print_event(e, as_json)
 
     @cli.command(epilog=_EXIT_HELP)
     @click.argument("job_id")
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-    def cancel(job_id: str, backend: str, base_url: str | None, as_json: bool) -> None:
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def cancel(job_id: str, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
         """Cancel a job."""
         with open_backend(backend, base_url) as be:
             info = be.cancel_job(job_id)
@@ -273,7 +286,8 @@ def register(cli: click.Group) -> None:
     )
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
-    def jobs(limit: int, backend: str, base_url: str | None, as_json: bool) -> None:
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def jobs(limit: int, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
         """List fine-tuning jobs, newest first."""
         with open_backend(backend, base_url) as be:
             found = be.list_jobs(limit=limit)
@@ -298,6 +312,7 @@ def register(cli: click.Group) -> None:
     @click.option("--max-tokens", type=int, default=None, help="Cap on the answer's tokens.")
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
     def ask(
         model: str,
         question: str | None,
@@ -308,6 +323,7 @@ def register(cli: click.Group) -> None:
         backend: str,
         base_url: str | None,
         as_json: bool,
+        quiet: bool,
     ) -> None:
         """Ask a model a question; without QUESTION, read questions line by line (interactive)."""
         from finetune_qa.chat import ChatModel
@@ -325,7 +341,7 @@ def register(cli: click.Group) -> None:
             if question is not None:
                 questions = iter([question])
             else:
-                if sys.stdin.isatty() and not as_json:
+                if sys.stdin.isatty() and not (as_json or quiet):
                     click.echo("Ask a question (Ctrl-D to end).", err=True)
                 questions = (line.strip() for line in sys.stdin if line.strip())
             for q in questions:

@@ -295,9 +295,12 @@ def validate(
 
 @cli.command(epilog=_EXIT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
-def models(as_json: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+def models(as_json: bool, quiet: bool) -> None:
     """List the models the catalogue knows: encoding, token limit, price and end dates."""
     cat = default_catalog()
+    if quiet:
+        return
     if as_json:
         import orjson
 
