@@ -271,6 +271,50 @@ def register(cli: click.Group) -> None:
 
     @cli.command(epilog=_EXIT_HELP)
     @click.argument("job_id")
+    @click.option(
+        "--plot",
+        "plot_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Also write a PNG of loss and token accuracy (needs finetune-qa[plot]).",
+    )
+    @click.option(
+        "--rows", type=int, default=20, show_default=True, help="Steps shown in the table."
+    )
+    @click.option("--ascii", "ascii_", is_flag=True, help="Draw the loss curve with ASCII only.")
+    @backend_options
+    @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def metrics(
+        job_id: str,
+        plot_path: Path | None,
+        rows: int,
+        ascii_: bool,
+        backend: str,
+        base_url: str | None,
+        as_json: bool,
+        quiet: bool,
+    ) -> None:
+        """Show a job's training metrics: a table and a loss curve (and a PNG with --plot)."""
+        from finetune_qa.jobs import FineTuneJob
+        from finetune_qa.plots import loss_curve, metrics_table, plot_metrics
+
+        with open_backend(backend, base_url) as be:
+            job = FineTuneJob.attach(job_id, backend=be)
+            points = job.metrics()
+        if plot_path is not None:
+            plot_metrics(points, plot_path, title=job.fine_tuned_model or job.id)
+
+        def text() -> str:
+            out = metrics_table(points, max_rows=rows) + "\n\n" + loss_curve(points, ascii=ascii_)
+            if plot_path is not None:
+                out += f"\n\nplot written to {plot_path}"
+            return out
+
+        _emit([p.model_dump() for p in points], as_json, text)
+
+    @cli.command(epilog=_EXIT_HELP)
+    @click.argument("job_id")
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")

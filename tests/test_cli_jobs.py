@@ -111,3 +111,19 @@ def test_demo_runs_the_whole_story_offline(capsys: pytest.CaptureFixture[str], t
     code, out, _ = run(capsys, "ask", model, "Who makes Lumen Notes?", "--system-prompt",
                        "You are a factual chatbot that answers questions about Lumen Notes.")
     assert code == 0 and out.startswith("Lumen Notes is made by Lumen Labs")
+
+
+def test_metrics_table_curve_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "train", str(sample_csv()), "--json")
+    job_id = json.loads(out)["job_id"]
+    png = tmp_path / "loss.png"
+    code, out, err = run(capsys, "metrics", job_id, "--plot", str(png), "--rows", "5")
+    assert code == 0, err
+    assert out.startswith("step  train loss  train acc  valid loss  valid acc")
+    assert "(5 of " in out and "• train loss  o valid loss" in out and f"plot written to {png}" in out
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
+    code, out, _ = run(capsys, "metrics", job_id, "--json")
+    points = json.loads(out)
+    assert code == 0 and points[0]["step"] == 1 and points[-1]["train_loss"] < points[0]["train_loss"]
+    code, _, err = run(capsys, "metrics", job_id, "--plot", str(tmp_path / "loss.jpg"))
+    assert code == 2 and ".png" in err

@@ -210,7 +210,12 @@ def test_api_reference_lists_every_export() -> None:
     api = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^::: finetune_qa\.(\w+)\s*$", api, flags=re.MULTILINE))
     exported = set(finetune_qa.__all__) - {"__version__"}
-    assert documented == exported
+    assert exported <= documented, exported - documented
+    # anything else documented at that level is a public submodule (e.g. finetune_qa.plots)
+    import importlib
+
+    for extra in documented - exported:
+        importlib.import_module(f"finetune_qa.{extra}")
 
 
 def _code_spans(page: str) -> set[str]:
