@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Literal, NoReturn, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
@@ -1096,11 +1096,10 @@ class QASource:
             hint="each line must be one JSON object; fix or remove this line",
         )
 
-    def _iter_pairs_jsonl(self) -> Iterator[RawPair | ReadIssue]:
+    def _json_objects(self) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """``(line, row, object)`` for every non-blank line; bad JSON or a non-object raises."""
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
-        qk = self.question_column or "question"
-        ak = self.answer_column or "answer"
         with self._open() as f:
             row = 0
             for line, raw in self._json_lines(f):
@@ -1113,24 +1112,28 @@ class QASource:
                     self._raise_json_error(exc, raw, line)
                 if type(obj) is not dict:
                     raise self._not_object(obj, line)
-                question = obj.get(qk)
-                answer = obj.get(ak)
-                if type(question) is not str or type(answer) is not str:
-                    raise self._record_error(obj, qk, ak, line)
-                q = question.strip()
-                a = answer.strip()
-                if q and a:
-                    changes = (
-                        _WHITESPACE
-                        if len(q) != len(question) or len(a) != len(answer)
-                        else _NO_CHANGE
-                    )
-                    yield (q, a, line, row, None, changes)
-                elif q:
-                    yield self._empty_issue("answer", line, row, None, q, a)
-                else:
-                    yield self._empty_issue("question", line, row, None, q, a)
+                yield line, row, obj
             self.rows_read = row
+
+    def _iter_pairs_jsonl(self) -> Iterator[RawPair | ReadIssue]:
+        qk = self.question_column or "question"
+        ak = self.answer_column or "answer"
+        for line, row, obj in self._json_objects():
+            question = obj.get(qk)
+            answer = obj.get(ak)
+            if type(question) is not str or type(answer) is not str:
+                raise self._record_error(obj, qk, ak, line)
+            q = question.strip()
+            a = answer.strip()
+            if q and a:
+                changes = (
+                    _WHITESPACE if len(q) != len(question) or len(a) != len(answer) else _NO_CHANGE
+                )
+                yield (q, a, line, row, None, changes)
+            elif q:
+                yield self._empty_issue("answer", line, row, None, q, a)
+            else:
+                yield self._empty_issue("question", line, row, None, q, a)
 
     def _record_error(self, obj: dict[str, object], qk: str, ak: str, line: int) -> RecordError:
         hint = (
@@ -1197,112 +1200,95 @@ class QASource:
         )
 
     def _iter_chat_jsonl(self) -> Iterator[RawPair | ReadIssue]:
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
         stop = self.stop
         path = self.path
-        with self._open() as f:
-            row = 0
-            for line, raw in self._json_lines(f):
-                if not raw or raw.isspace():
-                    continue
-                row += 1
-                try:
-                    obj = loads(raw)
-                except decode_error as exc:
-                    self._raise_json_error(exc, raw, line)
-                if type(obj) is not dict:
-                    raise self._not_object(obj, line)
-                messages = obj.get("messages")
-                if type(messages) is not list:
-                    what = (
-                        "missing"
-                        if messages is None and "messages" not in obj
-                        else (f"{_json_type(messages)}, not a list")
-                    )
+        for line, row, obj in self._json_objects():
+            messages = obj.get("messages")
+            if type(messages) is not list:
+                what = (
+                    "missing"
+                    if messages is None and "messages" not in obj
+                    else (f"{_json_type(messages)}, not a list")
+                )
+                raise RecordError(
+                    f"'messages' is {what}",
+                    path=path,
+                    line=line,
+                    hint='each line must be {"messages": [{"role": ..., "content": ...}, '
+                    "...]}; fix or remove this line",
+                )
+            users = assistants = others = 0
+            user: dict[str, object] = {}
+            assistant: dict[str, object] = {}
+            for number, message in enumerate(messages, 1):
+                if type(message) is not dict:
                     raise RecordError(
-                        f"'messages' is {what}",
+                        f"message {number} is {_json_type(message)}, not an object",
                         path=path,
                         line=line,
-                        hint='each line must be {"messages": [{"role": ..., "content": ...}, '
-                        "...]}; fix or remove this line",
+                        hint='each message must be an object like {"role": "user", '
+                        '"content": "..."}',
                     )
-                users = assistants = others = 0
-                user: dict[str, object] = {}
-                assistant: dict[str, object] = {}
-                for number, message in enumerate(messages, 1):
-                    if type(message) is not dict:
-                        raise RecordError(
-                            f"message {number} is {_json_type(message)}, not an object",
-                            path=path,
-                            line=line,
-                            hint='each message must be an object like {"role": "user", '
-                            '"content": "..."}',
-                        )
-                    role = message.get("role")
-                    if type(role) is not str:
-                        problem = (
-                            f"message {number} has no 'role'"
-                            if role is None
-                            else f"the 'role' of message {number} is {_json_type(role)}, "
-                            "not a string"
-                        )
-                        raise RecordError(
-                            problem,
-                            path=path,
-                            line=line,
-                            hint='give every message a "role": "system", "user" or "assistant"',
-                        )
-                    if role == "user":
-                        if not users:
-                            user = message
-                        users += 1
-                    elif role == "assistant":
-                        if not assistants:
-                            assistant = message
-                        assistants += 1
-                    elif role not in ("system", "developer"):
-                        others += 1
-                if not users or not assistants or users > 1 or assistants > 1 or others:
-                    yield self._not_single_turn(
-                        user, assistant, users, assistants, others, line, row
+                role = message.get("role")
+                if type(role) is not str:
+                    problem = (
+                        f"message {number} has no 'role'"
+                        if role is None
+                        else f"the 'role' of message {number} is {_json_type(role)}, not a string"
                     )
-                    continue
-                question = user.get("content")
-                answer = assistant.get("content")
-                if type(question) is not str or type(answer) is not str:
-                    which, value = (
-                        ("user", question) if type(question) is not str else ("assistant", answer)
+                    raise RecordError(
+                        problem,
+                        path=path,
+                        line=line,
+                        hint='give every message a "role": "system", "user" or "assistant"',
                     )
-                    yield ReadIssue(
-                        "non_text_content",
-                        f"the {which} message's content is {_json_type(value)}, not text, so "
-                        "the example was skipped",
-                        path,
-                        line,
-                        row,
-                        question=question if type(question) is str else None,
-                        answer=answer if type(answer) is str else None,
-                    )
-                    continue
-                q = question.strip()
-                a = answer.strip()
-                stripped = len(q) != len(question) or len(a) != len(answer)
-                removed = False
-                if stop is not None and a.endswith(stop):
-                    a = a[: -len(stop)].rstrip()
-                    removed = True
-                if q and a:
-                    if removed:
-                        changes = _WHITESPACE_STOP if stripped else _STOP_REMOVED
-                    else:
-                        changes = _WHITESPACE if stripped else _NO_CHANGE
-                    yield (q, a, line, row, None, changes)
-                elif q:
-                    yield self._empty_issue("answer", line, row, None, q, a)
+                if role == "user":
+                    if not users:
+                        user = message
+                    users += 1
+                elif role == "assistant":
+                    if not assistants:
+                        assistant = message
+                    assistants += 1
+                elif role not in ("system", "developer"):
+                    others += 1
+            if not users or not assistants or users > 1 or assistants > 1 or others:
+                yield self._not_single_turn(user, assistant, users, assistants, others, line, row)
+                continue
+            question = user.get("content")
+            answer = assistant.get("content")
+            if type(question) is not str or type(answer) is not str:
+                which, value = (
+                    ("user", question) if type(question) is not str else ("assistant", answer)
+                )
+                yield ReadIssue(
+                    "non_text_content",
+                    f"the {which} message's content is {_json_type(value)}, not text, so "
+                    "the example was skipped",
+                    path,
+                    line,
+                    row,
+                    question=question if type(question) is str else None,
+                    answer=answer if type(answer) is str else None,
+                )
+                continue
+            q = question.strip()
+            a = answer.strip()
+            stripped = len(q) != len(question) or len(a) != len(answer)
+            removed = False
+            if stop is not None and a.endswith(stop):
+                a = a[: -len(stop)].rstrip()
+                removed = True
+            if q and a:
+                if removed:
+                    changes = _WHITESPACE_STOP if stripped else _STOP_REMOVED
                 else:
-                    yield self._empty_issue("question", line, row, None, q, a)
-            self.rows_read = row
+                    changes = _WHITESPACE if stripped else _NO_CHANGE
+                yield (q, a, line, row, None, changes)
+            elif q:
+                yield self._empty_issue("answer", line, row, None, q, a)
+            else:
+                yield self._empty_issue("question", line, row, None, q, a)
 
 
 def read_qa(

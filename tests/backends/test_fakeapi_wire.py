@@ -48,7 +48,7 @@ def test_http_family_follows_the_installed_openai() -> None:
 
 
 def test_mock_transport_builds_responses_of_the_requested_family() -> None:
-    httpx = pytest.importorskip("httpx")
+    import httpx  # installed with respx (a dev dependency)
     fake = FakeOpenAI()
     with httpx.Client(
         transport=mock_transport(fake, family="httpx"), base_url="https://x.invalid"
