@@ -57,9 +57,10 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
     yield get_backend(name)
 
 
-def _emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
+def _emit(data: Any, as_json: bool, text: Callable[[], str], *, result: bool = False) -> None:
+    """Print a command's output; ``-q`` silences it unless it is the command's result."""
     ctx = click.get_current_context(silent=True)
-    if ctx is not None and ctx.params.get("quiet"):
+    if ctx is not None and ctx.params.get("quiet") and not result:
         return
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
@@ -223,7 +224,10 @@ def register(cli: click.Group) -> None:
             "training_file": str(train_path),
             "validation_file": str(val_path) if val_path else None,
         }
-        _emit(result, as_json, lambda: job.fine_tuned_model or f"{job.id} {job.status}")
+        # -q keeps this line, so MODEL=$(finetune-qa train ... -q) works
+        _emit(
+            result, as_json, lambda: job.fine_tuned_model or f"{job.id} {job.status}", result=True
+        )
         if job.status in ("failed", "cancelled"):
             raise click.exceptions.Exit(1)
 

@@ -557,12 +557,12 @@ class FineTuneJob:
         while True:
             _retry(self.refresh, 6, self._sleep)
             fresh: list[JobEvent] = _retry(self.new_events, 6, self._sleep)
-            yield from fresh
-            if self.info.status != last_status:
+            if self.info.status != last_status:  # a new status is reported before its events
                 last_status = self.info.status
                 self._note_status()
                 if on_status is not None:
                     on_status(self.info)
+            yield from fresh
             if self.info.done:
                 return
             waited = self._clock() - start

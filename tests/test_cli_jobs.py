@@ -127,3 +127,8 @@ def test_metrics_table_curve_and_png(capsys: pytest.CaptureFixture[str], tmp_pat
     assert code == 0 and points[0]["step"] == 1 and points[-1]["train_loss"] < points[0]["train_loss"]
     code, _, err = run(capsys, "metrics", job_id, "--plot", str(tmp_path / "loss.jpg"))
     assert code == 2 and ".png" in err
+
+
+def test_train_quiet_prints_only_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "train", str(sample_csv()), "-q")
+    assert code == 0 and out.strip().startswith("ft:gpt-4o-mini") and len(out.strip().splitlines()) == 1

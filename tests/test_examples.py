@@ -5,6 +5,11 @@ directory that must stay empty (examples write only to a temporary directory or 
 directory given as argv[1]). EXPECTED lists, per example, text its output must contain;
 a test keeps EXPECTED and the files in examples/ in sync, so a new example cannot be
 forgotten.
+
+The examples that talk to a backend (BACKEND_EXAMPLES) also take ``--openai``. Without
+OPENAI_API_KEY they must stop with exit code 2 and one line; with a key, their OpenAI path
+(the real OpenAIBackend and openai client) runs against the offline API served on a local
+port through OPENAI_BASE_URL. No test reaches OpenAI.
 """
 
 from __future__ import annotations
@@ -13,9 +18,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from finetune_qa.testing import FakeOpenAI, serve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -73,7 +82,7 @@ EXPECTED: dict[str, list[str]] = {
         "total: 56 (count_messages says 56)",
         "my-local-model (described with ModelInfo)",
     ],
-    "05_finetune_offline.py": [
+    "05_finetune.py": [
         "Built 17 training and 7 validation examples.",
         "on the offline backend.",
         "  status: validating_files\n  status: queued\n  status: running\n",
@@ -102,8 +111,14 @@ EXPECTED: dict[str, list[str]] = {
     ],
 }
 
+# Examples that talk to a backend: offline by default, OpenAI with --openai and a key.
+BACKEND_EXAMPLES = ["05_finetune.py", "06_ask_many.py"]
+NO_KEY = "error: --openai needs an API key: set OPENAI_API_KEY, or drop --openai to run offline"
 
-def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+
+def run_example(
+    name: str, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         cwd=cwd,
@@ -111,7 +126,7 @@ def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess
         text=True,
         encoding="utf-8",
         timeout=300,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        env={**(os.environ if env is None else env), "PYTHONIOENCODING": "utf-8"},
         check=False,
     )
 
@@ -161,9 +176,82 @@ def test_build_then_validate_share_a_directory(tmp_path: Path) -> None:
 
 def test_finetune_keeps_its_files_and_journal_in_the_given_directory(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_example("05_finetune_offline.py", tmp_path, str(out))
+    result = run_example("05_finetune.py", tmp_path, str(out))
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} == {"train.jsonl", "validation.jsonl", "journal.jsonl"}
     journal = (out / "journal.jsonl").read_text(encoding="utf-8")
     assert '"op":"job","state":"created"' in journal
     assert "sk-" not in journal  # ids and hashes only, never a key
+
+
+def test_every_example_that_talks_to_a_backend_takes_openai() -> None:
+    talks = {
+        name
+        for name in EXPECTED
+        if re.search(
+            r"\b(FineTuneJob|ChatModel|OfflineBackend)\b",
+            (EXAMPLES / name).read_text(encoding="utf-8"),
+        )
+    }
+    assert talks == set(BACKEND_EXAMPLES)
+    for name in BACKEND_EXAMPLES:
+        source = (EXAMPLES / name).read_text(encoding="utf-8")
+        docstring = source.split('"""')[1]
+        assert f"python examples/{name} --openai" in docstring, f"{name}: document --openai"
+        assert "OPENAI_API_KEY" in docstring, f"{name}: say --openai reads OPENAI_API_KEY"
+        assert '"--openai"' in source and 'backend="openai"' in docstring
+
+
+@pytest.mark.parametrize("name", BACKEND_EXAMPLES)
+@pytest.mark.parametrize("args", [["--openai"], ["--openai", "out"], ["out", "--openai"]])
+def test_openai_without_a_key_exits_2_with_one_line(
+    name: str, args: list[str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    result = run_example(name, tmp_path, *args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == NO_KEY + "\n"  # one line, no traceback
+    assert list(tmp_path.iterdir()) == []  # stopped before building or writing anything
+
+
+@pytest.mark.parametrize("name", BACKEND_EXAMPLES)
+def test_an_empty_key_counts_as_no_key(name: str, tmp_path: Path) -> None:
+    result = run_example(name, tmp_path, "--openai", env={**os.environ, "OPENAI_API_KEY": ""})
+    assert result.returncode == 2
+    assert result.stderr == NO_KEY + "\n"
+
+
+@pytest.fixture(scope="module")
+def openai_compatible_server() -> Iterator[str]:
+    """The offline API as a local HTTP server: ``--openai`` runs its real path, no network."""
+    server = serve(FakeOpenAI(), port=0, speedup=100_000.0)  # a job ends within a request
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("05_finetune.py", ["on the openai backend.", "status: succeeded", "Q (a rephrasing)"]),
+        ("06_ask_many.py", ["Fine-tuning on OpenAI: job ftjob-", "ok: 50, errors: 0\n"]),
+    ],
+)
+def test_openai_flag_takes_the_openai_backend(
+    name: str, says: list[str], openai_compatible_server: str, tmp_path: Path
+) -> None:
+    # OPENAI_BASE_URL points the openai client that OpenAIBackend builds at the local server
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai_compatible_server}
+    out = tmp_path / "out"
+    result = run_example(name, tmp_path, "--openai", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    missing = [text for text in says if text not in result.stdout]
+    assert not missing, f"{name} did not print {missing}:\n{result.stdout}"
+    journal = (out / "journal.jsonl").read_text(encoding="utf-8")
+    assert f'"backend":"openai:{openai_compatible_server}/"' in journal
+    assert "sk-test" not in journal
