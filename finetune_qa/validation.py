@@ -27,15 +27,19 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._procs import mp_context
 from finetune_qa._text import Histogram, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
@@ -77,6 +81,7 @@ MAX_DEFAULT_EPOCHS = 25
 
 _BATCH = 4096
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
+_RANGE_BYTES = 2 * 1024 * 1024
 _MAX_SUFFIXES = 64
 _MAX_LINE_MEMO = 200_000
 
@@ -564,6 +569,7 @@ class Validator:
         self._text_index: dict[str, int] = {}
         self._validation_phase = False
         self._finished = False
+        self._collect: list[tuple[int, int | None, int | None, str | None]] | None = None
 
     @property
     def _counter(self) -> BatchCounter:
@@ -608,7 +614,7 @@ class Validator:
             self._issue("invalid_json", "error", f"not valid JSON ({exc})", line)
             return
         # Python's own hash: 64 bits, stable within the process, and much cheaper than blake2b
-        self._add(obj, line, raw_key=hash(raw.strip()))
+        self._add(obj, line, raw_key=_stable(raw.strip()))
 
     def add_example(self, example: Mapping[str, Any] | Any, line: int | None = None) -> None:
         """Check one example given as a dict (or a :class:`TrainingExample`)."""
@@ -616,7 +622,7 @@ class Validator:
         obj = to_dict() if callable(to_dict) else example
         if not self._validation_phase:
             self.lines += 1
-        self._add(obj, line, raw_key=hash(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
+        self._add(obj, line, raw_key=_stable(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
 
     def _add(self, obj: Any, line: int | None, *, raw_key: int) -> None:
         errs: list[tuple[str, str]] = []
@@ -628,7 +634,7 @@ class Validator:
         if self._validation_phase:
             self.validation_examples += 1
             if ex.question is not None:
-                first = self._seen_questions.get(hash(question_key(ex.question)))
+                first = self._seen_questions.get(_stable(question_key(ex.question).encode()))
                 if first is not None:
                     self._issue(
                         "train_validation_overlap",
@@ -642,13 +648,32 @@ class Validator:
         self.examples += 1
         self.missing_system += not ex.has_system
         self.missing_user += not ex.has_user
+        qk = _stable(question_key(ex.question).encode()) if ex.question is not None else None
+        answer = ex.texts[ex.asst_idx[-1]] if ex.asst_idx else None
+        stop = self.stop
+        if stop is not None and answer is not None and not answer.rstrip().endswith(stop):
+            self._issue(
+                "inconsistent_stop_marker",
+                "warning",
+                f"the last answer does not end with the stop marker {stop!r}",
+                line,
+            )
+        suffix = _suffix(answer) if answer is not None and self.stop is None else None
+        if self._collect is not None:
+            # a worker of a parallel validation: the parent replays these in file order
+            self._collect.append((raw_key, qk, line, suffix))
+        else:
+            self._note(raw_key, qk, line, suffix)
+        self._plan(ex, line, validation=False)
+
+    def _note(self, raw_key: int, qk: int | None, line: int | None, suffix: str | None) -> None:
+        """Duplicate and stop-marker bookkeeping, in file order."""
         first = self._seen_examples.get(raw_key)
         if first is not None:
             self._issue("duplicate_example", "warning", f"same example as line {first}", line)
         elif len(self._seen_examples) < _MAX_LINE_MEMO:
             self._seen_examples[raw_key] = line or 0
-        if ex.question is not None:
-            qk = hash(question_key(ex.question))
+        if qk is not None:
             firstq = self._seen_questions.get(qk)
             if firstq is not None and first is None:
                 self._issue(
@@ -659,24 +684,56 @@ class Validator:
                 )
             elif firstq is None and len(self._seen_questions) < _MAX_LINE_MEMO:
                 self._seen_questions[qk] = line or 0
-        if ex.asst_idx:
-            last = _suffix(ex.texts[ex.asst_idx[-1]])
-            if self.stop is not None:
-                if not ex.texts[ex.asst_idx[-1]].rstrip().endswith(self.stop):
-                    self._issue(
-                        "inconsistent_stop_marker",
-                        "warning",
-                        f"the last answer does not end with the stop marker {self.stop!r}",
-                        line,
-                    )
-            elif last in self._suffixes or len(self._suffixes) < _MAX_SUFFIXES:
-                self._suffixes[last] += 1
-                lines = self._suffix_lines.setdefault(last, [])
-                if len(lines) < self.max_issues and line is not None:
-                    lines.append(line)
-            elif len(self._other_suffix_lines) < self.max_issues and line is not None:
-                self._other_suffix_lines.append(line)
-        self._plan(ex, line, validation=False)
+        if suffix is None:
+            return
+        if suffix in self._suffixes or len(self._suffixes) < _MAX_SUFFIXES:
+            self._suffixes[suffix] += 1
+            lines = self._suffix_lines.setdefault(suffix, [])
+            if len(lines) < self.max_issues and line is not None:
+                lines.append(line)
+        elif len(self._other_suffix_lines) < self.max_issues and line is not None:
+            self._other_suffix_lines.append(line)
+
+    def _partial(self) -> dict[str, Any]:
+        """This (worker) validator's mergeable state, after every batch was counted."""
+        self._flush()
+        if self._counter_obj is not None:
+            for plan, counts in self._counter_obj.drain():
+                self._consume(plan, counts)  # type: ignore[arg-type]
+        self.close()
+        return {
+            "lines": self.lines,
+            "examples": self.examples,
+            "missing": (self.missing_system, self.missing_user),
+            "error_counts": dict(self.error_counts),
+            "warning_counts": dict(self.warning_counts),
+            "issues": self.errors + self.warnings,
+            "hist": (self.h_msgs, self.h_tokens, self.h_assistant),
+            "over": (self.over_limit, self.billed),
+            "keys": self._collect,
+        }
+
+    def _merge(self, part: dict[str, Any]) -> None:
+        """Add a worker's state (ranges merged in file order give the sequential result)."""
+        self.lines += part["lines"]
+        self.examples += part["examples"]
+        self.missing_system += part["missing"][0]
+        self.missing_user += part["missing"][1]
+        kept = Counter(i.kind for i in self.errors + self.warnings)
+        for issue in part["issues"]:
+            if kept[issue.kind] < self.max_issues:
+                kept[issue.kind] += 1
+                (self.errors if issue.severity == "error" else self.warnings).append(issue)
+        self.error_counts.update(part["error_counts"])
+        self.warning_counts.update(part["warning_counts"])
+        for mine, theirs in zip(
+            (self.h_msgs, self.h_tokens, self.h_assistant), part["hist"], strict=True
+        ):
+            mine.merge(theirs)
+        self.over_limit += part["over"][0]
+        self.billed += part["over"][1]
+        for raw_key, qk, line, suffix in part["keys"]:
+            self._note(raw_key, qk, line, suffix)
 
     def _plan(self, ex: _Example, line: int | None, *, validation: bool) -> None:
         roles = self._role_tokens
@@ -899,6 +956,52 @@ def _looks_like_marker(token: str) -> bool:
     return len(core) >= 3 and core.isascii() and core.isalpha() and core.isupper()
 
 
+def _stable(data: bytes) -> int:
+    """A 64-bit key that is the same in every process (Python's hash() is not, under spawn)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def _line_ranges(path: Path, target: int) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, first_line)`` ranges of about ``target`` bytes ending on line breaks."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos, line = 0, 1
+        while pos < size:
+            f.seek(pos)
+            block = f.read(target)
+            end = pos + len(block)
+            lines = block.count(b"\n")
+            if end < size and not block.endswith(b"\n"):
+                rest = f.readline()
+                end += len(rest)
+                lines += rest.count(b"\n")
+            yield pos, end, line
+            line += lines
+            pos = end
+
+
+def _validate_range(
+    task: tuple[str, int, int, int, str | ModelInfo, str | None, str | None, int, dt.date],
+) -> dict[str, Any]:
+    path, start, end, first_line, model, encoding, stop, max_issues, today = task
+    v = Validator(
+        model=model,
+        encoding=encoding,
+        stop=stop,
+        path=path,
+        max_issues_per_kind=max_issues,
+        processes=0,
+        today=today,
+    )
+    v._collect = []
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    for n, raw in enumerate(io.BytesIO(data), first_line):
+        v.add_line(raw, n)
+    return v._partial()
+
+
 def _issue_order(issue: ValidationIssue) -> tuple[str, int, int, str]:
     # by file, then line; issues about the file as a whole (no line) come after its lines
     no_line = issue.line is None
@@ -982,8 +1085,14 @@ def validate_file(
         today=today,
     )
     try:
-        for n, raw in _iter_lines(p):
-            v.add_line(raw, n)
+        workers = v._processes
+        if workers and p.is_file() and p.stat().st_size >= _PROCESS_THRESHOLD_BYTES:
+            # big file: workers check, count and tokenize byte ranges; this process
+            # merges them in file order (duplicates and the stop marker need that order)
+            _validate_parallel(v, p, workers)
+        else:
+            for n, raw in _iter_lines(p):
+                v.add_line(raw, n)
         if vp is not None:
             v.start_validation_file(str(vp))
             for n, raw in _iter_lines(vp):
@@ -991,6 +1100,34 @@ def validate_file(
         return v.finish()
     finally:
         v.close()
+
+
+def _validate_parallel(v: Validator, path: Path, workers: int) -> None:
+    v.close()
+    v._processes = 0  # the validation file, if any, is counted here
+    pending: deque[Future[dict[str, Any]]] = deque()
+    with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+        try:
+            for start, end, first_line in _line_ranges(path, _RANGE_BYTES):
+                task = (
+                    str(path),
+                    start,
+                    end,
+                    first_line,
+                    v.info,
+                    v.encoding_name,
+                    v.stop,
+                    v.max_issues,
+                    v.today,
+                )
+                pending.append(pool.submit(_validate_range, task))
+                while len(pending) > 2 * workers + 1:
+                    v._merge(pending.popleft().result())
+            while pending:
+                v._merge(pending.popleft().result())
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def validate_examples(

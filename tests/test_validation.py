@@ -365,3 +365,31 @@ def test_line_errors_come_before_file_level_errors(tmp_path: Path) -> None:
     r = validate_file(write(tmp_path / "t.jsonl", rows), today=TODAY)
     assert [(e.kind, e.line) for e in r.errors] == [("invalid_json", 9), ("too_few_examples", None)]
     assert "First: " in str(ValidationFailed(r)) and ":9: invalid_json" in str(ValidationFailed(r))
+
+
+def test_parallel_validation_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import finetune_qa.validation as validation_mod
+
+    monkeypatch.setattr(validation_mod, "_PROCESS_THRESHOLD_BYTES", 1)
+    monkeypatch.setattr(validation_mod, "_RANGE_BYTES", 700)  # many small ranges
+    rows: list[Any] = []
+    for i in range(300):
+        rows.append(good(i % 40 + 1)[-1])  # duplicates across ranges
+        if i % 37 == 0:
+            rows.append("{broken")
+        if i % 53 == 0:
+            rows.append(ex(f"Other {i}?", "No marker here."))
+        if i % 61 == 0:
+            rows.append(ex(f"Long {i}?", "word " * 17000))
+        if i % 29 == 0:
+            rows.append(ex(f"question number {i % 40} about plans", "Different answer. **STOP**"))
+    path = write(tmp_path / "t.jsonl", rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    val = write(tmp_path / "v.jsonl", [good(3)[2], ex("Fresh one?")])
+    for stop in (None, "**STOP**"):
+        seq = validate_file(path, validation_path=val, stop=stop, processes=0, today=TODAY, model="gpt-3.5-turbo")
+        par = validate_file(path, validation_path=val, stop=stop, processes=2, today=TODAY, model="gpt-3.5-turbo")
+        assert par.model_dump() == seq.model_dump()
+        kinds = set(seq.error_counts) | set(seq.warning_counts)
+        assert {"bom", "invalid_json", "duplicate_example", "duplicate_question", "over_token_limit",
+                "inconsistent_stop_marker", "train_validation_overlap"} <= kinds
