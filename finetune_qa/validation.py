@@ -1063,8 +1063,9 @@ def validate_file(
         encoding: override the model's encoding.
         catalog: catalogue to resolve ``model`` in.
         max_issues_per_kind: issues per kind that keep their line (all are counted).
-        processes: token-counting worker processes (None: 0 for small files, one per CPU
-            for files over 16 MiB).
+        processes: worker processes (None: none for files under 16 MiB, one per CPU above).
+            A big training file is split into byte ranges that workers check, count and
+            tokenize; the report is the same as a single-process run.
         today: date for retirement warnings.
 
     Raises:
