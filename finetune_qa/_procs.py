@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import threading
+from collections.abc import Sequence
 from multiprocessing.context import BaseContext
 
 
@@ -21,3 +23,22 @@ def mp_context() -> BaseContext:
     if sys.platform.startswith("linux") and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def auto_workers(
+    paths: Sequence[str | os.PathLike[str]], processes: int | None, threshold: int
+) -> int:
+    """Worker processes to use for inputs at ``paths``.
+
+    ``processes`` if given; else one per CPU when the inputs hold at least ``threshold``
+    bytes in all, and none below that, where starting workers costs more than it saves.
+    """
+    if processes is not None:
+        return processes
+    size = 0
+    for path in paths:
+        try:
+            size += os.path.getsize(path)
+        except OSError:
+            continue
+    return (os.cpu_count() or 1) if size >= threshold else 0

@@ -21,16 +21,13 @@ def question_key(text: str) -> str:
     return " ".join(text.casefold().split()).strip(_EDGE_PUNCT)
 
 
-def key_hash(key: str, salt: bytes = b"") -> int:
-    """A stable 64-bit hash of ``key`` (same value in every process and run)."""
-    return int.from_bytes(
-        hashlib.blake2b(key.encode("utf-8"), digest_size=8, salt=salt[:16]).digest(), "little"
-    )
+def key_hash(key: str | bytes, salt: bytes = b"") -> int:
+    """A stable 64-bit hash of ``key`` (same value in every process and run).
 
-
-def split_salt(seed: int) -> bytes:
-    """Salt for :func:`key_hash` that makes the train/validation split depend on ``seed``."""
-    return seed.to_bytes(8, "little", signed=True)
+    Python's own ``hash()`` is not: it differs between spawned worker processes.
+    """
+    data = key.encode("utf-8") if isinstance(key, str) else key
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, salt=salt[:16]).digest(), "little")
 
 
 class Histogram:

@@ -54,7 +54,7 @@ from finetune_qa._pipeline import (
     unpack,
     worker_init,
 )
-from finetune_qa._procs import mp_context
+from finetune_qa._procs import auto_workers, mp_context
 from finetune_qa._text import question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import (
@@ -627,15 +627,8 @@ class DatasetBuilder:
         return merge.n_train, merge.n_val
 
     def _auto_processes(self, processes: int | None) -> int:
-        if processes is not None:
-            return processes
-        size = 0
-        for spec in self._sources:
-            if spec.source is None:
-                continue
-            with contextlib.suppress(OSError):
-                size += os.path.getsize(spec.source.path)
-        return (os.cpu_count() or 1) if size >= _PROCESS_THRESHOLD_BYTES else 0
+        paths = [s.source.path for s in self._sources if s.source is not None]
+        return auto_workers(paths, processes, _PROCESS_THRESHOLD_BYTES)
 
     @staticmethod
     def _drop_summary(drops: dict[str, Tally]) -> str:

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import os
 from collections import Counter, deque
@@ -39,8 +38,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa._procs import mp_context
-from finetune_qa._text import Histogram, question_key
+from finetune_qa._procs import auto_workers, mp_context
+from finetune_qa._text import Histogram, key_hash, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
 from finetune_qa.config import today as config_today
@@ -614,7 +613,7 @@ class Validator:
             self._issue("invalid_json", "error", f"not valid JSON ({exc})", line)
             return
         # Python's own hash: 64 bits, stable within the process, and much cheaper than blake2b
-        self._add(obj, line, raw_key=_stable(raw.strip()))
+        self._add(obj, line, raw_key=key_hash(raw.strip()))
 
     def add_example(self, example: Mapping[str, Any] | Any, line: int | None = None) -> None:
         """Check one example given as a dict (or a :class:`TrainingExample`)."""
@@ -622,7 +621,7 @@ class Validator:
         obj = to_dict() if callable(to_dict) else example
         if not self._validation_phase:
             self.lines += 1
-        self._add(obj, line, raw_key=_stable(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
+        self._add(obj, line, raw_key=key_hash(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)))
 
     def _add(self, obj: Any, line: int | None, *, raw_key: int) -> None:
         errs: list[tuple[str, str]] = []
@@ -634,7 +633,7 @@ class Validator:
         if self._validation_phase:
             self.validation_examples += 1
             if ex.question is not None:
-                first = self._seen_questions.get(_stable(question_key(ex.question).encode()))
+                first = self._seen_questions.get(key_hash(question_key(ex.question)))
                 if first is not None:
                     self._issue(
                         "train_validation_overlap",
@@ -648,7 +647,7 @@ class Validator:
         self.examples += 1
         self.missing_system += not ex.has_system
         self.missing_user += not ex.has_user
-        qk = _stable(question_key(ex.question).encode()) if ex.question is not None else None
+        qk = key_hash(question_key(ex.question)) if ex.question is not None else None
         answer = ex.texts[ex.asst_idx[-1]] if ex.asst_idx else None
         stop = self.stop
         if stop is not None and answer is not None and not answer.rstrip().endswith(stop):
@@ -956,11 +955,6 @@ def _looks_like_marker(token: str) -> bool:
     return len(core) >= 3 and core.isascii() and core.isalpha() and core.isupper()
 
 
-def _stable(data: bytes) -> int:
-    """A 64-bit key that is the same in every process (Python's hash() is not, under spawn)."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
 def _line_ranges(path: Path, target: int) -> Iterator[tuple[int, int, int]]:
     """``(start, end, first_line)`` ranges of about ``target`` bytes ending on line breaks."""
     with open(path, "rb") as f:
@@ -1025,16 +1019,6 @@ def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:
         yield from enumerate(f, 1)
 
 
-def _auto_processes(paths: Sequence[Path], processes: int | None) -> int:
-    if processes is not None:
-        return processes
-    try:
-        size = sum(p.stat().st_size for p in paths)
-    except OSError:
-        return 0
-    return (os.cpu_count() or 1) if size >= _PROCESS_THRESHOLD_BYTES else 0
-
-
 def validate_file(
     path: str | os.PathLike[str],
     *,
@@ -1082,7 +1066,7 @@ def validate_file(
         catalog=catalog,
         path=str(p),
         max_issues_per_kind=max_issues_per_kind,
-        processes=_auto_processes([p] + ([vp] if vp else []), processes),
+        processes=auto_workers([p, *([vp] if vp else [])], processes, _PROCESS_THRESHOLD_BYTES),
         today=today,
     )
     try:
