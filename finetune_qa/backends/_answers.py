@@ -58,7 +58,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.5
 """Cosine similarity from which a question counts as a rephrasing of a trained one."""
 
-AnswerKind = Literal["exact", "neighbour", "off_domain", "generic"]
+AnswerKind = Literal["exact", "neighbour", "off_domain", "generic", "task"]
 
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 

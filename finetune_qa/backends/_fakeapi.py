@@ -73,6 +73,7 @@ from finetune_qa.backends._answers import (
     last_user_text,
     qa_of_example,
 )
+from finetune_qa.backends._tasks import answer_task
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.exceptions import UsageError
 from finetune_qa.tokens import TokenCounter
@@ -1801,7 +1802,12 @@ class FakeOpenAI:
         if answerer is not None:
             ans = answerer.answer(question, variant=variant)
         else:
-            ans = Answer(generic_answer(question, variant=variant), "generic")
+            task = answer_task(messages, variant)
+            ans = (
+                Answer(task, "task")
+                if task is not None
+                else Answer(generic_answer(question, variant=variant), "generic")
+            )
         counter = self._counter(info.name)
         text, finish, ids = _generate(ans.text, opts.stop, opts.max_tokens, counter)
         prompt_tokens = counter.count_messages(messages)
