@@ -84,3 +84,25 @@ def test_catalogue_from_json(tmp_path: Path) -> None:
     cat = ModelCatalog.from_json(path)
     assert cat.get("mm").name == "m" and "m" in cat and len(cat) == 1
     assert cat.as_of == dt.date(2026, 1, 1)
+
+
+def test_together_models_are_priced_and_marked_inexact() -> None:
+    from finetune_qa.catalog import default_catalog
+
+    together = {m.name: m for m in default_catalog() if m.provider == "together"}
+    assert {
+        "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "Qwen/Qwen3-8B",
+        "mistralai/Mistral-7B-Instruct-v0.2",
+    } <= set(together)
+    prices = {name: m.training_price_per_1m for name, m in together.items()}
+    assert prices["meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"] == 0.48  # up to 16B
+    assert prices["meta-llama/Meta-Llama-3.1-70B-Instruct-Reference"] == 2.9  # 70B-100B
+    for m in together.values():
+        assert m.tokenizer_exact is False and m.encoding == "o200k_base"
+        assert m.methods == ("supervised", "dpo")
+    assert all(m.tokenizer_exact for m in default_catalog() if m.provider == "openai")
+    raw = json.loads((Path(__file__).parent.parent / "finetune_qa" / "catalog.json").read_text())
+    assert "2026-11-25" in raw["sources"]["together_prices"]

@@ -246,3 +246,22 @@ def test_upload_path_parts_are_ordered_and_checked(tmp_path: Path) -> None:
     assert count(backend.fake, "POST", "/parts") == 4
     with pytest.raises(exc.UsageError, match="part_size"):
         backend.upload_path(path, filename="big.jsonl", part_size=0)
+
+
+def test_intent_records_creation_time_and_metadata_backends_keep_tokens(
+    train: Path, tmp_path: Path
+) -> None:
+    backend = OfflineBackend(max_retries=0)
+    journal = Journal(tmp_path / "j.jsonl")
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    [intent] = journal.find(op="job", state="intent")
+    assert isinstance(intent["created_after"], int) and intent["created_after"] > 0
+    assert job.info.metadata[TOKEN_KEY] == intent["token"]  # found by token, not by request
+    with pytest.raises(exc.UsageError, match="takes none"):
+        FineTuneJob.create(
+            train,
+            model="gpt-4o-mini",
+            backend=backend,
+            journal=journal,
+            provider_options={"lora": True},
+        )

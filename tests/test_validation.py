@@ -367,7 +367,9 @@ def test_line_errors_come_before_file_level_errors(tmp_path: Path) -> None:
     assert "First: " in str(ValidationFailed(r)) and ":9: invalid_json" in str(ValidationFailed(r))
 
 
-def test_parallel_validation_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_validation_equals_sequential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import finetune_qa.validation as validation_mod
 
     monkeypatch.setattr(validation_mod, "_PROCESS_THRESHOLD_BYTES", 1)
@@ -387,9 +389,178 @@ def test_parallel_validation_equals_sequential(tmp_path: Path, monkeypatch: pyte
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     val = write(tmp_path / "v.jsonl", [good(3)[2], ex("Fresh one?")])
     for stop in (None, "**STOP**"):
-        seq = validate_file(path, validation_path=val, stop=stop, processes=0, today=TODAY, model="gpt-3.5-turbo")
-        par = validate_file(path, validation_path=val, stop=stop, processes=2, today=TODAY, model="gpt-3.5-turbo")
+        seq = validate_file(
+            path, validation_path=val, stop=stop, processes=0, today=TODAY, model="gpt-3.5-turbo"
+        )
+        par = validate_file(
+            path, validation_path=val, stop=stop, processes=2, today=TODAY, model="gpt-3.5-turbo"
+        )
         assert par.model_dump() == seq.model_dump()
         kinds = set(seq.error_counts) | set(seq.warning_counts)
-        assert {"bom", "invalid_json", "duplicate_example", "duplicate_question", "over_token_limit",
-                "inconsistent_stop_marker", "train_validation_overlap"} <= kinds
+        assert {
+            "bom",
+            "invalid_json",
+            "duplicate_example",
+            "duplicate_question",
+            "over_token_limit",
+            "inconsistent_stop_marker",
+            "train_validation_overlap",
+        } <= kinds
+
+
+# ------------------------------------------------------------------ Together AI's rules
+
+LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+
+
+def together_kinds(examples: list[dict[str, Any]], **kwargs: Any) -> dict[str, list[int | None]]:
+    report = validate_examples(examples, model=LLAMA, today=TODAY, **kwargs)
+    out: dict[str, list[int | None]] = {}
+    for issue in report.errors:
+        out.setdefault(issue.kind, []).append(issue.line)
+    return out
+
+
+def msgs(*roles: str) -> dict[str, Any]:
+    return {"messages": [{"role": r, "content": f"{r} text"} for r in roles]}
+
+
+def test_together_rules_apply_from_the_models_catalogue_provider() -> None:
+    report = validate_examples(good(3), model=LLAMA, today=TODAY)
+    assert report.ok and report.examples == 3  # Together takes files of any size
+    assert report.tokens_exact is False and "ESTIMATE" in report.counting
+    assert "own tokenizer" in report.counting
+    assert report.cost.n_epochs == 1 and report.cost.epochs_source == "provider default"
+    assert report.cost.price_per_1m == 0.48
+    assert "tokens estimated with tiktoken o200k_base" in report.to_text()
+    exact = validate_examples(good(12), model="gpt-4o-mini", today=TODAY)
+    assert exact.tokens_exact is True and "exact tiktoken" in exact.counting
+
+
+@pytest.mark.parametrize(
+    ("example", "where"),
+    [
+        (msgs("assistant", "user", "assistant"), "messages[0] is 'assistant' where 'user'"),
+        (msgs("system", "user", "user", "assistant"), "messages[2] is 'user' where 'assistant'"),
+        (msgs("user", "assistant", "system", "user", "assistant"), "messages[2] is a system"),
+        (msgs("user", "assistant", "assistant"), "messages[2] is 'assistant' where 'user'"),
+    ],
+)
+def test_together_roles_must_alternate(example: dict[str, Any], where: str) -> None:
+    report = validate_examples([good(1)[0], example], model=LLAMA, today=TODAY)
+    [issue] = [i for i in report.errors if i.kind == "together_roles_not_alternating"]
+    assert issue.line == 2 and where in issue.message and "alternate" not in issue.kind
+    assert report.examples == 1
+    # the same line is fine for OpenAI, which has no such rule
+    assert validate_examples([example] * 10, model="gpt-4o-mini", today=TODAY).ok
+
+
+def test_together_tool_results_follow_tool_calls() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ok = {
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "assistant", "content": "Sunny."},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    }
+    assert together_kinds([ok]) == {}
+    stray = {
+        "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "tool", "tool_call_id": "c1", "content": "y"},
+            {"role": "assistant", "content": "z"},
+        ]
+    }
+    assert "together_roles_not_alternating" in together_kinds([ok, stray])
+
+
+def test_together_weights_are_0_or_1_on_any_message() -> None:
+    masked = {
+        "messages": [
+            {"role": "user", "content": "Q", "weight": 0},
+            {"role": "assistant", "content": "A", "weight": 1},
+        ]
+    }
+    assert together_kinds([masked]) == {}  # Together's docs mask user turns with weight 0
+    assert "invalid_weight" in {
+        i.kind for i in validate_examples([masked], model="gpt-4o-mini").errors
+    }
+    bad = {
+        "messages": [
+            {"role": "user", "content": "Q"},
+            {"role": "assistant", "content": "A", "weight": 0.5},
+        ]
+    }
+    kinds = together_kinds([masked, bad])
+    assert kinds == {"together_invalid_weight": [2]}
+
+
+def test_together_unsupported_keys_and_roles() -> None:
+    parallel = {**msgs("user", "assistant"), "parallel_tool_calls": False}
+    legacy = {
+        "messages": [
+            {"role": "user", "content": "Q"},
+            {"role": "function", "name": "f", "content": "x"},
+            {"role": "assistant", "content": "A"},
+        ]
+    }
+    kinds = together_kinds([parallel, legacy])
+    assert kinds["together_unsupported_key"] == [1] and kinds["together_unsupported_role"] == [2]
+
+
+def pref(**over: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "input": {"messages": [{"role": "user", "content": "What is Lumen?"}]},
+        "preferred_output": [{"role": "assistant", "content": "A note-taking app."}],
+        "non_preferred_output": [{"role": "assistant", "content": "No idea."}],
+    }
+    line.update(over)
+    return line
+
+
+def test_together_preference_format() -> None:
+    report = validate_examples([pref(), pref()], model=LLAMA, today=TODAY)
+    assert report.ok and report.examples == 2 and report.total_tokens > 0
+    assert report.total_assistant_tokens > 0  # the preferred answer is counted
+    kinds = together_kinds(
+        [
+            pref(),
+            pref(
+                preferred_output=[
+                    {"role": "assistant", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                ]
+            ),
+            pref(non_preferred_output=[{"role": "user", "content": "a"}]),
+            pref(input={"prompt": "x"}),
+            pref(input={"messages": [{"role": "narrator", "content": "x"}]}),
+            pref(extra=1),
+            {k: v for k, v in pref().items() if k != "non_preferred_output"},
+        ]
+    )
+    assert kinds == {
+        "together_preference_output": [2, 3, 7],
+        "together_preference_input": [4, 5],
+        "together_unsupported_key": [6],
+    }
+
+
+def test_together_rules_in_a_file_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    examples = [*good(2), msgs("user", "user", "assistant"), pref(), pref(preferred_output=[])]
+    lines = [json.dumps(e) for e in examples]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = validate_file(path, model="gpt-4o-mini", provider="together", today=TODAY)
+    rendered = [i.render() for i in report.errors]
+    assert rendered == [
+        f"{path}:3: together_roles_not_alternating: messages[1] is 'user' where 'assistant' should come; "
+        "Together AI takes an optional system message first, then user and assistant messages in "
+        "turn (tool results right after the assistant's tool calls)",
+        f"{path}:5: together_preference_output: preferred_output is 0 message(s), not one "
+        "assistant message with text; preferred_output and non_preferred_output each hold exactly "
+        "one assistant message with text content",
+    ]
+    assert report.examples == 3 and report.tokens_exact  # gpt-4o-mini's counts stay exact

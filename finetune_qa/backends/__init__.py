@@ -1,7 +1,9 @@
 """Backends: who trains and serves the model, behind one small protocol, chosen by name.
 
 ``"openai"`` is :class:`OpenAIBackend` (OpenAI, Azure OpenAI, OpenAI-compatible servers);
-``"offline"`` is :class:`OfflineBackend`, the same code over a built-in fake of the API.
+``"offline"`` is :class:`OfflineBackend`, the same code over a built-in fake of the API;
+``"together"`` is :class:`~finetune_qa.backends.together.TogetherBackend` (Together AI,
+``pip install 'finetune-qa[together]'``; the SDK is imported only when one is built).
 Third parties register their own with :func:`register_backend`, or through the
 ``finetune_qa.backends`` entry-point group (``name = "package.module:factory"``).
 
@@ -32,6 +34,7 @@ from finetune_qa.backends.base import (
 )
 from finetune_qa.backends.offline import OfflineBackend
 from finetune_qa.backends.openai import OpenAIBackend
+from finetune_qa.backends.together import TogetherBackend
 from finetune_qa.exceptions import UnknownBackendError, UsageError
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "JobStatus",
     "OfflineBackend",
     "OpenAIBackend",
+    "TogetherBackend",
     "Usage",
     "available_backends",
     "get_backend",
@@ -109,3 +113,4 @@ def get_backend(backend: str | Backend, **kwargs: Any) -> Backend:
 
 register_backend("openai", OpenAIBackend)
 register_backend("offline", OfflineBackend)
+register_backend("together", TogetherBackend)  # imports the together SDK only when built

@@ -79,6 +79,14 @@ class JobRequest(BaseModel):
     integrations: list[dict[str, Any]] = Field(
         default_factory=list, description="e.g. [{'type': 'wandb', 'wandb': {'project': 'x'}}]."
     )
+    provider_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Provider-specific options the common fields do not cover, e.g. Together's "
+            "{'lora': True, 'lora_r': 16, 'learning_rate': 2e-5}; each backend names the keys "
+            "it takes in its provider_option_names."
+        ),
+    )
 
 
 class JobInfo(BaseModel):
@@ -187,6 +195,14 @@ class Backend(Protocol):
     """
 
     name: str
+    """Registry name of the backend, e.g. 'openai'.
+
+    A backend may also set ``supports_metadata = False`` (read with ``getattr``, default
+    True) when its jobs carry no metadata: :class:`~finetune_qa.jobs.FineTuneJob` then
+    finds a job after a dropped connection by its model, files and suffix instead of by
+    an idempotency token, and ``provider_option_names`` (a set of strings) to accept
+    ``JobRequest.provider_options``.
+    """
 
     def upload_file(self, data: bytes, *, filename: str, purpose: str = "fine-tune") -> FileInfo:
         """Upload ``data`` as a file."""

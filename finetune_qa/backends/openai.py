@@ -246,6 +246,10 @@ class OpenAIBackend:
     """
 
     name = "openai"
+    supports_metadata = True
+    """Jobs carry metadata, so a job is found again by its idempotency token."""
+    provider_option_names: frozenset[str] = frozenset()
+    """No provider-specific options: every setting has a common ``JobRequest`` field."""
 
     def __init__(
         self,

@@ -1,0 +1,787 @@
+"""TogetherBackend against a stateful respx fake of Together AI's API, offline.
+
+The fake replays the request and response shapes of Together's API as the ``together``
+SDK 3.x sends and parses them (fixtures in ``together_api/``): the three-step upload
+(``POST /v1/files`` answered with a 302 to a signed URL, ``PUT`` of the bytes,
+``POST /v1/files/{id}/preprocess``), ``/v1/fine-tunes`` (model limits, price estimate,
+create, retrieve, list, cancel, events, checkpoints, metrics) and chat completions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+import together
+
+from finetune_qa import ChatModel, DatasetBuilder, FineTuneJob, sample_csv
+from finetune_qa import exceptions as exc
+from finetune_qa.backends import (
+    Backend,
+    ChatRequest,
+    JobRequest,
+    OfflineBackend,
+    TogetherBackend,
+    get_backend,
+)
+from finetune_qa.backends.together import PROVIDER_OPTION_NAMES
+from finetune_qa.jobs import Journal
+
+API = "https://api.together.ai"
+UPLOADS = "https://together-uploads.s3.amazonaws.com"
+KEY = "tgp_v1_" + "k3y" * 12
+WANDB_KEY = "wandb-secret-" + "w" * 28
+LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+FIXTURES = Path(__file__).parent / "together_api"
+STAGES = ["pending", "queued", "running", "compressing", "uploading", "completed"]
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def iso(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class FakeTogether:
+    """A small stateful Together AI: files, fine-tunes that advance one stage per retrieve, chat."""
+
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.now = int(time.time())  # jobs are matched against the journal's wall-clock time
+        self.files: dict[str, dict[str, Any]] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.frozen: set[str] = set()  # jobs that do not advance on retrieve
+        self.create_bodies: list[dict[str, Any]] = []
+        self.drop_next_create = False
+        self.chat_bodies: list[dict[str, Any]] = []
+        r = router
+        r.post(f"{API}/v1/files").mock(side_effect=self._files_post)
+        r.put(url__regex=rf"{UPLOADS}/put/(?P<fid>[^/?]+)").mock(side_effect=self._put)
+        r.post(url__regex=rf"{API}/v1/files/(?P<fid>[^/]+)/preprocess").mock(
+            side_effect=self._preprocess
+        )
+        r.get(url__regex=rf"{API}/v1/files/(?P<fid>[^/]+)/content").mock(side_effect=self._content)
+        r.get(f"{API}/v1/files").mock(side_effect=self._files_list)
+        r.get(f"{API}/v1/fine-tunes/models/limits").mock(side_effect=self._limits)
+        self.estimate = r.post(f"{API}/v1/fine-tunes/estimate-price").mock(
+            side_effect=self._estimate
+        )
+        self.create_route = r.post(f"{API}/v1/fine-tunes").mock(side_effect=self._create)
+        r.get(f"{API}/v1/fine-tunes").mock(side_effect=self._list)
+        r.post(url__regex=rf"{API}/v1/fine-tunes/(?P<jid>ft-[^/]+)/cancel").mock(
+            side_effect=self._cancel
+        )
+        r.get(url__regex=rf"{API}/v1/fine-tunes/(?P<jid>ft-[^/]+)/events").mock(
+            side_effect=self._events
+        )
+        r.get(url__regex=rf"{API}/v1/fine-tunes/(?P<jid>ft-[^/]+)/checkpoints").mock(
+            return_value=httpx.Response(200, json=fixture("checkpoints"))
+        )
+        r.get(url__regex=rf"{API}/v1/fine-tunes/(?P<jid>ft-[^/]+)/metrics").mock(
+            return_value=httpx.Response(200, json=fixture("metrics"))
+        )
+        r.get(url__regex=rf"{API}/v1/fine-tunes/(?P<jid>ft-[^/]+)$").mock(
+            side_effect=self._retrieve
+        )
+        r.post(f"{API}/v1/chat/completions").mock(side_effect=self._chat)
+
+    def tick(self) -> int:
+        self.now += 30
+        return self.now
+
+    # -- files
+    def _files_post(self, request: httpx.Request) -> httpx.Response:
+        fields = dict(re.findall(rb'name="(\w+)"\r\n\r\n(.*?)\r\n--', request.content, re.S))
+        fid = f"file-{len(self.files) + 1:08d}-0000-0000-0000-000000000000"
+        record = fixture("file")
+        record.update(
+            id=fid,
+            filename=fields[b"file_name"].decode(),
+            purpose=fields[b"purpose"].decode(),
+            created_at=self.tick(),
+            processing_status="PENDING",
+        )
+        self.files[fid] = record
+        return httpx.Response(
+            302, headers={"Location": f"{UPLOADS}/put/{fid}?sig=abc", "X-Together-File-Id": fid}
+        )
+
+    def _put(self, request: httpx.Request, fid: str) -> httpx.Response:
+        self.blobs[fid] = request.read()
+        return httpx.Response(200)
+
+    def _preprocess(self, request: httpx.Request, fid: str) -> httpx.Response:
+        rec = self.files[fid]
+        data = self.blobs[fid]
+        rec.update(bytes=len(data), processing_status="COMPLETED")
+        rec["validation_report"]["nlines"] = data.count(b"\n")
+        return httpx.Response(200, json=rec)
+
+    def _files_list(self, request: httpx.Request) -> httpx.Response:
+        done = [f for f in self.files.values() if f["processing_status"] == "COMPLETED"]
+        return httpx.Response(200, json={"data": done})
+
+    def _content(self, request: httpx.Request, fid: str) -> httpx.Response:
+        return httpx.Response(200, content=self.blobs[fid])
+
+    # -- fine-tunes
+    def _limits(self, request: httpx.Request) -> httpx.Response:
+        model = request.url.params["model_name"]
+        if model not in (LLAMA, "Qwen/Qwen3-8B"):
+            return httpx.Response(404, json=fixture("errors")["404"])
+        limits = fixture("model_limits")
+        limits["model_name"] = model
+        return httpx.Response(200, json=limits)
+
+    def _estimate(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        est = fixture("estimate_price")
+        if body["training_file"] not in self.files:
+            return httpx.Response(200, json=est["unavailable"])
+        tokens = self.blobs[body["training_file"]].count(b" ") * body.get("n_epochs", 1)
+        out = est["available"]
+        out.update(estimated_train_token_count=tokens, estimated_total_price=tokens * 0.48e-6)
+        return httpx.Response(200, json=out)
+
+    def _truncated(self, job: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in job.items() if k != "events"}
+        return out
+
+    def _create(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.create_bodies.append(body)
+        if body["model"] not in (LLAMA, "Qwen/Qwen3-8B"):
+            return httpx.Response(404, json=fixture("errors")["404"])
+        jid = f"ft-{len(self.jobs) + 1:08d}-0000-0000-0000-000000000000"
+        job = fixture("job")
+        t = self.tick()
+        suffix = body.get("suffix")
+        job.update(
+            id=jid,
+            model=body["model"],
+            training_file=body["training_file"],
+            validation_file=body.get("validation_file") or "",
+            suffix=suffix,
+            n_epochs=body["n_epochs"],
+            created_at=iso(t),
+            updated_at=iso(t),
+            model_output_name=f"acme/{body['model'].split('/')[-1]}-{suffix or 'ft'}-{jid[3:11]}",
+        )
+        self.jobs[jid] = job
+        self.events[jid] = []
+        self._add_events(jid, "queued")
+        if self.drop_next_create:  # the job exists, but the answer never arrives
+            self.drop_next_create = False
+            raise httpx.ConnectError("connection reset by peer", request=request)
+        return httpx.Response(200, json=self._truncated(job))
+
+    def _add_events(self, jid: str, stage: str) -> None:
+        for e in fixture("events").get(stage, []):
+            self.events[jid].append({**e, "created_at": iso(self.tick())})
+
+    def _retrieve(self, request: httpx.Request, jid: str) -> httpx.Response:
+        job = self.jobs.get(jid)
+        if job is None:
+            return httpx.Response(404, json={"error": {"message": f"job {jid} not found"}})
+        if jid not in self.frozen and job["status"] in STAGES[:-1]:
+            job["status"] = STAGES[STAGES.index(job["status"]) + 1]
+            job["updated_at"] = iso(self.tick())
+            self._add_events(jid, job["status"])
+            if job["status"] == "completed":
+                job["token_count"] = 4096
+        return httpx.Response(200, json={**job, "events": self.events[jid]})
+
+    def _list(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [self._truncated(j) for j in self.jobs.values()]})
+
+    def _cancel(self, request: httpx.Request, jid: str) -> httpx.Response:
+        job = self.jobs[jid]
+        job["status"] = "cancel_requested"
+        self.frozen.add(jid)
+        return httpx.Response(200, json=self._truncated(job))
+
+    def _events(self, request: httpx.Request, jid: str) -> httpx.Response:
+        return httpx.Response(200, json={"data": self.events[jid]})
+
+    # -- chat
+    def _chat(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.chat_bodies.append(body)
+        question = body["messages"][-1]["content"]
+        answer = "I do not know."
+        for fid, blob in self.blobs.items():
+            for line in blob.decode().splitlines():
+                msgs = json.loads(line).get("messages", [])
+                if any(m["role"] == "user" and m["content"] == question for m in msgs):
+                    answer = msgs[-1]["content"]
+            del fid
+        for stop in body.get("stop") or []:
+            answer = answer.split(stop)[0]
+        out = fixture("chat_completion")
+        out["model"] = body["model"]
+        out["choices"][0]["message"]["content"] = answer
+        if "logprobs" in body:
+            words = answer.split()
+            out["choices"][0]["logprobs"] = {
+                "tokens": words,
+                "token_logprobs": [-0.1] * len(words),
+                "token_ids": list(range(len(words))),
+            }
+        out["usage"] = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+        return httpx.Response(200, json=out, headers={"x-request-id": "req-chat-1"})
+
+
+@pytest.fixture
+def api() -> Iterator[FakeTogether]:
+    with respx.mock(assert_all_called=False) as router:
+        yield FakeTogether(router)
+
+
+def make_backend(**kwargs: Any) -> TogetherBackend:
+    client = together.Together(api_key=KEY, base_url=API, max_retries=0)
+    aclient = together.AsyncTogether(api_key=KEY, base_url=API, max_retries=0)
+    backend = TogetherBackend(client=client, async_client=aclient, **kwargs)
+    backend.sleep = lambda s: None  # type: ignore[attr-defined]  # no real waits in tests
+    return backend
+
+
+@pytest.fixture
+def backend(api: FakeTogether) -> TogetherBackend:
+    return make_backend()
+
+
+@pytest.fixture
+def train(tmp_path: Path) -> Path:
+    out = tmp_path / "train.jsonl"
+    DatasetBuilder().add_source(sample_csv()).build(out)
+    return out
+
+
+def first_qa(path: Path) -> tuple[str, str]:
+    msgs = json.loads(path.read_text(encoding="utf-8").splitlines()[0])["messages"]
+    return msgs[1]["content"], msgs[2]["content"]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_csv_to_answer_on_together(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    job = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl", suffix="lumen"
+    )
+    assert job.status == "queued" and job.info.provider_status == "pending"
+    statuses: list[str] = []
+    info = job.wait(poll_interval=0, on_status=lambda i: statuses.append(i.provider_status))
+    # a new status is reported when the mapped one changes (compressing, uploading: running)
+    assert info.status == "succeeded" and statuses == ["queued", "running", "completed"]
+    assert api.jobs[job.id]["status"] == "completed"
+    assert job.fine_tuned_model == api.jobs[job.id]["model_output_name"]
+    # the upload went through all three steps, with the bytes intact
+    [fid] = api.files
+    assert api.blobs[fid] == train.read_bytes()
+    assert api.files[fid]["filename"].startswith("train-") and info.training_file == fid
+    # the job request carried Together's field names
+    [body] = api.create_bodies
+    assert body["model"] == LLAMA and body["training_file"] == fid
+    assert body["suffix"] == "lumen" and body["batch_size"] == "max"
+    assert body["training_method"] == {"method": "sft", "train_on_inputs": "auto"}
+    assert "metadata" not in body and "finetune_qa_token" not in json.dumps(body)
+    question, answer = first_qa(train)
+    bot = job.chat_model()
+    reply = bot.ask(question)
+    assert reply.text and answer.startswith(reply.text.strip())
+    sent = api.chat_bodies[-1]
+    assert sent["model"] == job.fine_tuned_model and sent["stop"] == [job.stop]
+    assert sent["messages"][0] == {"role": "system", "content": job.system_prompt}
+
+
+def run(backend: Backend, model: str, workdir: Path) -> dict[str, Any]:
+    """The same script for every backend: build, train, wait, ask."""
+    workdir.mkdir()
+    train = workdir / "train.jsonl"
+    DatasetBuilder().add_source(sample_csv()).build(train)
+    job = FineTuneJob.create(train, model=model, backend=backend, journal=workdir / "j.jsonl")
+    info = job.wait(poll_interval=1.0)
+    question, _ = first_qa(train)
+    reply = job.chat_model().ask(question)
+    return {
+        "status": info.status,
+        "has_model": bool(job.fine_tuned_model),
+        "events_in_order": [e.created_at for e in job.events()]
+        == sorted(e.created_at for e in job.events()),
+        "has_events": bool(job.events()),
+        "answered": bool(reply.text.strip()),
+        "stop": job.stop,
+    }
+
+
+def test_the_same_script_runs_offline_and_on_together(api: FakeTogether, tmp_path: Path) -> None:
+    offline = run(OfflineBackend(max_retries=0), "gpt-4o-mini", tmp_path / "offline")
+    on_together = run(make_backend(), LLAMA, tmp_path / "together")
+    assert offline == on_together
+    assert offline["status"] == "succeeded" and offline["answered"]
+
+
+def test_registered_by_name_and_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    with pytest.raises(exc.ConfigError) as info:
+        get_backend("together")
+    assert "TOGETHER_API_KEY" in str(info.value) and "offline" in str(info.value)
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    backend = get_backend("together", max_retries=0)
+    assert isinstance(backend, TogetherBackend) and backend.client.max_retries == 0
+    assert KEY not in repr(backend)
+    assert isinstance(backend, Backend) and backend.supports_metadata is False
+
+
+# --------------------------------------------------------------------------- statuses
+
+
+@pytest.mark.parametrize(
+    ("together_status", "ours"),
+    [
+        ("pending", "queued"),
+        ("queued", "queued"),
+        ("running", "running"),
+        ("compressing", "running"),
+        ("uploading", "running"),
+        ("completed", "succeeded"),
+        ("error", "failed"),
+        ("user_error", "failed"),
+        ("cancel_requested", "cancelled"),
+        ("cancelled", "cancelled"),
+    ],
+)
+def test_status_mapping(
+    api: FakeTogether, backend: TogetherBackend, together_status: str, ours: str
+) -> None:
+    job = fixture("job")
+    job.update(id="ft-status", status=together_status, model_output_name="acme/m-x")
+    api.jobs["ft-status"] = job
+    api.events["ft-status"] = []
+    api.frozen.add("ft-status")
+    info = backend.retrieve_job("ft-status")
+    assert (info.status, info.provider_status) == (ours, together_status)
+    assert info.raw["id"] == "ft-status" and info.raw["status"] == together_status
+    assert info.done == (ours in ("succeeded", "failed", "cancelled"))
+    assert (info.fine_tuned_model is not None) == (ours == "succeeded")
+
+
+def test_a_failed_job_raises_job_failed_with_the_reason(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
+    api.jobs[job.id]["status"] = "error"
+    api.frozen.add(job.id)
+    api._add_events(job.id, "error")
+    with pytest.raises(exc.JobFailed) as info:
+        job.wait(poll_interval=0)
+    assert "CUDA out of memory" in str(info.value) and info.value.code == "error"
+
+
+def test_cancel_and_no_pause(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
+    with pytest.raises(exc.UsageError, match="cannot be paused"):
+        job.pause()
+    with pytest.raises(exc.UsageError, match="cancel it or let it finish"):
+        job.resume()
+    info = job.cancel()
+    assert (info.status, info.provider_status) == ("cancelled", "cancel_requested")
+    with pytest.raises(exc.JobCancelled):
+        job.wait(poll_interval=0)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (401, exc.AuthenticationError),
+        (404, exc.NotFoundError),
+        (429, exc.RateLimitError),
+        (500, exc.InternalServerError),
+    ],
+)
+def test_error_responses_are_mapped(status: int, cls: type[exc.APIStatusError]) -> None:
+    body = copy.deepcopy(fixture("errors")[str(status)])
+    # a provider that echoes the key back must not leak it through our messages
+    body["error"]["message"] += f" (key {KEY}, also Bearer {KEY})"
+    headers = {"x-request-id": f"req-{status}", "retry-after": "7"}
+    with respx.mock() as router:
+        router.get(url__regex=rf"{API}/v1/fine-tunes/.*").mock(
+            return_value=httpx.Response(status, json=body, headers=headers)
+        )
+        with pytest.raises(cls) as info:
+            make_backend().retrieve_job("ft-x")
+    err = info.value
+    assert err.status_code == status and err.request_id == f"req-{status}"
+    assert isinstance(err.__cause__, together.APIStatusError)
+    assert KEY not in str(err) and "k3yk3y" not in str(err) and "[REDACTED]" in str(err)
+    assert str(status) in str(err) and "Together AI" in str(err)
+    if status == 429:
+        assert isinstance(err, exc.RateLimitError) and err.retry_after == 7.0
+    if status == 401:
+        assert err.code == "invalid_api_key" and "TOGETHER_API_KEY" in str(err)
+    if status == 404:
+        assert err.param == "model"
+
+
+def test_connection_errors_are_mapped() -> None:
+    with respx.mock() as router:
+        router.get(f"{API}/v1/fine-tunes").mock(side_effect=httpx.ConnectError("refused"))
+        with pytest.raises(exc.APIConnectionError) as info:
+            make_backend().list_jobs()
+        router.get(f"{API}/v1/files").mock(side_effect=httpx.ReadTimeout("slow"))
+        with pytest.raises(exc.APITimeoutError):
+            make_backend().list_files()
+    assert "may or may not have been carried out" in str(info.value)
+
+
+def test_no_key_in_any_exception_text(api: FakeTogether, train: Path, tmp_path: Path) -> None:
+    backend = make_backend(wandb_api_key=WANDB_KEY)
+    messages: list[str] = []
+    api.create_route.mock(
+        return_value=httpx.Response(
+            400, json={"error": {"message": f"bad wandb key {WANDB_KEY}", "type": "x"}}
+        )
+    )
+    for call in (
+        lambda: FineTuneJob.create(
+            train,
+            model=LLAMA,
+            backend=backend,
+            journal=tmp_path / "j.jsonl",
+            integrations=[{"type": "wandb", "wandb": {"project": "qa"}}],
+        ),
+        lambda: backend.retrieve_job("ft-missing"),
+        lambda: backend.model_limits("meta-llama/Nope"),
+    ):
+        with pytest.raises(exc.FineTuneQAError) as info:
+            call()
+        messages.append(str(info.value))
+    assert len(messages) == 3, messages
+    assert messages[0].startswith("400 from Together AI: bad wandb key [REDACTED]")
+    for m in messages:
+        assert KEY not in m and WANDB_KEY not in m
+    # the W&B key went to Together with the job, and nowhere on disk
+    sent = json.loads(api.create_route.calls[-1].request.content)
+    assert sent["wandb_key"] == WANDB_KEY and sent["wandb_project_name"] == "qa"
+    assert WANDB_KEY not in (tmp_path / "j.jsonl").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- lists, events
+
+
+def test_list_jobs_newest_first_with_limit(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    fid = backend.upload_file(train.read_bytes(), filename="t.jsonl").id
+    ids = [
+        backend.create_job(JobRequest(model=LLAMA, training_file=fid, suffix=f"s{i}")).id
+        for i in range(3)
+    ]
+    jobs = backend.list_jobs()
+    assert [j.id for j in jobs] == ids[::-1]
+    assert [j.id for j in backend.list_jobs(limit=2)] == ids[:0:-1]
+    assert backend.list_jobs(metadata={"k": "v"}) == []  # Together jobs have no metadata
+    files = backend.list_files(purpose="fine-tune")
+    assert [f.id for f in files] == [fid] and files[0].bytes == train.stat().st_size
+    assert backend.file_content(fid) == train.read_bytes()
+
+
+def test_events_pages_and_order(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
+    job.wait(poll_interval=0)
+    every = list(backend.list_events(job.id))
+    total = len(api.events[job.id])
+    assert len(every) == total and every[0].message == "Job finished at 2026-11-25 10:20:00"
+    page = list(backend.list_events(job.id, limit=3))
+    older = list(backend.list_events(job.id, after=page[-1].id, limit=100))
+    assert [e.id for e in page + older] == [e.id for e in every]
+    ckpt = next(e for e in every if e.data and e.data.get("type") == "checkpoint_save")
+    assert ckpt.data == {"type": "checkpoint_save", "step": 4, "total_steps": 4}
+    # FineTuneJob delivers each once, oldest first
+    events = job.events()
+    assert events[0].message == "Fine tune request created" and len(events) == total
+    assert all(e.level == "info" for e in events)
+
+
+def test_checkpoints_and_metrics(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
+    ckpts = job.checkpoints()
+    assert [c.step_number for c in ckpts] == [4, 2]
+    assert (
+        ckpts[0].fine_tuned_model_checkpoint
+        == "acme/Meta-Llama-3.1-8B-Instruct-Reference-lumen-final"
+    )
+    assert ckpts[1].fine_tuned_model_checkpoint == f"{job.id}:2"
+    points = job.metrics()
+    assert [p.step for p in points] == [1, 2, 3, 4]
+    assert points[1].train_loss == 1.4 and points[1].valid_loss == 1.6
+    assert points[-1].train_loss is not None and points[-1].train_loss < points[0].train_loss
+
+
+# --------------------------------------------------------------------------- request mapping
+
+
+def test_hyperparameters_and_provider_options_are_sent(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    FineTuneJob.create(
+        train,
+        model=LLAMA,
+        backend=backend,
+        journal=tmp_path / "j.jsonl",
+        n_epochs=3,
+        batch_size=16,
+        seed=7,
+        suffix="qa-v2",
+        provider_options={
+            "lora": True,
+            "lora_r": 16,
+            "learning_rate": 2e-5,
+            "n_checkpoints": 2,
+            "warmup_ratio": 0.1,
+        },
+    )
+    [body] = api.create_bodies
+    assert body["n_epochs"] == 3 and body["batch_size"] == 16 and body["random_seed"] == 7
+    assert (
+        body["learning_rate"] == 2e-5 and body["n_checkpoints"] == 2 and body["warmup_ratio"] == 0.1
+    )
+    assert body["training_type"] == {
+        "type": "Lora",
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.0,
+        "lora_trainable_modules": "all-linear",
+    }
+    assert body["suffix"] == "qa-v2"
+    estimate = json.loads(api.estimate.calls[-1].request.content)
+    assert estimate["n_epochs"] == 3 and estimate["model"] == LLAMA
+
+
+def test_dpo_request(api: FakeTogether, backend: TogetherBackend, train: Path) -> None:
+    fid = backend.upload_file(train.read_bytes(), filename="t.jsonl").id
+    backend.create_job(JobRequest(model=LLAMA, training_file=fid, method="dpo", beta=0.2))
+    body = api.create_bodies[-1]
+    assert body["training_method"]["method"] == "dpo" and body["training_method"]["dpo_beta"] == 0.2
+    assert "train_on_inputs" not in body["training_method"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"provider_options": {"lora_rank": 8}}, "lora_r"),  # names the allowed keys
+        ({"learning_rate_multiplier": 2.0}, "absolute learning rate"),
+        ({"suffix": "s" * 41}, "at most 40"),
+        ({"metadata": {"team": "qa"}}, "no metadata"),
+        ({"n_epochs": 21}, "n_epochs 21 is over the maximum 20"),
+        ({"batch_size": 64}, "batch_size 64 is outside 8-32"),
+        ({"provider_options": {"learning_rate": 2.0}}, "learning_rate 2 is outside"),
+        ({"provider_options": {"lora_r": 128}}, "over the maximum rank 64"),
+    ],
+)
+def test_refused_before_anything_is_uploaded(
+    api: FakeTogether,
+    backend: TogetherBackend,
+    train: Path,
+    tmp_path: Path,
+    kwargs: dict[str, Any],
+    match: str,
+) -> None:
+    with pytest.raises(exc.UsageError, match=match):
+        FineTuneJob.create(
+            train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl", **kwargs
+        )
+    assert api.files == {} and api.jobs == {}
+
+
+def test_openai_backend_takes_no_provider_options(train: Path, tmp_path: Path) -> None:
+    with pytest.raises(exc.UsageError, match="takes none"):
+        FineTuneJob.create(
+            train,
+            model="gpt-4o-mini",
+            backend=OfflineBackend(),
+            journal=tmp_path / "j.jsonl",
+            provider_options={"lora": True},
+        )
+    assert "lora" in PROVIDER_OPTION_NAMES
+
+
+def test_limits_check_refuses_a_too_long_example(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    limits = backend.model_limits(LLAMA)
+    assert (limits.max_seq_length_sft, limits.lora_max_batch_size, limits.supports_tools) == (
+        131072,
+        32,
+        True,
+    )
+    lines = train.read_text(encoding="utf-8").splitlines()
+    long = json.loads(lines[2])
+    long["messages"][2]["content"] = "word " * 1500
+    lines[2] = json.dumps(long)
+    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(exc.UsageError) as info:
+        FineTuneJob.create(
+            train,
+            model=LLAMA,
+            backend=backend,
+            journal=tmp_path / "j.jsonl",
+            provider_options={"max_seq_length": 1024},
+        )
+    text = str(info.value)
+    assert f"{train}:3:" in text and "1,024" in text and "o200k_base" in text
+    assert api.files == {}
+
+
+def test_unknown_model_limits_is_not_found(api: FakeTogether, backend: TogetherBackend) -> None:
+    with pytest.raises(exc.NotFoundError) as info:
+        backend.model_limits("meta-llama/Nope")
+    assert info.value.param == "model" and "supported models" in str(info.value)
+
+
+def test_price_estimate(api: FakeTogether, backend: TogetherBackend, train: Path) -> None:
+    fid = backend.upload_file(train.read_bytes(), filename="t.jsonl").id
+    est = backend.estimate_price(JobRequest(model=LLAMA, training_file=fid, n_epochs=2))
+    words = train.read_bytes().count(b" ")
+    assert est.source == "together" and est.available and est.allowed_to_proceed is True
+    assert est.train_tokens == words * 2 and est.estimated_total_usd == pytest.approx(
+        words * 2 * 0.48e-6
+    )
+    sent = json.loads(api.estimate.calls[-1].request.content)
+    assert (
+        sent["training_method"] == {"method": "sft", "train_on_inputs": "auto"}
+        and sent["n_epochs"] == 2
+    )
+    # Together cannot estimate: the catalogue's price on a tiktoken estimate, said so
+    fallback = backend.estimate_price(
+        JobRequest(model=LLAMA, training_file="file-unknown", n_epochs=2), training_path=train
+    )
+    assert fallback.source == "catalogue" and fallback.available
+    assert fallback.train_tokens and fallback.estimated_total_usd == pytest.approx(
+        fallback.train_tokens * 0.48 / 1e6
+    )
+    assert "train_file_not_validated" in (fallback.reason or "") and "tiktoken" in (
+        fallback.reason or ""
+    )
+    unavailable = backend.estimate_price(JobRequest(model=LLAMA, training_file="file-unknown"))
+    assert not unavailable.available and unavailable.reason == "train_file_not_validated"
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_a_dropped_create_is_reconciled_to_one_job(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    api.drop_next_create = True
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=journal, suffix="lumen")
+    assert len(api.jobs) == 1 and job.id in api.jobs
+    assert api.create_route.call_count == 1  # found by model, files and suffix, not re-created
+    intent = journal.find(op="job", state="intent")[-1]
+    assert intent["created_after"] <= dt.datetime.now(dt.timezone.utc).timestamp()
+    [created] = journal.find(op="job", state="created")
+    assert created["job_id"] == job.id
+    # running the script again attaches to the same job
+    again = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=journal, suffix="lumen")
+    assert again.id == job.id and len(api.jobs) == 1
+
+
+def test_reconciliation_skips_jobs_claimed_by_the_journal(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    first = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=journal, suffix="x")
+    api.drop_next_create = True
+    second = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=journal, suffix="x", force_new=True
+    )
+    assert second.id != first.id and len(api.jobs) == 2
+    assert api.create_route.call_count == 2
+
+
+def test_reconciliation_ignores_older_jobs_with_the_same_request(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "other.jsonl", suffix="y"
+    )
+    old = next(iter(api.jobs.values()))
+    old["created_at"] = iso(api.now - 3600)  # made an hour ago by someone else
+    job = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl", suffix="y"
+    )
+    assert job.id != old["id"] and len(api.jobs) == 2
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def test_chat_maps_request_and_response(api: FakeTogether, backend: TogetherBackend) -> None:
+    resp = backend.chat(
+        ChatRequest(
+            model="acme/m",
+            messages=[{"role": "user", "content": "Hi?"}],
+            temperature=0.0,
+            max_tokens=50,
+            stop=["**STOP**"],
+            seed=3,
+            logprobs=True,
+            top_logprobs=2,
+        )
+    )
+    body = api.chat_bodies[-1]
+    assert body == {
+        "model": "acme/m",
+        "messages": [{"role": "user", "content": "Hi?"}],
+        "temperature": 0.0,
+        "max_tokens": 50,
+        "stop": ["**STOP**"],
+        "seed": 3,
+        "logprobs": 2,
+    }
+    assert resp.content == "I do not know." and resp.finish_reason == "stop"  # eos -> stop
+    assert resp.usage.total_tokens == 25 and resp.logprobs is not None
+    assert [t["token"] for t in resp.logprobs] == ["I", "do", "not", "know."]
+
+
+def test_async_chat_through_chat_model(api: FakeTogether, backend: TogetherBackend) -> None:
+    bot = ChatModel("acme/m", backend=backend)
+    answers = asyncio.run(bot.aask_many(["a?", "b?", "c?"]))
+    assert len(answers) == 3 and len(api.chat_bodies) == 3
+
+
+def test_async_clients_are_made_per_event_loop(
+    api: FakeTogether, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    backend = TogetherBackend(base_url=API, max_retries=0)
+    assert backend.async_per_loop
+    req = ChatRequest(model="acme/m", messages=[{"role": "user", "content": "x?"}])
+    for _ in range(2):  # a second asyncio.run() gets a fresh client
+        assert asyncio.run(backend.achat(req)).content == "I do not know."
