@@ -1,0 +1,270 @@
+"""CLI command ``finetune-qa eval``: run an evaluation suite on one model, or compare two.
+
+Registered on the ``finetune-qa`` group by :mod:`finetune_qa.cli`; a thin shell over
+:class:`~finetune_qa.evaluation.EvalSuite`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from finetune_qa._cli_jobs import backend_options, open_backend
+from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
+from finetune_qa.exceptions import FineTuneQAError, UsageError
+
+__all__ = ["register"]
+
+_EXIT_HELP = (
+    "Exit codes: 0 success, 1 some questions failed (or the run did), 2 bad input or usage."
+)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``eval`` command to ``cli``."""
+
+    @cli.command("eval", epilog=_EXIT_HELP)
+    @click.argument("data", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+    @click.option("--model", required=True, help="The model to evaluate (e.g. your fine-tune).")
+    @click.option(
+        "--compare",
+        "compare_model",
+        default=None,
+        help="A second model, run first as 'a' (e.g. the base model): a side-by-side report.",
+    )
+    @click.option(
+        "--system-prompt",
+        default=DEFAULT_SYSTEM_PROMPT,
+        show_default=True,
+        help="System message sent with every question ('' for none).",
+    )
+    @click.option(
+        "--stop",
+        default=DEFAULT_STOP,
+        show_default=True,
+        help="Stop marker the model was trained with ('' for none).",
+    )
+    @click.option(
+        "--variations",
+        "variations_file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="QA file of rephrased questions with their expected answers.",
+    )
+    @click.option(
+        "--generate-variations",
+        is_flag=True,
+        help="Have --generator rephrase every question (cached in --variations-cache).",
+    )
+    @click.option(
+        "--variations-per-question",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Rephrasings per question with --generate-variations.",
+    )
+    @click.option(
+        "--generator",
+        default=DEFAULT_MODEL,
+        show_default=True,
+        help="Model that writes the rephrasings.",
+    )
+    @click.option(
+        "--variations-cache",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="JSONL cache of rephrasings [default: <cache dir>/eval-variations.jsonl].",
+    )
+    @click.option(
+        "--unrelated",
+        "unrelated_file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Text file of your own off-topic questions, one per line.",
+    )
+    @click.option(
+        "--no-builtin-unrelated", is_flag=True, help="Leave out the built-in off-topic questions."
+    )
+    @click.option(
+        "--refusal",
+        "refusals",
+        multiple=True,
+        help="Your bot's refusal text (repeatable): such answers count as not answered.",
+    )
+    @click.option("--judge", default=None, help="A model that grades answers 1-5 (LLM judge).")
+    @click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=None,
+        help="At most N questions per set (a seeded sample).",
+    )
+    @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+    @click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=32,
+        show_default=True,
+        help="Questions in flight at once.",
+    )
+    @click.option(
+        "--html", "html_path", type=click.Path(path_type=Path), help="Write an HTML report."
+    )
+    @click.option(
+        "--markdown", "md_path", type=click.Path(path_type=Path), help="Write a Markdown report."
+    )
+    @click.option(
+        "--save-suite",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the suite's questions as JSONL.",
+    )
+    @backend_options
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def eval_command(
+        data: Path,
+        model: str,
+        compare_model: str | None,
+        system_prompt: str,
+        stop: str,
+        variations_file: Path | None,
+        generate_variations: bool,
+        variations_per_question: int,
+        generator: str,
+        variations_cache: Path | None,
+        unrelated_file: Path | None,
+        no_builtin_unrelated: bool,
+        refusals: tuple[str, ...],
+        judge: str | None,
+        limit: int | None,
+        seed: int,
+        concurrency: int,
+        html_path: Path | None,
+        md_path: Path | None,
+        save_suite: Path | None,
+        backend: str,
+        base_url: str | None,
+        as_json: bool,
+        quiet: bool,
+    ) -> None:
+        """Evaluate a model on DATA: its questions verbatim, rephrased, and off-topic ones.
+
+        DATA is a QA file (seed CSV, pair CSV, pair JSONL) or training JSONL. Prints mean
+        scores per set (exact, contains, f1, rouge_l, stop, answered, judge); with
+        --compare, both models side by side with the change.
+        """
+        from finetune_qa.chat import ChatModel
+        from finetune_qa.evaluation import EvalResult, EvalSuite, JudgeScorer, compare
+
+        if variations_file is not None and generate_variations:
+            raise UsageError("use either --variations FILE or --generate-variations, not both")
+        suite = EvalSuite.from_file(
+            data,
+            variations=variations_file,
+            unrelated=unrelated_file,
+            builtin_unrelated=not no_builtin_unrelated,
+            limit=limit,
+            seed=seed,
+            stop=stop or None,
+        )
+        say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
+        with open_backend(backend, base_url) as be:
+
+            def chat(name: str) -> ChatModel:
+                return ChatModel(
+                    name, backend=be, system_prompt=system_prompt or None, stop=stop or None
+                )
+
+            if generate_variations:
+                cache = variations_cache or cache_dir() / "eval-variations.jsonl"
+                suite = suite.generate_variations(
+                    chat(generator), variations_per_question, cache=cache, concurrency=concurrency
+                )
+                for problem in suite.generation_errors:
+                    click.echo(f"warning: no rephrasing for {problem}", err=True)
+            counts = suite.counts()
+            say(
+                f"{len(suite)} questions: {counts['verbatim']} verbatim, "
+                f"{counts['variations']} variations, {counts['unrelated']} unrelated"
+            )
+            if save_suite is not None:
+                suite.to_jsonl(save_suite)
+            grader = JudgeScorer(chat(judge)) if judge else None
+            progress = _progress() if (sys.stderr.isatty() and not (quiet or as_json)) else None
+            common: dict[str, Any] = {
+                "concurrency": concurrency,
+                "judge": grader,
+                "refusal_texts": refusals,
+            }
+            results: list[EvalResult] = []
+            for name in [m for m in (compare_model, model) if m]:
+                results.append(suite.run(chat(name), progress=progress, **common))
+        report = compare(results[0], results[1]) if len(results) == 2 else results[0]
+        if html_path is not None:
+            report.write_html(html_path)
+            say(f"wrote {html_path}")
+        if md_path is not None:
+            report.write_markdown(md_path)
+            say(f"wrote {md_path}")
+        if as_json and not quiet:
+            click.echo(report.to_json())
+        elif not quiet:
+            click.echo(_table(results))
+        failed = sum(r.errors for r in results)
+        if failed:
+            first = next(c.error for r in results for c in r.cases if c.error)
+            # an error, not click's Exit: main() prints it as one line and exits 1
+            raise FineTuneQAError(
+                f"{failed} of {sum(r.n for r in results)} questions failed (first: {first}); "
+                "the reports include them, as errors"
+            )
+
+
+def _progress() -> Any:
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        pct = done * 100 // max(total, 1)
+        if pct != last[0]:
+            last[0] = pct
+            click.echo(f"\r{done}/{total} requests", nl=done >= total, err=True)
+
+    return show
+
+
+def _table(results: list[Any]) -> str:
+    """Plain-text summary: one block per set, a column per model (and the change)."""
+    from finetune_qa.evaluation import EVAL_SETS
+
+    two = len(results) == 2
+    lines: list[str] = []
+    for k, r in enumerate(results):
+        tag = "ab"[k] + ": " if two else ""
+        lines.append(
+            f"{tag}{r.label} ({r.backend}): {r.n} questions, {r.errors} errors, {r.seconds:.1f} s"
+        )
+    for name in EVAL_SETS:
+        summaries = [r.sets.get(name) for r in results]
+        if not any(summaries):
+            continue
+        n = next(s.n for s in summaries if s)
+        lines.append("")
+        header = f"{name} ({n})"
+        lines.append(
+            f"{header:<22}"
+            + "".join(f"{h:>9}" for h in (["a", "b", "delta"] if two else ["score"]))
+        )
+        names: list[str] = []
+        for s in summaries:
+            if s:
+                names.extend(k for k, v in s.scores.items() if v is not None and k not in names)
+        for scorer in names:
+            values = [s.scores.get(scorer) if s else None for s in summaries]
+            cells = [f"{v:9.2f}" if v is not None else f"{'-':>9}" for v in values]
+            if two and values[0] is not None and values[1] is not None:
+                cells.append(f"{values[1] - values[0]:+9.2f}")
+            lines.append(f"  {scorer:<20}" + "".join(cells))
+    return "\n".join(lines)
