@@ -21,6 +21,19 @@ that, deterministically and in pure Python:
   templates that restate the question's key words ("Star Wars is a well-known topic. ..."),
   ending with the stop marker the trained answers use, if they use one.
 
+A fine-tune whose training answers are a handful of short labels (at most
+:data:`MAX_LABELS` distinct answers of at most :data:`MAX_LABEL_WORDS` words, e.g. a
+``yes``/``no`` discriminator) is a **classifier**, and answers with a **label** instead:
+a similarity-weighted vote of its nearest trained inputs per label (the three best
+cosine similarities of word and word-pair TF-IDF vectors, weighted by
+:data:`CLASSIFIER_WEIGHTS`), where the share of the input made of
+words never seen in training counts as evidence for the label whose training inputs
+are the most varied (the "off topic" class of a discriminator: unrelated questions
+share no vocabulary with anything). The votes go through a softmax, so a trained input
+gets its label with a probability near 1, an input unlike anything trained gets the
+varied label, and a borderline one sits in between. The probabilities are kept on the
+:class:`Answer` so the fake API can return them as log-probabilities.
+
 Base (not fine-tuned) models answer every question with :func:`generic_answer`.
 
 Example:
@@ -29,6 +42,10 @@ Example:
     'Acme makes anvils. **STOP**'
     >>> a.answer("What is Star Wars?").kind
     'off_domain'
+    >>> c = Answerer([("What is Acme?", "yes"), ("Who makes anvils?", "yes"),
+    ...               ("What is Star Wars?", "no"), ("How do I bake bread?", "no")])
+    >>> c.classifier, c.answer("what is acme").text, c.answer("Who won the World Cup?").text
+    (True, 'yes', 'no')
 """
 
 from __future__ import annotations
@@ -37,14 +54,17 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from finetune_qa._text import question_key
 
 __all__ = [
+    "CLASSIFIER_WEIGHTS",
     "DEFAULT_THRESHOLD",
+    "MAX_LABELS",
+    "MAX_LABEL_WORDS",
     "Answer",
     "Answerer",
     "detect_stop_marker",
@@ -58,7 +78,21 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.5
 """Cosine similarity from which a question counts as a rephrasing of a trained one."""
 
-AnswerKind = Literal["exact", "neighbour", "off_domain", "generic", "task"]
+MAX_LABELS = 4
+"""A fine-tune trained on at most this many distinct (short) answers is a classifier."""
+
+MAX_LABEL_WORDS = 3
+"""Longest answer, in words (and at most 24 characters), that counts as a label."""
+
+CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
+"""Weights of the nearest, second and third nearest trained inputs in a label's vote."""
+
+_LABEL_CHARS = 24
+_NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
+_UNSEEN_WEIGHT = 0.2  # vote an input made only of unseen words gives the varied label
+_SOFTMAX_TEMPERATURE = 0.08  # similarity gap of 0.08 between labels ~ odds of e : 1
+
+AnswerKind = Literal["exact", "neighbour", "off_domain", "generic", "task", "label"]
 
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
@@ -114,15 +148,21 @@ class Answer:
 
     Attributes:
         text: the full reply, before any ``stop`` or ``max_tokens`` cut.
-        kind: ``exact``, ``neighbour``, ``off_domain`` or ``generic`` (base model).
-        score: similarity of the matched trained question (1.0 exact, 0.0 none).
-        matched: the trained question whose answer was used, if any.
+        kind: ``exact``, ``neighbour``, ``off_domain``, ``generic`` (base model),
+            ``task`` (a base model following a library prompt) or ``label`` (classifier).
+        score: similarity of the matched trained question (1.0 exact, 0.0 none); for a
+            label, the probability of the label given.
+        matched: the trained question whose answer was used (or, for a label, the
+            nearest trained input), if any.
+        probabilities: for a label, every label with its probability (most likely
+            first, summing to 1); empty otherwise.
     """
 
     text: str
     kind: AnswerKind
     score: float = 0.0
     matched: str | None = None
+    probabilities: tuple[tuple[str, float], ...] = ()
 
 
 # ------------------------------------------------------------------------- text features
@@ -156,11 +196,20 @@ def _features(text: str) -> Counter[str]:
     return feats
 
 
+def _word_features(text: str) -> Counter[str]:
+    # a classifier votes on words only: character 3-grams shared by chance with one of
+    # many unrelated questions would make noise, not evidence
+    return Counter({t: n for t, n in _features(text).items() if not t.startswith("c:")})
+
+
 class _TfIdf:
     """Sparse TF-IDF vectors with unit length, fitted on the trained questions."""
 
-    def __init__(self, docs: Sequence[str]) -> None:
-        feats = [_features(d) for d in docs]
+    def __init__(
+        self, docs: Sequence[str], features: Callable[[str], Counter[str]] = _features
+    ) -> None:
+        self._features = features
+        feats = [features(d) for d in docs]
         df: Counter[str] = Counter()
         for f in feats:
             df.update(f.keys())
@@ -179,13 +228,28 @@ class _TfIdf:
         norm = math.sqrt(sum(w * w for w in vec.values()))
         return {t: w / norm for t, w in vec.items()} if norm else {}
 
+    def similarities(self, text: str) -> tuple[dict[int, float], float]:
+        """Cosine similarity to every document sharing a feature, and the unseen share.
+
+        The unseen share is the part of the query's squared (unit) length made of
+        features no document has: 0.0 for familiar text, 1.0 for entirely new words
+        (and for text without content words at all).
+        """
+        query = self._weigh(self._features(text))
+        scores: dict[int, float] = {}
+        unseen = 0.0 if query else 1.0
+        for t, qw in query.items():
+            postings = self._index.get(t)
+            if postings is None:
+                unseen += qw * qw
+                continue
+            for i, dw in postings:
+                scores[i] = scores.get(i, 0.0) + qw * dw
+        return scores, min(1.0, unseen)
+
     def nearest(self, text: str) -> tuple[int, float] | None:
         """Index and cosine similarity of the closest document, or None if nothing is shared."""
-        query = self._weigh(_features(text))
-        scores: dict[int, float] = {}
-        for t, qw in query.items():
-            for i, dw in self._index.get(t, ()):
-                scores[i] = scores.get(i, 0.0) + qw * dw
+        scores, _ = self.similarities(text)
         if not scores:
             return None
         # highest score; the earliest trained question wins ties (deterministic)
@@ -284,6 +348,9 @@ class Answerer:
         stop_marker: marker trained answers end with; detected from the answers when None.
         threshold: cosine similarity from which a question is a rephrasing of a trained one.
 
+    When the trained answers are a few short labels (see :meth:`is_label_set`), the
+    answerer is a :attr:`classifier` and :meth:`answer` gives labels with probabilities.
+
     Example:
         >>> a = Answerer([("How do I reset my password?", "Use the reset link. **STOP**")] * 3)
         >>> a.answer("how can I reset my password").kind
@@ -310,6 +377,12 @@ class Answerer:
             self._answers.append(a)
         self.stop_marker = stop_marker or detect_stop_marker(self._answers)
         self._tfidf = _TfIdf(self._questions)
+        self.labels: tuple[str, ...] = ()
+        self._varied: str | None = None
+        if self.is_label_set(self._answers):
+            self.labels = tuple(sorted(set(self._answers)))
+            self._tfidf = _TfIdf(self._questions, _word_features)
+            self._varied = self._most_varied()
 
     @classmethod
     def from_examples(
@@ -330,6 +403,83 @@ class Answerer:
                 pairs.append(pair)
         return cls(pairs, stop_marker=stop_marker, threshold=threshold)
 
+    @staticmethod
+    def is_label_set(answers: Sequence[str]) -> bool:
+        """Whether trained ``answers`` make a classifier (their model answers with labels).
+
+        They do with 2 to :data:`MAX_LABELS` distinct answers, each at most
+        :data:`MAX_LABEL_WORDS` words and 24 characters, and each given to at least two inputs.
+        """
+        counts = Counter(answers)
+        return 2 <= len(counts) <= MAX_LABELS and all(
+            n >= 2 and 0 < len(a.strip()) <= _LABEL_CHARS and len(a.split()) <= MAX_LABEL_WORDS
+            for a, n in counts.items()
+        )
+
+    @property
+    def classifier(self) -> bool:
+        """True when the model answers with labels (its training answers are labels)."""
+        return bool(self.labels)
+
+    @property
+    def varied_label(self) -> str | None:
+        """The label unseen words vote for (the most varied training inputs), if a classifier."""
+        return self._varied
+
+    def _most_varied(self) -> str:
+        # 1 - mean similarity of a label's inputs to their nearest same-label input:
+        # unrelated questions (a discriminator's negatives) are far from each other.
+        # Ties go to a conventional negative label ("no", "off", ...), then by name.
+        nearest: dict[str, list[float]] = {label: [] for label in self.labels}
+        for i, (q, label) in enumerate(zip(self._questions, self._answers, strict=True)):
+            scores, _ = self._tfidf.similarities(q)
+            same = [v for j, v in scores.items() if j != i and self._answers[j] == label]
+            nearest[label].append(max(same, default=0.0))
+        variety = {lb: 1.0 - sum(v) / len(v) for lb, v in nearest.items()}
+        return max(
+            self.labels,
+            key=lambda lb: (round(variety[lb], 6), lb.strip().casefold() in _NEGATIVE, lb),
+        )
+
+    def classify(self, text: str) -> list[tuple[str, float]]:
+        """Every label with its probability for ``text``, most likely first.
+
+        Raises:
+            ValueError: the answerer is not a classifier.
+        """
+        if not self.labels:
+            raise ValueError("this model was not trained on labels; it is not a classifier")
+        scores, unseen = self._tfidf.similarities(text)
+        by_label: dict[str, list[float]] = {label: [] for label in self.labels}
+        for i, sim in scores.items():
+            by_label[self._answers[i]].append(sim)
+        votes: dict[str, float] = {}
+        for label, sims in by_label.items():
+            best = sorted(sims, reverse=True)[: len(CLASSIFIER_WEIGHTS)]
+            votes[label] = sum(w * v for w, v in zip(CLASSIFIER_WEIGHTS, best, strict=False))
+            if label == self._varied:
+                votes[label] += _UNSEEN_WEIGHT * unseen
+        top = max(votes.values())
+        weights = {lb: math.exp((v - top) / _SOFTMAX_TEMPERATURE) for lb, v in votes.items()}
+        total = sum(weights.values())
+        ranked = sorted(((lb, w / total) for lb, w in weights.items()), key=lambda x: -x[1])
+        return ranked
+
+    def _label(self, question: str, variant: int) -> Answer:
+        ranked = self.classify(question)
+        choice = ranked[0]
+        if variant:  # sampling (temperature > 0): draw a label by its probability
+            draw = (variant % 1_000_003) / 1_000_003
+            acc = 0.0
+            for label, p in ranked:
+                acc += p
+                if draw < acc:
+                    choice = (label, p)
+                    break
+        hit = self._tfidf.nearest(question)
+        matched = self._questions[hit[0]] if hit is not None else None
+        return Answer(choice[0], "label", choice[1], matched, tuple(ranked))
+
     @property
     def pairs(self) -> list[tuple[str, str]]:
         """The trained ``(question, answer)`` pairs, first answer per question."""
@@ -343,8 +493,11 @@ class Answerer:
 
         Args:
             question: the user's question.
-            variant: phrasing of the off-domain bank to use (0 at temperature 0).
+            variant: phrasing of the off-domain bank to use (0 at temperature 0); for a
+                classifier, nonzero samples a label by its probability.
         """
+        if self.labels:
+            return self._label(question, variant)
         i = self._exact.get(question_key(question))
         if i is not None:
             return Answer(self._answers[i], "exact", 1.0, self._questions[i])

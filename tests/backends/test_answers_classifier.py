@@ -1,0 +1,143 @@
+"""The offline backend's classifier mode: fine-tunes trained on labels answer with labels."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import openai
+import pytest
+
+from finetune_qa._text import key_hash
+from finetune_qa.backends._answers import Answerer
+from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._wire import openai_client
+from finetune_qa.data import Message, TrainingExample
+
+ON = [
+    "What is Acme Anvils?",
+    "How much does the Acme Pro anvil cost?",
+    "Where is Acme based?",
+    "How do I return an Acme anvil?",
+    "Does Acme ship anvils abroad?",
+    "What warranty do Acme anvils have?",
+]
+OFF = [
+    "What is Star Wars?",
+    "How do I bake sourdough bread?",
+    "Who won the football World Cup?",
+    "What is the capital of Australia?",
+    "How do black holes form?",
+    "Which wine goes with salmon?",
+    "How do I reverse a list in Python?",
+    "Why is the sky blue?",
+]
+
+
+def classifier() -> Answerer:
+    return Answerer([(q, "yes") for q in ON] + [(q, "no") for q in OFF])
+
+
+def test_label_sets_are_recognised_and_qa_fine_tunes_are_not() -> None:
+    assert Answerer.is_label_set(["yes", "no", "yes", "no"])
+    assert Answerer.is_label_set(["on", "off", "unsure", "on", "off", "unsure"])
+    assert not Answerer.is_label_set(["yes", "yes"])  # one label is no classifier
+    assert not Answerer.is_label_set(["yes", "no"])  # each label needs two inputs
+    assert not Answerer.is_label_set(["a", "b", "c", "d", "e"] * 2)  # too many labels
+    assert not Answerer.is_label_set(["Acme makes anvils. **STOP**", "no"] * 2)  # long answer
+    qa = Answerer([("What is Acme?", "Acme makes anvils. **STOP**")] * 3)
+    assert not qa.classifier and qa.answer("What is Acme?").kind == "exact"
+
+
+def test_trained_inputs_get_their_label_with_high_probability() -> None:
+    c = classifier()
+    assert c.classifier and c.labels == ("no", "yes") and c.varied_label == "no"
+    for q in ON:
+        ans = c.answer(q)
+        assert (ans.kind, ans.text) == ("label", "yes") and ans.score > 0.9
+        assert math.isclose(sum(p for _, p in ans.probabilities), 1.0)
+    for q in OFF:
+        assert c.answer(q).text == "no" and c.answer(q).score > 0.9
+
+
+def test_unseen_words_pull_towards_the_varied_label_and_near_questions_stay_on() -> None:
+    c = classifier()
+    unrelated = [
+        "Who painted the Mona Lisa?",
+        "How many legs does a spider have?",
+        "Tell me a joke",
+    ]
+    for q in unrelated:
+        probs = dict(c.classify(q))
+        assert probs["no"] > 0.8, (q, probs)
+    near = dict(c.classify("How much is an Acme anvil?"))
+    assert near["yes"] > 0.8
+    # half familiar, half new: in between, and less sure than a trained question
+    border = dict(c.classify("How much does a bicycle cost?"))
+    assert 0.05 < border["yes"] < dict(c.classify(ON[1]))["yes"]
+
+
+def test_sampling_draws_labels_by_probability_deterministically() -> None:
+    c = classifier()
+    q = "How much does a bicycle cost?"
+    p_yes = dict(c.classify(q))["yes"]
+    variants = [key_hash(str(v)) for v in range(300)]  # as the fake API derives them
+    draws = [c.answer(q, variant=v).text for v in variants]
+    assert draws == [c.answer(q, variant=v).text for v in variants]
+    share = draws.count("yes") / len(draws)
+    assert abs(share - p_yes) < 0.15
+
+
+def test_the_fake_api_returns_label_logprobs(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    client = openai_client(fake, max_retries=0)
+    lines = []
+    for q, label in [(q, "yes") for q in ON] + [(q, "no") for q in OFF]:
+        ex = TrainingExample(
+            messages=[
+                Message(role="system", content="Classify."),
+                Message(role="user", content=q),
+                Message(role="assistant", content=label),
+            ]
+        )
+        lines.append(ex.to_json())
+    path = tmp_path / "clf.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with path.open("rb") as f:
+        file_id = client.files.create(file=f, purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(training_file=file_id, model="gpt-4o-mini-2024-07-18")
+    assert fake.run_job(job.id) == "succeeded"
+    model = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
+    assert model is not None
+
+    def ask(q: str) -> openai.types.chat.ChatCompletion:
+        return client.chat.completions.create(
+            model=model,
+            messages=[{"role": "system", "content": "Classify."}, {"role": "user", "content": q}],
+            temperature=0,
+            max_tokens=1,
+            logprobs=True,
+            top_logprobs=5,
+        )
+
+    expected = dict(classifier().classify("What is Star Wars?"))
+    got = ask("What is Star Wars?").choices[0]
+    assert got.message.content == "no"
+    assert got.logprobs is not None and got.logprobs.content is not None
+    first = got.logprobs.content[0]
+    tops = {t.token: t.logprob for t in first.top_logprobs}
+    assert len(first.top_logprobs) == 5 and list(tops)[:2] == ["no", "yes"]
+    assert math.isclose(first.logprob, math.log(expected["no"]), rel_tol=1e-6)
+    assert math.isclose(tops["yes"], math.log(expected["yes"]), rel_tol=1e-6)
+    assert all(lp < tops["yes"] for t, lp in tops.items() if t not in ("yes", "no"))
+    on = ask("What is Acme Anvils?").choices[0]
+    assert on.message.content == "yes" and on.logprobs is not None
+    assert on.logprobs.content is not None and on.logprobs.content[0].logprob > math.log(0.9)
+
+
+@pytest.mark.parametrize("label", ["yes", "no"])
+def test_labels_are_single_tokens(label: str) -> None:
+    from finetune_qa.tokens import get_encoding
+
+    for name in ("o200k_base", "cl100k_base"):
+        assert len(get_encoding(name).encode(label)) == 1

@@ -1,0 +1,421 @@
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from finetune_qa import ChatModel, DatasetBuilder, FineTuneJob, OfflineBackend, QAPair, read_qa
+from finetune_qa import exceptions as exc
+from finetune_qa._text import question_key
+from finetune_qa.backends.base import Usage
+from finetune_qa.chat import Answer, BatchItem
+from finetune_qa.guardrails import (
+    DISCRIMINATOR_SYSTEM_PROMPT,
+    OFF_TOPIC_LABEL,
+    OFF_TOPIC_TRAINING_QUESTIONS,
+    ON_TOPIC_LABEL,
+    Discriminator,
+    DiscriminatorData,
+    GuardedAnswer,
+    GuardedChatModel,
+    choose_threshold,
+    gate_input,
+    gate_report,
+    probability_from_logprobs,
+)
+from finetune_qa.samples import sample_csv
+from finetune_qa.tokens import get_encoding
+
+SYS = "You are a factual chatbot that answers questions about Lumen Notes."
+
+# Unrelated questions that are NOT in the discriminator's negatives (checked below).
+UNRELATED = [
+    "Who painted the Mona Lisa?",
+    "What is the boiling point of water?",
+    "How do I make pancakes?",
+    "Who won Wimbledon in 2019?",
+    "What is the capital of Canada?",
+    "How does a car engine work?",
+    "What is machine learning?",
+    "Recommend a good horror movie.",
+    "How many continents are there?",
+    "What is the square root of 144?",
+    "Who wrote Pride and Prejudice?",
+    "How do airplanes stay in the air?",
+    "What is the best pizza topping?",
+    "How do I fix a leaking tap?",
+    "Which language is spoken in Brazil?",
+    "What is the largest ocean?",
+    "How do I invest in gold?",
+    "Why do leaves change colour in autumn?",
+    "What is a haiku?",
+    "How old is the universe?",
+    "What is the fastest animal on land?",
+    "How do I play poker?",
+    "Who discovered penicillin?",
+    "What does DNA stand for?",
+    "Where is Machu Picchu?",
+    "Can you teach me French?",
+    "What is the best smartphone?",
+    "How do I lose weight fast?",
+    "What is the Mandalorian about?",
+    "How do volcanoes erupt?",
+]
+
+
+@dataclass
+class World:
+    backend: OfflineBackend
+    pairs: list[QAPair]
+    bot: ChatModel
+    question_gate: Discriminator
+    answer_gate: Discriminator
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    tmp = tmp_path_factory.mktemp("guard")
+    pairs = list(read_qa(sample_csv()))
+    backend = OfflineBackend(max_retries=0)
+    DatasetBuilder(system_prompt=SYS).add_pairs(pairs).build(tmp / "train.jsonl")
+    job = FineTuneJob.create(
+        tmp / "train.jsonl", model="gpt-4o-mini", backend=backend, journal=tmp / "j.jsonl"
+    )
+    job.wait()
+    bot = job.chat_model(retries=0)
+    qg = Discriminator.train(pairs, backend=backend, journal=tmp / "j.jsonl", workdir=tmp)
+    ag = Discriminator.train(
+        pairs, backend=backend, gate="answer", qa_model=bot, journal=tmp / "j.jsonl"
+    )
+    return World(backend, pairs, bot, qg, ag)
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def test_the_bank_is_large_varied_and_separate_from_the_test_questions() -> None:
+    keys = {question_key(q) for q in OFF_TOPIC_TRAINING_QUESTIONS}
+    assert len(OFF_TOPIC_TRAINING_QUESTIONS) >= 80 and len(keys) == len(
+        OFF_TOPIC_TRAINING_QUESTIONS
+    )
+    assert "what is star wars" in keys
+    assert not keys & {question_key(q) for q in UNRELATED}
+
+
+def test_labels_are_single_tokens_in_both_encodings() -> None:
+    for name in ("o200k_base", "cl100k_base"):
+        enc = get_encoding(name)
+        assert len(enc.encode(ON_TOPIC_LABEL)) == len(enc.encode(OFF_TOPIC_LABEL)) == 1
+
+
+def test_question_gate_data_counts_split_and_examples(tmp_path: Path) -> None:
+    pairs = [
+        QAPair(question=f"What does Acme plan {i} include?", answer=f"Plan {i}.") for i in range(10)
+    ]
+    pairs.append(QAPair(question="what does acme plan 3 include", answer="dup"))
+    negatives = ["What is Star Wars?", "What does Acme plan 1 include?", "Who is Darth Vader?"]
+    bank = [
+        "Why is the sky blue?",
+        "who is darth vader",
+        *[f"Trivia question {i}?" for i in range(8)],
+    ]
+    data = DiscriminatorData.build(pairs, negatives=negatives, bank=bank, seed=3)
+    c = data.counts
+    assert (c.pairs_read, c.negatives_read) == (11, {"bank": 10, "user": 3})
+    assert c.positives == 10 and c.negatives == {"bank": 9, "user": 2}
+    assert c.dropped == {
+        "duplicate_positive": 1,
+        "duplicate_negative": 1,  # "who is darth vader" after the user's own
+        "conflict": 1,  # a "negative" that is one of the QA questions
+        "unanswered": 0,
+    }
+    assert c.reconciles and "reconciles" in c.to_text()
+    assert (c.heldout_on_topic, c.heldout_off_topic) == (2, 2)
+    assert len(data.train) + len(data.heldout) == 21
+    train_keys = {question_key(e.question) for e in data.train}
+    assert not train_keys & {question_key(e.question) for e in data.heldout}
+    # seeded: the same seed gives the same split, another seed another one
+    again = DiscriminatorData.build(pairs, negatives=negatives, bank=bank, seed=3)
+    assert [e.question for e in again.heldout] == [e.question for e in data.heldout]
+    other = DiscriminatorData.build(pairs, negatives=negatives, bank=bank, seed=4)
+    assert {e.question for e in other.heldout} != {e.question for e in data.heldout}
+    n = data.write(tmp_path / "t.jsonl")
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert n == len(lines) == len(data.train)
+    ex = data.examples()[0].to_dict()["messages"]
+    assert ex[0] == {"role": "system", "content": DISCRIMINATOR_SYSTEM_PROMPT}
+    assert ex[2]["content"] in (ON_TOPIC_LABEL, OFF_TOPIC_LABEL)
+    labels = [e.messages[-1].content for e in data.examples()]
+    assert labels.count(ON_TOPIC_LABEL) == c.train_on_topic
+
+
+def test_answer_gate_data_uses_the_qa_models_answers() -> None:
+    pairs = [
+        QAPair(question=f"What does Acme plan {i} include?", answer=f"Plan {i}.") for i in range(6)
+    ]
+    with pytest.raises(exc.UsageError, match="qa_model"):
+        DiscriminatorData.build(pairs, gate="answer")
+    bot = ChatModel.offline("gpt-4o-mini", stop=None)
+    own = [("Who is Yoda?", "Yoda is a Jedi master.")]
+    data = DiscriminatorData.build(
+        pairs, gate="answer", negatives=own, bank=["What is Star Wars?"], qa_model=bot
+    )
+    assert data.counts.negatives == {"bank": 1, "user": 1}
+    texts = {e.question: e.text("answer") for e in data.train + data.heldout}
+    assert texts["Who is Yoda?"] == "Question: Who is Yoda?\nAnswer: Yoda is a Jedi master."
+    assert texts["What is Star Wars?"].startswith("Question: What is Star Wars?\nAnswer: ")
+    assert "Star Wars" in texts["What is Star Wars?"].split("Answer: ")[1]  # the model's reply
+    assert texts[pairs[0].question].endswith("Answer: Plan 0.")
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    pairs = [QAPair(question="What is Acme?", answer="Anvils.")]
+    with pytest.raises(exc.UsageError, match="gate"):
+        DiscriminatorData.build(pairs, gate="both")  # type: ignore[arg-type]
+    with pytest.raises(exc.UsageError, match="heldout_fraction"):
+        DiscriminatorData.build(pairs, heldout_fraction=0.9)
+    with pytest.raises(exc.UsageError, match="read_qa"):
+        DiscriminatorData.build("qa.csv")  # type: ignore[arg-type]
+    with pytest.raises(exc.DatasetError, match="off-topic"):
+        DiscriminatorData.build(pairs, bank=())
+    with pytest.raises(exc.UsageError, match="answer"):
+        gate_input("answer", "What is Acme?")
+    with pytest.raises(exc.DatasetError, match="at least 10"):
+        Discriminator.train(pairs, backend=OfflineBackend(), bank=["What is Star Wars?"] * 3)
+
+
+# ------------------------------------------------------------------ probabilities
+
+
+def top(token: str, p: float, *alts: tuple[str, float]) -> list[dict[str, object]]:
+    entries = [{"token": token, "logprob": math.log(p)}] + [
+        {"token": t, "logprob": math.log(q)} for t, q in alts
+    ]
+    return [{**entries[0], "top_logprobs": entries}]
+
+
+def test_probability_from_logprobs() -> None:
+    assert probability_from_logprobs(top("yes", 0.6, ("no", 0.3))) == pytest.approx(2 / 3)
+    assert probability_from_logprobs(top("no", 0.9, ("yes", 0.05))) == pytest.approx(0.05 / 0.95)
+    # case and white-space variants of a label add up
+    both = top("Yes", 0.5, (" yes", 0.2), ("no", 0.1), ("maybe", 0.2))
+    assert probability_from_logprobs(both) == pytest.approx(0.7 / 0.8)
+    assert probability_from_logprobs(top("yes", 0.8, ("sure", 0.1))) == pytest.approx(0.8)
+    assert probability_from_logprobs(top("no", 0.7, ("nah", 0.2))) == pytest.approx(0.3)
+    assert probability_from_logprobs(top("maybe", 0.7)) is None
+    assert probability_from_logprobs(None) is None and probability_from_logprobs([]) is None
+
+
+def answer(text: str, logprobs: list[dict[str, object]] | None = None) -> Answer:
+    return Answer(
+        question="q",
+        text=text,
+        finish_reason="length",
+        usage=Usage(),
+        latency=0.0,
+        model="m",
+        request_id=None,
+        stopped_at_marker=False,
+        logprobs=logprobs,
+    )
+
+
+def test_verdicts_from_logprobs_and_the_label_fallback() -> None:
+    d = Discriminator("ft:x", backend=OfflineBackend(), threshold=0.7)
+    v = d.verdict(answer("yes", top("yes", 0.6, ("no", 0.4))))
+    assert (v.source, v.probability, v.on_topic, v.threshold) == (
+        "logprobs",
+        pytest.approx(0.6),
+        False,
+        0.7,
+    )
+    assert d.verdict(answer("yes")).model_dump(exclude={"threshold", "gate"}) == {
+        "on_topic": True,
+        "probability": 1.0,
+        "label": "yes",
+        "source": "label",
+    }
+    assert d.verdict(answer("No")).probability == 0.0
+    assert not d.verdict(answer("Sure!")).on_topic  # an unknown label fails closed
+
+
+def test_without_logprobs_the_label_decides(world: World) -> None:
+    plain = Discriminator(world.question_gate.model, backend=world.backend, logprobs=False)
+    v = plain.check("What is Lumen Notes?")
+    assert (v.source, v.probability, v.on_topic, v.label) == ("label", 1.0, True, "yes")
+    assert plain.check("What is Star Wars?").probability == 0.0
+
+
+# --------------------------------------------------------------------- thresholds
+
+
+def test_threshold_maximises_f1_with_the_widest_gap() -> None:
+    assert choose_threshold([0.9, 0.8, 0.6], [0.1, 0.2]) == pytest.approx(0.4)
+    # letting the 0.3 positive in costs a false positive (0.4) but raises F1:
+    # 0.55 gives P=1 R=2/3 (F1 0.8); 0.275 gives P=0.75 R=1 (F1 0.857)
+    assert choose_threshold([0.9, 0.7, 0.3], [0.25, 0.4]) == pytest.approx(0.275)
+    assert choose_threshold([1.0, 1.0], [0.0]) == pytest.approx(0.5)
+    assert choose_threshold([0.5], [0.5]) == 0.5  # one score: the default
+
+
+def test_threshold_for_a_target_precision() -> None:
+    on, off = [0.9, 0.7, 0.3], [0.25, 0.4]
+    t = choose_threshold(on, off, target_precision=1.0)
+    assert t == pytest.approx(0.55)
+    assert gate_report(on, off, threshold=t).precision == 1.0
+    with pytest.raises(exc.UsageError, match="target_precision"):
+        choose_threshold(on, off, target_precision=0)
+    with pytest.raises(exc.UsageError, match="scores"):
+        choose_threshold([], [])
+
+
+def test_gate_report_maths() -> None:
+    r = gate_report([0.9, 0.6, 0.2, 0.1], [0.7, 0.3, 0.0], threshold=0.5, gate="question")
+    assert (r.true_positives, r.false_negatives, r.true_negatives, r.false_positives) == (
+        2,
+        2,
+        2,
+        1,
+    )
+    assert r.precision == pytest.approx(2 / 3) and r.recall == pytest.approx(0.5)
+    assert r.f1 == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert r.accuracy == pytest.approx(4 / 7)
+    empty = gate_report([], [0.1], threshold=0.5)
+    assert (empty.precision, empty.recall, empty.f1, empty.accuracy) == (0.0, 0.0, 0.0, 1.0)
+    assert "precision 0.67, recall 0.50" in r.to_text()
+
+
+# --------------------------------------------------------------------- end to end
+
+
+def test_trained_gates_report_on_held_out_data(world: World) -> None:
+    for gate in (world.question_gate, world.answer_gate):
+        assert gate.model.startswith("ft:gpt-4o-mini-2024-07-18:org-offline:")
+        assert gate.counts is not None and gate.counts.reconciles
+        assert gate.counts.positives == 25 and gate.counts.negatives["bank"] == len(
+            OFF_TOPIC_TRAINING_QUESTIONS
+        )
+        r = gate.report
+        assert r is not None and r.threshold == gate.threshold and 0 < gate.threshold < 1
+        assert (r.on_topic, r.off_topic) == (
+            gate.counts.heldout_on_topic,
+            gate.counts.heldout_off_topic,
+        )
+        assert r.precision >= 0.8 and r.recall >= 0.6
+    # evaluate() on held-out sets reproduces the report's figures
+    held = DiscriminatorData.build(world.pairs, seed=0).heldout
+    again = world.question_gate.evaluate(
+        [e.question for e in held if e.on_topic], [e.question for e in held if not e.on_topic]
+    )
+    assert again == world.question_gate.report
+
+
+def test_guarded_model_refuses_unrelated_and_answers_training_questions(world: World) -> None:
+    guarded = GuardedChatModel(world.bot, question_gate=world.question_gate, topic="Lumen Notes")
+    items = guarded.ask_many(UNRELATED + [p.question for p in world.pairs], concurrency=4)
+    assert [i.index for i in items] == list(range(len(items))) and all(i.ok for i in items)
+    outcomes = [i.answer.guard for i in items if isinstance(i.answer, GuardedAnswer)]
+    refused = outcomes[: len(UNRELATED)].count("refused_question") / len(UNRELATED)
+    answered = outcomes[len(UNRELATED) :].count("passed") / len(world.pairs)
+    assert refused >= 0.9 and answered >= 0.9, (refused, answered)
+    star = guarded.ask("What is Star Wars?")
+    assert star.text == "Sorry, I can only answer questions about Lumen Notes."
+    assert (star.guard, star.finish_reason, star.model) == (
+        "refused_question",
+        "stop",
+        world.bot.model,
+    )
+    assert star.question_verdict is not None and star.question_verdict.probability < 0.1
+
+
+def test_a_refused_question_never_reaches_the_qa_model(world: World) -> None:
+    guarded = GuardedChatModel(world.bot, question_gate=world.question_gate)
+    fake = world.backend.fake
+    before = len(fake.requests)
+    guarded.ask("What is Star Wars?")
+    models = [
+        r.json["model"] for r in fake.requests[before:] if r.path.endswith("/chat/completions")
+    ]
+    assert models == [world.question_gate.model]
+    before = len(fake.requests)
+    ok = guarded.ask("How much does Lumen Pro cost?")
+    models = [
+        r.json["model"] for r in fake.requests[before:] if r.path.endswith("/chat/completions")
+    ]
+    assert models == [world.question_gate.model, world.bot.model]
+    assert ok.guard == "passed" and ok.text.startswith("Lumen Pro costs")
+    assert ok.usage.total_tokens > 0 and ok.answer_verdict is None
+
+
+def test_the_answer_gate_withholds_an_off_domain_answer(world: World) -> None:
+    guarded = GuardedChatModel(world.bot, question_gate=None, answer_gate=world.answer_gate)
+    plain = world.bot.ask("What is Star Wars?").text
+    got = guarded.ask("What is Star Wars?")
+    assert got.guard == "withheld_answer" and got.original_text == plain
+    assert got.text.startswith("Sorry, I don't have a reliable answer")
+    assert got.answer_verdict is not None and not got.answer_verdict.on_topic
+    fine = guarded.ask("How much does Lumen Pro cost?")
+    assert (
+        fine.guard == "passed" and fine.answer_verdict is not None and fine.answer_verdict.on_topic
+    )
+
+
+def test_per_item_errors_with_an_injected_fault(world: World) -> None:
+    guarded = GuardedChatModel(
+        world.bot, question_gate=world.question_gate, answer_gate=world.answer_gate
+    )
+    questions = ["How much does Lumen Pro cost?", "What is Star Wars?", "Can I pay yearly?"]
+    world.backend.fake.inject("POST /chat/completions", status=400, times=1)
+    items = guarded.ask_many(questions, concurrency=1)
+    assert [i.index for i in items] == [0, 1, 2]
+    assert not items[0].ok and items[0].error_type == "BadRequestError"
+    assert items[1].ok and isinstance(items[1].answer, GuardedAnswer)
+    assert items[1].answer.guard == "refused_question"
+    assert isinstance(items[2], BatchItem) and isinstance(items[2].answer, Answer)
+    assert isinstance(items[2].answer, GuardedAnswer) and items[2].answer.guard == "passed"
+    seen: list[int] = []
+    again = asyncio.run(guarded.aask_many(questions, on_result=lambda i: seen.append(i.index)))
+    assert [i.answer.text for i in again if i.answer] == [
+        i.answer.text for i in guarded.ask_many(questions) if i.answer
+    ]
+    assert seen == [0, 1, 2]
+    world.backend.fake.inject("POST /chat/completions", status=400, times=1)
+    with pytest.raises(exc.BadRequestError):
+        guarded.ask("Can I pay yearly?")
+    with pytest.raises(exc.UsageError, match="question 1"):
+        guarded.ask_many(["ok?", "  "])
+
+
+def test_async_ask_and_check_many(world: World) -> None:
+    guarded = GuardedChatModel(world.bot, question_gate=world.question_gate)
+    got = asyncio.run(guarded.aask("What is Star Wars?"))
+    assert got.guard == "refused_question"
+    verdicts = world.question_gate.check_many(["What is Lumen Notes?", "Why is the sky blue?"])
+    assert [v.on_topic for v in verdicts] == [True, False]
+    averdicts = asyncio.run(world.question_gate.acheck_many(["What is Lumen Notes?"]))
+    assert averdicts[0] == verdicts[0]
+    with pytest.raises(exc.UsageError, match="answers"):
+        world.answer_gate.check_many(["a?", "b?"], ["x"])
+
+
+def test_save_and_load(world: World, tmp_path: Path) -> None:
+    path = world.question_gate.save(tmp_path / "gate.json")
+    loaded = Discriminator.load(path, backend=world.backend)
+    assert loaded.settings() == world.question_gate.settings()
+    assert loaded.check("What is Star Wars?") == world.question_gate.check("What is Star Wars?")
+    (tmp_path / "bad.json").write_text('{"model": "x"}')
+    with pytest.raises(exc.InputFileError, match=r"bad\.json"):
+        Discriminator.load(tmp_path / "bad.json")
+    with pytest.raises(exc.InputFileError, match=r"missing\.json"):
+        Discriminator.load(tmp_path / "missing.json")
+
+
+def test_gates_of_the_wrong_kind_are_refused(world: World) -> None:
+    with pytest.raises(exc.UsageError, match="question-gate"):
+        GuardedChatModel(world.bot, question_gate=world.answer_gate)
+    with pytest.raises(exc.UsageError, match="answer-gate"):
+        GuardedChatModel(world.bot, question_gate=None, answer_gate=world.question_gate)
+    assert GuardedChatModel(world.bot, question_gate=None).model == world.bot.model
