@@ -1,0 +1,114 @@
+"""CLI command ``finetune-qa generate``: QA pairs from Markdown pages.
+
+Registered on the ``finetune-qa`` group by :mod:`finetune_qa.cli` (``register(cli)``).
+It is a thin shell over :class:`finetune_qa.generation.QAGenerator`: read and clean the
+pages, chunk them, ask the model, write the pairs (seed CSV layout for ``.csv``, JSONL
+for ``.jsonl``) atomically, and print the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from finetune_qa._cli_jobs import _emit, backend_options, open_backend
+from finetune_qa.config import DEFAULT_MODEL
+from finetune_qa.exceptions import DatasetError, UsageError
+
+__all__ = ["register"]
+
+_EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
+_OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``generate`` command to ``cli``."""
+
+    @cli.command(epilog=_EXIT_HELP)
+    @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.option(
+        "-o",
+        "--out",
+        "out",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Where to write the pairs: .csv (seed layout) or .jsonl.",
+    )
+    @click.option(
+        "--model", default=DEFAULT_MODEL, show_default=True, help="Model that writes the pairs."
+    )
+    @backend_options
+    @click.option(
+        "--pairs-per-chunk", type=int, default=5, show_default=True, help="Pairs asked per chunk."
+    )
+    @click.option(
+        "--max-chunk-tokens",
+        type=int,
+        default=800,
+        show_default=True,
+        help="Most tokens of page text per request.",
+    )
+    @click.option(
+        "--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once."
+    )
+    @click.option(
+        "--glob",
+        default="**/*.md",
+        show_default=True,
+        help="Pattern for the Markdown files of a folder.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+    def generate(
+        paths: tuple[Path, ...],
+        out: Path,
+        model: str,
+        backend: str,
+        base_url: str | None,
+        pairs_per_chunk: int,
+        max_chunk_tokens: int,
+        concurrency: int,
+        glob: str,
+        as_json: bool,
+        quiet: bool,
+    ) -> None:
+        """Generate QA pairs from Markdown pages (files or folders) with a model.
+
+        Navigation, code, front matter and HTML are removed, pages are cut into chunks
+        along their headings, and the model is asked for numbered questions and answers
+        per chunk. The output is written atomically: on an error nothing is written.
+        """
+        from finetune_qa.chat import ChatModel
+        from finetune_qa.generation import QAGenerator
+
+        if out.suffix.lower() not in _OUTPUT_SUFFIXES:
+            raise UsageError(
+                f"--out {out} must end in .csv (seed layout, for `finetune-qa build`) or .jsonl"
+            )
+        with open_backend(backend, base_url) as be:
+            generator = QAGenerator(
+                ChatModel(model, backend=be),
+                pairs_per_chunk=pairs_per_chunk,
+                max_chunk_tokens=max_chunk_tokens,
+                concurrency=concurrency,
+                glob=glob,
+            )
+            result = generator.generate(paths)
+        report = result.report
+        if not result.pairs:
+            if not quiet:
+                click.echo(report.to_json() if as_json else report.to_text())
+            raise DatasetError(
+                f"no QA pairs were generated, so {out} was not written; see the report",
+                report=report,
+            )
+        if out.suffix.lower() == ".csv":
+            result.write_csv(out)
+        else:
+            result.write_jsonl(out)
+        _emit(
+            report.model_dump(mode="json"),
+            as_json,
+            lambda: f"{report.to_text()}\nWrote {len(result.pairs)} pairs to {out}",
+        )
