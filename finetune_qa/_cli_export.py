@@ -1,0 +1,173 @@
+"""CLI commands for leaving hosted fine-tuning: ``export`` (Hugging Face files) and ``migrate``.
+
+Registered on the ``finetune-qa`` group by :mod:`finetune_qa.cli` with :func:`register`.
+``migrate`` opens both backends with :func:`~finetune_qa._cli_jobs.open_backend`; when
+``--from`` and ``--to`` name the same backend, one connection serves both (for
+``offline``, the one persisted API state the other commands use).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+
+from finetune_qa._cli_jobs import _emit, open_backend
+from finetune_qa.export import ExportFormat, export_hf
+
+__all__ = ["register"]
+
+_EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
+
+
+def register(cli: click.Group) -> None:
+    """Add ``export`` and ``migrate`` to ``cli``."""
+
+    @cli.command(epilog=_EXIT_HELP)
+    @click.argument("train", type=click.Path(path_type=Path))
+    @click.argument("validation", required=False, type=click.Path(path_type=Path))
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["parquet", "jsonl"]),
+        default="parquet",
+        show_default=True,
+        help="Parquet (needs finetune-qa[hf]) or JSON lines.",
+    )
+    @click.option(
+        "--out",
+        "out_dir",
+        required=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Directory to write train.<ext> (and validation.<ext>) into.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the export reports as JSON.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    def export(
+        train: Path,
+        validation: Path | None,
+        fmt: ExportFormat,
+        out_dir: Path,
+        as_json: bool,
+        quiet: bool,
+    ) -> None:
+        """Write chat JSONL as a Hugging Face dataset (a `messages` column) for TRL or axolotl.
+
+        Load the result with datasets.load_dataset("parquet", data_dir=DIR).
+        """
+        out_dir.mkdir(parents=True, exist_ok=True)
+        splits = [("train", train)] + ([("validation", validation)] if validation else [])
+        reports = [export_hf(path, out_dir, format=fmt, split_name=name) for name, path in splits]
+        builder = "json" if fmt == "jsonl" else "parquet"
+
+        def text() -> str:
+            body = "".join(r.to_text() for r in reports)  # each ends with a newline
+            return body + (
+                f'load with: datasets.load_dataset("{builder}", data_dir="{out_dir}")'
+                if fmt == "parquet"
+                else 'load with: datasets.load_dataset("json", data_files={'
+                + ", ".join(f'"{r.split}": "{r.path}"' for r in reports)
+                + "})"
+            )
+
+        _emit([r.model_dump(mode="json") for r in reports], as_json, text)
+
+    @cli.command(epilog=_EXIT_HELP)
+    @click.argument("job_id")
+    @click.option(
+        "--to",
+        "to",
+        required=True,
+        help="Backend to move to: together, offline, openai, or a registered name.",
+    )
+    @click.option(
+        "--from",
+        "from_",
+        default="openai",
+        show_default=True,
+        help="Backend the job ran on.",
+    )
+    @click.option(
+        "--model", default=None, help="Target base model (default: the suggested mapping)."
+    )
+    @click.option(
+        "--dry-run", is_flag=True, help="Download, validate and print the plan; send nothing."
+    )
+    @click.option(
+        "--workdir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Where the downloaded files and the journal go [default: finetune-qa-migrate/JOB_ID].",
+    )
+    @click.option(
+        "--wait/--no-wait", default=False, show_default=True, help="Follow the new job to its end."
+    )
+    @click.option(
+        "--timeout",
+        type=float,
+        default=None,
+        help="With --wait, stop following after this many seconds (the job goes on).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the plan and job as JSON.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print only the new job's id.")
+    def migrate(
+        job_id: str,
+        to: str,
+        from_: str,
+        model: str | None,
+        dry_run: bool,
+        workdir: Path | None,
+        wait: bool,
+        timeout: float | None,
+        as_json: bool,
+        quiet: bool,
+    ) -> None:
+        """Start the equivalent of a fine-tuning job on another backend (OpenAI -> Together).
+
+        Reads the job's files and settings on --from, validates the files for the target
+        model, maps the model and hyperparameters, and starts the job on --to. Safe to
+        run again: the same workdir attaches to the job already started.
+        """
+        from finetune_qa.migration import migrate as run_migration
+
+        with ExitStack() as stack:
+            source = stack.enter_context(open_backend(from_, None))
+            # one backend for both sides when they are the same: two handles on the
+            # offline state would each save their own copy and lose the other's changes
+            target: Any = source if to == from_ else to
+            if not dry_run and target is to:
+                target = stack.enter_context(open_backend(to, None))
+            result = run_migration(
+                job_id,
+                source=source,
+                target=target,
+                model=model,
+                dry_run=dry_run,
+                workdir=workdir,
+                wait=wait,
+                timeout=timeout,
+            )
+        plan = result.plan
+        if dry_run:
+            _emit(
+                result.model_dump(mode="json", exclude={"job"}),
+                as_json,
+                lambda: result.to_text().rstrip("\n"),
+            )
+            if not plan.ok:
+                raise click.exceptions.Exit(1)
+            return
+        job = result.job
+        assert job is not None
+
+        def text() -> str:
+            follow = f"\nfollow it: finetune-qa events {job.id} --backend {to} --follow"
+            return result.to_text().rstrip("\n") + ("" if job.done else follow)
+
+        _emit(result.model_dump(mode="json", exclude={"job": {"raw"}}), as_json, text)
+        if quiet:
+            click.echo(job.id)
+        if job.status in ("failed", "cancelled"):
+            raise click.exceptions.Exit(1)

@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import orjson
+import pytest
+
+from finetune_qa import DatasetBuilder, FineTuneJob, sample_csv
+from finetune_qa.backends import OfflineBackend
+from finetune_qa.catalog import default_catalog
+from finetune_qa.cli import main
+from finetune_qa.exceptions import NotFoundError, UsageError, ValidationFailed
+from finetune_qa.migration import (
+    MODEL_MAP,
+    MigrationPlan,
+    migrate,
+    plan_migration,
+    suggest_model,
+)
+
+
+@pytest.fixture(autouse=True)
+def cli_with_export_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until cli.py registers them, add the commands to a copy of the group (not the shared one)."""
+    import finetune_qa.cli as cli_module
+
+    if "migrate" not in cli_module.cli.commands:
+        from finetune_qa._cli_export import register
+
+        group = click.Group(name="finetune-qa", commands=dict(cli_module.cli.commands))
+        register(group)
+        monkeypatch.setattr(cli_module, "cli", group)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[OfflineBackend, str, Path]:
+    """An offline backend with a finished job (validation file, suffix, explicit settings)."""
+    d = tmp_path / "src"
+    DatasetBuilder().add_source(sample_csv()).split(0.2).build(
+        d / "train.jsonl", validation_output=d / "validation.jsonl"
+    )
+    be = OfflineBackend()
+    job = FineTuneJob.create(
+        d / "train.jsonl",
+        validation_file=d / "validation.jsonl",
+        model="gpt-4o-mini",
+        backend=be,
+        journal=d / "journal.jsonl",
+        suffix="lumen",
+        n_epochs=3,
+        learning_rate_multiplier=1.5,
+    )
+    assert job.wait().status == "succeeded"
+    return be, job.id, d
+
+
+def hp(plan: MigrationPlan) -> dict[str, tuple[object, object]]:
+    return {h.name: (h.source, h.target) for h in plan.hyperparameters}
+
+
+def test_migrated_job_runs_and_succeeds_on_another_backend(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    old, job_id, d = source
+    new = OfflineBackend(seed=7)
+    result = migrate(job_id, source=old, target=new, workdir=tmp_path / "move", wait=True)
+    assert not result.dry_run and result.job is not None
+    job = new.retrieve_job(result.job.id)
+    assert job.status == "succeeded" and result.job.status == "succeeded"
+    assert job.model == "gpt-4o-mini-2024-07-18" and ":lumen:" in (job.fine_tuned_model or "")
+    assert job.metadata["migrated_from"] == job_id
+    # the same bytes were uploaded, both files
+    src_job = old.retrieve_job(job_id)
+    assert new.file_content(job.training_file) == old.file_content(src_job.training_file)
+    assert job.validation_file is not None and src_job.validation_file is not None
+    assert new.file_content(job.validation_file) == (d / "validation.jsonl").read_bytes()
+    # settings of the source job carried over between OpenAI-compatible backends
+    sent = job.raw["method"]["supervised"]["hyperparameters"]
+    source_hp = src_job.raw["method"]["supervised"]["hyperparameters"]
+    assert sent == source_hp and sent["n_epochs"] == 3 and sent["learning_rate_multiplier"] == 1.5
+    assert result.plan.model_choice == "same" and result.plan.ok
+    assert "Started " + job.id in result.to_text()
+    # the source still has its one job; running again attaches instead of paying twice
+    assert len(old.list_jobs()) == 1
+    again = migrate(job_id, source=old, target=new, workdir=tmp_path / "move")
+    assert again.job is not None and again.job.id == job.id and len(new.list_jobs()) == 1
+    attached = FineTuneJob.attach(job.id, backend=new, journal=result.journal)
+    assert attached.stop == "**STOP**"
+
+
+def test_dry_run_sends_nothing_to_the_target(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    old, job_id, _ = source
+    new = OfflineBackend()
+    result = migrate(job_id, source=old, target=new, dry_run=True, workdir=tmp_path / "m")
+    assert result.dry_run and result.job is None and result.journal is None
+    assert new.list_files() == [] and new.list_jobs() == []
+    assert len(new.fake.requests) == 2  # only the two listings just made
+    assert "Dry run: nothing was sent" in result.to_text()
+    plan = result.plan
+    assert Path(plan.training_file.path).read_bytes() == old.file_content(
+        plan.training_file.source_id
+    )
+    assert (
+        plan.validation_file is not None
+        and plan.validation_file.examples == plan.validation.validation_examples
+    )
+
+
+def test_plan_for_together_maps_model_and_hyperparameters(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    old, job_id, _ = source
+    plan = plan_migration(job_id, source=old, target="together", workdir=tmp_path / "t")
+    assert plan.target_backend == "together" and plan.model_choice == "suggested"
+    assert plan.target_model == MODEL_MAP["together"]["gpt-4o-mini-2024-07-18"]
+    assert plan.suffix == "lumen" and plan.method == "supervised" and plan.ok
+    src_hp = old.retrieve_job(job_id).raw["method"]["supervised"]["hyperparameters"]
+    mapped = hp(plan)
+    assert mapped["n_epochs"] == (src_hp["n_epochs"], src_hp["n_epochs"])
+    assert mapped["learning_rate_multiplier"] == (1.5, "auto")
+    assert mapped["batch_size"] == (src_hp["batch_size"], "auto")
+    lr_note = next(h.note for h in plan.hyperparameters if h.name == "learning_rate_multiplier")
+    assert "not transferable" in lr_note and "absolute learning rate" in lr_note
+    # validated and priced for the target model (unpriced when the catalogue has no price)
+    assert plan.validation.model == plan.target_model
+    assert plan.estimated_cost_usd == plan.validation.cost.estimated_cost_usd
+    assert plan.billed_tokens == plan.validation.cost.billed_tokens_total > 0
+    if plan.target_model not in default_catalog():
+        assert plan.estimated_cost_usd is None and "unknown" in plan.to_text()
+    text = plan.to_text()
+    for part in (job_id, plan.target_model, "train.jsonl", "validation.jsonl", "n_epochs: 3 -> 3"):
+        assert part in text
+    assert MigrationPlan.model_validate_json(plan.model_dump_json()) == plan
+    assert json.loads(plan.to_json())["ok"] is True
+
+    given = plan_migration(
+        job_id,
+        source=old,
+        target="together",
+        model="Qwen/Qwen2.5-7B-Instruct",
+        workdir=tmp_path / "t2",
+    )
+    assert given.target_model == "Qwen/Qwen2.5-7B-Instruct" and given.model_choice == "given"
+
+
+def test_suggestions_and_unmapped_targets(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    assert suggest_model("gpt-4o", "together") == MODEL_MAP["together"]["gpt-4o-2024-08-06"]
+    assert (
+        suggest_model("ft:gpt-4.1-mini-2025-04-14:acme::x", "together")
+        == MODEL_MAP["together"]["gpt-4.1-mini-2025-04-14"]
+    )
+    assert suggest_model("gpt-4o-mini", "offline") == "gpt-4o-mini-2024-07-18"
+    assert suggest_model("gpt-4o-mini", "someone-else") is None
+    old, job_id, _ = source
+    with pytest.raises(UsageError, match="pass model="):
+        plan_migration(job_id, source=old, target="someone-else", workdir=tmp_path / "x")
+    plan = plan_migration(
+        job_id, source=old, target="someone-else", model="their-model", workdir=tmp_path / "y"
+    )
+    assert plan.target_model == "their-model" and plan.ok
+
+
+def test_auto_settings_stay_auto(tmp_path: Path) -> None:
+    DatasetBuilder().add_source(sample_csv()).build(tmp_path / "train.jsonl")
+    old = OfflineBackend()
+    job = FineTuneJob.create(
+        tmp_path / "train.jsonl", model="gpt-4o", backend=old, journal=tmp_path / "j.jsonl"
+    )
+    plan = plan_migration(
+        job.id, source=old, target="together", workdir=tmp_path / "m"
+    )  # not started yet
+    assert hp(plan) == {
+        "n_epochs": ("auto", "auto"),
+        "batch_size": ("auto", "auto"),
+        "learning_rate_multiplier": ("auto", "auto"),
+    }
+    assert plan.target_model == MODEL_MAP["together"]["gpt-4o-2024-08-06"] and plan.suffix is None
+    assert any(job.status in note for note in plan.notes)
+
+
+def test_invalid_source_data_is_refused_before_the_target_sees_anything(tmp_path: Path) -> None:
+    old = OfflineBackend()
+    bad = [{"messages": [{"role": "user", "content": f"Question {i}?"}]} for i in range(12)]
+    f = old.upload_file(b"".join(orjson.dumps(r) + b"\n" for r in bad), filename="bad.jsonl")
+    from finetune_qa.backends import JobRequest
+
+    info = old.create_job(JobRequest(model="gpt-4o-mini", training_file=f.id))
+    old.sleep(3600)
+    assert old.retrieve_job(info.id).status == "failed"
+    new = OfflineBackend()
+    plan = plan_migration(info.id, source=old, target=new, workdir=tmp_path / "m")
+    assert not plan.ok and "example_missing_assistant_message" in plan.validation.error_counts
+    assert "FAILED" in plan.to_text() and any("failed" in n for n in plan.notes)
+    with pytest.raises(ValidationFailed):
+        migrate(info.id, source=old, target=new, workdir=tmp_path / "m")
+    assert new.list_files() == [] and new.list_jobs() == []
+
+
+def test_missing_source_file_says_what_to_do(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    old, job_id, _ = source
+    old.client.files.delete(old.retrieve_job(job_id).training_file)
+    with pytest.raises(NotFoundError, match=r"no longer on offline.*finetune-qa build") as info:
+        plan_migration(job_id, source=old, target="together", workdir=tmp_path / "m")
+    assert info.value.status_code == 404
+    with pytest.raises(NotFoundError):
+        plan_migration("ftjob-nope", source=old, target="together", workdir=tmp_path / "m")
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "offline-api.pickle"
+    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
+    monkeypatch.chdir(tmp_path)
+    return state
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_migrate_on_the_persisted_offline_state(
+    offline_state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "train", str(sample_csv()), "--suffix", "lumen", "--backend", "offline", "--json"
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["job_id"]
+
+    code, out, err = run(
+        capsys, "migrate", job_id, "--from", "offline", "--to", "offline", "--dry-run", "--json"
+    )
+    assert code == 0, err
+    dry = json.loads(out)
+    assert (
+        dry["dry_run"] is True
+        and dry["plan"]["job_id"] == job_id
+        and dry["plan"]["suffix"] == "lumen"
+    )
+    train_copy = Path(dry["plan"]["training_file"]["path"]).resolve()
+    assert train_copy.parent == (tmp_path / "finetune-qa-migrate" / job_id).resolve()
+    code, out, _ = run(capsys, "jobs", "--backend", "offline", "--json")
+    assert [j["id"] for j in json.loads(out)] == [job_id]  # the dry run started nothing
+
+    code, out, err = run(
+        capsys, "migrate", job_id, "--from", "offline", "--to", "offline", "--wait", "--json"
+    )
+    assert code == 0, err
+    new_id = json.loads(out)["job"]["id"]
+    assert new_id != job_id and json.loads(out)["job"]["status"] == "succeeded"
+    code, out, _ = run(capsys, "status", new_id, "--backend", "offline", "--json")
+    status = json.loads(out)
+    assert status["status"] == "succeeded" and status["metadata"]["migrated_from"] == job_id
+    code, out, _ = run(capsys, "jobs", "--backend", "offline", "--json")
+    assert sorted(j["id"] for j in json.loads(out)) == sorted([job_id, new_id])
+
+    # -q prints only the job id; running again attaches to the same job
+    code, out, _ = run(capsys, "migrate", job_id, "--from", "offline", "--to", "offline", "-q")
+    assert code == 0 and out.strip() == new_id
+
+    # a plan for Together needs no Together key: nothing is sent there
+    code, out, err = run(
+        capsys, "migrate", job_id, "--from", "offline", "--to", "together", "--dry-run"
+    )
+    assert code == 0, err
+    assert MODEL_MAP["together"]["gpt-4o-mini-2024-07-18"] in out and "not transferable" in out
+    assert "Dry run: nothing was sent" in out
+
+
+def test_cli_migrate_errors_are_one_line(
+    offline_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "migrate", "ftjob-nope", "--from", "offline", "--to", "offline", "--dry-run"
+    )
+    assert code == 1 and err.startswith("error: 404") and err.count("\n") == 1
+    code, out, err = run(capsys, "train", str(sample_csv()), "--backend", "offline", "--json")
+    job_id = json.loads(out)["job_id"]
+    code, _, err = run(
+        capsys, "migrate", job_id, "--from", "offline", "--to", "elsewhere", "--dry-run"
+    )
+    assert code == 2 and "pass model=" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "migrate", job_id, "--from", "offline")
+    assert code == 2 and "--to" in err
