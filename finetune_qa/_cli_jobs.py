@@ -20,9 +20,16 @@ from typing import Any
 import click
 import orjson
 
-from finetune_qa.backends import Backend, JobEvent, JobInfo, OfflineBackend, get_backend
+from finetune_qa.backends import (
+    Backend,
+    JobEvent,
+    JobInfo,
+    OfflineBackend,
+    available_backends,
+    get_backend,
+)
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
-from finetune_qa.exceptions import UsageError
+from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
 
 __all__ = ["follow_job", "offline_state_path", "open_backend", "register"]
 
@@ -35,19 +42,51 @@ def offline_state_path() -> Path:
     return Path(explicit) if explicit else cache_dir() / "offline-api.pickle"
 
 
+def _load_offline_state(path: Path) -> Any:
+    """The offline API saved at ``path``, a new one if there is none, or an InputFileError."""
+    from finetune_qa.backends._fakeapi import FakeOpenAI
+
+    if not path.exists():
+        return FakeOpenAI()
+    hint = (
+        f"delete {path} to start again with an empty offline API (its files and jobs are lost), "
+        "or point FINETUNE_QA_OFFLINE_STATE at another file"
+    )
+    try:
+        return FakeOpenAI.load(path)
+    except UsageError as exc:
+        raise InputFileError("does not hold a saved offline API", path=path, hint=hint) from exc
+    except OSError as exc:
+        if path.is_dir():
+            hint = "point FINETUNE_QA_OFFLINE_STATE at a file, not a directory"
+        raise InputFileError(
+            f"cannot read the offline API's state ({exc.strerror or exc})", path=path, hint=hint
+        ) from exc
+    except Exception as exc:  # unpickling a damaged file raises almost anything
+        raise InputFileError(
+            f"the offline API's state is damaged ({type(exc).__name__})", path=path, hint=hint
+        ) from exc
+
+
 @contextmanager
 def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
     """The backend for one command; the offline API's state is loaded and saved around it."""
     if name == "offline":
-        from finetune_qa.backends._fakeapi import FakeOpenAI
-
         path = offline_state_path()
-        fake = FakeOpenAI.load(path) if path.exists() else FakeOpenAI()
+        fake = _load_offline_state(path)
         backend = OfflineBackend(fake)
         try:
             yield backend
         finally:
-            fake.save(path)
+            try:
+                fake.save(path)
+            except OSError as exc:
+                raise InputFileError(
+                    f"cannot save the offline API's state ({exc.strerror or exc})",
+                    path=path,
+                    hint="point FINETUNE_QA_OFFLINE_STATE or FINETUNE_QA_CACHE_DIR at a "
+                    "writable place",
+                ) from exc
         return
     if name == "openai" and base_url:
         from finetune_qa.backends import OpenAIBackend
@@ -181,7 +220,11 @@ def register(cli: click.Group) -> None:
         from finetune_qa.dataset import DatasetBuilder
         from finetune_qa.jobs import FineTuneJob
 
+        if backend not in available_backends():  # before anything is built or written
+            raise UnknownBackendError(backend, available_backends())
         n_epochs: int | str = "auto" if epochs == "auto" else _int(epochs, "--epochs")
+        if n_epochs != "auto" and not 1 <= int(n_epochs) <= 50:
+            raise UsageError(f"--epochs takes 1 to 50 or 'auto', got {n_epochs}")
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         train_path = workdir / "train.jsonl"
         val_path = workdir / "validation.jsonl" if validation_fraction > 0 else None
@@ -303,6 +346,8 @@ def register(cli: click.Group) -> None:
         from finetune_qa.jobs import FineTuneJob
         from finetune_qa.plots import loss_curve, metrics_table, plot_metrics
 
+        if rows < 1:
+            raise UsageError(f"--rows takes a whole number >= 1, got {rows}")
         with open_backend(backend, base_url) as be:
             job = FineTuneJob.attach(job_id, backend=be)
             points = job.metrics()
@@ -337,6 +382,8 @@ def register(cli: click.Group) -> None:
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
     def jobs(limit: int, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
         """List fine-tuning jobs, newest first."""
+        if not 1 <= limit <= 100:
+            raise UsageError(f"--limit takes 1 to 100 (one page of the jobs list), got {limit}")
         with open_backend(backend, base_url) as be:
             found = be.list_jobs(limit=limit)
         _emit(

@@ -22,10 +22,10 @@ from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finetune_qa.config import RETIREMENT_WARNING_DAYS
-from finetune_qa.exceptions import UnknownModelError, UsageError
+from finetune_qa.exceptions import InputFileError, RecordError, UnknownModelError, UsageError
 
 __all__ = ["ModelCatalog", "ModelInfo", "base_model_name", "default_catalog", "get_model_info"]
 
@@ -39,6 +39,14 @@ class ModelInfo(BaseModel):
     aliases: tuple[str, ...] = Field(default=(), description="Other names that mean this model.")
     provider: str = Field(default="openai", description="Who trains and serves it.")
     encoding: str = Field(description="tiktoken encoding name, e.g. 'o200k_base'.")
+    tokenizer_exact: bool = Field(
+        default=True,
+        description=(
+            "True when ``encoding`` is the model's own tokenizer, so counts are exact; False "
+            "for models with their own tokenizers (Together's Llama, Qwen, Mistral), whose "
+            "counts and prices are tiktoken estimates."
+        ),
+    )
     max_tokens_per_example: int = Field(
         gt=0, description="Training-example token limit; longer examples are truncated."
     )
@@ -143,8 +151,38 @@ class ModelCatalog:
     @classmethod
     def from_json(cls, path: str | Path) -> ModelCatalog:
         """Load a catalogue from a JSON file shaped like the packaged ``catalog.json``."""
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls._from_raw(raw)
+        p = Path(path)
+        hint = "fix the file; it must look like finetune_qa/catalog.json"
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = (
+                f"cannot read the catalogue ({exc.strerror})"
+                if isinstance(exc, OSError)
+                else "the catalogue is not UTF-8 text"
+            )
+            raise InputFileError(problem, path=p, hint="pass an existing UTF-8 JSON file") from exc
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(
+                f"the catalogue is not valid JSON ({exc.msg}, column {exc.colno})",
+                path=p,
+                line=exc.lineno,
+                hint=hint,
+            ) from exc
+        if not isinstance(raw, dict):
+            raise RecordError(
+                f"the catalogue must be a JSON object, got {type(raw).__name__}", path=p, hint=hint
+            )
+        try:
+            return cls._from_raw(raw)
+        except UsageError as exc:
+            raise RecordError(str(exc), path=p, hint=hint) from exc
+        except (ValidationError, ValueError) as exc:
+            first = str(exc).splitlines()
+            detail = "; ".join(first[:3]) if first else type(exc).__name__
+            raise RecordError(f"a model entry is malformed: {detail}", path=p, hint=hint) from exc
 
     @classmethod
     def _from_raw(cls, raw: dict[str, object]) -> ModelCatalog:

@@ -84,9 +84,19 @@ def cache_dir() -> Path:
 
     ``$FINETUNE_QA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/finetune_qa``,
     else ``~/.cache/finetune_qa``. The directory is not created here.
+
+    Raises:
+        ConfigError: ``$FINETUNE_QA_CACHE_DIR`` names something that is not a directory.
     """
     explicit = os.environ.get("FINETUNE_QA_CACHE_DIR")
     if explicit:
+        if os.path.lexists(explicit) and not os.path.isdir(explicit):
+            from finetune_qa.exceptions import ConfigError
+
+            raise ConfigError(
+                f"FINETUNE_QA_CACHE_DIR={explicit!r} is not a directory; point it at a "
+                "directory (it is created when missing) or unset it"
+            )
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "finetune_qa"

@@ -462,6 +462,10 @@ class DatasetBuilder:
         val_path = Path(validation_output) if validation_output is not None else None
         if val_path is not None and val_path.resolve() == out_path.resolve():
             raise UsageError("output and validation_output are the same file")
+        for spec in self._sources:
+            for target in (out_path, val_path):
+                if spec.source is not None and target is not None:
+                    _refuse_overwriting_input(Path(spec.source.path), target)
         acc = Accounts()
         validator: Validator | None = None
         encoding: str | None = None
@@ -774,6 +778,21 @@ class _Merger:
         )
 
 
+def _refuse_overwriting_input(source: Path, target: Path) -> None:
+    """Raise when ``target`` is ``source`` (same path, symlink or hard link)."""
+    try:
+        same = source.resolve() == target.resolve() or (
+            target.exists() and os.path.samefile(source, target)
+        )
+    except OSError:
+        return  # a missing or unreadable source is reported when it is read
+    if same:
+        raise UsageError(
+            f"{target} is also an input of this build; writing the output there would "
+            "destroy the input: choose another output path"
+        )
+
+
 class _AtomicFile:
     """Write to a temporary file beside ``path``; move it into place only on success."""
 
@@ -822,7 +841,15 @@ class _AtomicFile:
                 os.remove(self._tmp)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# read once, at import: os.umask() can only be read by setting it, which is not thread-safe
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK

@@ -38,6 +38,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import logging
 import os
 import re
 import threading
@@ -82,11 +83,15 @@ if TYPE_CHECKING:
 
 __all__ = ["FineTuneJob", "Journal", "MetricPoint"]
 
+logger = logging.getLogger(__name__)
+
 TOKEN_KEY = "finetune_qa_token"
 """Metadata key that carries a job's idempotency token."""
 
 _SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RETRYABLE = (APIConnectionError, RateLimitError, InternalServerError)
+CLOCK_SKEW = 60
+"""Seconds a provider's clock may lag ours when a job is matched by its creation time."""
 FILES_API_LIMIT = 512 * 1024 * 1024
 """Largest file the Files API takes; bigger ones need the Uploads API."""
 T = TypeVar("T")
@@ -104,6 +109,9 @@ class MetricPoint(BaseModel):
     valid_mean_token_accuracy: float | None = Field(
         default=None, description="Validation token accuracy."
     )
+
+
+_METRIC_FIELDS = frozenset(MetricPoint.model_fields) - {"step"}
 
 
 def _now() -> str:
@@ -129,9 +137,20 @@ class Journal:
         """Write one record durably."""
         line = orjson.dumps({"at": _now(), **record}) + b"\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            except OSError as exc:
+                raise InputFileError(
+                    f"cannot open the journal ({exc.strerror})",
+                    path=self.path,
+                    hint="pass a writable file path as journal=, or remove what is in the way",
+                ) from exc
+            try:
+                size = os.fstat(fd).st_size
+                # a torn last line (a killed process) must not swallow this record
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line
                 os.write(fd, line)
                 os.fsync(fd)
             finally:
@@ -143,11 +162,24 @@ class Journal:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise InputFileError(
+                f"cannot read the journal ({exc.strerror})",
+                path=self.path,
+                hint="pass a readable journal file, or remove what is in the way",
+            ) from exc
         out = []
-        for raw in data.splitlines():
+        for n, raw in enumerate(data.splitlines(), 1):
+            if not raw.strip():
+                continue
             try:
                 rec = orjson.loads(raw)
             except orjson.JSONDecodeError:
+                logger.warning(
+                    "%s:%d: skipped a damaged journal line (a process killed mid-write)",
+                    self.path,
+                    n,
+                )
                 continue
             if isinstance(rec, dict):
                 out.append(rec)
@@ -311,6 +343,7 @@ class FineTuneJob:
         seed: int | None = None,
         metadata: Mapping[str, str] | None = None,
         integrations: Sequence[Mapping[str, Any]] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
         system_prompt: str | None = None,
         stop: str | None = None,
         validate: bool = True,
@@ -338,6 +371,9 @@ class FineTuneJob:
             seed: 0-2147483647.
             metadata: up to 15 pairs (one is used for the idempotency token).
             integrations: e.g. ``[{"type": "wandb", "wandb": {"project": "qa"}}]``.
+            provider_options: provider-specific options, e.g. Together's
+                ``{"lora": True, "learning_rate": 2e-5}``; the backend's
+                ``provider_option_names`` says which keys it takes.
             system_prompt: the system prompt of the data; detected from the file if None.
             stop: the stop marker of the answers; detected by the validator if None.
             validate: validate the file(s) first and refuse to upload on errors.
@@ -372,6 +408,23 @@ class FineTuneJob:
         user_meta = dict(metadata or {})
         if TOKEN_KEY in user_meta:
             raise UsageError(f"metadata key {TOKEN_KEY!r} is reserved for finetune_qa")
+        if user_meta and not getattr(be, "supports_metadata", True):
+            raise UsageError(
+                f"the {be.name} backend's jobs carry no metadata; drop metadata= "
+                "(the journal keeps finetune_qa's own records)"
+            )
+        options = dict(provider_options or {})
+        allowed: frozenset[str] = frozenset(getattr(be, "provider_option_names", frozenset()))
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise UsageError(
+                f"provider_options {unknown} are not options of the {be.name} backend; "
+                + (
+                    f"it takes: {', '.join(sorted(allowed))}"
+                    if allowed
+                    else "it takes none (every setting has its own argument)"
+                )
+            )
         probe = JobRequest(
             model=model,
             training_file="file-pending",
@@ -385,6 +438,7 @@ class FineTuneJob:
             seed=seed,
             metadata={**user_meta, TOKEN_KEY: "x" * 32},
             integrations=[dict(i) for i in integrations or []],
+            provider_options=options,
         )
         if today is None:
             # a backend with its own clock (the offline one) judges dates by that clock
@@ -408,6 +462,10 @@ class FineTuneJob:
             if not report.ok:
                 raise ValidationFailed(report)
             detected_stop = stop or report.stop_marker
+        provider_check = getattr(be, "check_request", None)
+        if callable(provider_check):
+            # the provider's own limits (hyperparameters, example length), before any upload
+            provider_check(probe, training_path=path, validation_path=vpath)
         sys_prompt = system_prompt if system_prompt is not None else _first_system_prompt(path)
 
         runner = _Runner(
@@ -623,7 +681,22 @@ class FineTuneJob:
 
     # ------------------------------------------------------------------ results
     def metrics(self) -> list[MetricPoint]:
-        """Per-step metrics: from the results file once the job is done, else from events."""
+        """Per-step metrics: from the results file once the job is done, else from events.
+
+        A backend with a metrics endpoint (``training_metrics(job_id)``, e.g. Together's)
+        is asked first.
+        """
+        fetch = getattr(self.backend, "training_metrics", None)
+        if callable(fetch):
+            rows: list[dict[str, Any]] = _retry(lambda: fetch(self.id), 4, self._sleep)
+            by_step: dict[int, dict[str, Any]] = {}
+            for row in rows:
+                merged = by_step.setdefault(int(row["step"]), {})
+                merged.update(
+                    {k: v for k, v in row.items() if v is not None and k in _METRIC_FIELDS}
+                )
+            if by_step:
+                return [MetricPoint(step=step, **vals) for step, vals in sorted(by_step.items())]
         for fid in self.info.result_files:
             content = _retry(functools.partial(self.backend.file_content, fid), 4, self._sleep)
             parsed = _parse_results(content)
@@ -682,6 +755,14 @@ def _first_system_prompt(path: Path) -> str | None:
     except (OSError, orjson.JSONDecodeError, AttributeError):
         return None
     return None
+
+
+def _same_suffix(job: JobInfo, suffix: str | None) -> bool:
+    recorded = job.raw.get("suffix")
+    if recorded is None and suffix:
+        # a record without the field: the suffix is part of the output model's name
+        return suffix in str(job.raw.get("model_output_name") or "")
+    return (recorded or None) == (suffix or None)
 
 
 def _retry(fn: Callable[[], T], attempts: int, sleep: Callable[[float], None]) -> T:
@@ -821,6 +902,7 @@ class _Runner:
             )
         intents = [r for r in earlier if r.get("state") == "intent"]
         token = intents[-1]["token"] if intents else uuid.uuid4().hex
+        created_after = int(intents[-1].get("created_after") or 0) if intents else int(time.time())
         if not intents:
             self.journal.append(
                 {
@@ -831,12 +913,17 @@ class _Runner:
                     "token": token,
                     "model": request.model,
                     "training_file": request.training_file,
+                    "created_after": created_after,
                 }
             )
         sent = request.model_copy(update={"metadata": {**request.metadata, TOKEN_KEY: token}})
+
+        def find() -> JobInfo | None:
+            return self._find_job(token, request=request, created_after=created_after)
+
         delay = 1.0
         for attempt in range(self.retries):
-            existing = self._find_job(token)
+            existing = find()
             if existing is not None:
                 info = existing
                 break
@@ -845,7 +932,7 @@ class _Runner:
                 break
             except _RETRYABLE as exc:
                 if attempt == self.retries - 1:
-                    existing = self._find_job(token)
+                    existing = find()
                     if existing is not None:
                         info = existing
                         break
@@ -869,7 +956,9 @@ class _Runner:
         )
         return info
 
-    def _find_job(self, token: str) -> JobInfo | None:
+    def _find_job(self, token: str, *, request: JobRequest, created_after: int) -> JobInfo | None:
+        if not getattr(self.backend, "supports_metadata", True):
+            return self._find_job_by_request(request, created_after)
         try:
             jobs = _retry(
                 lambda: self.backend.list_jobs(limit=100, metadata={TOKEN_KEY: token}),
@@ -882,3 +971,32 @@ class _Runner:
             if j.metadata.get(TOKEN_KEY) == token:
                 return j
         return None
+
+    def _find_job_by_request(self, request: JobRequest, created_after: int) -> JobInfo | None:
+        """For backends whose jobs carry no metadata: the job this request made, if any.
+
+        A job matches when its model, training and validation files and suffix are the
+        request's, it was created no earlier than the intent was journalled (less
+        ``CLOCK_SKEW`` seconds for the provider's clock) and no other journal record has
+        claimed it. The oldest match wins: the first job created after the intent.
+        """
+        try:
+            jobs = _retry(lambda: self.backend.list_jobs(limit=100), self.retries, self.sleep)
+        except BackendError:
+            return None
+        claimed = {
+            r.get("job_id")
+            for r in self.journal.find(op="job", backend=self.label)
+            if r.get("state") == "created"
+        }
+        matches = [
+            j
+            for j in jobs
+            if j.model == request.model
+            and j.training_file == request.training_file
+            and (j.validation_file or None) == (request.validation_file or None)
+            and _same_suffix(j, request.suffix)
+            and j.created_at >= created_after - CLOCK_SKEW
+            and j.id not in claimed
+        ]
+        return min(matches, key=lambda j: j.created_at) if matches else None

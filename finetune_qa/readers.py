@@ -46,6 +46,7 @@ import csv
 import io
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
@@ -343,6 +344,11 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _nonblocking(path: str, flags: int) -> int:
+    """``open()`` opener that does not wait for a FIFO's writer."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 class QASource:
     """A file of question/answer pairs in one of the supported layouts.
 
@@ -552,7 +558,20 @@ class QASource:
                 hint="pass the path of a .csv or .jsonl file inside it",
             )
         try:
-            return open(path, "rb")
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; only files are read
+            f = open(path, "rb", opener=_nonblocking)  # noqa: SIM115 - returned, or closed
+            try:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise InputFileError(
+                        "is not a regular file (a pipe, socket or device)",
+                        path=path,
+                        hint="save the data to a .csv or .jsonl file and pass that",
+                    )
+                os.set_blocking(f.fileno(), True)
+            except BaseException:
+                f.close()
+                raise
+            return f
         except FileNotFoundError as exc:
             raise InputFileError(
                 "no such file", path=path, hint="check the path and the working directory"

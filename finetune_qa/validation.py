@@ -13,7 +13,14 @@
 * exact distributions (min, max, mean, median, p10, p90) of messages, total tokens and
   assistant tokens per example;
 * OpenAI's default-epoch heuristic, the billed tokens (each example capped at the
-  model's limit, the limit named) and a dollar estimate.
+  model's limit, the limit named) and a dollar estimate;
+* for a Together AI model (``provider="together"``, or a model whose catalogue provider
+  is together), what Together would reject before upload: ``together_roles_not_alternating``,
+  ``together_invalid_weight``, ``together_unsupported_key``, ``together_unsupported_role``,
+  ``together_preference_input`` and ``together_preference_output`` (Together's preference
+  format: ``input.messages``, ``preferred_output``, ``non_preferred_output``). Token counts
+  for such models are tiktoken estimates (``tokens_exact`` is False): they use their own
+  tokenizers.
 
 Example:
     >>> from finetune_qa import validate_examples
@@ -29,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import stat
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -79,6 +87,9 @@ MIN_DEFAULT_EPOCHS = 1
 MAX_DEFAULT_EPOCHS = 25
 
 _BATCH = 4096
+TOGETHER_MIN_EXAMPLES = 1
+"""Together AI's smallest training file (its SDK's ``MIN_SAMPLES``)."""
+_PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
 _RANGE_BYTES = 2 * 1024 * 1024
 _MAX_SUFFIXES = 64
@@ -103,6 +114,23 @@ _HINTS: dict[str, str] = {
     ),
     "invalid_tools": "tools is a list of {type: function, function: {name, parameters}}",
     "too_few_examples": f"OpenAI needs at least {MIN_TRAINING_EXAMPLES} examples",
+    "together_roles_not_alternating": (
+        "Together AI takes an optional system message first, then user and assistant "
+        "messages in turn (tool results right after the assistant's tool calls)"
+    ),
+    "together_invalid_weight": "Together AI takes weight 0 or 1 (0 masks the message)",
+    "together_unsupported_key": (
+        "Together AI takes 'messages' and 'tools' (conversational) or 'input', "
+        "'preferred_output' and 'non_preferred_output' (preference) on a line"
+    ),
+    "together_unsupported_role": "Together AI roles are system, user, assistant and tool",
+    "together_preference_input": (
+        'input is {"messages": [...]} with at least one message (and optional "tools")'
+    ),
+    "together_preference_output": (
+        "preferred_output and non_preferred_output each hold exactly one assistant message "
+        "with text content"
+    ),
     "over_token_limit": "the end of the example will be cut off in training",
 }
 
@@ -165,8 +193,9 @@ class CostEstimate(BaseModel):
     limit_source: str = Field(description="Where the limit comes from.")
     billed_tokens_per_epoch: int = Field(description="Sum over examples of min(tokens, limit).")
     n_epochs: int = Field(description="Epochs assumed.")
-    epochs_source: Literal["default heuristic", "given"] = Field(
-        description="Whether n_epochs is OpenAI's default for this size or was given."
+    epochs_source: Literal["default heuristic", "given", "provider default"] = Field(
+        description="Whether n_epochs is OpenAI's default for this size, was given, or is the "
+        "provider's fixed default (Together: 1)."
     )
     billed_tokens_total: int = Field(description="billed_tokens_per_epoch x n_epochs.")
     price_per_1m: float | None = Field(description="USD per 1M training tokens, if known.")
@@ -183,6 +212,10 @@ class ValidationReport(BaseModel):
     model: str = Field(description="Model whose encoding, limit and price were used.")
     encoding: str = Field(description="tiktoken encoding used to count.")
     counting: str = Field(description="How tokens were counted.")
+    tokens_exact: bool = Field(
+        default=True,
+        description="False when the model has its own tokenizer and counts are tiktoken estimates.",
+    )
     lines: int = Field(description="Lines read from the training file.")
     examples: int = Field(description="Training examples with no format error.")
     validation_examples: int | None = Field(
@@ -329,8 +362,12 @@ def _check_tools(tools: object) -> str | None:
     return None
 
 
-def _check(obj: Any, errors: list[tuple[str, str]]) -> _Example | None:
-    """Check one parsed line; append (kind, message) errors; return the counting plan if valid."""
+def _check(obj: Any, errors: list[tuple[str, str]], *, together: bool = False) -> _Example | None:
+    """Check one parsed line; append (kind, message) errors; return the counting plan if valid.
+
+    With ``together``, weights are left to :func:`_check_together` (Together allows them on
+    any message).
+    """
     if not isinstance(obj, dict):
         errors.append(("data_type", f"line is a JSON {type(obj).__name__}, not an object"))
         return None
@@ -428,7 +465,7 @@ def _check(obj: Any, errors: list[tuple[str, str]]) -> _Example | None:
             else:
                 ex.overhead += TOKENS_PER_NAME
                 ex.texts.append(name)
-        if "weight" in m:
+        if "weight" in m and not together:
             if role != "assistant":
                 errors.append(
                     ("invalid_weight", f"{where}: weight is only allowed on assistant messages")
@@ -489,6 +526,141 @@ def _check(obj: Any, errors: list[tuple[str, str]]) -> _Example | None:
     return ex if len(errors) == n_err and not unknown else None
 
 
+def _together_roles(messages: list[Any], errors: list[tuple[str, str]]) -> None:
+    """Optional system first, then user/assistant in turn; tool results follow tool calls."""
+    expect = "user"  # then "assistant", "tool" (after tool calls) or "tool_or_assistant"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            return  # reported by the format checks
+        role = m.get("role")
+        where = f"messages[{i}]"
+        if role == "function" or "function_call" in m:
+            errors.append(
+                ("together_unsupported_role", f"{where}: OpenAI's legacy function calling")
+            )
+            return
+        if role == "system":
+            if i == 0:
+                continue
+            errors.append(
+                ("together_roles_not_alternating", f"{where} is a system message after the start")
+            )
+            return
+        if role == "tool" and expect in ("tool", "tool_or_assistant"):
+            expect = "tool_or_assistant"
+            continue
+        want = "assistant" if expect == "tool_or_assistant" else expect
+        if role != want:
+            errors.append(
+                (
+                    "together_roles_not_alternating",
+                    f"{where} is {role!r} where {want!r} should come",
+                )
+            )
+            return
+        expect = "assistant" if role == "user" else "tool" if m.get("tool_calls") else "user"
+
+
+def _together_weights(messages: list[Any], errors: list[tuple[str, str]]) -> None:
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and "weight" in m and not _is_int01(m["weight"]):
+            errors.append(("together_invalid_weight", f"messages[{i}]: weight is {m['weight']!r}"))
+
+
+def _check_together_preference(
+    obj: dict[str, Any], errors: list[tuple[str, str]]
+) -> _Example | None:
+    """Together's preference (DPO) line: input.messages, preferred_output, non_preferred_output."""
+    n_err = len(errors)
+    extra = sorted(set(obj) - _PREFERENCE_KEYS)
+    if extra:
+        errors.append(("together_unsupported_key", f"unknown key(s) {extra} on a preference line"))
+    inp = obj.get("input")
+    messages: list[Any] = []
+    if (
+        not isinstance(inp, dict)
+        or not isinstance(inp.get("messages"), list)
+        or not inp["messages"]
+    ):
+        errors.append(("together_preference_input", "no non-empty 'input.messages' list"))
+    else:
+        messages = inp["messages"]
+        bad_keys = sorted(set(inp) - {"messages", "tools"})
+        if bad_keys:
+            errors.append(("together_preference_input", f"input has unknown key(s) {bad_keys}"))
+        for i, m in enumerate(messages):
+            where = f"input.messages[{i}]"
+            if not isinstance(m, dict) or m.get("role") not in (
+                "system",
+                "user",
+                "assistant",
+                "tool",
+            ):
+                role = m.get("role") if isinstance(m, dict) else None
+                errors.append(("together_preference_input", f"{where} has role {role!r}"))
+            elif not (isinstance(m.get("content"), str) and m["content"].strip()) and not m.get(
+                "tool_calls"
+            ):
+                errors.append(("together_preference_input", f"{where} has no text content"))
+    outputs: list[Any] = []
+    for key in ("preferred_output", "non_preferred_output"):
+        out = obj.get(key)
+        ok = (
+            isinstance(out, list)
+            and len(out) == 1
+            and isinstance(out[0], dict)
+            and out[0].get("role") == "assistant"
+            and isinstance(out[0].get("content"), str)
+            and bool(out[0]["content"].strip())
+        )
+        if not ok:
+            what = (
+                "missing"
+                if out is None
+                else f"{len(out)} message(s)"
+                if isinstance(out, list)
+                else type(out).__name__
+            )
+            errors.append(
+                (
+                    "together_preference_output",
+                    f"{key} is {what}, not one assistant message with text",
+                )
+            )
+        elif isinstance(out, list):
+            outputs.append(out[0])
+    if len(errors) != n_err:
+        return None
+    # count the prompt and the preferred answer, as a conversational example
+    scratch: list[tuple[str, str]] = []
+    plain = [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+    ex = _check(
+        {"messages": [*plain, {"role": "assistant", "content": outputs[0]["content"]}]},
+        scratch,
+        together=True,
+    )
+    for _kind, msg in scratch:
+        errors.append(("together_preference_input", msg))
+    return ex if not scratch else None
+
+
+def _check_together(obj: Any, errors: list[tuple[str, str]]) -> _Example | None:
+    """The common checks, with Together AI's rules instead of OpenAI's where they differ."""
+    if isinstance(obj, dict) and _PREFERENCE_KEYS & obj.keys():
+        return _check_together_preference(obj, errors)
+    n_err = len(errors)
+    ex = _check(obj, errors, together=True)
+    if isinstance(obj, dict):
+        for key in ("parallel_tool_calls", "functions"):
+            if key in obj:
+                errors.append(("together_unsupported_key", f"{key!r} is OpenAI-only"))
+        messages = obj.get("messages")
+        if isinstance(messages, list):
+            _together_weights(messages, errors)
+            _together_roles(messages, errors)
+    return ex if len(errors) == n_err else None
+
+
 def _suffix(answer: str) -> str:
     parts = answer.rsplit(None, 1)
     return parts[-1] if parts else ""
@@ -511,6 +683,8 @@ class Validator:
         max_issues_per_kind: how many issues of each kind keep their line (all are counted).
         processes: worker processes for token counting (0: count inline).
         today: the date used for retirement warnings (default: ``config.today()``).
+        provider: whose format rules apply ("openai" or "together"); the model's catalogue
+            provider when None.
     """
 
     def __init__(
@@ -525,9 +699,12 @@ class Validator:
         max_issues_per_kind: int = 20,
         processes: int = 0,
         today: dt.date | None = None,
+        provider: str | None = None,
     ) -> None:
         cat = catalog or default_catalog()
         self.info = cat.get(model)
+        self.provider = provider or self.info.provider
+        self._together = self.provider == "together"
         self.model_name = model.name if isinstance(model, ModelInfo) else model
         self.encoding_name = encoding or encoding_name_for_model(self.info)
         if n_epochs is not None and not 1 <= n_epochs <= 50:
@@ -625,7 +802,7 @@ class Validator:
 
     def _add(self, obj: Any, line: int | None, *, raw_key: int) -> None:
         errs: list[tuple[str, str]] = []
-        ex = _check(obj, errs)
+        ex = _check_together(obj, errs) if self._together else _check(obj, errs)
         for kind, msg in errs:
             self._issue(kind, "error", msg, line)
         if ex is None:
@@ -864,7 +1041,8 @@ class Validator:
         finally:
             self.close()
         self._validation_phase = False
-        if self.examples < MIN_TRAINING_EXAMPLES:
+        minimum = TOGETHER_MIN_EXAMPLES if self._together else MIN_TRAINING_EXAMPLES
+        if self.examples < minimum:
             self._issue(
                 "too_few_examples",
                 "error",
@@ -872,7 +1050,7 @@ class Validator:
                 None,
             )
         stop = self.stop or self._detect_stop()
-        epochs = self.n_epochs or default_epochs(self.examples)
+        epochs = self.n_epochs or (1 if self._together else default_epochs(self.examples))
         price = self.info.training_price_per_1m
         as_of = f", catalogue as of {self._as_of.isoformat()}" if self._as_of else ""
         cost = CostEstimate(
@@ -881,7 +1059,13 @@ class Validator:
             limit_source=f"training-example limit of {self.info.name}{as_of}",
             billed_tokens_per_epoch=self.billed,
             n_epochs=epochs,
-            epochs_source="given" if self.n_epochs else "default heuristic",
+            epochs_source=(
+                "given"
+                if self.n_epochs
+                else "provider default"
+                if self._together
+                else "default heuristic"
+            ),
             billed_tokens_total=self.billed * epochs,
             price_per_1m=price,
             estimated_cost_usd=(
@@ -897,7 +1081,11 @@ class Validator:
                 f"exact tiktoken {self.encoding_name} counts; per example {TOKENS_PER_EXAMPLE} + "
                 f"per message {TOKENS_PER_MESSAGE} + role + content (+ name + {TOKENS_PER_NAME}), "
                 "OpenAI's chat formula"
+                if self.info.tokenizer_exact
+                else f"an ESTIMATE with tiktoken {self.encoding_name}: {self.info.name} uses its "
+                "own tokenizer, so its real counts (and the price) differ; OpenAI's chat formula"
             ),
+            tokens_exact=self.info.tokenizer_exact,
             lines=self.lines,
             examples=self.examples,
             validation_examples=self.validation_examples if self.validation_path else None,
@@ -975,9 +1163,9 @@ def _line_ranges(path: Path, target: int) -> Iterator[tuple[int, int, int]]:
 
 
 def _validate_range(
-    task: tuple[str, int, int, int, str | ModelInfo, str | None, str | None, int, dt.date],
+    task: tuple[str, int, int, int, str | ModelInfo, str | None, str | None, int, dt.date, str],
 ) -> dict[str, Any]:
-    path, start, end, first_line, model, encoding, stop, max_issues, today = task
+    path, start, end, first_line, model, encoding, stop, max_issues, today, provider = task
     v = Validator(
         model=model,
         encoding=encoding,
@@ -986,6 +1174,7 @@ def _validate_range(
         max_issues_per_kind=max_issues,
         processes=0,
         today=today,
+        provider=provider,
     )
     v._collect = []
     with open(path, "rb") as f:
@@ -1004,7 +1193,10 @@ def _issue_order(issue: ValidationIssue) -> tuple[str, int, int, str]:
 
 def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below, errors mapped first
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
+        f = open(  # noqa: SIM115 - closed below, errors mapped first
+            path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0))
+        )
     except IsADirectoryError as exc:
         raise InputFileError(
             "is a directory, not a JSONL file", path=path, hint="pass the .jsonl file itself"
@@ -1016,6 +1208,13 @@ def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:
             f"cannot be read ({exc.strerror})", path=path, hint="check its permissions"
         ) from exc
     with f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise InputFileError(
+                "is not a regular file (a pipe, socket or device)",
+                path=path,
+                hint="save the JSONL to a file and pass that",
+            )
+        os.set_blocking(f.fileno(), True)
         yield from enumerate(f, 1)
 
 
@@ -1031,6 +1230,7 @@ def validate_file(
     max_issues_per_kind: int = 20,
     processes: int | None = None,
     today: dt.date | None = None,
+    provider: str | None = None,
 ) -> ValidationReport:
     """Validate a chat fine-tuning JSONL file (and optionally its validation file).
 
@@ -1051,6 +1251,9 @@ def validate_file(
             A big training file is split into byte ranges that workers check, count and
             tokenize; the report is the same as a single-process run.
         today: date for retirement warnings.
+        provider: whose format rules apply: "openai", or "together" for what Together AI
+            would reject (role order, weights, its preference format); the model's
+            catalogue provider when None.
 
     Raises:
         InputFileError: the file is missing, a directory or unreadable.
@@ -1068,6 +1271,7 @@ def validate_file(
         max_issues_per_kind=max_issues_per_kind,
         processes=auto_workers([p, *([vp] if vp else [])], processes, _PROCESS_THRESHOLD_BYTES),
         today=today,
+        provider=provider,
     )
     try:
         workers = v._processes
@@ -1104,6 +1308,7 @@ def _validate_parallel(v: Validator, path: Path, workers: int) -> None:
                     v.stop,
                     v.max_issues,
                     v.today,
+                    v.provider,
                 )
                 pending.append(pool.submit(_validate_range, task))
                 while len(pending) > 2 * workers + 1:
@@ -1123,12 +1328,16 @@ def validate_examples(
     n_epochs: int | None = None,
     catalog: ModelCatalog | None = None,
     today: dt.date | None = None,
+    provider: str | None = None,
 ) -> ValidationReport:
     """Validate examples held in memory (dicts or :class:`TrainingExample`).
 
-    Issue "lines" are the 1-based positions of the examples in ``examples``.
+    Issue "lines" are the 1-based positions of the examples in ``examples``; ``provider``
+    is as for :func:`validate_file`.
     """
-    v = Validator(model=model, stop=stop, n_epochs=n_epochs, catalog=catalog, today=today)
+    v = Validator(
+        model=model, stop=stop, n_epochs=n_epochs, catalog=catalog, today=today, provider=provider
+    )
     for i, ex in enumerate(examples, 1):
         v.add_example(ex, i)
     return v.finish()
@@ -1225,6 +1434,7 @@ def _render(r: ValidationReport, *, markdown: bool) -> str:
         out.append(
             f"{bullet}estimated training cost: ${c.estimated_cost_usd:,.2f} "
             f"at ${c.price_per_1m:g} per 1M tokens"
+            + ("" if r.tokens_exact else f" (tokens estimated with tiktoken {r.encoding})")
         )
     else:
         out.append(

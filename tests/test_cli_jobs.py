@@ -70,7 +70,7 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: py
     assert code == 1 and err.startswith("error: 404") and err.count("\n") == 1
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     code, _, err = run(capsys, "jobs", "--backend", "openai")
-    assert code == 1 and "OPENAI_API_KEY" in err and "offline" in err and "Traceback" not in err
+    assert code == 2 and "OPENAI_API_KEY" in err and "offline" in err and "Traceback" not in err
     code, _, err = run(capsys, "train", str(sample_csv()), "--epochs", "many")
     assert code == 2 and "--epochs" in err
 

@@ -630,3 +630,32 @@ def test_parallel_build_is_byte_identical(
             event(f"{fmt}: kept {min(report.kept, 5)}+")
             results.append((train.read_bytes(), val.read_bytes(), _report_without_paths(report)))
     assert results[0] == results[1]
+
+
+# --- 8. the split with repeated questions kept ------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pairs=st.lists(_split_pair, min_size=1, max_size=12),
+    repeats=st.lists(st.integers(0, 11), max_size=12),
+    fraction=st.sampled_from([0.3, 0.7]),
+    seed=st.integers(0, 2**32),
+)
+def test_split_without_dedupe_keeps_each_question_on_one_side(
+    pairs: list[QAPair], repeats: list[int], fraction: float, seed: int
+) -> None:
+    """Repeated questions (dedupe off) all land on one side, and the counts reconcile."""
+    rows = pairs + [pairs[i % len(pairs)] for i in repeats]
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        builder = DatasetBuilder(min_question_length=0, min_answer_length=0, dedupe=False)
+        train, val = tmp / "t.jsonl", tmp / "v.jsonl"
+        report = (
+            builder.split(fraction, seed=seed).add_pairs(rows).build(train, validation_output=val)
+        )
+        blobs = train.read_bytes(), val.read_bytes()
+    _sides(*blobs)  # raises if a question is on both sides
+    assert report.train + report.validation == report.kept == len(rows)
+    assert report.read == report.kept + report.dropped
+    assert blobs[0].count(b"\n") == report.train and blobs[1].count(b"\n") == report.validation

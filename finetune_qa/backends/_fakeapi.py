@@ -212,6 +212,8 @@ class FakeResponse:
         body: the body (JSON, or raw bytes for file contents).
         stream_error: set when the connection should drop instead of answering.
         latency: real seconds the adapter waits before answering (injected faults).
+        timeout: with ``stream_error``, the client should see its read time out (the
+            in-process transports raise the HTTP library's ``ReadTimeout``).
     """
 
     status: int
@@ -219,6 +221,7 @@ class FakeResponse:
     body: bytes
     stream_error: str | None = None
     latency: float = 0.0
+    timeout: bool = False
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -633,9 +636,14 @@ class _Fault:
     latency: float
     remaining: int | None
     after_effect: bool
+    timeout: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.pattern)
+
+    @property
+    def fails(self) -> bool:
+        return bool(self.status or self.drop or self.timeout)
 
 
 @dataclass
@@ -1215,8 +1223,9 @@ class FakeOpenAI:
         latency: float = 0.0,
         times: int | None = 1,
         after_effect: bool = False,
+        timeout: bool = False,
     ) -> None:
-        """Make the next requests to ``route`` fail, drop or lag.
+        """Make the next requests to ``route`` fail, drop, time out or lag.
 
         Args:
             route: ``"METHOD /path"`` with fnmatch wildcards (``"GET /fine_tuning/jobs/*"``);
@@ -1228,6 +1237,9 @@ class FakeOpenAI:
             times: how many matching requests are affected (None: all of them).
             after_effect: process the request first (the job *is* created), then fail:
                 the server did it but the client never heard back.
+            timeout: no answer in time: the in-process transports raise the HTTP
+                library's ``ReadTimeout`` (openai's ``APITimeoutError``); the HTTP server
+                hangs up, as for ``drop``.
         """
         method, _, pattern = route.strip().rpartition(" ")
         if status is not None and not 400 <= status <= 599:
@@ -1245,6 +1257,7 @@ class FakeOpenAI:
             latency=latency,
             remaining=times,
             after_effect=after_effect,
+            timeout=timeout,
         )
         with self._lock:
             self._faults.append(fault)
@@ -1253,6 +1266,11 @@ class FakeOpenAI:
         """Forget every injected fault that has not fired yet."""
         with self._lock:
             self._faults.clear()
+
+    def pending_faults(self) -> int:
+        """How many injected faults are still waiting to fire (``times=None`` ones always are)."""
+        with self._lock:
+            return len(self._faults)
 
     def run_job(self, job_id: str, *, max_seconds: float = 365 * 86400.0) -> str:
         """Advance the virtual clock until the job ends; return its final status.
@@ -1326,11 +1344,11 @@ class FakeOpenAI:
             rid = f"req_{self._n_requests}"
             self.requests.append(RecordedRequest(method, path, q, _maybe_json(h, body)))
             fault = self._take_fault(method, path)
-            if fault is not None and not fault.after_effect and (fault.status or fault.drop):
+            if fault is not None and not fault.after_effect and fault.fails:
                 return _fault_response(fault, rid)
             response = self._dispatch(_Request(method, path, q, h, body), rid)
             if fault is not None:
-                if fault.status or fault.drop:
+                if fault.fails:
                     return _fault_response(fault, rid)
                 response.latency = fault.latency
             return response
@@ -1896,6 +1914,15 @@ _FAULT_TEXT = {
 
 def _fault_response(fault: _Fault, rid: str) -> FakeResponse:
     headers = {"x-request-id": rid, "content-type": "application/json"}
+    if fault.timeout:
+        return FakeResponse(
+            0,
+            headers,
+            b"",
+            stream_error="The read operation timed out (injected by the offline backend).",
+            latency=fault.latency,
+            timeout=True,
+        )
     if fault.drop:
         return FakeResponse(
             0,
@@ -2104,17 +2131,56 @@ def _generate(
     return text, "stop", ids
 
 
+_MIN_LOGPROB = -9999.0  # what OpenAI reports for a token with (numerically) no chance
+
+
+def _ln(p: float) -> float:
+    return math.log(p) if p > 0 else _MIN_LOGPROB
+
+
+def _token_entry(raw: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": raw.decode("utf-8", "replace"), "bytes": list(raw), "logprob": logprob}
+
+
+def _label_tops(enc: Any, ans: Answer) -> dict[int, float]:
+    """First token of each label -> log probability (labels sharing a token add up)."""
+    mass: dict[int, float] = {}
+    for label, p in ans.probabilities:
+        ids = enc.encode_ordinary(label)
+        if ids:
+            mass[ids[0]] = mass.get(ids[0], 0.0) + p
+    return {tid: _ln(p) for tid, p in mass.items()}
+
+
 def _logprobs(counter: TokenCounter, ids: list[int], ans: Answer, top: int) -> list[dict[str, Any]]:
-    """Deterministic per-token log probabilities: confident on trained answers, less elsewhere."""
+    """Deterministic per-token log probabilities: confident on trained answers, less elsewhere.
+
+    A classifier's label (kind ``label``) gets the log of its probability on its first
+    token, and its top alternatives are the other labels with theirs, so a client can
+    read calibrated class probabilities off ``top_logprobs``; the label's later tokens
+    are near-certain.
+    """
     enc = counter.encoding
     spread = {"exact": 0.01, "neighbour": 0.2}.get(ans.kind, 1.5)
     offset = 0.0 if ans.kind in ("exact", "neighbour") else 0.3
+    labels = _label_tops(enc, ans) if ans.kind == "label" else {}
     out = []
     for k, tid in enumerate(ids):
         raw = enc.decode_single_token_bytes(tid)
-        lp = -(offset + spread * _unit(ans.kind, ans.text, k))
-        entry = {"token": raw.decode("utf-8", "replace"), "bytes": list(raw), "logprob": lp}
-        tops = [dict(entry)]
+        if labels:
+            lp = labels.get(tid, _MIN_LOGPROB) if k == 0 else -1e-4 * (1 + _unit(ans.text, k))
+            entry = _token_entry(raw, lp)
+            tops = [dict(entry)]
+            if k == 0:
+                others = sorted((v, t) for t, v in labels.items() if t != tid)
+                tops += [_token_entry(enc.decode_single_token_bytes(t), v) for v, t in others[::-1]]
+            floor = min(e["logprob"] for e in tops)
+            lp = min(lp, floor)  # filler alternatives rank below every label
+        else:
+            lp = -(offset + spread * _unit(ans.kind, ans.text, k))
+            entry = _token_entry(raw, lp)
+            tops = [dict(entry)]
+        seen = {bytes(e["bytes"]) for e in tops}
         alt = tid
         while len(tops) < top:
             alt += 1
@@ -2123,6 +2189,8 @@ def _logprobs(counter: TokenCounter, ids: list[int], ans: Answer, top: int) -> l
             except KeyError:
                 if alt > tid + 1000:
                     break
+                continue
+            if alt_raw in seen:
                 continue
             tops.append(
                 {

@@ -96,6 +96,8 @@ def _call(fake: FakeOpenAI, request: Any) -> FakeResponse:
 def _to_response(fam: ModuleType, request: Any, resp: FakeResponse) -> Any:
     # Build the response with the request's own family: httpx2's MockTransport rejects
     # an httpx.Response (with a misleading "async handler" TypeError), and vice versa.
+    if resp.timeout:
+        raise fam.ReadTimeout(resp.stream_error or "timed out", request=request)
     if resp.stream_error is not None:
         raise fam.RemoteProtocolError(resp.stream_error, request=request)
     return fam.Response(resp.status, headers=resp.headers, content=resp.body)
@@ -113,7 +115,8 @@ def mock_transport(fake: FakeOpenAI, *, family: Family = "auto", async_: bool = 
     Returns:
         ``httpx2.MockTransport`` or ``httpx.MockTransport``. Injected dropped connections
         raise the family's ``RemoteProtocolError``, which openai reports as
-        ``APIConnectionError``.
+        ``APIConnectionError``; injected timeouts raise its ``ReadTimeout``, which openai
+        reports as ``APITimeoutError``.
     """
     fam = http_family(family)
 
