@@ -13,13 +13,18 @@ set ``FINETUNE_QA_DEBUG=1`` to get the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from finetune_qa._cli_eval import register as register_eval_commands
+from finetune_qa._cli_export import register as register_export_commands
+from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_jobs import register as register_training_commands
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
@@ -32,6 +37,7 @@ from finetune_qa.config import (
     DEFAULT_SYSTEM_PROMPT,
 )
 from finetune_qa.exceptions import (
+    ConfigError,
     DatasetError,
     FineTuneQAError,
     InputError,
@@ -200,6 +206,8 @@ def build(
             answer_column=answer_column,
             strict=strict,
         )
+    if report_path is not None:
+        _check_report_path(report_path, [*inputs, output, validation_output])
     use_model = (model or DEFAULT_MODEL) if report_tokens else None
     try:
         report = builder.build(output, validation_output=validation_output, model=use_model)
@@ -247,7 +255,7 @@ def build(
 )
 @click.option(
     "--max-issues",
-    type=int,
+    type=click.IntRange(min=0),
     default=20,
     show_default=True,
     help="Issues of each kind listed with their line.",
@@ -274,6 +282,8 @@ def validate(
     """
     from finetune_qa.validation import validate_file
 
+    if as_json and markdown:
+        raise UsageError("--json and --markdown each choose the output format: pass one")
     report = validate_file(
         path,
         model=model,
@@ -309,16 +319,25 @@ def models(as_json: bool, quiet: bool) -> None:
         return
     as_of = cat.as_of.isoformat() if cat.as_of else "unknown"
     click.echo(f"Model catalogue (figures as of {as_of})")
+    rows = sorted(cat, key=lambda m: (m.provider, m.name))
+    width = max([5, *(len(m.name) for m in rows)])
     click.echo(
-        f"{'model':<26} {'encoding':<12} {'limit':>7} {'$/1M train':>10}  "
-        f"{'jobs end':<10}  {'shutdown':<10}"
+        f"{'model':<{width}} {'provider':<9} {'encoding':<13} {'limit':>7} {'$/1M train':>10}  "
+        f"{'jobs end':<10}  {'shutdown':<10}".rstrip()
     )
-    for m in cat:
+    estimated = False
+    for m in rows:
         price = f"{m.training_price_per_1m:g}" if m.training_price_per_1m is not None else "?"
-        click.echo(
-            f"{m.name:<26} {m.encoding:<12} {m.max_tokens_per_example:>7} {price:>10}  "
-            f"{m.fine_tuning_ends or '-'!s:<10}  {m.shutdown_date or '-'!s:<10}"
+        enc = m.encoding if m.tokenizer_exact else m.encoding + "*"
+        estimated = estimated or not m.tokenizer_exact
+        ends, shutdown = m.fine_tuning_ends or "-", m.shutdown_date or "-"
+        line = (
+            f"{m.name:<{width}} {m.provider:<9} {enc:<13} {m.max_tokens_per_example:>7} "
+            f"{price:>10}  {ends!s:<10}  {shutdown!s:<10}"
         )
+        click.echo(line.rstrip())
+    if estimated:
+        click.echo("* the model has its own tokenizer: counts with this encoding are estimates")
 
 
 @cli.command(epilog=_EXIT_HELP)
@@ -414,14 +433,51 @@ def demo(workdir: Path, model: str) -> None:
 
 
 register_training_commands(cli)
+register_eval_commands(cli)
+register_export_commands(cli)
+register_generate_commands(cli)
+
+
+def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:
+    """Refuse a report path that is a directory, or a file the command reads or writes."""
+    if path.is_dir():
+        raise InputError("is a directory", path=path, hint="pass a file path for --report")
+    if not path.parent.is_dir():
+        raise InputError(
+            "its folder does not exist", path=path, hint="create the folder or pick another path"
+        )
+    for other in others:
+        if other is None:
+            continue
+        try:
+            same = path.resolve() == other.resolve() or (
+                path.exists() and other.exists() and os.path.samefile(path, other)
+            )
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(
+                f"--report {path} is also an input or output of this command; writing the "
+                "report there would destroy it: choose another path"
+            )
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write ``text`` to ``path`` atomically (temp file beside it, then rename), owner-only."""
     try:
-        tmp.write_text(text, encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write ({exc.strerror})", path=path, hint="choose a writable path"
+        ) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise InputError(
             f"cannot write ({exc.strerror})", path=path, hint="choose a writable path"
         ) from exc
@@ -430,7 +486,8 @@ def _write_text(path: Path, text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (``sys.exit(main())``)."""
     try:
-        cli.main(
+        # with standalone_mode=False click *returns* the code of a raised Exit(n)
+        rv = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="finetune-qa",
             standalone_mode=False,
@@ -443,9 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("aborted", err=True)
         return EXIT_FAILURE
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
         return EXIT_BAD_INPUT
-    except (InputError, UsageError) as exc:
+    except (InputError, UsageError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_BAD_INPUT
     except DatasetError as exc:
@@ -466,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             err=True,
         )
         return EXIT_FAILURE
-    return EXIT_OK
+    return rv if isinstance(rv, int) else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover
