@@ -1454,9 +1454,12 @@ class EvalSuite:
         start: float,
         concurrency: int,
     ) -> EvalResult:
-        own_refusal = getattr(chat, "refusal", None)  # a guarded model's configured refusal
-        if isinstance(own_refusal, str) and own_refusal.strip():
-            refusal_texts = (*refusal_texts, own_refusal)
+        # a guarded model's own replies instead of an answer (its refusal, withheld text)
+        own = getattr(chat, "refusal_texts", None) or (getattr(chat, "refusal", None),)
+        refusal_texts = (
+            *refusal_texts,
+            *(t for t in own if isinstance(t, str) and t.strip()),
+        )
         active = (
             list(scorers)
             if scorers is not None

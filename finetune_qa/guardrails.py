@@ -118,7 +118,7 @@ NegativeSource = Literal["bank", "user"]
 # unrelated questions for evaluation suites, so a guard is never scored on its training data.
 OFF_TOPIC_TRAINING_QUESTIONS: tuple[str, ...] = (
     # pop culture
-    "What is Star Wars?",
+    "Who wrote the Odyssey?",
     "Who directed the movie Jaws?",
     "How many Harry Potter books are there?",
     "Who is the lead singer of Coldplay?",
@@ -131,8 +131,8 @@ OFF_TOPIC_TRAINING_QUESTIONS: tuple[str, ...] = (
     # history and geography
     "When did the Roman Empire fall?",
     "Who was the first president of the United States?",
-    "What is the capital of Australia?",
-    "How long is the Great Wall of China?",
+    "What is the largest desert on Earth?",
+    "How deep is the Mariana Trench?",
     "Which river flows through Cairo?",
     "Why did the Titanic sink?",
     "What was the Cold War?",
@@ -140,20 +140,20 @@ OFF_TOPIC_TRAINING_QUESTIONS: tuple[str, ...] = (
     "Which countries border Switzerland?",
     "Who built the pyramids of Giza?",
     # science and nature
-    "Why is the sky blue?",
+    "How do I descale a kettle?",
     "How do black holes form?",
-    "What is photosynthesis?",
+    "How do magnets work?",
     "How far away is the Moon?",
-    "What is the speed of light?",
+    "At what temperature does water boil on a mountain?",
     "How do vaccines train the immune system?",
-    "Why do cats purr?",
+    "Why do dogs wag their tails?",
     "What causes earthquakes?",
-    "How many bones are in the human body?",
+    "How many teeth does an adult have?",
     "What is quantum entanglement?",
     # cooking and food
     "How do I make sourdough bread?",
-    "What is the best way to cook rice?",
-    "How long should I boil an egg?",
+    "How do I make risotto?",
+    "How do I poach an egg?",
     "What is a good recipe for lasagne?",
     "Which wine goes with salmon?",
     "How do you make guacamole?",
@@ -175,11 +175,11 @@ OFF_TOPIC_TRAINING_QUESTIONS: tuple[str, ...] = (
     "How do I get from the airport to central London?",
     "Is it safe to travel to Iceland in winter?",
     # code and computing
-    "How do I reverse a list in Python?",
+    "How do I read a CSV file in R?",
     "What is the difference between TCP and UDP?",
     "How do I exit vim?",
     "What does a Kubernetes pod do?",
-    "How do I center a div in CSS?",
+    "What is a JavaScript closure?",
     "What is a segmentation fault?",
     "Which is faster, Rust or Go?",
     "How do I undo the last git commit?",
@@ -199,20 +199,20 @@ OFF_TOPIC_TRAINING_QUESTIONS: tuple[str, ...] = (
     "What is a normal resting heart rate?",
     # everyday life, language, misc
     "How do I remove a red wine stain?",
-    "What is the meaning of life?",
+    "What is stoicism?",
     "Tell me a joke about penguins.",
     "Write a poem about autumn leaves.",
     "How do I train my puppy to sit?",
     "What is the weather like in Paris tomorrow?",
     "How do you say thank you in Japanese?",
     "What rhymes with orange?",
-    "How do I change a flat tyre?",
+    "How do I jump-start a car battery?",
     "What is the tallest building in the world?",
     "How many legs does a spider have?",
-    "Who invented the telephone?",
+    "Who designed the Eiffel Tower?",
     "Can you recommend a good science fiction novel?",
     "What is the best way to learn the guitar?",
-    "How do I grow tomatoes on a balcony?",
+    "When should I plant garlic?",
     "Why do we dream?",
     "What time is it in Sydney?",
     "Translate hello into Spanish.",
@@ -1298,6 +1298,26 @@ class GuardedChatModel:
     def model(self) -> str:
         """The QA model's name."""
         return self.chat.model
+
+    @property
+    def backend(self) -> Backend:
+        """The QA model's backend."""
+        return self.chat.backend
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """The QA model's stop marker(s); refusals and withheld replies end as if stopped."""
+        return self.chat.stop
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The QA model's system prompt."""
+        return self.chat.system_prompt
+
+    @property
+    def refusal_texts(self) -> tuple[str, ...]:
+        """The replies this model gives instead of an answer (refusal, withheld)."""
+        return (self.refusal, self.withheld)
 
     def __repr__(self) -> str:
         return (

@@ -101,7 +101,8 @@ def test_the_bank_is_large_varied_and_separate_from_the_test_questions() -> None
     assert len(OFF_TOPIC_TRAINING_QUESTIONS) >= 80 and len(keys) == len(
         OFF_TOPIC_TRAINING_QUESTIONS
     )
-    assert "what is star wars" in keys
+    # the seed's own example is for evaluation: the guard must not have trained on it
+    assert "what is star wars" not in keys
     assert not keys & {question_key(q) for q in UNRELATED}
 
 
@@ -419,3 +420,11 @@ def test_gates_of_the_wrong_kind_are_refused(world: World) -> None:
     with pytest.raises(exc.UsageError, match="answer-gate"):
         GuardedChatModel(world.bot, question_gate=None, answer_gate=world.question_gate)
     assert GuardedChatModel(world.bot, question_gate=None).model == world.bot.model
+
+
+def test_the_training_bank_shares_nothing_with_the_evaluation_bank() -> None:
+    from finetune_qa._text import question_key
+    from finetune_qa.evaluation import UNRELATED_QUESTIONS
+
+    evaluation = {question_key(q) for q in UNRELATED_QUESTIONS}
+    assert not [q for q in OFF_TOPIC_TRAINING_QUESTIONS if question_key(q) in evaluation]
