@@ -18,7 +18,8 @@ How settings map:
   backends. Other providers take an absolute learning rate and set their own batch
   limits per model, so there both are left to the target's default (``"auto"``) and
   the plan says so: a multiplier of OpenAI's hidden base rate does not transfer;
-* the method (supervised or DPO, with ``beta``) and the suffix are kept.
+* the method (supervised or DPO, with ``beta``) and the suffix are kept; a suffix longer
+  than the target allows (Together: 40 characters, OpenAI: 64) is cut, and the plan says so.
 
 The job is created with a journal in ``workdir``, so running :func:`migrate` again with
 the same arguments attaches to the job already started instead of paying twice.
@@ -50,6 +51,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_qa.backends import Backend, JobInfo, get_backend
+from finetune_qa.backends.together import MAX_SUFFIX as TOGETHER_MAX_SUFFIX
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.config import DEFAULT_MODEL
 from finetune_qa.exceptions import (
@@ -99,6 +101,9 @@ Pass ``model=`` to choose another.
 OPENAI_COMPATIBLE_BACKENDS: frozenset[str] = frozenset({"openai", "offline"})
 """Backends that take OpenAI's model names and hyperparameters (multipliers) as they are."""
 
+_SUFFIX_LIMITS: dict[str, int] = {"together": TOGETHER_MAX_SUFFIX}
+"""Longest model-name suffix per target backend, where shorter than OpenAI's 64."""
+
 DEFAULT_WORKDIR = Path("finetune-qa-migrate")
 """Where downloaded files and the journal go by default (``<this>/<job id>``)."""
 
@@ -141,7 +146,9 @@ class MigrationPlan(BaseModel):
         description="Whether the target model was given, suggested by MODEL_MAP, or kept."
     )
     method: Literal["supervised", "dpo"] = Field(description="Training method.")
-    suffix: str | None = Field(description="Suffix of the model name, kept from the source.")
+    suffix: str | None = Field(
+        description="Suffix of the model name, kept from the source (cut to the target's limit)."
+    )
     training_file: MigratedFile = Field(description="Training data to upload.")
     validation_file: MigratedFile | None = Field(description="Validation data to upload.")
     hyperparameters: list[HyperparameterChange] = Field(description="How settings map.")
@@ -189,7 +196,7 @@ class MigrationPlan(BaseModel):
         v = self.validation
         out.append(
             f"Validation for {v.model}: {'ok' if v.ok else 'FAILED'}, "
-            f"{v.error_count} errors, {v.warning_count} warnings"
+            f"{_plural(v.error_count, 'error')}, {_plural(v.warning_count, 'warning')}"
         )
         out += [f"  - {i.render()}" for i in [*v.errors, *v.warnings][:6]]
         out += [f"  - {w}" for w in v.model_warnings]
@@ -450,6 +457,15 @@ def plan_migration(
         catalog=cat,
     )
     notes: list[str] = []
+    suffix = _suffix(info)
+    limit = _SUFFIX_LIMITS.get(target_name)
+    if suffix is not None and limit is not None and len(suffix) > limit:
+        cut = suffix[:limit].rstrip("-_.") or None
+        notes.append(
+            f"the suffix {suffix!r} is {len(suffix)} characters; {target_name} takes at most "
+            f"{limit}, so the new job gets {cut!r}"
+        )
+        suffix = cut
     if info.status != "succeeded":
         notes.append(f"the source job {info.status}: its data is moved all the same")
     if not compatible:
@@ -483,7 +499,7 @@ def plan_migration(
         target_model=target_model,
         model_choice=choice,  # type: ignore[arg-type]
         method=kind,  # type: ignore[arg-type]
-        suffix=_suffix(info),
+        suffix=suffix,
         training_file=migrated(info.training_file, train_path, report.examples),
         validation_file=(
             migrated(info.validation_file, val_path, report.validation_examples)
@@ -567,3 +583,7 @@ def migrate(
     if wait:
         job.wait(timeout=timeout)
     return MigrationResult(plan=plan, dry_run=False, job=job.info, journal=str(journal))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

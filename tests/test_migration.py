@@ -6,8 +6,9 @@ from pathlib import Path
 import click
 import orjson
 import pytest
+from together_fake import KEY, LLAMA, fake_together, make_backend
 
-from finetune_qa import DatasetBuilder, FineTuneJob, sample_csv
+from finetune_qa import ChatModel, DatasetBuilder, FineTuneJob, sample_csv
 from finetune_qa.backends import OfflineBackend
 from finetune_qa.catalog import default_catalog
 from finetune_qa.cli import main
@@ -295,3 +296,212 @@ def test_cli_migrate_errors_are_one_line(
     assert code == 2 and "pass model=" in err and err.count("\n") == 1
     code, _, err = run(capsys, "migrate", job_id, "--from", "offline")
     assert code == 2 and "--to" in err
+
+
+# ---------------------------------------------------------------------------- to Together, end to end
+
+
+def examples(data: bytes) -> list[object]:
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def test_migrated_job_runs_on_together(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    old, job_id, d = source
+    src_job = old.retrieve_job(job_id)
+    with fake_together() as api:
+        target = make_backend()
+        result = migrate(job_id, source=old, target=target, workdir=tmp_path / "move", wait=True)
+        assert result.job is not None and not result.dry_run
+        new_id = result.job.id
+        # both files went up through the three-step upload, with the same examples
+        [body] = api.create_bodies
+        train_id, val_id = body["training_file"], body["validation_file"]
+        assert set(api.files) == {train_id, val_id}
+        assert examples(api.blobs[train_id]) == examples(old.file_content(src_job.training_file))
+        assert src_job.validation_file is not None
+        assert api.blobs[val_id] == (d / "validation.jsonl").read_bytes()
+        assert examples(api.blobs[val_id]) == examples(old.file_content(src_job.validation_file))
+        # the create request: the mapped model, the kept epochs and suffix, no multiplier
+        assert body["model"] == LLAMA == MODEL_MAP["together"][src_job.model]
+        assert body["n_epochs"] == 3 and body["suffix"] == "lumen"
+        assert body["batch_size"] == "max"  # the source's batch size is left to Together
+        assert "learning_rate_multiplier" not in json.dumps(body)
+        assert body["learning_rate"] == 1e-5  # Together's default, not 1.5 x anything
+        assert "metadata" not in body  # Together jobs carry none
+        lr = next(h for h in result.plan.hyperparameters if h.name == "learning_rate_multiplier")
+        assert (lr.source, lr.target) == (1.5, "auto") and "not transferable" in lr.note
+        # the job ran to completed on the fake
+        assert api.jobs[new_id]["status"] == "completed" and result.job.status == "succeeded"
+        assert result.job.fine_tuned_model == api.jobs[new_id]["model_output_name"]
+        assert f"Started {new_id} on together: succeeded" in result.to_text()
+        # the new model answers a training question
+        job = FineTuneJob.attach(new_id, backend=target, journal=result.journal)
+        bot = job.chat_model()
+        assert isinstance(bot, ChatModel) and bot.model == result.job.fine_tuned_model
+        first = examples((d / "train.jsonl").read_bytes())[0]
+        assert isinstance(first, dict)
+        question, answer = first["messages"][1]["content"], first["messages"][2]["content"]
+        reply = bot.ask(question)
+        assert reply.text.strip() and answer.startswith(reply.text.strip())
+        assert api.chat_bodies[-1]["model"] == result.job.fine_tuned_model
+        # running again with the same workdir attaches: no second upload or create
+        uploads = len(api.files)
+        again = migrate(job_id, source=old, target=target, workdir=tmp_path / "move")
+        assert again.job is not None and again.job.id == new_id
+        assert api.create_route.call_count == 1 and len(api.jobs) == 1
+        assert len(api.files) == uploads
+    assert len(old.list_jobs()) == 1  # the source is only read
+
+
+def test_dry_run_to_together_sends_nothing(
+    source: tuple[OfflineBackend, str, Path], tmp_path: Path
+) -> None:
+    old, job_id, _ = source
+    with fake_together() as api:
+        result = migrate(
+            job_id, source=old, target=make_backend(), dry_run=True, workdir=tmp_path / "m"
+        )
+        assert api.router.calls.call_count == 0 and api.files == {} and api.jobs == {}
+    assert result.dry_run and result.job is None and result.plan.ok
+    assert result.plan.target_model == LLAMA and result.plan.suffix == "lumen"
+    assert "Dry run: nothing was sent" in result.to_text()
+
+
+def test_a_long_suffix_is_cut_to_what_together_allows(tmp_path: Path) -> None:
+    DatasetBuilder().add_source(sample_csv()).build(tmp_path / "train.jsonl")
+    old = OfflineBackend()
+    long = "support-bot-for-the-acme-anvils-website-v2-2026"  # fine on OpenAI (<= 64)
+    job = FineTuneJob.create(
+        tmp_path / "train.jsonl",
+        model="gpt-4o-mini",
+        backend=old,
+        journal=tmp_path / "j.jsonl",
+        suffix=long,
+    )
+    job.wait()
+    with fake_together() as api:
+        result = migrate(job.id, source=old, target=make_backend(), workdir=tmp_path / "m")
+        sent = api.create_bodies[-1]["suffix"]
+    assert result.plan.suffix == sent and len(sent) <= 40 and long.startswith(sent)
+    assert not sent.endswith("-")
+    assert any(f"{len(long)} characters" in n and "at most 40" in n for n in result.plan.notes)
+    # an OpenAI-compatible target keeps it whole
+    assert plan_migration(job.id, source=old, target="offline", workdir=tmp_path / "o").suffix == (
+        long
+    )
+
+
+def not_alternating_source(d: Path, backend: OfflineBackend) -> tuple[str, int]:
+    """A finished job whose training file has two user messages in a row (OpenAI takes it)."""
+    DatasetBuilder().add_source(sample_csv()).build(d / "train.jsonl")
+    rows = (d / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    bad_line = 3
+    row = json.loads(rows[bad_line - 1])
+    row["messages"].insert(2, {"role": "user", "content": "And one more thing?"})
+    rows[bad_line - 1] = json.dumps(row)
+    (d / "train.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    job = FineTuneJob.create(
+        d / "train.jsonl", model="gpt-4o-mini", backend=backend, journal=d / "j.jsonl"
+    )
+    assert job.wait().status == "succeeded"  # valid for OpenAI
+    return job.id, bad_line
+
+
+def test_data_together_refuses_is_stopped_before_upload(tmp_path: Path) -> None:
+    old = OfflineBackend()
+    job_id, line = not_alternating_source(tmp_path, old)
+    with fake_together() as api:
+        with pytest.raises(ValidationFailed) as info:
+            migrate(job_id, source=old, target=make_backend(), workdir=tmp_path / "m")
+        assert api.router.calls.call_count == 0 and api.files == {} and api.jobs == {}
+    text = str(info.value)
+    assert "together_roles_not_alternating" in text and f"train.jsonl:{line}:" in text
+    [err] = info.value.report.errors
+    assert (err.kind, err.line) == ("together_roles_not_alternating", line)
+    assert "messages[2] is 'user' where 'assistant' should come" in err.message
+
+
+# ---------------------------------------------------------------------------- CLI, to Together
+
+
+@pytest.fixture
+def together_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    monkeypatch.delenv("TOGETHER_BASE_URL", raising=False)
+
+
+def test_cli_migrate_to_together(
+    offline_state: Path,
+    together_env: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(
+        capsys,
+        "train",
+        str(sample_csv()),
+        "--suffix",
+        "lumen",
+        "--epochs",
+        "2",
+        "--backend",
+        "offline",
+        "--json",
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["job_id"]
+    args = ("migrate", job_id, "--from", "offline", "--to", "together")
+    with fake_together() as api:
+        code, out, err = run(capsys, *args, "--dry-run")
+        assert code == 0, err
+        assert api.router.calls.call_count == 0  # the plan sent nothing to Together
+        assert f"target model: {LLAMA}" in out
+        assert f"Validation for {LLAMA}: ok, 0 errors" in out
+        assert "n_epochs: 2 -> 2" in out and "Dry run: nothing was sent" in out
+
+        code, out, err = run(capsys, *args, "--json")
+        assert code == 0, err
+        started = json.loads(out)
+        new_id = started["job"]["id"]
+        assert new_id in api.jobs and started["job"]["status"] == "queued"
+        assert started["journal"] and started["dry_run"] is False
+        [body] = api.create_bodies
+        assert (body["model"], body["n_epochs"], body["suffix"]) == (LLAMA, 2, "lumen")
+        assert len(api.files) == 2  # training and validation
+
+        # the text form names the job and how to follow it; running again attaches
+        code, out, err = run(capsys, *args)
+        assert code == 0, err
+        assert f"Started {new_id} on together" in out
+        assert f"finetune-qa events {new_id} --backend together --follow" in out
+        code, out, _ = run(capsys, *args, "-q")
+        assert code == 0 and out.strip() == new_id
+        assert api.create_route.call_count == 1 and len(api.files) == 2
+    assert KEY not in out
+
+
+def test_cli_migrate_to_together_refuses_bad_data(
+    offline_state: Path,
+    together_env: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from finetune_qa._cli_jobs import open_backend
+
+    d = tmp_path / "bad"
+    d.mkdir()
+    with open_backend("offline", None) as be:  # the CLI's persisted offline state
+        assert isinstance(be, OfflineBackend)
+        job_id, line = not_alternating_source(d, be)
+    args = ("migrate", job_id, "--from", "offline", "--to", "together")
+    with fake_together() as api:
+        code, out, err = run(capsys, *args, "--dry-run")
+        assert code == 1, err
+        assert f"Validation for {LLAMA}: FAILED, 1 error," in out
+        assert f"train.jsonl:{line}: together_roles_not_alternating" in out
+        code, out, err = run(capsys, *args)
+        assert code == 1 and out == ""
+        assert err.startswith("error: ") and "together_roles_not_alternating" in err
+        assert api.router.calls.call_count == 0

@@ -90,6 +90,9 @@ INSTALL_HINT = "pip install 'finetune-qa[together]'"
 MAX_SUFFIX = 40
 """Together's longest model-name suffix."""
 
+DEFAULT_VALIDATION_EVALS = 5
+"""Evaluations on the validation file when one is given and ``n_evals`` is not."""
+
 PROVIDER_OPTION_NAMES: frozenset[str] = frozenset(
     {
         "lora",
@@ -328,6 +331,18 @@ def _unix(value: Any) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return int(parsed.timestamp())
+
+
+def _n_evals(request: JobRequest) -> int:
+    """Evaluations on the validation file: the option, else a few when there is a file.
+
+    Together's default is none, so a validation file would be uploaded and never used;
+    OpenAI reports validation loss during training, and a migrated job should too.
+    """
+    given = request.provider_options.get("n_evals")
+    if given is not None:
+        return int(given)
+    return DEFAULT_VALIDATION_EVALS if request.validation_file else 0
 
 
 def _job_info(obj: Any) -> JobInfo:
@@ -709,7 +724,7 @@ class TogetherBackend:
             "training_file": request.training_file,
             "model": request.model,
             "n_epochs": request.n_epochs if request.n_epochs != "auto" else 1,
-            "n_evals": int(request.provider_options.get("n_evals") or 0),
+            "n_evals": _n_evals(request),
         }
         if request.validation_file:
             kwargs["validation_file"] = request.validation_file
@@ -754,6 +769,7 @@ class TogetherBackend:
         }
         if request.validation_file:
             kwargs["validation_file"] = request.validation_file
+            kwargs["n_evals"] = _n_evals(request)
         if request.n_epochs != "auto":
             kwargs["n_epochs"] = request.n_epochs
         if request.suffix is not None:
