@@ -52,6 +52,7 @@ from finetune_qa.dataset import BuildReport, DatasetBuilder, ReasonCount, Reason
 from finetune_qa.evaluation import (
     UNRELATED_QUESTIONS,
     AnsweredScorer,
+    Answering,
     CaseComparison,
     CaseResult,
     Comparison,
@@ -168,6 +169,7 @@ __all__ = [
     "APITimeoutError",
     "Answer",
     "AnsweredScorer",
+    "Answering",
     "AuthenticationError",
     "Backend",
     "BackendError",

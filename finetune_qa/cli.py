@@ -25,6 +25,7 @@ import click
 from finetune_qa._cli_eval import register as register_eval_commands
 from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
+from finetune_qa._cli_guard import register as register_guard_commands
 from finetune_qa._cli_jobs import register as register_training_commands
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
@@ -436,6 +437,7 @@ register_training_commands(cli)
 register_eval_commands(cli)
 register_export_commands(cli)
 register_generate_commands(cli)
+register_guard_commands(cli)
 
 
 def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:

@@ -60,6 +60,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finetune_qa._text import question_key
+from finetune_qa.backends import Backend
 from finetune_qa.chat import Answer, BatchItem, ChatModel
 from finetune_qa.config import DEFAULT_STOP
 from finetune_qa.data import QAPair
@@ -74,6 +75,7 @@ __all__ = [
     "PARAPHRASE_TASK_PHRASE",
     "UNRELATED_QUESTIONS",
     "AnsweredScorer",
+    "Answering",
     "CaseComparison",
     "CaseResult",
     "Comparison",
@@ -415,6 +417,49 @@ class EvalCase(BaseModel):
         default=None,
         description="The training question this case comes from (None for unrelated ones).",
     )
+
+
+class Answering(Protocol):
+    """What a suite runs on: a :class:`~finetune_qa.chat.ChatModel`, or anything shaped like one.
+
+    :class:`~finetune_qa.guardrails.GuardedChatModel` is one; so is your own wrapper
+    (a cache, a router, a RAG pipeline) if it offers these.
+    """
+
+    @property
+    def model(self) -> str:
+        """The model name the report shows."""
+        ...
+
+    @property
+    def backend(self) -> Backend:
+        """The backend answering (its ``name`` goes into the report)."""
+        ...
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """The stop marker(s) the answers are judged against."""
+        ...
+
+    def ask_many(
+        self,
+        questions: Iterable[str],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[BatchItem], None] | None = None,
+    ) -> list[BatchItem]:
+        """Answer ``questions``, item ``i`` for question ``i``, errors per item."""
+        ...
+
+    async def aask_many(
+        self,
+        questions: Iterable[str],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[BatchItem], None] | None = None,
+    ) -> list[BatchItem]:
+        """Async twin of :meth:`ask_many`."""
+        ...
 
 
 @runtime_checkable
@@ -1294,7 +1339,7 @@ class EvalSuite:
     # -- running ------------------------------------------------------------------------
     def run(
         self,
-        chat: ChatModel,
+        chat: Answering,
         *,
         concurrency: int = 32,
         scorers: Sequence[Scorer] | None = None,
@@ -1350,7 +1395,7 @@ class EvalSuite:
 
     async def arun(
         self,
-        chat: ChatModel,
+        chat: Answering,
         *,
         concurrency: int = 32,
         scorers: Sequence[Scorer] | None = None,
@@ -1389,8 +1434,8 @@ class EvalSuite:
 
     def compare(
         self,
-        chat_a: ChatModel,
-        chat_b: ChatModel,
+        chat_a: Answering,
+        chat_b: Answering,
         *,
         concurrency: int = 32,
         scorers: Sequence[Scorer] | None = None,
@@ -1443,7 +1488,7 @@ class EvalSuite:
 
     def _result(
         self,
-        chat: ChatModel,
+        chat: Answering,
         items: Sequence[BatchItem],
         grades: Mapping[int, JudgeGrade],
         scorers: Sequence[Scorer] | None,

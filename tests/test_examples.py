@@ -14,6 +14,7 @@ port through OPENAI_BASE_URL. No test reaches OpenAI.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -109,10 +110,32 @@ EXPECTED: dict[str, list[str]] = {
         "[39] how do i get an invoice -> Every payment creates an invoice.",
         "[49] What is Star Wars? -> Star Wars is",
     ],
+    "07_markdown_to_guarded_bot.py": [
+        "Read 11 pages from markdown_site/: ",
+        " QA pairs generated (12 requests).",
+        " training examples (0 pairs dropped).",
+        "on the offline backend.",
+        "  status: running\n  status: succeeded\n",
+        "Fine-tuned model: ft:gpt-4o-mini-2024-07-18:org-offline:qa-bot:",
+        "The fine-tune, ",
+        "  set          questions   exact  answered\n  verbatim  ",
+        "\n  variations  ",
+        "\n  unrelated  ",
+        "Question gate: ft:gpt-4o-mini-2024-07-18:org-offline:question-gate:",
+        "  held out: precision ",
+        "The guarded model, the same questions:",
+        "  unrelated questions refused: ",
+        "; verbatim questions answered: ",
+        "Q: What is Star Wars?\n  fine-tune: Star Wars is",
+        "  guarded (refused_question): Sorry, I can only answer questions about Fernhill Tasks.\n",
+        "  guarded (passed): ",
+        "HTML report, fine-tune vs guarded: ",
+        "report.html\n",
+    ],
 }
 
 # Examples that talk to a backend: offline by default, OpenAI with --openai and a key.
-BACKEND_EXAMPLES = ["05_finetune.py", "06_ask_many.py"]
+BACKEND_EXAMPLES = ["05_finetune.py", "06_ask_many.py", "07_markdown_to_guarded_bot.py"]
 NO_KEY = "error: --openai needs an API key: set OPENAI_API_KEY, or drop --openai to run offline"
 
 
@@ -184,6 +207,44 @@ def test_finetune_keeps_its_files_and_journal_in_the_given_directory(tmp_path: P
     assert "sk-" not in journal  # ids and hashes only, never a key
 
 
+def test_guarded_bot_keeps_its_files_and_meets_the_targets(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_example("07_markdown_to_guarded_bot.py", tmp_path, str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {
+        "qa.csv",
+        "train.jsonl",
+        "variations.jsonl",
+        "question-gate.json",
+        "journal.jsonl",
+        "report.html",
+    }
+    assert f"HTML report, fine-tune vs guarded: {out / 'report.html'}\n" in result.stdout
+    # the targets, as the script reports them
+    refused = re.search(r"unrelated questions refused: (\d+)%", result.stdout)
+    answered = re.search(r"verbatim questions answered: (\d+)%", result.stdout)
+    assert refused and int(refused.group(1)) >= 90, result.stdout
+    assert answered and int(answered.group(1)) >= 90, result.stdout
+    # the unguarded fine-tune answers every unrelated question; the guard is what refuses
+    assert re.search(r"The fine-tune, .*\n(?:.*\n)*?  unrelated +\d+ +- +1\.00\n", result.stdout)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "fine-tune" in page and "guarded" in page
+    gate = json.loads((out / "question-gate.json").read_text(encoding="utf-8"))
+    assert gate["gate"] == "question" and gate["model"].startswith("ft:")
+    # the generated pairs are what the training file holds
+    with (out / "qa.csv").open(encoding="utf-8") as f:
+        assert f.readline().strip()
+    assert (out / "train.jsonl").read_text(encoding="utf-8").count("\n") >= 60
+
+
+def test_guarded_bot_says_which_folder_is_missing(tmp_path: Path) -> None:
+    result = run_example("07_markdown_to_guarded_bot.py", tmp_path, "--pages", "nowhere")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == "error: nowhere: not a folder of Markdown pages\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_every_example_that_talks_to_a_backend_takes_openai() -> None:
     talks = {
         name
@@ -240,6 +301,15 @@ def openai_compatible_server() -> Iterator[str]:
     [
         ("05_finetune.py", ["on the openai backend.", "status: succeeded", "Q (a rephrasing)"]),
         ("06_ask_many.py", ["Fine-tuning on OpenAI: job ftjob-", "ok: 50, errors: 0\n"]),
+        (
+            "07_markdown_to_guarded_bot.py",
+            [
+                "on the openai backend.",
+                "Question gate: ft:",
+                "guarded (refused_question): Sorry",
+                "HTML report, fine-tune vs guarded: ",
+            ],
+        ),
     ],
 )
 def test_openai_flag_takes_the_openai_backend(

@@ -1,0 +1,235 @@
+"""finetune-qa guard train / guard check, on the offline backend kept between commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from finetune_qa import cli as cli_module
+from finetune_qa.cli import main
+from finetune_qa.config import DEFAULT_SYSTEM_PROMPT as SYSTEM
+from finetune_qa.guardrails import OFF_TOPIC_TRAINING_QUESTIONS, DiscriminatorSettings
+from finetune_qa.readers import read_qa
+from finetune_qa.samples import sample_csv
+
+ON_TOPIC = "How much does Lumen Pro cost?"  # a question of the sample
+OFF_TOPIC = "What is Star Wars?"  # not among the gate's training negatives
+
+
+@pytest.fixture(autouse=True)
+def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "offline-api.pickle"
+    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
+    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
+    monkeypatch.chdir(tmp_path)
+    return state
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def question_gate(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    """A question gate trained on the sample through the CLI; its --json output."""
+    code, out, err = run(
+        capsys, "guard", "train", str(sample_csv()), "--gate", "question", "--json"
+    )
+    assert code == 0, err
+    data: dict[str, object] = json.loads(out)
+    return data
+
+
+def test_train_writes_settings_that_describe_the_gate(
+    question_gate: dict[str, object], tmp_path: Path
+) -> None:
+    assert question_gate["path"] == "question-gate.json"
+    saved = DiscriminatorSettings.model_validate_json(
+        (tmp_path / "question-gate.json").read_text(encoding="utf-8")
+    )
+    assert saved.model_dump(mode="json") == {k: v for k, v in question_gate.items() if k != "path"}
+    assert saved.gate == "question"
+    assert saved.model.startswith("ft:") and ":question-gate:" in saved.model
+    n_questions = len({p.question for p in read_qa(sample_csv())})
+    assert saved.counts is not None and saved.counts.reconciles
+    assert saved.counts.positives == n_questions
+    assert saved.counts.negatives == {"bank": len(OFF_TOPIC_TRAINING_QUESTIONS), "user": 0}
+    assert saved.report is not None
+    assert saved.report.threshold == saved.threshold
+    assert saved.report.precision >= 0.8 and saved.report.recall >= 0.5
+
+
+def test_train_prints_counts_report_and_path(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "guard", "train", str(sample_csv()), "--gate", "question")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("training the question gate on ")
+    assert lines[1].startswith("model: ft:gpt-4o-mini-2024-07-18:org-offline:question-gate:")
+    assert "(reconciles)" in out
+    assert "held out: threshold " in out and "precision" in out and "recall" in out
+    assert lines[-1] == "wrote question-gate.json"
+
+
+def test_train_quiet_prints_only_the_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(
+        capsys, "guard", "train", str(sample_csv()), "--gate", "question", "--out", "g.json", "-q"
+    )
+    assert code == 0, err
+    assert out == "g.json\n"
+    assert (tmp_path / "g.json").is_file()
+
+
+def test_check_prints_the_verdict_and_exits_0_either_way(
+    question_gate: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    threshold = f"(threshold {question_gate['threshold']:.3f})"
+    code, out, _ = run(capsys, "guard", "check", "question-gate.json", ON_TOPIC)
+    assert code == 0
+    assert out.startswith("on topic ") and out.rstrip().endswith(f"{threshold}  {ON_TOPIC}")
+    code, out, _ = run(capsys, "guard", "check", "question-gate.json", OFF_TOPIC)
+    assert code == 0
+    assert out.startswith("off topic") and out.rstrip().endswith(OFF_TOPIC)
+
+
+def test_fail_off_topic_makes_the_exit_code_the_answer(
+    question_gate: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    check = ["guard", "check", "question-gate.json", "--fail-off-topic", "-q"]
+    assert run(capsys, *check, OFF_TOPIC) == (1, "", "")
+    assert run(capsys, *check, ON_TOPIC) == (0, "", "")
+
+
+def test_check_reads_questions_from_stdin_as_json_lines(
+    question_gate: dict[str, object],
+) -> None:
+    result = CliRunner().invoke(
+        cli_module.cli,
+        ["guard", "check", "question-gate.json", "--json"],
+        input=f"{ON_TOPIC}\n\n{OFF_TOPIC}\n",
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["question"] for r in rows] == [ON_TOPIC, OFF_TOPIC]
+    assert [r["on_topic"] for r in rows] == [True, False]
+    assert all(r["gate"] == "question" and r["source"] == "logprobs" for r in rows)
+    assert rows[0]["probability"] > rows[0]["threshold"] > rows[1]["probability"]
+
+
+def test_check_threshold_overrides_the_saved_one(
+    question_gate: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "guard", "check", "question-gate.json", OFF_TOPIC, "--threshold", "0", "--json"
+    )
+    assert code == 0
+    verdict = json.loads(out)
+    assert verdict["threshold"] == 0.0 and verdict["on_topic"] is True
+
+
+def test_answer_gate_uses_the_qa_model_trained_by_train(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`finetune-qa train --backend offline` then `guard train --gate answer --qa-model ft:...`."""
+    code, model, err = run(capsys, "train", str(sample_csv()), "--validation-fraction", "0", "-q")
+    assert code == 0, err
+    model = model.strip()
+    code, out, err = run(
+        capsys, "guard", "train", str(sample_csv()), "--gate", "answer", "--qa-model", model,
+        "--out", "answer-gate.json", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    settings = json.loads(out)
+    assert settings["gate"] == "answer" and ":answer-gate:" in settings["model"]
+    # every off-topic question got the QA model's answer: none dropped as unanswered
+    assert settings["counts"]["dropped"]["unanswered"] == 0
+    assert settings["counts"]["negatives"]["bank"] == len(OFF_TOPIC_TRAINING_QUESTIONS)
+
+    # what the QA model says to an unrelated question is what the answer gate stops
+    code, fluent, err = run(capsys, "ask", model, OFF_TOPIC, "--system-prompt", SYSTEM)
+    assert code == 0 and fluent.startswith("Star Wars is"), err
+    trained = {p.question: p.answer for p in read_qa(sample_csv())}
+    gate = "answer-gate.json"
+    code, out, _ = run(capsys, "guard", "check", gate, ON_TOPIC, "--answer", trained[ON_TOPIC])
+    assert code == 0 and out.startswith("on topic "), out
+    code, out, _ = run(capsys, "guard", "check", gate, OFF_TOPIC, "--answer", fluent.strip())
+    assert code == 0 and out.startswith("off topic"), out
+
+
+def test_answer_gate_needs_a_qa_model(
+    capsys: pytest.CaptureFixture[str], offline_state: Path
+) -> None:
+    code, out, err = run(capsys, "guard", "train", str(sample_csv()), "--gate", "answer")
+    assert code == 2 and out == ""
+    assert err.startswith("error: --gate answer needs --qa-model MODEL")
+    assert not offline_state.exists()  # nothing was sent
+
+
+def test_question_gate_refuses_a_qa_model(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["guard", "train", str(sample_csv()), "--gate", "question", "--qa-model", "ft:x"]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "--qa-model is for --gate answer" in err
+
+
+def test_a_bad_out_path_fails_before_any_job(
+    capsys: pytest.CaptureFixture[str], offline_state: Path
+) -> None:
+    args = ["guard", "train", str(sample_csv()), "--gate", "question", "--out", "no/g.json"]
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert err == (
+        "error: no/g.json: its folder does not exist (create the folder or pick another path)\n"
+    )
+    assert not offline_state.exists()
+
+
+def test_check_refuses_the_wrong_inputs_for_the_gate(
+    question_gate: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "guard", "check", "question-gate.json", ON_TOPIC, "--answer", "x")
+    assert code == 2 and "is a question gate" in err and "drop --answer" in err
+    code, _, err = run(capsys, "guard", "check", "question-gate.json", "--answer", "x")
+    assert code == 2 and "--answer goes with a QUESTION" in err
+
+
+def test_check_names_a_file_that_is_not_gate_settings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "nope.json").write_text('{"model": "x"}', encoding="utf-8")
+    code, _, err = run(capsys, "guard", "check", "nope.json", ON_TOPIC)
+    assert code == 2
+    assert err.startswith("error: nope.json: not discriminator settings")
+
+
+def test_own_negatives_and_workdir_make_a_rerun_attach(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    negatives = tmp_path / "off.txt"
+    negatives.write_text(
+        "# my off-topic questions\n" + "".join(f"{q}\n" for q in OFF_TOPIC_TRAINING_QUESTIONS[:40]),
+        encoding="utf-8",
+    )
+    args = [
+        "guard", "train", str(sample_csv()), "--gate", "question", "--negatives", str(negatives),
+        "--no-builtin-negatives", "--workdir", "gate", "--seed", "3", "--json",
+    ]  # fmt: skip
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["counts"]["negatives"] == {"bank": 0, "user": 40}
+    assert first["counts"]["seed"] == 3
+    kept = {p.name for p in (tmp_path / "gate").iterdir()}
+    assert kept == {"question-gate-train.jsonl", "question-gate-heldout.jsonl", "journal.jsonl"}
+    # the same data and settings: the journal finds the job, no second one is started
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert json.loads(out)["model"] == first["model"]
+    code, out, err = run(capsys, "jobs", "--json")
+    assert code == 0, err
+    assert sum(":question-gate" in (j["fine_tuned_model"] or "") for j in json.loads(out)) == 1
