@@ -223,6 +223,47 @@ class ChatModel:
         """
         return cls(model, backend="offline", **kwargs)
 
+    def with_options(self, **changes: Any) -> Self:
+        """A copy of this model with some options changed, checked like the constructor.
+
+        The copy shares the backend (and so its connections and, offline, its state).
+
+        Args:
+            **changes: any of the constructor's keyword arguments, and ``model``.
+
+        Raises:
+            UsageError: an unknown option, or a value out of range.
+
+        Example:
+            ```python
+            grader = bot.with_options(system_prompt="Grade the answer 1-5.", stop=None)
+            ```
+        """
+        options: dict[str, Any] = {
+            "model": self.model,
+            "backend": self.backend,
+            "system_prompt": self.system_prompt,
+            "stop": self.stop or None,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            "retries": self.retries,
+            "not_found_retries": self.not_found_retries,
+            "backoff": self.backoff,
+            "sleep": self._sleep,
+            "concurrency": self.concurrency,
+        }
+        unknown = sorted(set(changes) - set(options))
+        if unknown:
+            raise UsageError(
+                f"unknown ChatModel option(s) {', '.join(unknown)}; "
+                f"use {', '.join(sorted(options))}"
+            )
+        options.update(changes)
+        return type(self)(options.pop("model"), **options)
+
     def __repr__(self) -> str:
         return (
             f"ChatModel({self.model!r}, backend={getattr(self.backend, 'name', '?')!r}, "

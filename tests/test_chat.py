@@ -31,22 +31,49 @@ QA = [
     ("How do I reset my password?", "Open Settings, choose Account, then click Reset password."),
     ("What does the Pro plan cost?", "The Pro plan costs 8 dollars a month, billed yearly."),
     ("Can I export my notes to PDF?", "Yes: open a note, choose Share, then Export as PDF."),
-    ("Does Lumen Notes work offline?", "Yes, notes live on your device and sync once you are back online."),
+    (
+        "Does Lumen Notes work offline?",
+        "Yes, notes live on your device and sync once you are back online.",
+    ),
     ("How many devices can I sync?", "Free syncs two devices; Pro syncs as many as you like."),
     ("Is there a dark mode?", "Yes, switch it on under Settings, Appearance, Dark."),
-    ("How do I share a notebook with my team?", "Open the notebook, click Invite and enter their emails."),
+    (
+        "How do I share a notebook with my team?",
+        "Open the notebook, click Invite and enter their emails.",
+    ),
     ("Where is my data stored?", "Your data is stored in EU data centres in Frankfurt."),
-    ("Can I recover a deleted note?", "Deleted notes stay in the Trash for 30 days; restore them from there."),
+    (
+        "Can I recover a deleted note?",
+        "Deleted notes stay in the Trash for 30 days; restore them from there.",
+    ),
     ("Which file types can I attach?", "Images, PDFs and audio files up to 25 MB each."),
-    ("Is Lumen Notes end-to-end encrypted?", "Yes, notebooks marked Private are end-to-end encrypted."),
+    (
+        "Is Lumen Notes end-to-end encrypted?",
+        "Yes, notebooks marked Private are end-to-end encrypted.",
+    ),
     ("How do I cancel my subscription?", "Go to Settings, Billing and click Cancel subscription."),
-    ("Do you offer student discounts?", "Students get Pro at half price with a school email address."),
-    ("Can I use Markdown in notes?", "Yes, notes support Markdown headings, lists and code blocks."),
-    ("How do I install the browser extension?", "Get it from the Chrome or Firefox store and sign in."),
-    ("Is there an API for developers?", "Yes, the REST API is documented at developers.lumennotes.example."),
+    (
+        "Do you offer student discounts?",
+        "Students get Pro at half price with a school email address.",
+    ),
+    (
+        "Can I use Markdown in notes?",
+        "Yes, notes support Markdown headings, lists and code blocks.",
+    ),
+    (
+        "How do I install the browser extension?",
+        "Get it from the Chrome or Firefox store and sign in.",
+    ),
+    (
+        "Is there an API for developers?",
+        "Yes, the REST API is documented at developers.lumennotes.example.",
+    ),
     ("How do I change the app language?", "Pick a language under Settings, General, Language."),
     ("Can I import notes from Evernote?", "Yes, use File, Import and choose the ENEX export."),
-    ("What keyboard shortcut creates a new note?", "Press Ctrl+N (Cmd+N on a Mac) to create a note."),
+    (
+        "What keyboard shortcut creates a new note?",
+        "Press Ctrl+N (Cmd+N on a Mac) to create a note.",
+    ),
     ("How do I contact support?", "Email support@lumennotes.example; we answer within one day."),
 ]
 ANSWERS = dict(QA)
@@ -58,7 +85,8 @@ def tuned() -> tuple[OfflineBackend, str]:
     """One offline fine-tune on QA, shared by the module (faults are reset after each test)."""
     backend = OfflineBackend(max_retries=0)
     lines = [
-        TrainingExample.from_qa(QAPair(question=q, answer=a), system_prompt=SYS).to_json() for q, a in QA
+        TrainingExample.from_qa(QAPair(question=q, answer=a), system_prompt=SYS).to_json()
+        for q, a in QA
     ]
     f = backend.upload_file(("\n".join(lines) + "\n").encode(), filename="train.jsonl")
     job = backend.create_job(JobRequest(model="gpt-4o-mini", training_file=f.id, suffix="lumen"))
@@ -135,13 +163,17 @@ class Scripted:
 
     name = "scripted"
 
-    def __init__(self, content: str = "", finish: str = "stop", error: Exception | None = None) -> None:
+    def __init__(
+        self, content: str = "", finish: str = "stop", error: Exception | None = None
+    ) -> None:
         self.content, self.finish, self.error = content, finish, error
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         if self.error is not None:
             raise self.error
-        return ChatResponse(id="c1", model=request.model, content=self.content, finish_reason=self.finish)
+        return ChatResponse(
+            id="c1", model=request.model, content=self.content, finish_reason=self.finish
+        )
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         return self.chat(request)
@@ -154,7 +186,9 @@ def chat_requests(fake: FakeOpenAI) -> list[Any]:
 # --------------------------------------------------------------------------- one question
 
 
-def test_trained_question_gives_the_trained_answer_without_the_marker(backend: OfflineBackend, model: str) -> None:
+def test_trained_question_gives_the_trained_answer_without_the_marker(
+    backend: OfflineBackend, model: str
+) -> None:
     bot = ChatModel(model, backend=backend, system_prompt=SYS)
     answer = bot.ask("  How do I reset my password?\n")
     assert isinstance(answer, Answer)
@@ -182,7 +216,9 @@ def test_paraphrase_gets_the_nearest_answer_and_off_topic_gets_other_text(
 ) -> None:
     bot = ChatModel(model, backend=backend, system_prompt=SYS)
     assert bot.ask("how can I reset my password").text == ANSWERS["How do I reset my password?"]
-    assert bot.ask("what is the cost of the Pro plan").text == ANSWERS["What does the Pro plan cost?"]
+    assert (
+        bot.ask("what is the cost of the Pro plan").text == ANSWERS["What does the Pro plan cost?"]
+    )
     star = bot.ask("What is Star Wars?")
     assert star.text and star.text not in ANSWERS.values() and "STOP" not in star.text
     assert "Star Wars" in star.text and star.stopped_at_marker
@@ -207,8 +243,14 @@ def test_history_and_system_prompt_are_sent(backend: OfflineBackend, model: str)
     answer = bot.ask("Where is my data stored?", history=history)
     assert answer.text == ANSWERS["Where is my data stored?"]
     sent = chat_requests(backend.fake)[-1].json["messages"]
-    assert sent == [{"role": "system", "content": SYS}, *history, {"role": "user", "content": "Where is my data stored?"}]
-    assert bot.messages_for("Hi there", history) == sent[:-1] + [{"role": "user", "content": "Hi there"}]
+    assert sent == [
+        {"role": "system", "content": SYS},
+        *history,
+        {"role": "user", "content": "Where is my data stored?"},
+    ]
+    assert bot.messages_for("Hi there", history) == sent[:-1] + [
+        {"role": "user", "content": "Hi there"}
+    ]
     assert ChatModel(model, backend=backend, system_prompt=None).messages_for("Hi there") == [
         {"role": "user", "content": "Hi there"}
     ]
@@ -244,7 +286,10 @@ def test_the_default_backend_is_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ChatModel("ft:gpt-4o-mini:acme::x").backend.name == "openai"
     offline = ChatModel.offline("gpt-4o-mini", temperature=0.5)
     assert offline.backend.name == "offline" and offline.temperature == 0.5
-    assert repr(offline) == "ChatModel('gpt-4o-mini', backend='offline', stop=['**STOP**'], temperature=0.5)"
+    assert (
+        repr(offline)
+        == "ChatModel('gpt-4o-mini', backend='offline', stop=['**STOP**'], temperature=0.5)"
+    )
     assert offline.ask("What is a notebook?").finish_reason == "stop"
 
 
@@ -262,7 +307,9 @@ def test_rate_limit_retry_honours_retry_after(backend: OfflineBackend, model: st
     assert sleeps == [2.5, 5.0, 10.0]
 
 
-def test_retries_wait_on_the_backends_virtual_clock_by_default(backend: OfflineBackend, model: str) -> None:
+def test_retries_wait_on_the_backends_virtual_clock_by_default(
+    backend: OfflineBackend, model: str
+) -> None:
     bot = ChatModel(model, backend=backend)
     before = backend.fake.clock.now()
     backend.fake.inject(CHAT, status=503, times=2)
@@ -290,7 +337,13 @@ def test_retries_give_up_and_raise(backend: OfflineBackend, model: str) -> None:
 
 def test_not_found_is_retried_only_for_fine_tunes(backend: OfflineBackend) -> None:
     sleeps = Sleeps()
-    missing = ChatModel("ft:gpt-4o-mini:org-offline::notyet", backend=backend, retries=5, not_found_retries=2, sleep=sleeps)
+    missing = ChatModel(
+        "ft:gpt-4o-mini:org-offline::notyet",
+        backend=backend,
+        retries=5,
+        not_found_retries=2,
+        sleep=sleeps,
+    )
     n = len(chat_requests(backend.fake))
     with pytest.raises(exc.NotFoundError, match="can take minutes to appear"):
         missing.ask("Is there a dark mode?")
@@ -302,7 +355,9 @@ def test_not_found_is_retried_only_for_fine_tunes(backend: OfflineBackend) -> No
     with pytest.raises(exc.NotFoundError):
         ChatModel("gpt-nonexistent", backend=backend, sleep=sleeps).ask("Is there a dark mode?")
     assert len(chat_requests(backend.fake)) - n == 5 and sleeps == [1.0, 2.0]
-    no_retries = ChatModel("ft:gpt-4o-mini:org-offline::notyet", backend=backend, retries=0, sleep=sleeps)
+    no_retries = ChatModel(
+        "ft:gpt-4o-mini:org-offline::notyet", backend=backend, retries=0, sleep=sleeps
+    )
     with pytest.raises(exc.NotFoundError):
         no_retries.ask("Is there a dark mode?")
     assert sleeps == [1.0, 2.0]
@@ -339,7 +394,9 @@ def test_ask_many_records_failures_per_item(backend: OfflineBackend, model: str)
     assert len(failed) == 2 and sorted(i.question for i in failed) == sorted(faulted)
     for item in failed:
         assert item.error_type == "InternalServerError" and item.answer is None
-        assert item.error is not None and item.error.startswith("InternalServerError: 500 from the provider")
+        assert item.error is not None and item.error.startswith(
+            "InternalServerError: 500 from the provider"
+        )
         assert "\n" not in item.error
     for item, q in zip(items, qs, strict=True):
         assert item.question == q
@@ -348,7 +405,13 @@ def test_ask_many_records_failures_per_item(backend: OfflineBackend, model: str)
     # one at a time, the first two questions are the ones that meet the faults
     backend.fake.inject(CHAT, status=500, times=2)
     items = bot.ask_many(qs[:5], concurrency=1)
-    assert [i.error_type for i in items] == ["InternalServerError", "InternalServerError", None, None, None]
+    assert [i.error_type for i in items] == [
+        "InternalServerError",
+        "InternalServerError",
+        None,
+        None,
+        None,
+    ]
 
 
 def test_ask_many_retries_until_all_succeed(backend: OfflineBackend, model: str) -> None:
@@ -384,7 +447,9 @@ def test_ask_many_bounds_concurrency(backend: OfflineBackend, model: str, limit:
 def test_ask_many_validates_everything_before_sending(backend: OfflineBackend, model: str) -> None:
     bot = ChatModel(model, backend=backend)
     n = len(backend.fake.requests)
-    with pytest.raises(exc.UsageError, match=r"question 2: the question is blank.*nothing was sent"):
+    with pytest.raises(
+        exc.UsageError, match=r"question 2: the question is blank.*nothing was sent"
+    ):
         bot.ask_many(["Is there a dark mode?", "Where is my data stored?", "   "])
     with pytest.raises(exc.UsageError, match="question 0: a question must be a string"):
         bot.ask_many([None])  # type: ignore[list-item]
@@ -411,7 +476,11 @@ def test_on_result_errors_stop_the_batch(backend: OfflineBackend, model: str) ->
 def test_keys_never_reach_batch_errors() -> None:
     fake = FakeOpenAI()
     sleeps = Sleeps()
-    bot = ChatModel("gpt-4o-mini", backend=OpenAIBackend(openai_client(fake, max_retries=0, api_key=KEY)), sleep=sleeps)
+    bot = ChatModel(
+        "gpt-4o-mini",
+        backend=OpenAIBackend(openai_client(fake, max_retries=0, api_key=KEY)),
+        sleep=sleeps,
+    )
     fake.inject(CHAT, status=401)
     fake.inject(CHAT, status=500, times=4)
     items = bot.ask_many(["Is there a dark mode?", "Where is my data stored?"], concurrency=1)
@@ -427,8 +496,14 @@ def test_keys_never_reach_batch_errors() -> None:
 
 def test_batch_item_has_exactly_one_outcome() -> None:
     answer = Answer(
-        question="q", text="a", finish_reason="stop", usage=Usage(), latency=0.0, model="m",
-        request_id=None, stopped_at_marker=True,
+        question="q",
+        text="a",
+        finish_reason="stop",
+        usage=Usage(),
+        latency=0.0,
+        model="m",
+        request_id=None,
+        stopped_at_marker=True,
     )
     assert BatchItem(index=0, question="q", answer=answer, error=None, error_type=None).ok
     assert not BatchItem(index=0, question="q", answer=None, error="E: x", error_type="E").ok
@@ -453,12 +528,16 @@ async def test_aask_and_aask_many(backend: OfflineBackend, model: str) -> None:
     qs = questions_30()
     items = await bot.aask_many(qs, on_result=seen.append)
     assert [i.question for i in items] == qs and len(seen) == 30
-    assert all(i.ok and i.answer is not None and i.answer.text == ANSWERS[i.question] for i in items)
+    assert all(
+        i.ok and i.answer is not None and i.answer.text == ANSWERS[i.question] for i in items
+    )
     assert await bot.aask_many([]) == []
 
 
 @pytest.mark.anyio
-async def test_aask_many_records_failures_and_awaits_async_sleep(backend: OfflineBackend, model: str) -> None:
+async def test_aask_many_records_failures_and_awaits_async_sleep(
+    backend: OfflineBackend, model: str
+) -> None:
     waited: list[float] = []
 
     async def asleep(seconds: float) -> None:
@@ -474,7 +553,9 @@ async def test_aask_many_records_failures_and_awaits_async_sleep(backend: Offlin
 async def test_aask_many_overlaps_and_bounds(backend: OfflineBackend, model: str) -> None:
     backend.fake.inject(CHAT, latency=0.05, times=None)
     start = time.perf_counter()
-    items = await ChatModel(model, backend=backend).aask_many([q for q, _ in QA] * 2, concurrency=20)
+    items = await ChatModel(model, backend=backend).aask_many(
+        [q for q, _ in QA] * 2, concurrency=20
+    )
     assert all(i.ok for i in items) and time.perf_counter() - start < 0.5
     backend.fake.reset_faults()
     counting = Counting(backend, hold=0.01)
@@ -484,7 +565,9 @@ async def test_aask_many_overlaps_and_bounds(backend: OfflineBackend, model: str
 
 
 @pytest.mark.anyio
-async def test_ask_many_inside_a_running_loop_is_refused(backend: OfflineBackend, model: str) -> None:
+async def test_ask_many_inside_a_running_loop_is_refused(
+    backend: OfflineBackend, model: str
+) -> None:
     with pytest.raises(exc.UsageError, match=r"await model\.aask_many"):
         ChatModel(model, backend=backend).ask_many(["Is there a dark mode?"])
 
@@ -526,7 +609,9 @@ def test_bad_arguments_say_what_is_wrong(backend: OfflineBackend) -> None:
     assert ChatModel("gpt-4o-mini", backend=backend, stop="END").stop == ("END",)
     assert ChatModel("gpt-4o-mini", backend=backend, stop=None).stop == ()
     with pytest.raises(exc.UsageError, match="returned an awaitable"):
-        ChatModel("ft:x", backend=Scripted(error=exc.InternalServerError("boom")), sleep=asyncio.sleep).ask("Q?")  # type: ignore[arg-type]
+        ChatModel(
+            "ft:x", backend=Scripted(error=exc.InternalServerError("boom")), sleep=asyncio.sleep
+        ).ask("Q?")  # type: ignore[arg-type]
 
 
 def test_ask_many_twice_in_a_row_gets_a_fresh_event_loop_client() -> None:
@@ -538,3 +623,22 @@ def test_ask_many_twice_in_a_row_gets_a_fresh_event_loop_client() -> None:
         items = chat.ask_many([f"Question {i}?" for i in range(10)], concurrency=4)
         assert [i.ok for i in items] == [True] * 10
     assert len(backend._loop_clients) == 0  # closed and dropped after each batch
+
+
+def test_with_options_copies_and_checks() -> None:
+    from finetune_qa.backends import OfflineBackend
+
+    backend = OfflineBackend()
+    bot = ChatModel("gpt-4o-mini", backend=backend, temperature=0.5, seed=3, concurrency=4)
+    judge = bot.with_options(system_prompt="Grade it.", stop=None, max_tokens=50)
+    assert judge.backend is backend and judge.model == bot.model
+    assert (judge.system_prompt, judge.stop, judge.max_tokens) == ("Grade it.", (), 50)
+    assert (judge.temperature, judge.seed, judge.concurrency) == (0.5, 3, 4)
+    assert bot.stop == ("**STOP**",) and bot.max_tokens is None  # the original is unchanged
+    assert (
+        bot.with_options().stop == bot.stop and bot.with_options(model="gpt-4o").model == "gpt-4o"
+    )
+    with pytest.raises(exc.UsageError, match=r"unknown ChatModel option.*tempreature"):
+        bot.with_options(tempreature=1)
+    with pytest.raises(exc.UsageError, match="temperature"):
+        bot.with_options(temperature=5)

@@ -8,6 +8,7 @@ classifier fine-tune.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,10 @@ def test_the_guarded_model_refuses_unrelated_and_answers_verbatim(
     answered = _rate(guarded, "verbatim", "answered")
     assert refused >= 0.9, f"refused {refused:.0%} of the unrelated set"
     assert answered >= 0.9, f"answered {answered:.0%} of the verbatim set"
+    # rephrasings are on topic too: a gate that only passes exact training questions fails
+    assert _rate(guarded, "variations", "answered") >= 0.9
+    # and what it answers is the trained answer, not only "something"
+    assert _rate(guarded, "verbatim", "exact") >= 0.9
     # the unrelated set is the evaluation's own bank, not the gate's training negatives
     from finetune_qa import OFF_TOPIC_TRAINING_QUESTIONS
 
@@ -136,9 +141,20 @@ def test_the_gate_reports_held_out_precision_and_recall(chain: dict[str, object]
 
 
 def test_the_report_shows_both_models_side_by_side(chain: dict[str, object]) -> None:
-    page = chain["comparison"].to_html()  # type: ignore[attr-defined]
-    assert "Fernhill" in page or "answered" in page
-    assert page.count("<table") >= 2
+    comparison = chain["comparison"]
+    page = comparison.to_html()  # type: ignore[attr-defined]
+    plain, guarded = chain["plain"], chain["guarded"]
+    # both models are named in the page, and the unrelated set's change is shown
+    assert html.escape(plain.label) in page and html.escape(guarded.label) in page  # type: ignore[attr-defined]
+    unrelated = [
+        d
+        for d in comparison.deltas  # type: ignore[attr-defined]
+        if d.set == "unrelated" and d.scorer == "answered"
+    ]
+    assert len(unrelated) == 1 and unrelated[0].delta <= -0.9
+    assert f"{unrelated[0].delta:+.2f}" in page
+    # one row per question, with both outputs: the guarded refusal of "What is Star Wars?"
+    assert page.count("What is Star Wars?") >= 1 and "Sorry, I can only answer" in page
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
