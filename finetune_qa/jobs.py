@@ -8,8 +8,11 @@ A job is created from a training file (usually the one a ``DatasetBuilder`` wrot
    journal, so a retry or a second run reuses the earlier upload;
 3. the job is created with an idempotency token in its metadata, written to the
    journal *before* the request: if the connection drops after the provider created
-   the job, or the process dies, the next attempt finds the job by its token instead of
-   starting a second (billed) one;
+   the job, or the process dies, the next attempt finds the job by its token (on a
+   backend without metadata, by its model, files and settings) instead of starting a
+   second (billed) one. Creating requests are sent once by the backends (no SDK
+   retries); the retries here look for the job first, and when that look-up fails the
+   error is raised rather than risking a second job;
 4. :meth:`FineTuneJob.wait` / :meth:`FineTuneJob.follow` poll with backoff and deliver
    every event once, in chronological order (the API lists them newest first).
 
@@ -391,7 +394,10 @@ class FineTuneJob:
         Raises:
             UsageError: a hyperparameter or option is out of range (nothing was sent).
             ValidationFailed: the file has format errors (nothing was sent).
-            BackendError: the provider refused, or kept failing after ``retries``.
+            BackendError: the provider refused, or kept failing after ``retries``; or, after
+                a request that got no answer, the look-up for what it made failed (re-run
+                with the same journal) or found two candidate jobs (code ``ambiguous_job``:
+                pick yours up with :meth:`attach`). Nothing is sent twice on a guess.
         """
         be = get_backend(backend)
         jr = journal if isinstance(journal, Journal) else Journal(journal)
@@ -451,13 +457,15 @@ class FineTuneJob:
         _check_request(probe, cat, today)
         detected_stop = stop
         if validate:
-            # a model the catalogue does not know is checked against the default's limits
+            # a model the catalogue does not know is checked against the default's limits,
+            # with the format rules of the provider the backend talks to
             report = validate_file(
                 path,
                 model=model if model in cat else DEFAULT_MODEL,
                 validation_path=vpath,
                 stop=stop,
                 today=today,
+                provider=getattr(be, "validation_provider", None),
             )
             if not report.ok:
                 raise ValidationFailed(report)
@@ -765,6 +773,16 @@ def _same_suffix(job: JobInfo, suffix: str | None) -> bool:
     return (recorded or None) == (suffix or None)
 
 
+def _ambiguous(exc: BaseException) -> bool:
+    """Whether a failed request may have been carried out (no answer, or a 5xx)."""
+    return isinstance(exc, APIConnectionError | InternalServerError)
+
+
+def _with_hint(exc: BackendError, hint: str) -> None:
+    """Add ``hint`` to the message of ``exc`` (its class and fields stay as they are)."""
+    exc.args = (f"{exc} {hint}",)
+
+
 def _retry(fn: Callable[[], T], attempts: int, sleep: Callable[[float], None]) -> T:
     delay = 1.0
     for attempt in range(attempts):
@@ -813,7 +831,10 @@ class _Runner:
         for rec in reversed(done):
             if self._exists(rec["file_id"]):
                 return str(rec["file_id"])
-        found = self._find_uploaded(filename, size)
+        # an intent without its "done": an earlier run may have uploaded it unheard, so a
+        # failed look-up must stop us; otherwise a failed look-up only risks a re-upload
+        pending = self.journal.find(op="upload", state="intent", backend=self.label, sha256=digest)
+        found = self._find_uploaded(filename, size, strict=bool(pending))
         if found is None:
             self.journal.append(
                 {
@@ -854,8 +875,8 @@ class _Runner:
                 return self.backend.upload_file(path.read_bytes(), filename=filename)
             except _RETRYABLE as exc:
                 # the upload may have landed although we heard nothing: look before retrying
-                if isinstance(exc, APIConnectionError | InternalServerError):
-                    fid = self._find_uploaded(filename, size)
+                if _ambiguous(exc):
+                    fid = self._find_uploaded(filename, size, strict=True)
                     if fid is not None:
                         return FileInfo(
                             id=fid, filename=filename, bytes=size, purpose="fine-tune", created_at=0
@@ -867,12 +888,24 @@ class _Runner:
                 delay = min(2 * delay, 30.0)
         raise AssertionError("unreachable")
 
-    def _find_uploaded(self, filename: str, size: int) -> str | None:
+    def _find_uploaded(self, filename: str, size: int, *, strict: bool) -> str | None:
+        """The id of an uploaded file of this name and size, if any.
+
+        With ``strict`` (an upload may have landed unheard), a failed look-up raises:
+        uploading again could leave two copies, and nothing more is sent.
+        """
         try:
             files = _retry(
                 lambda: self.backend.list_files(purpose="fine-tune"), self.retries, self.sleep
             )
-        except BackendError:
+        except BackendError as exc:
+            if strict:
+                _with_hint(
+                    exc,
+                    f"Could not check whether {filename} was uploaded; nothing more was sent. "
+                    f"Re-run with the same journal ({self.journal.path}) to reconcile.",
+                )
+                raise
             return None
         for f in files:
             if f.filename == filename and f.bytes == size:
@@ -921,21 +954,34 @@ class _Runner:
         def find() -> JobInfo | None:
             return self._find_job(token, request=request, created_after=created_after)
 
+        # Look for an earlier job only when one may exist: when resuming an intent (an
+        # earlier run may have created it unheard) or after an attempt that may have
+        # been carried out. A new intent has no job yet, and on a backend without
+        # metadata a look-up then could adopt another run's job.
+        maybe_created = bool(intents)
         delay = 1.0
         for attempt in range(self.retries):
-            existing = find()
-            if existing is not None:
-                info = existing
-                break
+            if maybe_created:
+                existing = find()
+                if existing is not None:
+                    info = existing
+                    break
             try:
                 info = self.backend.create_job(sent)
                 break
             except _RETRYABLE as exc:
+                maybe_created = maybe_created or _ambiguous(exc)
                 if attempt == self.retries - 1:
-                    existing = find()
-                    if existing is not None:
-                        info = existing
-                        break
+                    if maybe_created:
+                        existing = find()
+                        if existing is not None:
+                            info = existing
+                            break
+                        _with_hint(
+                            exc,
+                            "The job may have been created: re-run with the same journal "
+                            f"({self.journal.path}) to reconcile before anything new is sent.",
+                        )
                     raise
                 self.sleep(
                     exc.retry_after
@@ -956,7 +1002,15 @@ class _Runner:
         )
         return info
 
+    def _lookup_failed(self, exc: BackendError) -> None:
+        _with_hint(
+            exc,
+            "Could not check whether the job was created; nothing more was sent. Re-run "
+            f"with the same journal ({self.journal.path}) to reconcile.",
+        )
+
     def _find_job(self, token: str, *, request: JobRequest, created_after: int) -> JobInfo | None:
+        """The job this intent created, if any; a failed look-up raises (nothing is sent)."""
         if not getattr(self.backend, "supports_metadata", True):
             return self._find_job_by_request(request, created_after)
         try:
@@ -965,8 +1019,9 @@ class _Runner:
                 self.retries,
                 self.sleep,
             )
-        except BackendError:
-            return None
+        except BackendError as exc:
+            self._lookup_failed(exc)
+            raise
         for j in jobs:
             if j.metadata.get(TOKEN_KEY) == token:
                 return j
@@ -976,14 +1031,21 @@ class _Runner:
         """For backends whose jobs carry no metadata: the job this request made, if any.
 
         A job matches when its model, training and validation files and suffix are the
-        request's, it was created no earlier than the intent was journalled (less
-        ``CLOCK_SKEW`` seconds for the provider's clock) and no other journal record has
-        claimed it. The oldest match wins: the first job created after the intent.
+        request's, the backend's ``matches_request(job, request)`` (when it has one)
+        finds the settings it echoes back equal, it was created no earlier than the
+        intent was journalled (less ``CLOCK_SKEW`` seconds for the provider's clock) and
+        no other journal record has claimed it.
+
+        Raises:
+            BackendError: the look-up failed, or more than one job matches (another
+                process, with another journal, sent the same request at the same time).
         """
         try:
             jobs = _retry(lambda: self.backend.list_jobs(limit=100), self.retries, self.sleep)
-        except BackendError:
-            return None
+        except BackendError as exc:
+            self._lookup_failed(exc)
+            raise
+        same_settings = getattr(self.backend, "matches_request", None)
         claimed = {
             r.get("job_id")
             for r in self.journal.find(op="job", backend=self.label)
@@ -998,5 +1060,16 @@ class _Runner:
             and _same_suffix(j, request.suffix)
             and j.created_at >= created_after - CLOCK_SKEW
             and j.id not in claimed
+            and (not callable(same_settings) or same_settings(j, request))
         ]
-        return min(matches, key=lambda j: j.created_at) if matches else None
+        if len(matches) > 1:
+            ids = ", ".join(j.id for j in sorted(matches, key=lambda j: j.created_at))
+            raise BackendError(
+                f"{len(matches)} {self.backend.name} jobs match this request ({ids}) and the "
+                "backend's jobs carry no token to tell which one this run created; nothing "
+                "more was sent. Check them (`finetune-qa status <id>`), cancel any you do not "
+                "want, and pick yours up with FineTuneJob.attach(job_id, backend=..., "
+                f"journal={str(self.journal.path)!r}).",
+                code="ambiguous_job",
+            )
+        return matches[0] if matches else None

@@ -13,7 +13,13 @@ training metrics, events and checkpoints, and the same answers from the fine-tun
   the work); a new process resumes with the same journal and the same API state.
 
 The openai clients run with ``max_retries=0`` so that finetune_qa's own retries (on the
-backend's virtual clock) are what is tested. ``pytest -v`` prints the counts at the end.
+backend's virtual clock) are what is tested; the after-effect faults run once more with the
+client's default ``max_retries=2``, to show that the SDK never resends a request that
+creates something. ``pytest -v`` prints the counts at the end.
+
+``GET /fine_tuning/jobs`` is not a step: a job is looked for only when it may exist (an
+intent resumed, or a create that got no answer), so a fault-free run never lists jobs; the
+look-up's faults are covered in ``tests/test_jobs.py``.
 """
 
 from __future__ import annotations
@@ -58,7 +64,6 @@ STEPS: dict[str, Step] = {
     "uploads.part2": Step("POST /uploads/*/parts", 1, multipart=True, effect=True),
     "uploads.part3": Step("POST /uploads/*/parts", 2, multipart=True, effect=True),
     "uploads.complete": Step("POST /uploads/*/complete", multipart=True, effect=True),
-    "jobs.list": Step("GET /fine_tuning/jobs"),
     "jobs.create": Step("POST /fine_tuning/jobs", effect=True),
     "jobs.retrieve": Step("GET /fine_tuning/jobs/ftjob-*", 2),  # the second poll
     "jobs.events": Step("GET /fine_tuning/jobs/*/events", 1),
@@ -174,9 +179,11 @@ def train(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def lifecycle(fake: FakeOpenAI, journal: Path, train: Path, *, multipart: bool) -> Outcome:
+def lifecycle(
+    fake: FakeOpenAI, journal: Path, train: Path, *, multipart: bool, max_retries: int = 0
+) -> Outcome:
     """One run of a user's script, as a new process would run it."""
-    backend = SmallParts(fake, max_retries=0)
+    backend = SmallParts(fake, max_retries=max_retries)
     job = FineTuneJob.create(
         train,
         model=MODEL,
@@ -278,7 +285,7 @@ def test_a_lasting_fault_raises_clearly_and_a_rerun_resumes(
         TALLY["raised clearly"] += 1
     else:
         # only lookups whose failure is harmless may be skipped: the run went on without them
-        assert step in ("files.list", "jobs.list"), f"a lasting {fault} at {step} went unnoticed"
+        assert step == "files.list", f"a lasting {fault} at {step} went unnoticed"
         TALLY["harmless, run completed"] += 1
     before = {r["job_id"] for r in Journal(journal).find(op="job", state="created")}
     fake.reset_faults()
@@ -316,6 +323,29 @@ def test_killed_at_a_step_then_restarted(
     TALLY["resumed after kill"] += 1
 
 
+@pytest.mark.parametrize(("step", "fault"), _cases(AFTER_EFFECT, True))
+def test_the_sdks_own_retries_never_resend_a_creating_request(
+    step: str, fault: str, train: Path, tmp_path: Path, clean: dict[bool, Outcome]
+) -> None:
+    """With the openai client's default max_retries=2: still one job and one file."""
+    s = STEPS[step]
+    fake = KillableFake()
+    inject_at(fake, s, **AFTER_EFFECT[fault])
+    journal = tmp_path / "journal.jsonl"
+    got = lifecycle(fake, journal, train, multipart=s.multipart, max_retries=2)
+    assert fake.pending_faults() == 0, "the fault fired"
+    check_end_state(fake, journal, got, clean[s.multipart])
+    sent = Counter(
+        (r.method, "/" + r.path.strip("/").removeprefix("v1/"))
+        for r in fake.requests
+        if r.method == "POST" and not r.path.endswith("/chat/completions")
+    )
+    assert sent[("POST", "/fine_tuning/jobs")] == 1, "one job creation was sent"
+    TALLY["faults injected"] += 1
+    TALLY["absorbed with SDK retries on"] += 1
+
+
 def test_the_matrix_is_complete() -> None:
     transient = len(_cases(FAULTS, False)) + len(_cases(AFTER_EFFECT, True))
-    assert len(STEPS) == 14 and transient == 14 * 7 + 7 * 3
+    assert len(STEPS) == 13 and transient == 13 * 7 + 7 * 3
+    assert len(_cases(AFTER_EFFECT, True)) == 7 * 3

@@ -20,7 +20,12 @@ SYS = "You are a factual chatbot that answers questions about Acme."
 
 
 def pairs(n: int = 24) -> list[QAPair]:
-    return [QAPair(question=f"What does plan number {i} include?", answer=f"Plan {i} includes {i} anvils.") for i in range(n)]
+    return [
+        QAPair(
+            question=f"What does plan number {i} include?", answer=f"Plan {i} includes {i} anvils."
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -31,19 +36,25 @@ def train(tmp_path: Path) -> Path:
 
 
 def count(fake: FakeOpenAI, method: str, suffix: str) -> int:
-    return sum(1 for r in fake.requests if r.method == method and r.path.rstrip("/").endswith(suffix))
+    return sum(
+        1 for r in fake.requests if r.method == method and r.path.rstrip("/").endswith(suffix)
+    )
 
 
 def test_create_wait_events_metrics_checkpoints(train: Path, tmp_path: Path) -> None:
     backend = OfflineBackend(max_retries=0)
-    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl", suffix="acme")
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl", suffix="acme"
+    )
     assert job.status == "validating_files"
     statuses: list[str] = []
     seen: list[Any] = []
     info = job.wait(on_event=seen.append, on_status=lambda i: statuses.append(i.status))
     assert info.status == "succeeded"
     assert statuses == ["validating_files", "queued", "running", "succeeded"]
-    assert job.fine_tuned_model and job.fine_tuned_model.startswith("ft:gpt-4o-mini-2024-07-18:org-offline:acme:")
+    assert job.fine_tuned_model and job.fine_tuned_model.startswith(
+        "ft:gpt-4o-mini-2024-07-18:org-offline:acme:"
+    )
     # every event once, chronological
     assert len({e.id for e in seen}) == len(seen) == len(job.events())
     assert [e.created_at for e in seen] == sorted(e.created_at for e in seen)
@@ -80,17 +91,26 @@ def test_nothing_is_sent_before_the_request_is_valid(train: Path, tmp_path: Path
     with pytest.raises(exc.ValidationFailed, match="too_few_examples"):
         FineTuneJob.create(bad, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
     with pytest.raises(exc.InputFileError, match="no such file"):
-        FineTuneJob.create(tmp_path / "nope.jsonl", model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+        FineTuneJob.create(
+            tmp_path / "nope.jsonl",
+            model="gpt-4o-mini",
+            backend=backend,
+            journal=tmp_path / "j.jsonl",
+        )
     assert backend.fake.requests == []
 
 
-def test_same_content_is_uploaded_once_and_same_request_makes_one_job(train: Path, tmp_path: Path) -> None:
+def test_same_content_is_uploaded_once_and_same_request_makes_one_job(
+    train: Path, tmp_path: Path
+) -> None:
     backend = OfflineBackend(max_retries=0)
     j = tmp_path / "j.jsonl"
     a = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one")
     b = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="two")
     again = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one")
-    fresh = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one", force_new=True)
+    fresh = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=j, suffix="one", force_new=True
+    )
     assert count(backend.fake, "POST", "/files") == 1
     assert a.id != b.id and again.id == a.id and fresh.id not in (a.id, b.id)
     assert count(backend.fake, "POST", "/fine_tuning/jobs") == 3
@@ -107,7 +127,6 @@ FAULTS = [
     ("POST /fine_tuning/jobs", {"drop": True}),
     ("POST /fine_tuning/jobs", {"drop": True, "after_effect": True}),
     ("POST /fine_tuning/jobs", {"status": 503, "after_effect": True}),
-    ("GET /fine_tuning/jobs", {"status": 500}),
     ("GET /fine_tuning/jobs/*", {"status": 429, "times": 3}),
     ("GET /fine_tuning/jobs/*", {"drop": True, "times": 2}),
     ("GET /fine_tuning/jobs/*/events", {"status": 503, "times": 2}),
@@ -117,20 +136,28 @@ FAULTS = [
 ]
 
 
-def _run(train: Path, journal: Path, fault: tuple[str, dict[str, Any]] | None) -> tuple[OfflineBackend, FineTuneJob]:
+def _run(
+    train: Path, journal: Path, fault: tuple[str, dict[str, Any]] | None
+) -> tuple[OfflineBackend, FineTuneJob]:
     backend = OfflineBackend(max_retries=0)
     if fault is not None:
         route, kwargs = fault
         backend.fake.inject(route, **kwargs)
-    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal, suffix="acme", seed=7)
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=journal, suffix="acme", seed=7
+    )
     job.wait()
     job.metrics()
     job.checkpoints()
     return backend, job
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f"{r}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for r, kw in FAULTS])
-def test_faults_lose_nothing_and_duplicate_nothing(train: Path, tmp_path: Path, fault: tuple[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    "fault", FAULTS, ids=[f"{r}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for r, kw in FAULTS]
+)
+def test_faults_lose_nothing_and_duplicate_nothing(
+    train: Path, tmp_path: Path, fault: tuple[str, dict[str, Any]]
+) -> None:
     _clean_backend, clean = _run(train, tmp_path / "clean.jsonl", None)
     backend, job = _run(train, tmp_path / "faulty.jsonl", fault)
     jobs = backend.list_jobs()
@@ -183,7 +210,9 @@ def test_failed_job_raises_with_the_providers_reason(tmp_path: Path) -> None:
     backend = OfflineBackend(max_retries=0)
     train = tmp_path / "t.jsonl"
     DatasetBuilder(system_prompt=SYS).add_pairs(pairs(12)).build(train)
-    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl"
+    )
     backend.fake.fail_job(job.id, message="Internal error, please retry", code="internal_error")
     with pytest.raises(exc.JobFailed, match="Internal error") as info:
         job.wait()
@@ -192,7 +221,9 @@ def test_failed_job_raises_with_the_providers_reason(tmp_path: Path) -> None:
 
 def test_cancel(train: Path, tmp_path: Path) -> None:
     backend = OfflineBackend(max_retries=0)
-    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl"
+    )
     assert job.cancel().status == "cancelled"
     with pytest.raises(exc.JobCancelled):
         job.wait()
@@ -222,13 +253,20 @@ def test_journal_skips_a_torn_last_line(tmp_path: Path) -> None:
     assert [r["job_id"] for r in j.find(op="job")] == ["a"]
 
 
-def test_large_files_go_through_the_uploads_api_in_parallel_parts(train: Path, tmp_path: Path) -> None:
+def test_large_files_go_through_the_uploads_api_in_parallel_parts(
+    train: Path, tmp_path: Path
+) -> None:
     backend = OfflineBackend(max_retries=0)
     job = FineTuneJob.create(
-        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl",
+        train,
+        model="gpt-4o-mini",
+        backend=backend,
+        journal=tmp_path / "j.jsonl",
         upload_threshold=1000,  # the small training file counts as "large" here
     )
-    assert count(backend.fake, "POST", "/uploads") == 1 and count(backend.fake, "POST", "/files") == 0
+    assert (
+        count(backend.fake, "POST", "/uploads") == 1 and count(backend.fake, "POST", "/files") == 0
+    )
     assert count(backend.fake, "POST", "/complete") == 1
     files = backend.list_files(purpose="fine-tune")
     assert len(files) == 1 and backend.file_content(files[0].id) == train.read_bytes()
@@ -265,3 +303,91 @@ def test_intent_records_creation_time_and_metadata_backends_keep_tokens(
             journal=journal,
             provider_options={"lora": True},
         )
+
+
+# --- creating requests are sent once; look-ups only when a job may exist; failed look-ups stop
+
+
+def test_default_sdk_retries_never_resend_a_creating_request(train: Path, tmp_path: Path) -> None:
+    """OfflineBackend() as a user builds it (the openai client's max_retries=2)."""
+    backend = OfflineBackend()
+    assert backend.client.max_retries == 2
+    backend.fake.inject("POST /files", drop=True, after_effect=True)
+    backend.fake.inject("POST /fine_tuning/jobs", drop=True, after_effect=True)
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl"
+    )
+    assert [j.id for j in backend.list_jobs()] == [job.id]
+    assert len(backend.list_files(purpose="fine-tune")) == 1
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 1
+    assert count(backend.fake, "POST", "/files") == 1
+    # reads still get the SDK's retries: a dropped poll is resent by the client
+    backend.fake.inject("GET /fine_tuning/jobs/*", status=503)
+    backend.client._sleep_for_retry = lambda **kw: None  # type: ignore[attr-defined,method-assign]
+    assert backend.retrieve_job(job.id).id == job.id and backend.fake.pending_faults() == 0
+
+
+def test_a_new_intent_is_sent_without_a_look_up(train: Path, tmp_path: Path) -> None:
+    backend = OfflineBackend(max_retries=0)
+    FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
+    assert count(backend.fake, "GET", "/fine_tuning/jobs") == 0
+
+
+def test_a_look_up_that_fails_once_after_a_lost_create_is_retried(
+    train: Path, tmp_path: Path
+) -> None:
+    backend = OfflineBackend(max_retries=0)
+    backend.fake.inject("POST /fine_tuning/jobs", drop=True, after_effect=True)
+    backend.fake.inject("GET /fine_tuning/jobs", status=500)
+    job = FineTuneJob.create(
+        train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl"
+    )
+    assert backend.fake.pending_faults() == 0
+    assert [j.id for j in backend.list_jobs()] == [job.id]
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 1
+
+
+@pytest.mark.parametrize("lookup_fault", [{"status": 503}, {"drop": True}, {"status": 429}])
+def test_a_failed_look_up_after_a_lost_create_raises_and_a_rerun_reconciles(
+    train: Path, tmp_path: Path, lookup_fault: dict[str, Any]
+) -> None:
+    backend = OfflineBackend(max_retries=0)
+    journal = tmp_path / "j.jsonl"
+    backend.fake.inject("POST /fine_tuning/jobs", status=502, after_effect=True)
+    backend.fake.inject("GET /fine_tuning/jobs", times=None, **lookup_fault)
+    with pytest.raises(exc.BackendError) as info:
+        FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    assert "Re-run with the same journal" in str(info.value) and str(journal) in str(info.value)
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 1, "no second POST"
+    backend.fake.reset_faults()
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    assert [j.id for j in backend.list_jobs()] == [job.id]
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 1
+
+
+def test_a_failed_look_up_after_a_lost_upload_raises_and_a_rerun_reconciles(
+    train: Path, tmp_path: Path
+) -> None:
+    backend = OfflineBackend(max_retries=0)
+    journal = tmp_path / "j.jsonl"
+    backend.fake.inject("POST /files", drop=True, after_effect=True)
+    backend.fake.inject("GET /files", status=503, times=None)
+    with pytest.raises(exc.InternalServerError, match="was uploaded; nothing more was sent"):
+        FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    assert count(backend.fake, "POST", "/files") == 1
+    backend.fake.reset_faults()
+    FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal)
+    assert len(backend.list_files(purpose="fine-tune")) == 1
+    assert count(backend.fake, "POST", "/files") == 1
+
+
+def test_a_lasting_create_failure_with_no_answer_says_how_to_reconcile(
+    train: Path, tmp_path: Path
+) -> None:
+    backend = OfflineBackend(max_retries=0)
+    journal = tmp_path / "j.jsonl"
+    backend.fake.inject("POST /fine_tuning/jobs", drop=True, times=None)
+    with pytest.raises(exc.APIConnectionError) as info:
+        FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal, retries=2)
+    assert "may have been created" in str(info.value) and str(journal) in str(info.value)
+    assert count(backend.fake, "GET", "/fine_tuning/jobs") == 2  # looked before each resend

@@ -190,3 +190,55 @@ def test_the_build_report_file_is_owner_only(tmp_path: Path) -> None:
         == 0
     )
     assert stat.S_IMODE(os.stat(report).st_mode) == 0o600
+
+
+WANDB_KEY = "wandb-PLANTED-" + "0123456789abcdef" * 2
+
+
+def test_planted_together_and_wandb_keys_stay_out_of_a_together_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Together job with a wandb integration, every logger at DEBUG, through the respx fake."""
+    import together
+    from together_fake import API, LLAMA, fake_together
+
+    from finetune_qa.backends import TogetherBackend
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("TOGETHER_API_KEY", TOGETHER_KEY)
+    monkeypatch.setenv("WANDB_API_KEY", WANDB_KEY)  # the key comes from the environment
+    train = tmp_path / "train.jsonl"
+    DatasetBuilder().add_pairs(
+        [
+            QAPair(question=f"What is plan {i} about?", answer=f"Plan {i} is about {i}.")
+            for i in range(12)
+        ]
+    ).build(train)
+    journal = tmp_path / "journal.jsonl"
+    with fake_together() as api:
+        client = together.Together(api_key=TOGETHER_KEY, base_url=API, max_retries=0)
+        backend = TogetherBackend(client)
+        backend.sleep = lambda s: None  # type: ignore[attr-defined]
+        job = FineTuneJob.create(
+            train,
+            model=LLAMA,
+            backend=backend,
+            journal=journal,
+            integrations=[{"type": "wandb", "wandb": {"project": "qa"}}],
+        )
+        job.wait(poll_interval=0)
+        answer = job.chat_model().ask("What is plan 3 about?")
+        sent = [c.request for c in api.router.calls if c.request.url.path == "/v1/fine-tunes"]
+    assert sent and WANDB_KEY in sent[-1].content.decode()  # Together received it
+    assert sent[-1].headers["authorization"] == f"Bearer {TOGETHER_KEY}"
+    produced = {
+        "logs": caplog.text,
+        "journal": journal.read_text(),
+        "job": repr(job) + job.info.model_dump_json(),
+        "answer": repr(answer),
+        "backend": repr(backend),
+    }
+    assert "Request options" in caplog.text  # the SDK's option dump was logged, redacted
+    for where, text in produced.items():
+        assert WANDB_KEY not in text and WANDB_KEY[-20:] not in text, f"W&B key in {where}"
+        assert not _leaks(text), f"{_leaks(text)} key leaked into {where}"

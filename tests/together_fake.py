@@ -38,6 +38,8 @@ UPLOADS = "https://together-uploads.s3.amazonaws.com"
 KEY = "tgp_v1_" + "k3y" * 12
 WANDB_KEY = "wandb-secret-" + "w" * 28
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+MODELS = (LLAMA, "Qwen/Qwen3-8B", "meta-llama/Llama-3.3-70B-Instruct-Reference")
+"""Models the fake fine-tunes (the last is not in finetune_qa's catalogue)."""
 FIXTURES = Path(__file__).parent / "backends" / "together_api"
 STAGES = ["pending", "queued", "running", "compressing", "uploading", "completed"]
 
@@ -62,6 +64,7 @@ class FakeTogether:
         self.frozen: set[str] = set()  # jobs that do not advance on retrieve
         self.create_bodies: list[dict[str, Any]] = []
         self.drop_next_create = False
+        self.failing_lists = 0  # GET /v1/fine-tunes answers 503 this many more times
         self.chat_bodies: list[dict[str, Any]] = []
         self.router = router
         r = router
@@ -137,7 +140,7 @@ class FakeTogether:
     # -- fine-tunes
     def _limits(self, request: httpx.Request) -> httpx.Response:
         model = request.url.params["model_name"]
-        if model not in (LLAMA, "Qwen/Qwen3-8B"):
+        if model not in MODELS:
             return httpx.Response(404, json=fixture("errors")["404"])
         limits = fixture("model_limits")
         limits["model_name"] = model
@@ -160,10 +163,14 @@ class FakeTogether:
     def _create(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         self.create_bodies.append(body)
-        if body["model"] not in (LLAMA, "Qwen/Qwen3-8B"):
+        if body["model"] not in MODELS:
             return httpx.Response(404, json=fixture("errors")["404"])
         jid = f"ft-{len(self.jobs) + 1:08d}-0000-0000-0000-000000000000"
         job = fixture("job")
+        # Together echoes the settings it was sent (never the W&B key), resolving "max"
+        job.update({k: v for k, v in body.items() if k not in ("wandb_key", "hf_api_token")})
+        if job.get("batch_size") == "max":
+            job["batch_size"] = fixture("model_limits")["lora_training"]["max_batch_size"]
         t = self.tick()
         suffix = body.get("suffix")
         job.update(
@@ -193,7 +200,12 @@ class FakeTogether:
         job = self.jobs.get(jid)
         if job is None:
             return httpx.Response(404, json={"error": {"message": f"job {jid} not found"}})
-        if jid not in self.frozen and job["status"] in STAGES[:-1]:
+        if jid in self.frozen:
+            pass
+        elif job["status"] == "cancel_requested":  # Together takes a moment to stop a job
+            job["status"] = "cancelled"
+            job["updated_at"] = iso(self.tick())
+        elif job["status"] in STAGES[:-1]:
             job["status"] = STAGES[STAGES.index(job["status"]) + 1]
             job["updated_at"] = iso(self.tick())
             self._add_events(jid, job["status"])
@@ -202,12 +214,14 @@ class FakeTogether:
         return httpx.Response(200, json={**job, "events": self.events[jid]})
 
     def _list(self, request: httpx.Request) -> httpx.Response:
+        if self.failing_lists > 0:
+            self.failing_lists -= 1
+            return httpx.Response(503, json={"error": {"message": "service unavailable"}})
         return httpx.Response(200, json={"data": [self._truncated(j) for j in self.jobs.values()]})
 
     def _cancel(self, request: httpx.Request, jid: str) -> httpx.Response:
         job = self.jobs[jid]
-        job["status"] = "cancel_requested"
-        self.frozen.add(jid)
+        job["status"] = "cancel_requested"  # cancelled on the next retrieve
         return httpx.Response(200, json=self._truncated(job))
 
     def _events(self, request: httpx.Request, jid: str) -> httpx.Response:
@@ -237,6 +251,11 @@ class FakeTogether:
                 "token_logprobs": [-0.1] * len(words),
                 "token_ids": list(range(len(words))),
             }
+            if body["logprobs"] > 1:  # Together: one {token: logprob} per generated token
+                out["choices"][0]["logprobs"]["top_logprobs"] = [
+                    dict([(w, -0.1), ("maybe", -2.5), ("no", -3.0)][: body["logprobs"]])
+                    for w in words
+                ]
         out["usage"] = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
         return httpx.Response(200, json=out, headers={"x-request-id": "req-chat-1"})
 

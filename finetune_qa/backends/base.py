@@ -197,11 +197,23 @@ class Backend(Protocol):
     name: str
     """Registry name of the backend, e.g. 'openai'.
 
-    A backend may also set ``supports_metadata = False`` (read with ``getattr``, default
-    True) when its jobs carry no metadata: :class:`~finetune_qa.jobs.FineTuneJob` then
-    finds a job after a dropped connection by its model, files and suffix instead of by
-    an idempotency token, and ``provider_option_names`` (a set of strings) to accept
-    ``JobRequest.provider_options``.
+    Optional attributes, read with ``getattr`` (the defaults in brackets):
+
+    * ``supports_metadata`` (True): False when its jobs carry no metadata;
+      :class:`~finetune_qa.jobs.FineTuneJob` then finds a job after a dropped connection
+      by its model, files and suffix instead of by an idempotency token, and asks
+      ``matches_request(job, request)`` (if defined) whether the job's echoed settings
+      are the request's;
+    * ``provider_option_names`` (none): the keys it accepts in
+      ``JobRequest.provider_options``;
+    * ``validation_provider`` ("openai"): whose data rules the validator applies before
+      upload ("together" for Together AI);
+    * ``check_request(request, training_path=..., validation_path=...)``: a check before
+      anything is uploaded (limits, options), raising ``UsageError``.
+
+    State-creating calls (uploads, job creation) must not be retried by the client
+    underneath: FineTuneJob retries them itself, after looking for what a lost request
+    may have created.
     """
 
     def upload_file(self, data: bytes, *, filename: str, purpose: str = "fine-tune") -> FileInfo:

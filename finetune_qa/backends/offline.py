@@ -35,7 +35,9 @@ class OfflineBackend(OpenAIBackend):
         fake: the fake to serve (to share state, inject faults or move its clock);
             a new one when omitted.
         seed: seed of a new fake (ids, losses, answer phrasing).
-        max_retries: retries of the openai clients (the SDK's own backoff, as online).
+        max_retries: retries of the openai clients (the SDK's own backoff, as online) for
+            requests that create nothing; uploads and job creation are sent once and
+            retried by :class:`~finetune_qa.jobs.FineTuneJob`, as with any ``OpenAIBackend``.
 
     Attributes:
         fake: the fake API; ``fake.inject(...)`` injects faults, ``fake.clock`` is the

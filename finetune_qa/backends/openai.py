@@ -8,6 +8,14 @@ library types appear in this module's signatures.
 
 Errors from the client are translated into :mod:`finetune_qa.exceptions` (with the
 request id, status, code and param kept, and anything key-like redacted).
+
+Requests that create something (file uploads, the Uploads API, fine-tuning jobs) go
+through a copy of the client with the SDK's retries off
+(``client.with_options(max_retries=0)``): the SDK would resend them after a dropped
+connection or a timeout with no idempotency key, and a resent ``POST /fine_tuning/jobs``
+can start a second, billed job. :class:`~finetune_qa.jobs.FineTuneJob` retries them
+itself, after looking for what the lost request may have created. Everything else keeps
+the client's own retries.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
+from finetune_qa.backends._logscrub import protect_secrets
 from finetune_qa.backends.base import (
     ChatRequest,
     ChatResponse,
@@ -250,6 +259,8 @@ class OpenAIBackend:
     """Jobs carry metadata, so a job is found again by its idempotency token."""
     provider_option_names: frozenset[str] = frozenset()
     """No provider-specific options: every setting has a common ``JobRequest`` field."""
+    validation_provider = "openai"
+    """Training files are validated with OpenAI's format rules (``validate_file(provider=)``)."""
 
     def __init__(
         self,
@@ -281,6 +292,7 @@ class OpenAIBackend:
                 self._async_factory = make_async
         self.client = client
         self.async_client = async_client
+        protect_secrets(str(getattr(client, "api_key", "") or ""), loggers=("openai",))
         # An async client belongs to the event loop it first ran on; clients this backend
         # builds itself are made per loop, so asyncio.run() twice in a row works.
         self._loop_clients: weakref.WeakKeyDictionary[
@@ -290,11 +302,16 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={str(self.client.base_url)!r})"
 
+    def _writer(self) -> openai.OpenAI:
+        """The client with the SDK's retries off, for requests that create something."""
+        with_options = getattr(self.client, "with_options", None)
+        return with_options(max_retries=0) if callable(with_options) else self.client
+
     # -- files
     def upload_file(self, data: bytes, *, filename: str, purpose: str = "fine-tune") -> FileInfo:
         """Upload ``data`` through the Files API (up to 512 MB)."""
         with map_openai_errors():
-            return _file_info(self.client.files.create(file=(filename, data), purpose=purpose))  # type: ignore[arg-type]
+            return _file_info(self._writer().files.create(file=(filename, data), purpose=purpose))  # type: ignore[arg-type]
 
     def upload_path(
         self,
@@ -323,8 +340,9 @@ class OpenAIBackend:
         if parallel < 1:
             raise UsageError(f"parallel must be at least 1, got {parallel}")
         size = os.path.getsize(path)
+        writer = self._writer()
         with map_openai_errors():
-            upload = self.client.uploads.create(
+            upload = writer.uploads.create(
                 bytes=size,
                 filename=filename,
                 mime_type="text/jsonl",
@@ -333,7 +351,7 @@ class OpenAIBackend:
 
         def send(data: bytes) -> str:
             with map_openai_errors():
-                return self.client.uploads.parts.create(upload.id, data=data).id
+                return writer.uploads.parts.create(upload.id, data=data).id
 
         # This thread reads and hashes the parts in order while up to ``parallel`` of
         # them are in flight, so hashing overlaps the network and memory stays bounded.
@@ -350,7 +368,7 @@ class OpenAIBackend:
                 del data
             part_ids = [fut.result() for fut in futures]
         with map_openai_errors():
-            done = self.client.uploads.complete(upload.id, part_ids=part_ids, md5=md5.hexdigest())
+            done = writer.uploads.complete(upload.id, part_ids=part_ids, md5=md5.hexdigest())
         if done.file is None:
             raise BackendError(f"upload {upload.id} completed without a file")
         return _file_info(done.file)
@@ -392,7 +410,7 @@ class OpenAIBackend:
         if request.integrations:
             kwargs["integrations"] = list(request.integrations)
         with map_openai_errors():
-            return _job_info(self.client.fine_tuning.jobs.create(**kwargs))
+            return _job_info(self._writer().fine_tuning.jobs.create(**kwargs))
 
     def retrieve_job(self, job_id: str) -> JobInfo:
         """The job's current state."""

@@ -17,14 +17,21 @@ provider-neutral types of :mod:`finetune_qa.backends.base` onto Together's API:
   ``provider_options={"learning_rate": 1e-5}`` instead (Together's default is 1e-5);
 * statuses map onto OpenAI's names (``pending``/``queued`` -> queued; ``running``,
   ``compressing``, ``uploading`` -> running; ``completed`` -> succeeded; ``error`` and
-  ``user_error`` -> failed; ``cancel_requested``/``cancelled`` -> cancelled), the original
-  kept in ``JobInfo.provider_status``;
+  ``user_error`` -> failed; ``cancelled`` -> cancelled), the original kept in
+  ``JobInfo.provider_status``. ``cancel_requested`` stays ``running`` (the job may still
+  train, and bill) until Together reports ``cancelled``;
 * Together's exceptions become :mod:`finetune_qa.exceptions` classes, with the status,
   request id, message and ``retry-after`` kept and anything key-like redacted.
 
 Together jobs carry no metadata (``supports_metadata = False``), so
 :class:`~finetune_qa.jobs.FineTuneJob` finds a job after a dropped connection by its
-model, files and suffix instead of by a token.
+model, files, suffix and the hyperparameters Together echoes back
+(:meth:`TogetherBackend.matches_request`) instead of by a token.
+
+Requests that create something (file uploads, jobs) go through the client with the SDK's
+own retries off: a resent ``POST /fine-tunes`` after a dropped connection would start a
+second, billed job. :class:`~finetune_qa.jobs.FineTuneJob` retries them itself, after
+looking for what the lost request may have created.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import os
 import re
 import tempfile
@@ -43,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa.backends._logscrub import protect_secrets
 from finetune_qa.backends.base import (
     ChatRequest,
     ChatResponse,
@@ -129,6 +138,100 @@ The W&B key is deliberately not among them: it comes from ``TogetherBackend(wand
 or ``WANDB_API_KEY`` so that it never lands in a request record or the journal.
 """
 
+
+def _positive(v: Any) -> bool:
+    return bool(v > 0)
+
+
+def _non_negative(v: Any) -> bool:
+    return bool(v >= 0)
+
+
+def _at_least_one(v: Any) -> bool:
+    return bool(v >= 1)
+
+
+def _unit(v: Any) -> bool:
+    return bool(0 <= v <= 1)
+
+
+# option -> (kind, range check (None: any value of the kind), the values allowed).
+# Ranges that depend on the model (learning rate, rank, checkpoints, evaluations, sequence
+# length) are checked against Together's limits in check_request.
+_OPTION_SPECS: dict[str, tuple[str, Callable[[Any], bool] | None, str]] = {
+    "lora": ("bool", None, "True or False"),
+    "lora_r": ("int", _at_least_one, "1 to the model's lora_max_rank"),
+    "lora_alpha": ("number", _positive, "above 0"),
+    "lora_dropout": ("number", lambda v: 0 <= v < 1, "0 to below 1"),
+    "lora_trainable_modules": ("str", bool, "'all-linear' or comma-separated module names"),
+    "learning_rate": (
+        "number",
+        _non_negative,
+        "the model's min_learning_rate to max_learning_rate",
+    ),
+    "lr_scheduler_type": ("str", lambda v: v in ("linear", "cosine"), "'linear' or 'cosine'"),
+    "min_lr_ratio": ("number", _unit, "0 to 1"),
+    "scheduler_num_cycles": ("number", _positive, "above 0"),
+    "warmup_ratio": ("number", _unit, "0 to 1"),
+    "max_grad_norm": ("number", _non_negative, "0 or more"),
+    "weight_decay": ("number", _non_negative, "0 or more"),
+    "n_checkpoints": ("int", _at_least_one, "1 to the model's max_num_checkpoints"),
+    "n_evals": ("int", _non_negative, "0 to the model's max_num_evals"),
+    "max_seq_length": (
+        "int",
+        _at_least_one,
+        "the model's min_max_seq_length to its max_seq_length_sft (dpo)",
+    ),
+    "packing": ("bool", None, "True or False"),
+    "gradient_accumulation_steps": ("int", _at_least_one, "1 or more"),
+    "train_on_inputs": ("bool or 'auto'", None, "True, False or 'auto'"),
+    "dpo_normalize_logratios_by_length": ("bool", None, "True or False"),
+    "rpo_alpha": ("number", _non_negative, "0 or more"),
+    "simpo_gamma": ("number", _non_negative, "0 or more"),
+    "early_stopping_enabled": ("bool", None, "True or False"),
+    "early_stopping_patience": ("int", _at_least_one, "1 or more"),
+    "early_stopping_min_delta": ("number", _non_negative, "0 or more"),
+    "early_stopping_warmup_evals": ("int", _non_negative, "0 or more"),
+    "wandb_base_url": (
+        "str",
+        lambda v: v.startswith(("http://", "https://")),
+        "an http(s) URL",
+    ),
+}
+
+
+def _of_kind(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "bool or 'auto'":
+        return isinstance(value, bool) or value == "auto"
+    if kind == "str":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    return math.isfinite(value)
+
+
+def _check_option_values(options: Mapping[str, Any]) -> None:
+    """Refuse option values of the wrong type or outside the range any model allows."""
+    for name, value in options.items():
+        spec = _OPTION_SPECS.get(name)
+        if spec is None:
+            continue
+        kind, in_range, allowed = spec
+        if not _of_kind(value, kind):
+            raise UsageError(
+                f"provider_options[{name!r}] must be {'an' if kind == 'int' else 'a'} {kind} "
+                f"({allowed}), got {type(value).__name__} {value!r}"
+            )
+        if in_range is not None and not in_range(value):
+            raise UsageError(
+                f"provider_options[{name!r}] is {value!r}; Together AI allows {allowed}"
+            )
+
+
 _STATUS: dict[str, JobStatus] = {
     "pending": "queued",
     "queued": "queued",
@@ -138,7 +241,7 @@ _STATUS: dict[str, JobStatus] = {
     "completed": "succeeded",
     "error": "failed",
     "user_error": "failed",
-    "cancel_requested": "cancelled",
+    "cancel_requested": "running",  # not over until Together says cancelled
     "cancelled": "cancelled",
 }
 
@@ -184,6 +287,18 @@ class ModelLimits(BaseModel):
     lora_max_rank: int = Field(description="Largest LoRA rank.")
     lora_default_rank: int = Field(description="LoRA rank used when none is given.")
     supports_full_training: bool = Field(description="Whether full (non-LoRA) training exists.")
+    full_min_batch_size: int | None = Field(
+        default=None, description="Smallest full-training batch size, when offered."
+    )
+    full_max_batch_size: int | None = Field(
+        default=None, description="Largest full-training batch size (SFT), when offered."
+    )
+    full_max_batch_size_dpo: int | None = Field(
+        default=None, description="Largest full-training batch size (DPO), when offered."
+    )
+    min_max_seq_length: int | None = Field(
+        default=None, description="Smallest max_seq_length a job may ask for, when given."
+    )
     supports_tools: bool = Field(description="Whether tool-calling data can be trained.")
     supports_vision: bool = Field(description="Whether image inputs can be trained.")
     raw: dict[str, Any] = Field(default_factory=dict, description="Together's full record.")
@@ -191,6 +306,16 @@ class ModelLimits(BaseModel):
     def max_seq_length(self, method: str) -> int:
         """The per-example token limit for ``method`` ("supervised" or "dpo")."""
         return self.max_seq_length_dpo if method == "dpo" else self.max_seq_length_sft
+
+    def batch_size_range(self, method: str, *, lora: bool) -> tuple[int, int] | None:
+        """The batch sizes allowed for ``method`` with LoRA or full training (None: unknown)."""
+        if lora:
+            top = self.lora_max_batch_size_dpo if method == "dpo" else self.lora_max_batch_size
+            return self.lora_min_batch_size, top
+        full_top = self.full_max_batch_size_dpo if method == "dpo" else self.full_max_batch_size
+        if self.full_min_batch_size is None or full_top is None:
+            return None
+        return self.full_min_batch_size, full_top
 
 
 class PriceEstimate(BaseModel):
@@ -398,6 +523,7 @@ def _file_info(obj: Any) -> FileInfo:
 def _limits(obj: Any) -> ModelLimits:
     raw = _dump(obj)
     lora = raw.get("lora_training") or {}
+    full: dict[str, Any] = raw.get("full_training") or {}
     return ModelLimits(
         model=raw.get("model_name") or "",
         max_seq_length_sft=raw["max_seq_length_sft"],
@@ -413,6 +539,10 @@ def _limits(obj: Any) -> ModelLimits:
         lora_max_rank=lora["max_rank"],
         lora_default_rank=lora["default_rank"],
         supports_full_training=bool(raw.get("supports_full_training")),
+        full_min_batch_size=full.get("min_batch_size"),
+        full_max_batch_size=full.get("max_batch_size"),
+        full_max_batch_size_dpo=full.get("max_batch_size_dpo"),
+        min_max_seq_length=raw.get("min_max_seq_length"),
         supports_tools=bool(raw.get("supports_tools")),
         supports_vision=bool(raw.get("supports_vision")),
         raw=raw,
@@ -431,15 +561,51 @@ def _chat_kwargs(request: ChatRequest) -> dict[str, Any]:
     return kwargs
 
 
-def _chat_response(completion: Any) -> ChatResponse:
+def _alternatives(top: Any) -> list[dict[str, Any]]:
+    """``{token: logprob}`` (Together's shape) as OpenAI's ``[{token, logprob}]``, best first."""
+    if not isinstance(top, dict):
+        return []
+    pairs = [
+        (str(t), float(v))
+        for t, v in top.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    pairs.sort(key=lambda p: -p[1])
+    return [{"token": t, "logprob": lp} for t, lp in pairs]
+
+
+def _top_per_token(top: Any, n: int) -> list[list[dict[str, Any]]]:
+    """Together's ``top_logprobs``, one ``{token: logprob}`` per generated token, mapped.
+
+    The SDK types it as one mapping; the API sends a list of them. A lone mapping is read
+    as the first token's alternatives.
+    """
+    if isinstance(top, list):
+        per = [_alternatives(t) for t in top]
+    elif isinstance(top, dict):
+        per = [_alternatives(top)]
+    else:
+        per = []
+    return [per[i] if i < len(per) else [] for i in range(n)]
+
+
+def _chat_response(completion: Any, request_id: str | None = None) -> ChatResponse:
     choice = completion.choices[0]
     usage = completion.usage
     logprobs = None
     lp = getattr(choice, "logprobs", None)
     if lp is not None and lp.tokens is not None:
         values = lp.token_logprobs or []
+        top = getattr(lp, "top_logprobs", None)
+        if top is None:
+            top = getattr(choice, "top_logprobs", None)
+        alternatives = _top_per_token(top, len(lp.tokens))
         logprobs = [
-            {"token": t, "logprob": values[i] if i < len(values) else None, "top_logprobs": []}
+            {
+                "token": t,
+                "logprob": values[i] if i < len(values) else None,
+                "top_logprobs": alternatives[i],
+            }
             for i, t in enumerate(lp.tokens)
         ]
     finish = choice.finish_reason or "stop"
@@ -456,7 +622,7 @@ def _chat_response(completion: Any) -> ChatResponse:
         if usage is not None
         else Usage(),
         logprobs=logprobs,
-        request_id=getattr(completion, "_request_id", None),
+        request_id=request_id or getattr(completion, "_request_id", None),
     )
 
 
@@ -512,7 +678,9 @@ class TogetherBackend:
 
     name = "together"
     supports_metadata = False
-    """Together jobs carry no metadata: jobs are found again by model, files and suffix."""
+    """Together jobs carry no metadata: jobs are found again by :meth:`matches_request`."""
+    validation_provider = "together"
+    """Training files are validated with Together's format rules (``validate_file(provider=)``)."""
     provider_option_names: frozenset[str] = PROVIDER_OPTION_NAMES
     """The keys ``JobRequest.provider_options`` may hold."""
 
@@ -550,6 +718,12 @@ class TogetherBackend:
         self.client = client
         self.async_client = async_client
         self._wandb_api_key = wandb_api_key
+        # the SDK logs request options (the W&B key among them) at DEBUG
+        protect_secrets(
+            str(getattr(client, "api_key", "") or ""),
+            wandb_api_key,
+            loggers=("together",),
+        )
         self._limits_cache: dict[str, tuple[ModelLimits, Any]] = {}
         self._loop_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, together.AsyncTogether
@@ -560,6 +734,17 @@ class TogetherBackend:
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return map_together_errors(str(getattr(self.client, "api_key", "") or ""))
+
+    def _writer(self) -> Any:
+        """The client with the SDK's retries off, for requests that create something.
+
+        The SDK resends a request after a dropped connection or a timeout with no
+        idempotency Together honours, so a resent ``POST /fine-tunes`` could start a second
+        (billed) job; :class:`~finetune_qa.jobs.FineTuneJob` retries instead, after
+        looking for what the lost request may have created.
+        """
+        with_options = getattr(self.client, "with_options", None)
+        return with_options(max_retries=0) if callable(with_options) else self.client
 
     # -- files
     def upload_file(self, data: bytes, *, filename: str, purpose: str = "fine-tune") -> FileInfo:
@@ -594,7 +779,7 @@ class TogetherBackend:
     def _upload(self, path: Path, purpose: str) -> FileInfo:
         # check=False: finetune_qa's validator (with Together's rules) ran before this
         with self._errors():
-            return _file_info(self.client.files.upload(file=path, purpose=purpose, check=False))
+            return _file_info(self._writer().files.upload(file=path, purpose=purpose, check=False))
 
     def list_files(self, *, purpose: str | None = None, limit: int = 100) -> list[FileInfo]:
         """Files, newest first (Together returns them all at once; ``limit`` cuts)."""
@@ -658,28 +843,33 @@ class TogetherBackend:
         n_ckpt = opts.get("n_checkpoints")
         if n_ckpt is not None and n_ckpt > limits.max_num_checkpoints:
             bad.append(f"n_checkpoints {n_ckpt} is over the maximum {limits.max_num_checkpoints}")
+        n_evals = opts.get("n_evals")
+        if n_evals is not None and n_evals > limits.max_num_evals:
+            bad.append(f"n_evals {n_evals} is over the maximum {limits.max_num_evals}")
         rank = opts.get("lora_r")
         if rank is not None and rank > limits.lora_max_rank:
             bad.append(f"lora_r {rank} is over the maximum rank {limits.lora_max_rank}")
-        if opts.get("lora") is False and not limits.supports_full_training:
+        seq = opts.get("max_seq_length")
+        top_seq = limits.max_seq_length(request.method)
+        low_seq = limits.min_max_seq_length or 1
+        if seq is not None and not low_seq <= seq <= top_seq:
+            bad.append(f"max_seq_length {seq} is outside {low_seq}-{top_seq} for {request.method}")
+        full = opts.get("lora") is False
+        if full and not limits.supports_full_training:
             bad.append("full training (lora=False) is not offered for this model")
-        if request.batch_size != "auto" and opts.get("lora", True) is not False:
-            top = (
-                limits.lora_max_batch_size_dpo
-                if request.method == "dpo"
-                else limits.lora_max_batch_size
-            )
-            if not limits.lora_min_batch_size <= request.batch_size <= top:
+        elif request.batch_size != "auto":
+            span = limits.batch_size_range(request.method, lora=not full)
+            if span is not None and not span[0] <= request.batch_size <= span[1]:
                 bad.append(
-                    f"batch_size {request.batch_size} is outside "
-                    f"{limits.lora_min_batch_size}-{top} for LoRA"
+                    f"batch_size {request.batch_size} is outside {span[0]}-{span[1]} for "
+                    f"{'full training' if full else 'LoRA'}"
                 )
         if bad:
             raise UsageError(
                 f"Together AI would refuse this job on {request.model}: {'; '.join(bad)}. "
                 "Nothing was uploaded."
             )
-        limit = int(opts.get("max_seq_length") or limits.max_seq_length(request.method))
+        limit = int(seq or top_seq)
         for p in (training_path, validation_path):
             if p is not None:
                 _check_lengths(Path(p), limit, request.model, request.method)
@@ -692,6 +882,7 @@ class TogetherBackend:
                 f"provider_options {unknown} are not Together AI options; allowed: "
                 f"{', '.join(sorted(PROVIDER_OPTION_NAMES))}"
             )
+        _check_option_values(request.provider_options)
         if request.learning_rate_multiplier != "auto":
             raise UsageError(
                 "Together AI takes an absolute learning rate, not a multiplier: drop "
@@ -738,6 +929,9 @@ class TogetherBackend:
                 "train_on_inputs": request.provider_options.get("train_on_inputs", "auto"),
             }
         kwargs["training_method"] = method
+        training_type = self._training_type(request)
+        if training_type is not None:
+            kwargs["training_type"] = training_type
         with self._errors():
             est = _dump(self.client.fine_tuning.estimate_price(**kwargs))
         if est.get("estimation_available"):
@@ -758,9 +952,28 @@ class TogetherBackend:
             )
         return _catalogue_price(request, Path(training_path), reason)
 
+    def _training_type(self, request: JobRequest) -> dict[str, Any] | None:
+        """LoRA or full training as ``create`` asks for it (None: Together's default, LoRA)."""
+        opts = request.provider_options
+        if "lora" not in opts:
+            return None
+        if opts["lora"] is False:
+            return {"type": "Full"}
+        rank = opts.get("lora_r")
+        if rank is None:
+            rank = self.model_limits(request.model).lora_default_rank
+        alpha = opts.get("lora_alpha")
+        return {
+            "type": "Lora",
+            "lora_r": int(rank),
+            "lora_alpha": int(alpha if alpha is not None else rank * 2),
+            "lora_dropout": float(opts.get("lora_dropout") or 0.0),
+            "lora_trainable_modules": opts.get("lora_trainable_modules") or "all-linear",
+        }
+
     # -- jobs
-    def create_job(self, request: JobRequest) -> JobInfo:
-        """Create a fine-tuning job (``/fine-tunes``); see the module docs for the mapping."""
+    def _request_kwargs(self, request: JobRequest) -> dict[str, Any]:
+        """The SDK arguments for ``request``, without the W&B key and the model limits."""
         self._check_options(request)
         kwargs: dict[str, Any] = {
             "model": request.model,
@@ -788,23 +1001,95 @@ class TogetherBackend:
             if integ.get("type") != "wandb":
                 raise UsageError("Together AI takes only the wandb integration")
             wb = integ.get("wandb") or {}
+            kwargs["wandb_project_name"] = wb.get("project")
+            for src, dst in (("name", "wandb_name"), ("entity", "wandb_entity")):
+                if wb.get(src):
+                    kwargs[dst] = wb[src]
+        kwargs.update(opts)
+        return kwargs
+
+    def create_job(self, request: JobRequest) -> JobInfo:
+        """Create a fine-tuning job (``/fine-tunes``); see the module docs for the mapping.
+
+        The request is sent once (the SDK's retries are off for it): after a dropped
+        connection the job may exist, and only :class:`~finetune_qa.jobs.FineTuneJob`,
+        which looks for it first, should try again.
+        """
+        kwargs = self._request_kwargs(request)
+        if request.integrations:
             key = self._wandb_api_key or os.environ.get("WANDB_API_KEY")
             if not key:
                 raise UsageError(
                     "a wandb integration needs a Weights & Biases key: pass "
                     "TogetherBackend(wandb_api_key=...) or set WANDB_API_KEY"
                 )
+            protect_secrets(key, loggers=("together",))
             kwargs["wandb_api_key"] = key
-            kwargs["wandb_project_name"] = wb.get("project")
-            for src, dst in (("name", "wandb_name"), ("entity", "wandb_entity")):
-                if wb.get(src):
-                    kwargs[dst] = wb[src]
-        kwargs.update(opts)
         kwargs["model_limits"] = self._sdk_limits(request.model)[1]
         with map_together_errors(
             str(getattr(self.client, "api_key", "") or ""), str(kwargs.get("wandb_api_key") or "")
         ):
-            return _job_info(self.client.fine_tuning.create(**kwargs))
+            return _job_info(self._writer().fine_tuning.create(**kwargs))
+
+    def matches_request(self, job: JobInfo, request: JobRequest) -> bool:
+        """Whether ``job`` could be the one ``request`` created, judged by what Together echoes.
+
+        Together jobs carry no metadata, so after a lost answer the job is recognised by
+        its settings: the epochs, evaluations, checkpoints, learning rate and schedule,
+        seed, batch size (unless ``"max"``), training method (DPO beta, train_on_inputs
+        unless ``"auto"``), LoRA or full training and its rank, alpha and dropout. A field
+        Together did not echo is not compared, nor one it may resolve (``"max"``,
+        ``"auto"``, the LoRA modules): a false mismatch would send the request again. The
+        SDK's defaults count as sent. The model, files and
+        suffix are compared by :class:`~finetune_qa.jobs.FineTuneJob` itself.
+        """
+        raw = job.raw
+        sent = {
+            "n_epochs": 1,
+            "n_checkpoints": 1,
+            "learning_rate": 1e-5,
+            "warmup_ratio": 0.0,
+            "max_grad_norm": 1.0,
+            "weight_decay": 0.0,
+            **self._request_kwargs(request),
+            "n_evals": _n_evals(request),
+        }
+        pairs: list[tuple[Any, Any]] = [
+            (sent[k], raw[k])
+            for k in _ECHOED
+            if k in sent and raw.get(k) is not None and raw.get(k) != ""
+        ]
+        if sent["batch_size"] != "max" and raw.get("batch_size") is not None:
+            pairs.append((sent["batch_size"], raw["batch_size"]))
+        method = raw.get("training_method")
+        if isinstance(method, dict):
+            for ours, theirs in (
+                ("training_method", "method"),
+                ("dpo_beta", "dpo_beta"),
+                ("train_on_inputs", "train_on_inputs"),
+                ("rpo_alpha", "rpo_alpha"),
+                ("simpo_gamma", "simpo_gamma"),
+            ):
+                # "auto" may come back resolved: compare only what was asked for exactly
+                if ours in sent and sent[ours] != "auto" and method.get(theirs) is not None:
+                    pairs.append((sent[ours], method[theirs]))
+        ttype = raw.get("training_type")
+        wanted = self._training_type(request)
+        if isinstance(ttype, dict) and wanted is not None:
+            for k, v in wanted.items():
+                echoed = ttype.get(k)
+                # the module list may come back expanded from "all-linear"
+                if echoed is not None and k != "lora_trainable_modules":
+                    # Together spells the type "Lora" or "LoRA"
+                    pairs.append((v.lower(), str(echoed).lower()) if k == "type" else (v, echoed))
+        sched = raw.get("lr_scheduler")
+        if (
+            isinstance(sched, dict)
+            and "lr_scheduler_type" in sent
+            and sched.get("lr_scheduler_type") is not None
+        ):
+            pairs.append((sent["lr_scheduler_type"], sched["lr_scheduler_type"]))
+        return all(_same_value(a, b) for a, b in pairs)
 
     def retrieve_job(self, job_id: str) -> JobInfo:
         """The job's current state."""
@@ -814,16 +1099,28 @@ class TogetherBackend:
     def list_jobs(
         self, *, limit: int = 20, metadata: Mapping[str, str] | None = None
     ) -> list[JobInfo]:
-        """Jobs, newest first. Together jobs have no metadata, so a metadata filter matches none."""
+        """Jobs, newest first.
+
+        Raises:
+            UsageError: ``metadata`` was given: Together jobs carry none, so they cannot be
+                filtered by it.
+        """
         if metadata:
-            return []
+            raise UsageError(
+                "Together AI jobs carry no metadata, so list_jobs cannot filter by it; "
+                "call list_jobs() without metadata= and filter the JobInfo list yourself"
+            )
         with self._errors():
             jobs = [_job_info(j) for j in self.client.fine_tuning.list().data]
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         return jobs[:limit]
 
     def cancel_job(self, job_id: str) -> JobInfo:
-        """Cancel the job (it shows ``cancel_requested``, mapped to cancelled, at once)."""
+        """Ask Together to cancel the job.
+
+        The job shows ``cancel_requested`` at once, mapped to ``running`` (it may still
+        train) until Together reports ``cancelled``.
+        """
         with self._errors():
             return _job_info(self.client.fine_tuning.cancel(job_id))
 
@@ -912,7 +1209,9 @@ class TogetherBackend:
     def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion (Together's chat API is OpenAI-compatible)."""
         with self._errors():
-            return _chat_response(self.client.chat.completions.create(**_chat_kwargs(request)))
+            raw = self.client.chat.completions.with_raw_response.create(**_chat_kwargs(request))
+            completion = raw.parse()
+        return _chat_response(completion, raw.headers.get("x-request-id"))
 
     @property
     def async_per_loop(self) -> bool:
@@ -942,8 +1241,34 @@ class TogetherBackend:
         if client is None:
             return await asyncio.to_thread(self.chat, request)
         with self._errors():
-            completion = await client.chat.completions.create(**_chat_kwargs(request))
-        return _chat_response(completion)
+            raw = await client.chat.completions.with_raw_response.create(**_chat_kwargs(request))
+            completion = await raw.parse()
+        return _chat_response(completion, raw.headers.get("x-request-id"))
+
+
+_ECHOED = (
+    "n_epochs",
+    "n_evals",
+    "n_checkpoints",
+    "random_seed",
+    "learning_rate",
+    "warmup_ratio",
+    "max_grad_norm",
+    "weight_decay",
+    "max_seq_length",
+    "gradient_accumulation_steps",
+    "packing",
+    "wandb_project_name",
+)
+"""Job fields Together echoes back as they were sent (compared by ``matches_request``)."""
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a == b)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15)
+    return bool(a == b)
 
 
 def _upload_name(filename: str) -> str:

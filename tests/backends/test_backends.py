@@ -56,24 +56,47 @@ def test_openai_backend_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_lifecycle_through_the_public_backend_methods() -> None:
     backend = OfflineBackend(max_retries=0)
     f = backend.upload_file(training_bytes(), filename="train.jsonl")
-    assert f.bytes == len(training_bytes()) and backend.list_files(purpose="fine-tune")[0].id == f.id
-    job = backend.create_job(JobRequest(model="gpt-4o-mini", training_file=f.id, suffix="acme", metadata={"k": "v"}))
+    assert (
+        f.bytes == len(training_bytes()) and backend.list_files(purpose="fine-tune")[0].id == f.id
+    )
+    job = backend.create_job(
+        JobRequest(model="gpt-4o-mini", training_file=f.id, suffix="acme", metadata={"k": "v"})
+    )
     assert job.status == "validating_files" and not job.done
     assert [j.id for j in backend.list_jobs(metadata={"k": "v"})] == [job.id]
     while not job.done:
         backend.sleep(15)
         job = backend.retrieve_job(job.id)
-    assert job.status == "succeeded" and job.fine_tuned_model and job.fine_tuned_model.startswith("ft:gpt-4o-mini")
+    assert (
+        job.status == "succeeded"
+        and job.fine_tuned_model
+        and job.fine_tuned_model.startswith("ft:gpt-4o-mini")
+    )
     events = backend.list_events(job.id, limit=5)
     assert len(events) == 5 and events[0].created_at >= events[-1].created_at  # newest first
     assert backend.list_checkpoints(job.id)
-    answer = backend.chat(ChatRequest(model=job.fine_tuned_model, messages=[
-        {"role": "system", "content": "You answer questions about Acme."},
-        {"role": "user", "content": "What does plan 3 include?"}], stop=["**STOP**"], temperature=0))
+    answer = backend.chat(
+        ChatRequest(
+            model=job.fine_tuned_model,
+            messages=[
+                {"role": "system", "content": "You answer questions about Acme."},
+                {"role": "user", "content": "What does plan 3 include?"},
+            ],
+            stop=["**STOP**"],
+            temperature=0,
+        )
+    )
     assert answer.content.strip() == "Plan 3 includes 3 seats." and answer.finish_reason == "stop"
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
-    asynced = asyncio.run(backend.achat(ChatRequest(model=job.fine_tuned_model, messages=[
-        {"role": "user", "content": "What does plan 3 include?"}], stop=["**STOP**"])))
+    asynced = asyncio.run(
+        backend.achat(
+            ChatRequest(
+                model=job.fine_tuned_model,
+                messages=[{"role": "user", "content": "What does plan 3 include?"}],
+                stop=["**STOP**"],
+            )
+        )
+    )
     assert asynced.content.strip() == "Plan 3 includes 3 seats."
 
 
@@ -112,7 +135,9 @@ def test_connection_errors_map_and_keep_the_cause() -> None:
     fake = FakeOpenAI()
     backend = OpenAIBackend(openai_client(fake, max_retries=0))
     fake.inject("GET /files", drop=True)
-    with pytest.raises(exc.APIConnectionError, match="may or may not have been carried out") as info:
+    with pytest.raises(
+        exc.APIConnectionError, match="may or may not have been carried out"
+    ) as info:
         backend.list_files()
     assert isinstance(info.value.__cause__, openai.APIConnectionError)
 
@@ -133,7 +158,10 @@ def test_keys_never_reach_exception_text() -> None:
     with pytest.raises(exc.AuthenticationError) as info:
         backend.chat(ChatRequest(model="nope", messages=[{"role": "user", "content": secret}]))
     assert secret not in str(info.value) and secret not in repr(info.value)
-    assert exc.redact(f"Incorrect API key provided: {secret}") == "Incorrect API key provided: [REDACTED]"
+    assert (
+        exc.redact(f"Incorrect API key provided: {secret}")
+        == "Incorrect API key provided: [REDACTED]"
+    )
 
 
 def test_retries_use_the_clients_own_backoff() -> None:
@@ -142,3 +170,58 @@ def test_retries_use_the_clients_own_backoff() -> None:
     fake.inject("GET /fine_tuning/jobs", status=503, retry_after=0.01, times=2)
     assert backend.list_jobs() == []
     assert sum(1 for r in fake.requests if r.path.endswith("/fine_tuning/jobs")) == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "match"),
+    [
+        ({"status": 503, "drop": True}, "status and drop"),
+        ({"status": 503, "timeout": True}, "status and timeout"),
+        ({"drop": True, "timeout": True}, "drop and timeout"),
+        ({"status": 500, "drop": True, "timeout": True}, "status and drop and timeout"),
+        ({"retry_after": 3}, "retry_after goes with an error status"),
+        ({"after_effect": True}, "after_effect needs a failure"),
+        ({"after_effect": True, "latency": 0.01}, "after_effect needs a failure"),
+    ],
+)
+def test_inject_refuses_conflicting_faults(fault: dict[str, object], match: str) -> None:
+    fake = FakeOpenAI()
+    with pytest.raises(exc.UsageError, match=match):
+        fake.inject("POST /fine_tuning/jobs", **fault)  # type: ignore[arg-type]
+    assert fake.pending_faults() == 0
+    fake.inject("POST /fine_tuning/jobs")  # a pass-through fault is fine
+    fake.inject("GET /files", status=429, retry_after=2)
+    assert fake.pending_faults() == 2
+
+
+def test_creating_requests_go_through_a_client_without_retries() -> None:
+    """Reads keep the client's retries; uploads and job creation are sent once."""
+    backend = OfflineBackend()  # the openai client's default max_retries=2
+    backend.client._sleep_for_retry = lambda **kw: None  # type: ignore[attr-defined,method-assign]
+    backend.fake.inject("POST /files", drop=True, after_effect=True)
+    with pytest.raises(exc.APIConnectionError):
+        backend.upload_file(training_bytes(), filename="train.jsonl")
+    assert len(backend.list_files()) == 1  # sent once: one file, though the answer was lost
+    fid = backend.list_files()[0].id
+    backend.fake.inject("POST /fine_tuning/jobs", status=502, after_effect=True)
+    with pytest.raises(exc.InternalServerError):
+        backend.create_job(JobRequest(model="gpt-4o-mini", training_file=fid))
+    assert len(backend.list_jobs()) == 1
+    backend.fake.inject("GET /fine_tuning/jobs", status=502)  # a read: the client retries it
+    assert len(backend.list_jobs()) == 1 and backend.fake.pending_faults() == 0
+
+
+def test_the_openai_loggers_redact_the_clients_key(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    secret = "sk-proj-LOGPLANTED0123456789abcdef"
+    backend = OpenAIBackend(openai_client(FakeOpenAI(), max_retries=0, api_key=secret))
+    caplog.set_level(logging.DEBUG)
+    for name in ("openai", "openai._base_client"):
+        logging.getLogger(name).debug("Request options: %s", {"headers": {"x-key": secret}})
+    backend.list_files()  # the SDK's own DEBUG lines pass through the filter too
+    assert "Request options" in caplog.text and "[REDACTED]" in caplog.text
+    assert secret not in caplog.text
+    OpenAIBackend(openai_client(FakeOpenAI(), max_retries=0, api_key=secret))
+    filters = logging.getLogger("openai._base_client").filters
+    assert sum(type(f).__name__ == "SecretsFilter" for f in filters) == 1  # installed once

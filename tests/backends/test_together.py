@@ -10,6 +10,8 @@ import asyncio
 import copy
 import datetime as dt
 import json
+import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,7 +157,7 @@ def test_registered_by_name_and_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> 
         ("completed", "succeeded"),
         ("error", "failed"),
         ("user_error", "failed"),
-        ("cancel_requested", "cancelled"),
+        ("cancel_requested", "running"),  # it may still train until Together says cancelled
         ("cancelled", "cancelled"),
     ],
 )
@@ -195,9 +197,14 @@ def test_cancel_and_no_pause(
     with pytest.raises(exc.UsageError, match="cancel it or let it finish"):
         job.resume()
     info = job.cancel()
-    assert (info.status, info.provider_status) == ("cancelled", "cancel_requested")
+    assert (info.status, info.provider_status) == ("running", "cancel_requested")
+    assert not info.done
+    statuses: list[tuple[str, str]] = []
     with pytest.raises(exc.JobCancelled):
-        job.wait(poll_interval=0)
+        job.wait(
+            poll_interval=0, on_status=lambda i: statuses.append((i.status, i.provider_status))
+        )
+    assert statuses[-1] == ("cancelled", "cancelled") and job.info.done
 
 
 # --------------------------------------------------------------------------- errors
@@ -293,7 +300,8 @@ def test_list_jobs_newest_first_with_limit(
     jobs = backend.list_jobs()
     assert [j.id for j in jobs] == ids[::-1]
     assert [j.id for j in backend.list_jobs(limit=2)] == ids[:0:-1]
-    assert backend.list_jobs(metadata={"k": "v"}) == []  # Together jobs have no metadata
+    with pytest.raises(exc.UsageError, match="cannot filter by it"):
+        backend.list_jobs(metadata={"k": "v"})  # Together jobs have no metadata
     files = backend.list_files(purpose="fine-tune")
     assert [f.id for f in files] == [fid] and files[0].bytes == train.stat().st_size
     assert backend.file_content(fid) == train.read_bytes()
@@ -418,6 +426,34 @@ def test_dpo_request(api: FakeTogether, backend: TogetherBackend, train: Path) -
         ({"batch_size": 64}, "batch_size 64 is outside 8-32"),
         ({"provider_options": {"learning_rate": 2.0}}, "learning_rate 2 is outside"),
         ({"provider_options": {"lora_r": 128}}, "over the maximum rank 64"),
+        # the wrong type names the option, the type wanted and the values allowed
+        ({"provider_options": {"learning_rate": "2e-5"}}, r"'learning_rate'\] must be a number"),
+        ({"provider_options": {"n_checkpoints": "3"}}, r"'n_checkpoints'\] must be an int .1 to"),
+        ({"provider_options": {"n_checkpoints": 2.0}}, "must be an int"),
+        ({"provider_options": {"lora": "yes"}}, r"'lora'\] must be a bool \(True or False\)"),
+        ({"provider_options": {"lora_r": True}}, "must be an int"),
+        ({"provider_options": {"train_on_inputs": "maybe"}}, "True, False or 'auto'"),
+        (
+            {"provider_options": {"warmup_ratio": 1.5}},
+            "warmup_ratio'] is 1.5; Together AI allows 0 to 1",
+        ),
+        ({"provider_options": {"learning_rate": float("nan")}}, "must be a number"),
+        ({"provider_options": {"lr_scheduler_type": "step"}}, "'linear' or 'cosine'"),
+        ({"provider_options": {"n_evals": 101}}, "n_evals 101 is over the maximum 100"),
+        # max_seq_length within the model's limits, not in place of them
+        (
+            {"provider_options": {"max_seq_length": 10**6}},
+            "max_seq_length 1000000 is outside 1024-131072",
+        ),
+        (
+            {"provider_options": {"max_seq_length": 512}},
+            "max_seq_length 512 is outside 1024-131072",
+        ),
+        # full training has its own batch sizes (8-24 here), LoRA 8-32
+        (
+            {"batch_size": 32, "provider_options": {"lora": False}},
+            "batch_size 32 is outside 8-24 for full training",
+        ),
     ],
 )
 def test_refused_before_anything_is_uploaded(
@@ -584,6 +620,33 @@ def test_chat_maps_request_and_response(api: FakeTogether, backend: TogetherBack
     assert resp.content == "I do not know." and resp.finish_reason == "stop"  # eos -> stop
     assert resp.usage.total_tokens == 25 and resp.logprobs is not None
     assert [t["token"] for t in resp.logprobs] == ["I", "do", "not", "know."]
+    assert resp.request_id == "req-chat-1"  # the x-request-id header
+    # Together's {token: logprob} alternatives, as OpenAI's list, best first
+    assert resp.logprobs[0]["top_logprobs"] == [
+        {"token": "I", "logprob": -0.1},
+        {"token": "maybe", "logprob": -2.5},
+    ]
+    assert [len(t["top_logprobs"]) for t in resp.logprobs] == [2, 2, 2, 2]
+
+
+def test_guardrail_probability_reads_together_alternatives(
+    api: FakeTogether, backend: TogetherBackend
+) -> None:
+    from finetune_qa.guardrails import probability_from_logprobs
+
+    req = ChatRequest(
+        model="acme/m",
+        messages=[{"role": "user", "content": "Hi?"}],
+        logprobs=True,
+        top_logprobs=3,
+    )
+    resp = backend.chat(req)
+    # "I" (-0.1) against "maybe" (-2.5), found only among the alternatives
+    p = probability_from_logprobs(resp.logprobs, on_label="I", off_label="maybe")
+    want = math.exp(-0.1) / (math.exp(-0.1) + math.exp(-2.5))
+    assert p == pytest.approx(want)
+    asynced = asyncio.run(backend.achat(req))
+    assert asynced.request_id == "req-chat-1" and asynced.logprobs == resp.logprobs
 
 
 def test_async_chat_through_chat_model(api: FakeTogether, backend: TogetherBackend) -> None:
@@ -601,3 +664,253 @@ def test_async_clients_are_made_per_event_loop(
     req = ChatRequest(model="acme/m", messages=[{"role": "user", "content": "x?"}])
     for _ in range(2):  # a second asyncio.run() gets a fresh client
         assert asyncio.run(backend.achat(req)).content == "I do not know."
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def _posts(api: FakeTogether, path: str) -> int:
+    return sum(
+        1 for c in api.router.calls if c.request.method == "POST" and c.request.url.path == path
+    )
+
+
+def _lists(api: FakeTogether) -> int:
+    return sum(
+        1
+        for c in api.router.calls
+        if c.request.method == "GET" and c.request.url.path == "/v1/fine-tunes"
+    )
+
+
+def test_sdk_retries_never_resend_a_create(api: FakeTogether, train: Path, tmp_path: Path) -> None:
+    """A backend built with the SDK's default retries (2): one POST, one job, one file."""
+    backend = TogetherBackend(api_key=KEY, base_url=API)  # max_retries=2, as a user builds it
+    assert backend.client.max_retries == 2
+    backend.sleep = lambda s: None  # type: ignore[attr-defined]  # finetune_qa's own waits
+    api.drop_next_create = True  # the job is made, the answer lost
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
+    assert list(api.jobs) == [job.id]
+    assert _posts(api, "/v1/fine-tunes") == 1
+    assert _posts(api, "/v1/files") == 1 and len(api.files) == 1
+    # called directly, the backend sends a create once and reports the lost answer
+    api.drop_next_create = True
+    fid = next(iter(api.files))
+    with pytest.raises(exc.APIConnectionError):
+        backend.create_job(JobRequest(model=LLAMA, training_file=fid, suffix="direct"))
+    assert _posts(api, "/v1/fine-tunes") == 2 and len(api.jobs) == 2
+    # reads keep the SDK's retries
+    assert backend.client.max_retries == 2
+
+
+def test_another_run_with_other_settings_gets_its_own_job(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    """Two journals, within CLOCK_SKEW, different epochs: B never adopts A's job."""
+    a = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "a.jsonl", n_epochs=1
+    )
+    lists_before = _lists(api)
+    b = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "b.jsonl", n_epochs=3
+    )
+    assert a.id != b.id and api.jobs[b.id]["n_epochs"] == 3
+    assert _lists(api) == lists_before, "a new intent sends its create without a look-up"
+    # B's create answer is lost: the look-up finds B's job, not A's (other epochs)
+    api.drop_next_create = True
+    c = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "c.jsonl", n_epochs=2
+    )
+    assert c.id not in (a.id, b.id) and api.jobs[c.id]["n_epochs"] == 2
+    assert len(api.jobs) == 3 and _posts(api, "/v1/fine-tunes") == 3
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"n_epochs": 1}, {"n_epochs": 3}),
+        ({"batch_size": 8}, {"batch_size": 16}),
+        ({"seed": 1}, {"seed": 2}),
+        (
+            {"provider_options": {"learning_rate": 1e-5}},
+            {"provider_options": {"learning_rate": 2e-5}},
+        ),
+        ({"provider_options": {"lora": True}}, {"provider_options": {"lora": False}}),
+        (
+            {"provider_options": {"lora": True, "lora_r": 8}},
+            {"provider_options": {"lora": True, "lora_r": 16}},
+        ),
+        ({"provider_options": {"n_checkpoints": 1}}, {"provider_options": {"n_checkpoints": 3}}),
+    ],
+)
+def test_a_lost_create_is_matched_by_the_settings_together_echoes(
+    api: FakeTogether,
+    backend: TogetherBackend,
+    train: Path,
+    tmp_path: Path,
+    first: dict[str, Any],
+    second: dict[str, Any],
+) -> None:
+    a = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "a.jsonl", **first
+    )
+    api.drop_next_create = True
+    b = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "b.jsonl", **second
+    )
+    assert b.id != a.id and len(api.jobs) == 2 and _posts(api, "/v1/fine-tunes") == 2
+    ra, rb = (
+        JobRequest(model=LLAMA, training_file=api.jobs[a.id]["training_file"], **kw)
+        for kw in (first, second)
+    )
+    assert backend.matches_request(a.info, ra) and not backend.matches_request(a.info, rb)
+    assert backend.matches_request(b.info, rb)
+
+
+def test_two_runs_with_the_same_request_are_not_guessed_between(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    a = FineTuneJob.create(
+        train, model=LLAMA, backend=backend, journal=tmp_path / "a.jsonl", n_epochs=2
+    )
+    api.drop_next_create = True
+    with pytest.raises(exc.BackendError) as info:
+        FineTuneJob.create(
+            train, model=LLAMA, backend=backend, journal=tmp_path / "b.jsonl", n_epochs=2
+        )
+    [b_id] = [j for j in api.jobs if j != a.id]
+    text = str(info.value)
+    assert info.value.code == "ambiguous_job"
+    assert a.id in text and b_id in text and "FineTuneJob.attach" in text and "b.jsonl" in text
+    assert _posts(api, "/v1/fine-tunes") == 2, "nothing more was sent"
+
+
+def test_a_failed_look_up_after_a_lost_create_raises_instead_of_posting_again(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    journal = tmp_path / "j.jsonl"
+    api.drop_next_create = True
+    api.failing_lists = 100
+    with pytest.raises(exc.InternalServerError) as info:
+        FineTuneJob.create(train, model=LLAMA, backend=backend, journal=journal)
+    assert "503 from Together AI" in str(info.value) and "re-run" in str(info.value).lower()
+    assert str(journal) in str(info.value)
+    assert _posts(api, "/v1/fine-tunes") == 1 and len(api.jobs) == 1
+    api.failing_lists = 0
+    job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=journal)
+    assert list(api.jobs) == [job.id] and _posts(api, "/v1/fine-tunes") == 1
+
+
+def test_together_rules_validate_a_model_outside_the_catalogue(
+    api: FakeTogether, backend: TogetherBackend, tmp_path: Path
+) -> None:
+    """5 examples are too few for OpenAI, enough for Together."""
+    five = tmp_path / "five.jsonl"
+    five.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"q{i}?"},
+                        {"role": "assistant", "content": f"a{i}"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
+    model = "meta-llama/Llama-3.3-70B-Instruct-Reference"
+    job = FineTuneJob.create(five, model=model, backend=backend, journal=tmp_path / "j.jsonl")
+    assert job.info.model == model
+    assert backend.validation_provider == "together"
+    # the same file is refused on OpenAI, whose rules need 10
+    with pytest.raises(exc.ValidationFailed, match="too_few_examples"):
+        FineTuneJob.create(
+            five, model="gpt-4o-mini", backend=OfflineBackend(), journal=tmp_path / "o.jsonl"
+        )
+    # and Together's own rules apply: roles must alternate
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "a?"},
+                    {"role": "user", "content": "b?"},
+                    {"role": "assistant", "content": "c"},
+                ]
+            }
+        )
+        + "\n"
+    )
+    with pytest.raises(exc.ValidationFailed):
+        FineTuneJob.create(twice, model=model, backend=backend, journal=tmp_path / "j.jsonl")
+
+
+def test_the_wandb_and_api_keys_stay_out_of_debug_logs(
+    api: FakeTogether, train: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = make_backend(wandb_api_key=WANDB_KEY)
+    FineTuneJob.create(
+        train,
+        model=LLAMA,
+        backend=backend,
+        journal=tmp_path / "j.jsonl",
+        integrations=[{"type": "wandb", "wandb": {"project": "qa"}}],
+    )
+    sent = [
+        json.loads(c.request.content)
+        for c in api.router.calls
+        if c.request.url.path == "/v1/fine-tunes"
+    ]
+    assert sent[-1]["wandb_key"] == WANDB_KEY  # Together did get it
+    assert "Request options" in caplog.text and "[REDACTED]" in caplog.text  # the path was logged
+    assert WANDB_KEY not in caplog.text and KEY not in caplog.text
+    # installed once, however many backends are built
+    make_backend(wandb_api_key=WANDB_KEY)
+    base = logging.getLogger("together._base_client")
+    assert sum(type(f).__name__ == "SecretsFilter" for f in base.filters) == 1
+
+
+def test_price_estimate_sends_the_training_type(
+    api: FakeTogether, backend: TogetherBackend, train: Path
+) -> None:
+    fid = backend.upload_file(train.read_bytes(), filename="t.jsonl").id
+
+    def sent(**options: Any) -> dict[str, Any]:
+        backend.estimate_price(JobRequest(model=LLAMA, training_file=fid, provider_options=options))
+        return dict(json.loads(api.estimate.calls[-1].request.content))
+
+    assert sent(lora=False)["training_type"] == {"type": "Full"}
+    assert sent(lora=True, lora_r=16)["training_type"] == {
+        "type": "Lora",
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.0,
+        "lora_trainable_modules": "all-linear",
+    }
+    assert sent(lora=True)["training_type"]["lora_r"] == 64  # the model's default rank
+    assert "training_type" not in sent()  # Together's default (LoRA), as create sends it
+
+
+def test_option_specs_cover_every_option() -> None:
+    from finetune_qa.backends.together import _OPTION_SPECS
+
+    assert set(_OPTION_SPECS) == PROVIDER_OPTION_NAMES
+
+
+def test_full_training_batch_size_within_its_limits_is_sent(
+    api: FakeTogether, backend: TogetherBackend, train: Path, tmp_path: Path
+) -> None:
+    FineTuneJob.create(
+        train,
+        model=LLAMA,
+        backend=backend,
+        journal=tmp_path / "j.jsonl",
+        batch_size=24,
+        provider_options={"lora": False, "max_seq_length": 4096},
+    )
+    [body] = api.create_bodies
+    assert body["batch_size"] == 24 and body["training_type"] == {"type": "Full"}
+    assert body["max_seq_length"] == 4096
