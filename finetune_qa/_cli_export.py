@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
 from finetune_qa._cli_jobs import _emit, open_backend
-from finetune_qa.export import ExportFormat, export_hf
+from finetune_qa.exceptions import ConfigError, UnknownBackendError, UsageError
+from finetune_qa.export import ExportFormat, export_splits
 
 __all__ = ["register"]
 
@@ -57,9 +58,12 @@ def register(cli: click.Group) -> None:
 
         Load the result with datasets.load_dataset("parquet", data_dir=DIR).
         """
-        out_dir.mkdir(parents=True, exist_ok=True)
-        splits = [("train", train)] + ([("validation", validation)] if validation else [])
-        reports = [export_hf(path, out_dir, format=fmt, split_name=name) for name, path in splits]
+        splits: list[tuple[str, Path]] = [("train", train)]
+        if validation is not None:
+            splits.append(("validation", validation))
+        # every input is checked before anything is written; the directory is made only
+        # then (by the atomic writer, whose OS errors become one-line InputFileErrors)
+        reports = export_splits(splits, out_dir, format=fmt)
         builder = "json" if fmt == "jsonl" else "parquet"
 
         def text() -> str:
@@ -93,7 +97,15 @@ def register(cli: click.Group) -> None:
         "--model", default=None, help="Target base model (default: the suggested mapping)."
     )
     @click.option(
-        "--dry-run", is_flag=True, help="Download, validate and print the plan; send nothing."
+        "--epochs",
+        default=None,
+        help="Epochs for the new job, 1-50 or auto [default: the source job's].",
+    )
+    @click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Download, validate and print the plan; send nothing (with the target's key set, "
+        "its limits are read and checked).",
     )
     @click.option(
         "--workdir",
@@ -117,6 +129,7 @@ def register(cli: click.Group) -> None:
         to: str,
         from_: str,
         model: str | None,
+        epochs: str | None,
         dry_run: bool,
         workdir: Path | None,
         wait: bool,
@@ -132,18 +145,28 @@ def register(cli: click.Group) -> None:
         """
         from finetune_qa.migration import migrate as run_migration
 
+        n_epochs: int | Literal["auto"] | None = None
+        if epochs is not None:
+            n_epochs = "auto" if epochs == "auto" else _epochs(epochs)
         with ExitStack() as stack:
             source = stack.enter_context(open_backend(from_, None))
             # one backend for both sides when they are the same: two handles on the
             # offline state would each save their own copy and lose the other's changes
             target: Any = source if to == from_ else to
-            if not dry_run and target is to:
-                target = stack.enter_context(open_backend(to, None))
+            if target is to and not (dry_run and to == "offline"):
+                try:
+                    target = stack.enter_context(open_backend(to, None))
+                except (ConfigError, UnknownBackendError):
+                    if not dry_run:
+                        raise
+                    # no key (or not registered here): a dry run still plans by name,
+                    # without the target's own limits
             result = run_migration(
                 job_id,
                 source=source,
                 target=target,
                 model=model,
+                n_epochs=n_epochs,
                 dry_run=dry_run,
                 workdir=workdir,
                 wait=wait,
@@ -171,3 +194,13 @@ def register(cli: click.Group) -> None:
             click.echo(job.id)
         if job.status in ("failed", "cancelled"):
             raise click.exceptions.Exit(1)
+
+
+def _epochs(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 50:
+        raise UsageError(f"--epochs takes 1 to 50 or 'auto', got {value!r}")
+    return n

@@ -55,7 +55,8 @@ def _load_offline_state(path: Path) -> Any:
     try:
         return FakeOpenAI.load(path)
     except UsageError as exc:
-        raise InputFileError("does not hold a saved offline API", path=path, hint=hint) from exc
+        problem = str(exc) if "saved by" in str(exc) else "does not hold a saved offline API"
+        raise InputFileError(problem, path=path, hint=hint) from exc
     except OSError as exc:
         if path.is_dir():
             hint = "point FINETUNE_QA_OFFLINE_STATE at a file, not a directory"

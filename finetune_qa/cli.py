@@ -13,10 +13,8 @@ set ``FINETUNE_QA_DEBUG=1`` to get the traceback of an unexpected error.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_guard import register as register_guard_commands
 from finetune_qa._cli_jobs import register as register_training_commands
+from finetune_qa._fs import atomic_write, same_file
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
 from finetune_qa.config import (
@@ -451,13 +450,7 @@ def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:
     for other in others:
         if other is None:
             continue
-        try:
-            same = path.resolve() == other.resolve() or (
-                path.exists() and other.exists() and os.path.samefile(path, other)
-            )
-        except OSError:
-            same = False
-        if same:
+        if same_file(path, other):
             raise UsageError(
                 f"--report {path} is also an input or output of this command; writing the "
                 "report there would destroy it: choose another path"
@@ -466,23 +459,7 @@ def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file beside it, then rename), owner-only."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(
-            f"cannot write ({exc.strerror})", path=path, hint="choose a writable path"
-        ) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise InputError(
-            f"cannot write ({exc.strerror})", path=path, hint="choose a writable path"
-        ) from exc
+    atomic_write(path, text, mode=0o600, problem="cannot write", hint="choose a writable path")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

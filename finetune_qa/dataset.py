@@ -24,20 +24,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from types import TracebackType
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Self
 
+from finetune_qa._fs import AtomicFile, same_file
 from finetune_qa._pipeline import (
     Accounts,
     Example,
@@ -780,13 +779,7 @@ class _Merger:
 
 def _refuse_overwriting_input(source: Path, target: Path) -> None:
     """Raise when ``target`` is ``source`` (same path, symlink or hard link)."""
-    try:
-        same = source.resolve() == target.resolve() or (
-            target.exists() and os.path.samefile(source, target)
-        )
-    except OSError:
-        return  # a missing or unreadable source is reported when it is read
-    if same:
+    if same_file(source, target):
         raise UsageError(
             f"{target} is also an input of this build; writing the output there would "
             "destroy the input: choose another output path"
@@ -794,12 +787,15 @@ def _refuse_overwriting_input(source: Path, target: Path) -> None:
 
 
 class _AtomicFile:
-    """Write to a temporary file beside ``path``; move it into place only on success."""
+    """Write to a temporary file beside ``path``; move it into place only on success.
+
+    A thin wrapper of :class:`finetune_qa._fs.AtomicFile` that accepts no path (no file
+    to write: ``with`` gives None) and refuses a directory with a build-specific hint.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._f: IO[bytes] | None = None
-        self._tmp: str | None = None
+        self._out: AtomicFile | None = None
 
     def __enter__(self) -> _AtomicFile | None:
         if self.path is None:
@@ -810,46 +806,21 @@ class _AtomicFile:
                 path=self.path,
                 hint="give a file name for the output, e.g. train.jsonl",
             )
-        parent = self.path.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=parent
-            )
-        except OSError as exc:
-            raise InputFileError(
-                f"cannot write here ({exc.strerror})",
-                path=self.path,
-                hint="choose a writable directory",
-            ) from exc
-        self._f = os.fdopen(fd, "wb", buffering=1 << 20)
+        out = AtomicFile(self.path)
+        out.__enter__()
+        self._out = out
         return self
 
     def write(self, data: bytes) -> None:
-        assert self._f is not None
-        self._f.write(data)
+        assert self._out is not None
+        self._out.write(data)
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._f is None or self._tmp is None or self.path is None:
-            return
-        self._f.close()
-        if exc_type is None:
-            os.chmod(self._tmp, 0o644 & ~_umask())
-            os.replace(self._tmp, self.path)
-        else:
-            with contextlib.suppress(OSError):
-                os.remove(self._tmp)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# read once, at import: os.umask() can only be read by setting it, which is not thread-safe
-_UMASK = _read_umask()
-
-
-def _umask() -> int:
-    return _UMASK
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            out.__exit__(exc_type, exc, tb)

@@ -24,8 +24,11 @@ How OpenAI's extras map:
 
 The export streams: a first pass checks every line and finds which optional columns are
 needed (so the schema is fixed before anything is written), a second writes batches of
-``row_group_size`` rows. Memory does not grow with the file. The output is written to a
-temporary file and moved into place only when complete: on any error nothing appears.
+``row_group_size`` rows. Memory does not grow with the file. Because it is read twice, the
+source must be a regular file: a pipe or ``<(process substitution)`` is refused (it would
+be empty the second time). The output is written to a temporary file and moved into
+place only when complete: on any error nothing appears (and :func:`export_splits` checks
+every source before it writes any file or creates the directory).
 
 Why a separate call and not an option of ``DatasetBuilder.build``: ``build`` writes the
 OpenAI JSONL and a report that reconciles every pair; the Hugging Face file is a second
@@ -48,21 +51,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._fs import atomic_write, open_regular, same_file
 from finetune_qa.exceptions import (
     ConfigError,
-    InputFileError,
     JSONLFormatError,
     RecordError,
     UsageError,
@@ -71,7 +72,14 @@ from finetune_qa.exceptions import (
 if TYPE_CHECKING:
     from finetune_qa.dataset import BuildReport
 
-__all__ = ["HF_INSTALL_HINT", "ExportFormat", "ExportReport", "export_build", "export_hf"]
+__all__ = [
+    "HF_INSTALL_HINT",
+    "ExportFormat",
+    "ExportReport",
+    "export_build",
+    "export_hf",
+    "export_splits",
+]
 
 ExportFormat = Literal["jsonl", "parquet"]
 """Output formats: JSON lines, or Parquet (needs pyarrow)."""
@@ -162,19 +170,14 @@ class _Shape:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below, errors mapped first
-    except IsADirectoryError as exc:
-        raise InputFileError(
-            "is a directory, not a JSONL file", path=path, hint="pass the .jsonl file itself"
-        ) from exc
-    except FileNotFoundError as exc:
-        raise InputFileError("no such file", path=path, hint="check the path") from exc
-    except OSError as exc:
-        raise InputFileError(
-            f"cannot be read ({exc.strerror})", path=path, hint="check its permissions"
-        ) from exc
-    with f:
+    # a regular file only: the export reads its input twice (check, then write), so a
+    # pipe would be empty the second time, and opening a FIFO with no writer would hang
+    with open_regular(
+        path,
+        kind="JSONL file",
+        directory_hint="pass the .jsonl file itself",
+        pipe_hint="save the JSONL to a file and pass that: the export reads it twice",
+    ) as f:
         for n, raw in enumerate(f, 1):
             if raw.strip():
                 yield n, raw
@@ -352,38 +355,84 @@ def _pyarrow() -> tuple[Any, Any]:
         ) from None
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; move it into place only on success."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputFileError(
-            f"cannot write here ({exc.strerror})", path=path, hint="choose a writable directory"
-        ) from exc
-    os.close(fd)
-    try:
-        yield tmp
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o644 & ~mask)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-
-
-def _target(src: Path, given: str, fmt: ExportFormat, split_name: str | None) -> Path:
-    out = Path(given)
-    if out.is_dir() or given.endswith(("/", os.sep)):
+def _target(
+    src: Path, out: Path, fmt: ExportFormat, split_name: str | None, *, as_dir: bool
+) -> Path:
+    if as_dir or out.is_dir():
         name = split_name or src.name.split(".", 1)[0] or "train"
         out = out / f"{name}.{_EXTENSIONS[fmt]}"
-    if out.exists() and out.resolve() == src.resolve():
+    if same_file(src, out):
         raise UsageError(
             f"the export would overwrite its source {src}; write it to another directory"
         )
     return out
+
+
+@dataclass
+class _Job:
+    """One file to export, checked: the source, what the first pass found, the target."""
+
+    src: Path
+    shape: _Shape
+    target: Path
+    split: str | None
+
+
+def _check_args(format: str, row_group_size: int) -> None:
+    if format not in _EXTENSIONS:
+        raise UsageError(f"format must be 'jsonl' or 'parquet', got {format!r}")
+    if type(row_group_size) is not int or row_group_size < 1:
+        raise UsageError(f"row_group_size must be a whole number >= 1, got {row_group_size!r}")
+    if format == "parquet":
+        _pyarrow()
+
+
+def _prepare(
+    src_jsonl: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    fmt: ExportFormat,
+    split_name: str | None,
+    *,
+    as_dir: bool,
+) -> _Job:
+    """The first pass: check every line of the source and choose the target; writes nothing."""
+    src = Path(src_jsonl)
+    shape = _Shape()
+    for n, raw in _lines(src):
+        _check(src, n, _parse(src, n, raw), shape)
+    if shape.examples == 0:
+        raise RecordError(
+            "holds no examples", path=src, hint="export a file with at least one chat example"
+        )
+    given = os.fspath(out)
+    as_dir = as_dir or given.endswith(("/", os.sep))
+    return _Job(src, shape, _target(src, Path(given), fmt, split_name, as_dir=as_dir), split_name)
+
+
+def _write(job: _Job, fmt: ExportFormat, row_group_size: int) -> ExportReport:
+    """The second pass: write the target atomically (missing folders are created)."""
+
+    def write(f: IO[bytes]) -> None:
+        if fmt == "parquet":
+            _write_parquet(job.src, f, job.shape, row_group_size)
+        else:
+            _write_jsonl(job.src, f, job.shape, row_group_size)
+
+    atomic_write(job.target, write, hint="choose a writable directory for the export")
+    shape = job.shape
+    return ExportReport(
+        source=str(job.src),
+        path=str(job.target),
+        format=fmt,
+        split=job.split,
+        examples=shape.examples,
+        columns=shape.columns(),
+        message_fields=shape.message_fields(),
+        bytes=job.target.stat().st_size,
+        weighted_examples=shape.weighted,
+        tool_examples=shape.tools,
+        dropped_keys=dict(shape.dropped),
+    )
 
 
 def export_hf(
@@ -416,39 +465,56 @@ def export_hf(
         RecordError: a line is not a chat example (the error names file and line).
         UsageError: bad arguments, or the output would overwrite the source.
     """
-    if format not in _EXTENSIONS:
-        raise UsageError(f"format must be 'jsonl' or 'parquet', got {format!r}")
-    if type(row_group_size) is not int or row_group_size < 1:
-        raise UsageError(f"row_group_size must be a whole number >= 1, got {row_group_size!r}")
-    if format == "parquet":
-        _pyarrow()
-    src = Path(src_jsonl)
-    shape = _Shape()
-    for n, raw in _lines(src):
-        _check(src, n, _parse(src, n, raw), shape)
-    if shape.examples == 0:
-        raise RecordError(
-            "holds no examples", path=src, hint="export a file with at least one chat example"
-        )
-    target = _target(src, os.fspath(out), format, split_name)
-    with _atomic(target) as tmp:
-        if format == "parquet":
-            _write_parquet(src, tmp, shape, row_group_size)
-        else:
-            _write_jsonl(src, tmp, shape, row_group_size)
-    return ExportReport(
-        source=str(src),
-        path=str(target),
-        format=format,
-        split=split_name,
-        examples=shape.examples,
-        columns=shape.columns(),
-        message_fields=shape.message_fields(),
-        bytes=target.stat().st_size,
-        weighted_examples=shape.weighted,
-        tool_examples=shape.tools,
-        dropped_keys=dict(shape.dropped),
-    )
+    _check_args(format, row_group_size)
+    job = _prepare(src_jsonl, out, format, split_name, as_dir=False)
+    return _write(job, format, row_group_size)
+
+
+def export_splits(
+    splits: Sequence[tuple[str, str | os.PathLike[str]]],
+    out_dir: str | os.PathLike[str],
+    *,
+    format: ExportFormat = "parquet",
+    row_group_size: int = DEFAULT_ROW_GROUP,
+) -> list[ExportReport]:
+    """Export several splits into one directory, checking every source before writing any.
+
+    Each split is written as ``<name>.<parquet|jsonl>`` in ``out_dir``, which is created
+    when the first file is written: a bad source leaves no file and no empty directory.
+
+    Args:
+        splits: ``(split name, chat JSONL)`` pairs, e.g. ``[("train", "train.jsonl")]``.
+        out_dir: the directory to write into.
+        format: ``"parquet"`` or ``"jsonl"``.
+        row_group_size: rows written at a time.
+
+    Returns:
+        One :class:`ExportReport` per split, in the order given.
+
+    Raises:
+        ConfigError: Parquet was asked for and pyarrow is not installed.
+        InputFileError: a source cannot be read (or is not a regular file), or the
+            directory cannot be written.
+        JSONLFormatError: a line is not a JSON object (the error names file and line).
+        RecordError: a line is not a chat example (the error names file and line).
+        UsageError: bad arguments; ``out_dir`` is a file; an output would overwrite a source.
+    """
+    _check_args(format, row_group_size)
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{d} is a file; the export writes into a directory: choose another")
+    names = [name for name, _ in splits]
+    if not names or len(set(names)) != len(names):
+        raise UsageError(f"give one or more splits with different names, got {names}")
+    jobs = [_prepare(path, d, format, name, as_dir=True) for name, path in splits]
+    for job in jobs:
+        for other in jobs:
+            if same_file(other.src, job.target):
+                raise UsageError(
+                    f"the export would overwrite its source {other.src}; "
+                    "write it to another directory"
+                )
+    return [_write(job, format, row_group_size) for job in jobs]
 
 
 def _batches(src: Path, shape: _Shape, size: int) -> Iterator[list[dict[str, Any]]]:
@@ -462,16 +528,15 @@ def _batches(src: Path, shape: _Shape, size: int) -> Iterator[list[dict[str, Any
         yield batch
 
 
-def _write_jsonl(src: Path, tmp: str, shape: _Shape, size: int) -> None:
-    with open(tmp, "wb", buffering=1 << 20) as f:
-        for batch in _batches(src, shape, size):
-            f.write(b"".join(orjson.dumps(row) + b"\n" for row in batch))
+def _write_jsonl(src: Path, f: IO[bytes], shape: _Shape, size: int) -> None:
+    for batch in _batches(src, shape, size):
+        f.write(b"".join(orjson.dumps(row) + b"\n" for row in batch))
 
 
-def _write_parquet(src: Path, tmp: str, shape: _Shape, size: int) -> None:
+def _write_parquet(src: Path, f: IO[bytes], shape: _Shape, size: int) -> None:
     pa, pq = _pyarrow()
     schema = _arrow_schema(shape)
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with pq.ParquetWriter(f, schema) as writer:
         for batch in _batches(src, shape, size):
             writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=size)
 
@@ -499,14 +564,7 @@ def export_build(
     """
     if report.output is None:
         raise UsageError("the build report names no training file")
-    d = Path(out_dir)
-    if d.exists() and not d.is_dir():
-        raise UsageError(f"{d} is a file; export_build writes into a directory")
-    d.mkdir(parents=True, exist_ok=True)
-    splits = [("train", report.output)]
+    splits: list[tuple[str, str | os.PathLike[str]]] = [("train", report.output)]
     if report.validation_output:
         splits.append(("validation", report.validation_output))
-    return [
-        export_hf(path, d, format=format, split_name=name, row_group_size=row_group_size)
-        for name, path in splits
-    ]
+    return export_splits(splits, out_dir, format=format, row_group_size=row_group_size)

@@ -7,13 +7,18 @@ hyperparameters and suffix), downloads the files, validates them for the target 
 suggests a target model (:data:`MODEL_MAP`) and maps the hyperparameters;
 :func:`migrate` then starts the equivalent job on the target with
 :meth:`FineTuneJob.create <finetune_qa.jobs.FineTuneJob.create>` — or, with
-``dry_run=True``, only returns the plan. A plan needs nothing from the target backend
-(not even its key); nothing is sent to the target until :func:`migrate` runs without
-``dry_run``.
+``dry_run=True``, only returns the plan. Given the target by name, a plan needs nothing
+from it (not even its key). Given a backend instance with a ``check_request`` method
+(Together's), the plan also checks the settings and the example lengths against the
+target's own limits (for Together one read of ``/fine-tunes/models/limits``) and lists
+what it would refuse in :attr:`MigrationPlan.problems`. Nothing is sent to the target
+until :func:`migrate` runs without ``dry_run``.
 
 How settings map:
 
-* ``n_epochs`` is kept (the value the source job trained with; ``"auto"`` stays auto);
+* ``n_epochs`` is kept (the value the source job trained with; ``"auto"`` stays auto),
+  unless ``n_epochs=`` is given (``--epochs``): OpenAI allows up to 50, Together
+  fewer;
 * ``batch_size`` and ``learning_rate_multiplier`` are kept between OpenAI-compatible
   backends. Other providers take an absolute learning rate and set their own batch
   limits per model, so there both are left to the target's default (``"auto"``) and
@@ -41,21 +46,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa.backends import Backend, JobInfo, get_backend
+from finetune_qa._fs import atomic_write
+from finetune_qa.backends import Backend, JobInfo, JobRequest, get_backend
 from finetune_qa.backends.together import MAX_SUFFIX as TOGETHER_MAX_SUFFIX
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.config import DEFAULT_MODEL
 from finetune_qa.exceptions import (
-    InputFileError,
+    BackendError,
     NotFoundError,
     UnknownModelError,
     UsageError,
@@ -157,12 +161,16 @@ class MigrationPlan(BaseModel):
         description="Training cost from the catalogue's price, when it has one."
     )
     billed_tokens: int = Field(description="Billed training tokens (tokens x epochs).")
+    problems: list[str] = Field(
+        default_factory=list,
+        description="What the target would refuse (its own limits), each with what to do.",
+    )
     notes: list[str] = Field(description="Things to know before starting.")
 
     @property
     def ok(self) -> bool:
-        """True when the files have no format errors for the target."""
-        return self.validation.ok
+        """True when the files have no format errors for the target and it refuses nothing."""
+        return self.validation.ok and not self.problems
 
     def target_value(self, name: str) -> Any:
         """The value the target job gets for hyperparameter ``name`` (``"auto"`` if unset)."""
@@ -203,6 +211,9 @@ class MigrationPlan(BaseModel):
         out.append("Hyperparameters")
         for h in self.hyperparameters:
             out.append(f"  {h.name}: {h.source} -> {h.target} ({h.note})")
+        if self.problems:
+            out.append(f"Target limits: FAILED, {_plural(len(self.problems), 'problem')}")
+            out += [f"  - {p}" for p in self.problems]
         if self.estimated_cost_usd is not None:
             digits = 2 if self.estimated_cost_usd >= 0.01 else 4  # small test sets cost cents
             cost = f"about ${self.estimated_cost_usd:,.{digits}f}"
@@ -302,20 +313,28 @@ def _suffix(info: JobInfo) -> str | None:
 
 
 def _map_hyperparameters(
-    hp: dict[str, Any], kind: str, compatible: bool, target_backend: str
+    hp: dict[str, Any],
+    kind: str,
+    compatible: bool,
+    target_backend: str,
+    n_epochs: int | Literal["auto"] | None = None,
 ) -> list[HyperparameterChange]:
     def value(key: str) -> Any:
         v = hp.get(key)
         return "auto" if v is None else v
 
-    out = [
-        HyperparameterChange(
-            name="n_epochs",
-            source=value("n_epochs"),
-            target=value("n_epochs"),
-            note="kept" if value("n_epochs") != "auto" else "kept as auto",
-        )
-    ]
+    epochs = value("n_epochs")
+    if n_epochs is not None:
+        out = [HyperparameterChange(name="n_epochs", source=epochs, target=n_epochs, note="given")]
+    else:
+        out = [
+            HyperparameterChange(
+                name="n_epochs",
+                source=epochs,
+                target=epochs,
+                note="kept" if epochs != "auto" else "kept as auto",
+            )
+        ]
     for key, why in (
         ("batch_size", f"{target_backend} sets its own batch limits per model"),
         (
@@ -352,20 +371,60 @@ def _download(backend: Backend, file_id: str, path: Path, *, job_id: str, what: 
             status_code=exc.status_code,
             request_id=exc.request_id,
         ) from exc
+    atomic_write(path, data, hint="choose a writable workdir")
+
+
+def _check_epochs(n_epochs: object) -> None:
+    if n_epochs is None or n_epochs == "auto":
+        return
+    if type(n_epochs) is not int or not 1 <= n_epochs <= 50:
+        raise UsageError(
+            f"n_epochs must be 'auto' or a whole number from 1 to 50, got {n_epochs!r}"
+        )
+
+
+def _target_problems(
+    backend: Backend, request: JobRequest, train: Path, val: Path | None
+) -> tuple[list[str], str | None]:
+    """What the target's own ``check_request`` refuses, as plan problems; or a note."""
+    check = getattr(backend, "check_request", None)
+    if not callable(check):
+        return [], None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputFileError(
-            f"cannot write here ({exc.strerror})", path=path, hint="choose a writable workdir"
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        check(request, training_path=train, validation_path=val)
+    except UsageError as exc:
+        return [f"{exc} {_advice(backend, request)}"], None
+    except NotFoundError as exc:
+        return [
+            f"{backend.name} does not fine-tune {request.model} ({exc}): choose another base "
+            "model with model= (`--model` on the command line)"
+        ], None
+    except BackendError as exc:
+        return [], (
+            f"{backend.name}'s limits for {request.model} could not be read ({exc}); they are "
+            "checked again before the job is started"
+        )
+    return [], None
+
+
+def _advice(backend: Backend, request: JobRequest) -> str:
+    """What to do about a refused setting: the epochs to pass, when that is the trouble."""
+    limits_of = getattr(backend, "model_limits", None)
+    top: object = None
+    if callable(limits_of) and request.n_epochs != "auto":
+        try:
+            top = getattr(limits_of(request.model), "max_num_epochs", None)
+        except BackendError:
+            top = None
+    if isinstance(top, int) and request.n_epochs != "auto" and request.n_epochs > top:
+        return (
+            f"Pass n_epochs={top} or fewer (`--epochs {top}` on the command line) to migrate "
+            "this job."
+        )
+    return (
+        "Change what it names: n_epochs= (`--epochs`), model= (`--model`), or the data "
+        "(rebuild it with `finetune-qa build`)."
+    )
 
 
 def _target_info(model: str, target_backend: str, catalog: ModelCatalog) -> str | ModelInfo:
@@ -391,6 +450,7 @@ def plan_migration(
     source: str | Backend = "openai",
     target: str | Backend,
     model: str | None = None,
+    n_epochs: int | Literal["auto"] | None = None,
     workdir: str | os.PathLike[str] | None = None,
     catalog: ModelCatalog | None = None,
 ) -> MigrationPlan:
@@ -398,13 +458,18 @@ def plan_migration(
 
     The job's files are downloaded into ``workdir`` (``train.jsonl``, ``validation.jsonl``)
     and validated for the target model: with a model the catalogue does not know, against
-    the default model's token limit, with no price.
+    the default model's token limit, with no price. When ``target`` is a backend instance
+    with a ``check_request`` method (Together's), the settings and example lengths are
+    also checked against its limits: what it would refuse is in ``plan.problems`` (and
+    ``plan.ok`` is False), with what to do.
 
     Args:
         job_id: the source job.
         source: backend (name or instance) the job ran on.
-        target: backend (name or instance) to move to; a name is not built (no key needed).
+        target: backend (name or instance) to move to; a name is not built (no key needed)
+            and its own limits are not checked.
         model: target base model; by default :func:`suggest_model`'s suggestion.
+        n_epochs: epochs for the new job (1-50 or ``"auto"``); by default the source's.
         workdir: where the files go (default ``finetune-qa-migrate/<job_id>``).
         catalog: catalogue for model lookups and prices.
 
@@ -412,10 +477,11 @@ def plan_migration(
         The :class:`MigrationPlan`; check ``plan.ok`` before starting.
 
     Raises:
-        UsageError: no suggested model for this target (pass ``model=``), or the job's
-            method cannot be migrated.
+        UsageError: no suggested model for this target (pass ``model=``), the job's
+            method cannot be migrated, or ``n_epochs`` is out of range.
         BackendError: the source backend failed (``NotFoundError`` for a missing job or file).
     """
+    _check_epochs(n_epochs)
     cat = catalog or default_catalog()
     src = get_backend(source)
     target_name = _backend_name(target)
@@ -438,7 +504,7 @@ def plan_migration(
         target_model = suggested
         choice = "same" if target_name in OPENAI_COMPATIBLE_BACKENDS else "suggested"
     compatible = target_name in OPENAI_COMPATIBLE_BACKENDS
-    hyper = _map_hyperparameters(hp, kind, compatible, target_name)
+    hyper = _map_hyperparameters(hp, kind, compatible, target_name, n_epochs)
 
     wd = Path(workdir) if workdir is not None else DEFAULT_WORKDIR / job_id
     train_path = wd / "train.jsonl"
@@ -457,6 +523,7 @@ def plan_migration(
         catalog=cat,
     )
     notes: list[str] = []
+    problems: list[str] = []
     suffix = _suffix(info)
     limit = _SUFFIX_LIMITS.get(target_name)
     if suffix is not None and limit is not None and len(suffix) > limit:
@@ -466,6 +533,30 @@ def plan_migration(
             f"{limit}, so the new job gets {cut!r}"
         )
         suffix = cut
+    if not isinstance(target, str):
+        value = {h.name: h.target for h in hyper}
+        probe = JobRequest.model_validate(
+            {
+                "model": target_model,
+                "training_file": "file-pending",
+                "validation_file": "file-pending" if val_path is not None else None,
+                "method": kind,
+                "n_epochs": value["n_epochs"],
+                "batch_size": value["batch_size"],
+                "learning_rate_multiplier": value["learning_rate_multiplier"],
+                "beta": value.get("beta"),
+                "suffix": suffix,
+            }
+        )
+        problems, note = _target_problems(target, probe, train_path, val_path)
+        if note:
+            notes.append(note)
+    elif not compatible:
+        notes.append(
+            f"{target_name}'s own limits (epochs, batch size, example length) were not checked: "
+            "they are checked before the job is started (pass the backend itself, not its "
+            "name, to check them in the plan)"
+        )
     if info.status != "succeeded":
         notes.append(f"the source job {info.status}: its data is moved all the same")
     if not compatible:
@@ -510,6 +601,7 @@ def plan_migration(
         validation=report,
         estimated_cost_usd=report.cost.estimated_cost_usd,
         billed_tokens=report.cost.billed_tokens_total,
+        problems=problems,
         notes=notes,
     )
 
@@ -520,6 +612,7 @@ def migrate(
     source: str | Backend = "openai",
     target: str | Backend,
     model: str | None = None,
+    n_epochs: int | Literal["auto"] | None = None,
     dry_run: bool = False,
     workdir: str | os.PathLike[str] | None = None,
     wait: bool = False,
@@ -533,6 +626,7 @@ def migrate(
         source: backend (name or instance) the job ran on.
         target: backend (name or instance) to move to.
         model: target base model; by default :func:`suggest_model`'s suggestion.
+        n_epochs: epochs for the new job (1-50 or ``"auto"``); by default the source's.
         dry_run: only plan: download and validate, send nothing to the target.
         workdir: where the files and the new job's journal go (default
             ``finetune-qa-migrate/<job_id>``); the same workdir makes a second run
@@ -546,18 +640,27 @@ def migrate(
 
     Raises:
         ValidationFailed: the files have format errors for the target (nothing was sent).
-        UsageError: see :func:`plan_migration`; or a setting the target refuses.
+        UsageError: see :func:`plan_migration`; or a setting the target refuses
+            (``plan.problems``; nothing was sent).
         BackendError: either backend failed.
         JobFailed: with ``wait``, the new job failed.
     """
     wd = Path(workdir) if workdir is not None else DEFAULT_WORKDIR / job_id
     plan = plan_migration(
-        job_id, source=source, target=target, model=model, workdir=wd, catalog=catalog
+        job_id,
+        source=source,
+        target=target,
+        model=model,
+        n_epochs=n_epochs,
+        workdir=wd,
+        catalog=catalog,
     )
     if dry_run:
         return MigrationResult(plan=plan, dry_run=True, job=None, journal=None)
-    if not plan.ok:
+    if not plan.validation.ok:
         raise ValidationFailed(plan.validation)
+    if plan.problems:
+        raise UsageError(" ".join(plan.problems) + " Nothing was sent to the target.")
     be = get_backend(target)
     journal = wd / "journal.jsonl"
     metadata = (

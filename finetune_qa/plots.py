@@ -32,16 +32,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from finetune_qa.exceptions import ConfigError, InputFileError, UsageError
+from finetune_qa._fs import atomic_write
+from finetune_qa.exceptions import ConfigError, UsageError
 from finetune_qa.jobs import MetricPoint
 
 if TYPE_CHECKING:
@@ -333,23 +332,10 @@ def plot_metrics(
     if title:
         fig.suptitle(title)
 
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: never write through someone else's file; 0o644 is narrowed by the umask
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format="png")
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-    except OSError as exc:
-        raise InputFileError(
-            f"cannot write the plot ({exc.strerror or exc})",
-            path=out,
-            hint="choose a writable directory and a file name ending in .png",
-        ) from exc
+    atomic_write(
+        out,
+        lambda f: fig.savefig(f, format="png"),
+        problem="cannot write the plot",
+        hint="choose a writable directory and a file name ending in .png",
+    )
     return out

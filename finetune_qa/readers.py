@@ -46,7 +46,6 @@ import csv
 import io
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
@@ -55,6 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
+from finetune_qa._fs import open_regular
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -344,11 +344,6 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _nonblocking(path: str, flags: int) -> int:
-    """``open()`` opener that does not wait for a FIFO's writer."""
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-
-
 class QASource:
     """A file of question/answer pairs in one of the supported layouts.
 
@@ -550,40 +545,14 @@ class QASource:
         return "chat_jsonl"
 
     def _open(self) -> IO[bytes]:
-        path = self.path
-        if os.path.isdir(path):
-            raise InputFileError(
-                "is a directory, not a file",
-                path=path,
-                hint="pass the path of a .csv or .jsonl file inside it",
-            )
-        try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; only files are read
-            f = open(path, "rb", opener=_nonblocking)  # noqa: SIM115 - returned, or closed
-            try:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                    raise InputFileError(
-                        "is not a regular file (a pipe, socket or device)",
-                        path=path,
-                        hint="save the data to a .csv or .jsonl file and pass that",
-                    )
-                os.set_blocking(f.fileno(), True)
-            except BaseException:
-                f.close()
-                raise
-            return f
-        except FileNotFoundError as exc:
-            raise InputFileError(
-                "no such file", path=path, hint="check the path and the working directory"
-            ) from exc
-        except PermissionError as exc:
-            raise InputFileError(
-                "cannot be read: permission denied", path=path, hint="check the file's permissions"
-            ) from exc
-        except OSError as exc:
-            raise InputFileError(
-                f"cannot be opened: {exc.strerror or exc}", path=path, hint="check the path"
-            ) from exc
+        # non-blocking open + regular-file check: a FIFO must not hang or be read twice
+        return open_regular(
+            self.path,
+            kind="file",
+            directory_hint="pass the path of a .csv or .jsonl file inside it",
+            pipe_hint="save the data to a .csv or .jsonl file and pass that",
+            missing_hint="check the path and the working directory",
+        )
 
     def _empty(self) -> InputFileError:
         return InputFileError(

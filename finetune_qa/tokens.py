@@ -42,10 +42,16 @@ import tiktoken
 import tiktoken.load
 import tiktoken.model
 
+from finetune_qa._fs import atomic_write
 from finetune_qa._procs import mp_context
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.config import DEFAULT_MODEL
-from finetune_qa.exceptions import TokenizerError, UnknownEncodingError, UnknownModelError
+from finetune_qa.exceptions import (
+    InputFileError,
+    TokenizerError,
+    UnknownEncodingError,
+    UnknownModelError,
+)
 
 __all__ = [
     "OFFLINE_ENCODINGS",
@@ -103,16 +109,9 @@ def _seed_cache(blobpath: str, data: bytes) -> None:
     if cache is None:
         return
     path = os.path.join(cache, hashlib.sha1(blobpath.encode()).hexdigest())
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        os.makedirs(cache, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        # A read-only or full cache only costs the next process a re-read of the data.
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+    # A read-only or full cache only costs the next process a re-read of the data.
+    with contextlib.suppress(InputFileError):
+        atomic_write(path, data)
 
 
 def _offline_bytes(name: str, expected_hash: str | None) -> bytes | None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import stat
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,12 +45,13 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._fs import open_regular
 from finetune_qa._procs import auto_workers, mp_context
 from finetune_qa._text import Histogram, key_hash, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
 from finetune_qa.config import today as config_today
-from finetune_qa.exceptions import InputFileError, UsageError
+from finetune_qa.exceptions import UsageError
 from finetune_qa.tokens import (
     TOKENS_PER_EXAMPLE,
     TOKENS_PER_MESSAGE,
@@ -1192,29 +1192,13 @@ def _issue_order(issue: ValidationIssue) -> tuple[str, int, int, str]:
 
 
 def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
-        f = open(  # noqa: SIM115 - closed below, errors mapped first
-            path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0))
-        )
-    except IsADirectoryError as exc:
-        raise InputFileError(
-            "is a directory, not a JSONL file", path=path, hint="pass the .jsonl file itself"
-        ) from exc
-    except FileNotFoundError as exc:
-        raise InputFileError("no such file", path=path, hint="check the path") from exc
-    except OSError as exc:
-        raise InputFileError(
-            f"cannot be read ({exc.strerror})", path=path, hint="check its permissions"
-        ) from exc
-    with f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise InputFileError(
-                "is not a regular file (a pipe, socket or device)",
-                path=path,
-                hint="save the JSONL to a file and pass that",
-            )
-        os.set_blocking(f.fileno(), True)
+    # non-blocking open + regular-file check: a FIFO must not hang or be read twice
+    with open_regular(
+        path,
+        kind="JSONL file",
+        directory_hint="pass the .jsonl file itself",
+        pipe_hint="save the JSONL to a file and pass that",
+    ) as f:
         yield from enumerate(f, 1)
 
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import orjson
 import pyarrow.parquet as pq
 import pytest
@@ -13,21 +13,14 @@ import pytest
 from finetune_qa import DatasetBuilder, TrainingExample, sample_csv
 from finetune_qa import export as export_mod
 from finetune_qa.cli import main
-from finetune_qa.exceptions import ConfigError, JSONLFormatError, RecordError, UsageError
-from finetune_qa.export import ExportReport, export_build, export_hf
-
-
-@pytest.fixture(autouse=True)
-def cli_with_export_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until cli.py registers them, add the commands to a copy of the group (not the shared one)."""
-    import finetune_qa.cli as cli_module
-
-    if "export" not in cli_module.cli.commands:
-        from finetune_qa._cli_export import register
-
-        group = click.Group(name="finetune-qa", commands=dict(cli_module.cli.commands))
-        register(group)
-        monkeypatch.setattr(cli_module, "cli", group)
+from finetune_qa.exceptions import (
+    ConfigError,
+    InputFileError,
+    JSONLFormatError,
+    RecordError,
+    UsageError,
+)
+from finetune_qa.export import ExportReport, export_build, export_hf, export_splits
 
 
 @pytest.fixture
@@ -277,8 +270,10 @@ def test_failure_mid_write_leaves_no_partial_file(
     monkeypatch.setattr(export_mod, "_row", failing_row)
     for fmt in ("parquet", "jsonl"):
         calls["n"] = 0
-        with pytest.raises(OSError, match="disk full"):
+        # an OS error while writing is an InputFileError naming the file (a one-line CLI error)
+        with pytest.raises(InputFileError, match="disk full") as info:
             export_hf(src, target, format=fmt, row_group_size=10)  # type: ignore[arg-type]
+        assert info.value.path == str(target)
         # the earlier file is untouched and no temporary file is left behind
         assert target.read_bytes() == b"previous export"
         assert [p.name for p in target.parent.iterdir()] == ["t.parquet"]
@@ -349,6 +344,106 @@ def test_cli_export(
     bad.write_text('{"messages": [{"role": "user", "content": "x"}]}\n{oops\n')
     code, stdout, err = run(capsys, "export", str(bad), "--out", str(tmp_path / "none"))
     assert code == 2 and err.startswith(f"error: {bad}:2: not valid JSON") and err.count("\n") == 1
-    assert not list((tmp_path / "none").iterdir())
+    assert not (tmp_path / "none").exists()  # no empty directory left behind
     code, _, err = run(capsys, "export", str(tmp_path / "missing.jsonl"), "--out", str(out))
     assert code == 2 and "no such file" in err
+
+
+# ---------------------------------------------------------------------------- inputs and outputs
+
+
+def test_a_pipe_is_refused_not_exported_empty(built: tuple[Path, Path], tmp_path: Path) -> None:
+    """`export <(cat train.jsonl)` used to write an empty file: the second pass read nothing."""
+    train, _ = built
+    r, w = os.pipe()
+    os.write(w, train.read_bytes()[:60_000])  # fits in the pipe's buffer
+    os.close(w)
+    try:
+        with pytest.raises(InputFileError, match="not a regular file") as info:
+            export_hf(f"/dev/fd/{r}", tmp_path / "hf/", format="jsonl", split_name="train")
+    finally:
+        os.close(r)
+    assert "reads it twice" in str(info.value)
+    assert not (tmp_path / "hf").exists()
+
+
+def test_a_named_fifo_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "train.jsonl"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait forever
+    code, out, err = run(capsys, "export", str(fifo), "--out", str(tmp_path / "hf"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: {fifo}: is not a regular file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]
+
+
+def test_unwritable_out_is_a_one_line_error(
+    built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out` under a file (or /proc) used to be an internal FileNotFoundError, exit 1."""
+    train, _ = built
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile / "hf", Path("/proc/finetune-qa-nope")):
+        code, stdout, err = run(capsys, "export", str(train), "--out", str(out))
+        assert code == 2 and stdout == "" and err.count("\n") == 1, err
+        assert err.startswith(f"error: {out / 'train.parquet'}: cannot write here"), err
+        assert "internal error" not in err
+    assert afile.read_text() == "x"
+
+
+def test_every_input_is_checked_before_anything_is_written(
+    built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, _ = built
+    out = tmp_path / "hf"
+    code, _, err = run(
+        capsys, "export", str(train), str(tmp_path / "nope.jsonl"), "--out", str(out)
+    )
+    assert code == 2 and "nope.jsonl: no such file" in err
+    assert not out.exists()  # not even train.parquet, nor the directory
+
+
+def test_an_output_never_replaces_a_source(built: tuple[Path, Path], tmp_path: Path) -> None:
+    train, val = built
+    # a hard link to the source is the source (resolve() alone does not see it)
+    link = tmp_path / "link.jsonl"
+    os.link(train, link)
+    before = train.read_bytes()
+    with pytest.raises(UsageError, match="overwrite its source"):
+        export_hf(train, link, format="jsonl")
+    # one split's output is another split's input
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "train.jsonl").write_bytes(val.read_bytes())
+    with pytest.raises(UsageError, match="overwrite its source"):
+        export_splits([("train", train), ("validation", out / "train.jsonl")], out, format="jsonl")
+    assert train.read_bytes() == before and (out / "train.jsonl").read_bytes() == val.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["train.jsonl"]
+
+
+def test_export_splits_arguments(built: tuple[Path, Path], tmp_path: Path) -> None:
+    train, val = built
+    with pytest.raises(UsageError, match="different names"):
+        export_splits([("train", train), ("train", val)], tmp_path / "x")
+    with pytest.raises(UsageError, match="is a file"):
+        export_splits([("train", train)], train)
+    reports = export_splits([("validation", val)], tmp_path / "new" / "dir", format="jsonl")
+    assert [Path(r.path).name for r in reports] == ["validation.jsonl"]
+    assert reports[0].examples == len(source_messages(val))
+
+
+def test_the_export_never_sets_the_umask(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.umask() is process-wide: reading it by setting it races with other threads."""
+
+    def no_umask(mask: int) -> int:
+        raise AssertionError("os.umask called during an export")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    report = export_hf(built[0], tmp_path / "t.jsonl", format="jsonl")
+    from finetune_qa._fs import umask
+
+    assert Path(report.path).stat().st_mode & 0o777 == 0o644 & ~umask()

@@ -156,6 +156,45 @@ CASES: dict[str, Case] = {
     "jobs-limit-too-big": Case("jobs --backend offline --limit 101", "--limit takes 1 to 100"),
     "metrics-rows-negative": Case("metrics ftjob-x --backend offline --rows -1", "--rows"),
     "unknown-command": Case("nocommand", "nocommand"),
+    # --- export
+    "export-missing-input": Case(
+        "export {T}/missing.jsonl --out {T}/hf", "missing.jsonl: no such file"
+    ),
+    "export-dir-input": Case("export {T}/adir --out {T}/hf", "adir: is a directory"),
+    "export-broken-symlink": Case("export {T}/broken.csv --out {T}/hf", "broken.csv: no such file"),
+    "export-fifo-input": Case(
+        "export {T}/fifo.csv --out {T}/hf", "fifo.csv: is not a regular file"
+    ),
+    "export-second-input-missing": Case(
+        "export {T}/train.jsonl {T}/nope.jsonl --out {T}/hf", "nope.jsonl: no such file"
+    ),
+    "export-second-input-fifo": Case(
+        "export {T}/train.jsonl {T}/fifo.csv --out {T}/hf", "fifo.csv: is not a regular file"
+    ),
+    "export-csv-as-jsonl": Case("export {T}/seed.csv --out {T}/hf", "seed.csv:1: not valid JSON"),
+    "export-out-under-a-file": Case(
+        "export {T}/train.jsonl --out {T}/seed.csv/hf", "seed.csv/hf/train.parquet: cannot write"
+    ),
+    "export-out-is-a-file": Case("export {T}/train.jsonl --out {T}/seed.csv", "is a file"),
+    "export-out-overwrites-input": Case(
+        "export {T}/train.jsonl --out {T} --format jsonl", "would overwrite its source"
+    ),
+    "export-unknown-format": Case("export {T}/train.jsonl --out {T}/hf --format csv", "csv"),
+    "export-no-out": Case("export {T}/train.jsonl", "--out"),
+    # --- migrate (an unknown job id is a 404 from the backend: exit 1, see MIGRATE_NOT_FOUND)
+    "migrate-unknown-to": Case(
+        "migrate ftjob-x --from offline --to nope", "unknown backend 'nope'"
+    ),
+    "migrate-unknown-from": Case(
+        "migrate ftjob-x --from nope --to offline", "unknown backend 'nope'"
+    ),
+    "migrate-no-to": Case("migrate ftjob-x --from offline", "--to"),
+    "migrate-epochs-zero": Case(
+        "migrate ftjob-x --from offline --to offline --epochs 0", "--epochs takes 1 to 50"
+    ),
+    "migrate-epochs-not-a-number": Case(
+        "migrate ftjob-x --from offline --to offline --epochs x", "--epochs takes 1 to 50"
+    ),
 }
 
 
@@ -241,6 +280,18 @@ def test_the_output_never_replaces_the_input_through_a_link(
     for out in ("hard.csv", "soft.csv"):
         code, _, err = run_case(work, f"build {{T}}/seed.csv -o {{T}}/{out}", capsys)
         assert code == 2 and "is also an input" in err
+
+
+@pytest.mark.parametrize("dry_run", ["", " --dry-run"])
+def test_migrate_unknown_job_is_one_line_and_writes_nothing(
+    dry_run: str, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job id the backend does not know is its 404: exit 1 like `status`, one line."""
+    code, out, err = run_case(
+        work, "migrate ftjob-nope --from offline --to offline" + dry_run, capsys
+    )
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: 404") and "ftjob-nope" in err
 
 
 def test_case_counts() -> None:

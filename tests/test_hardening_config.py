@@ -209,3 +209,19 @@ def test_cache_dir_setting_is_checked(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_case_counts() -> None:
     total: Any = len(ENV_CASES) + len(CATALOG_CASES) + 4
     assert total >= 20
+
+
+def test_a_state_saved_by_another_version_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An old state would load, then fail halfway through a request with an AttributeError."""
+    from finetune_qa.backends import _fakeapi
+
+    path = tmp_path / "state.pickle"
+    monkeypatch.setattr(_fakeapi, "__version__", "0.0.1")
+    FakeOpenAI().save(path)
+    monkeypatch.undo()
+    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(path))
+    assert main(["jobs", "--backend", "offline"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "saved by finetune_qa 0.0.1" in err and f"delete {path}" in err

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import click
 import orjson
 import pytest
 from together_fake import KEY, LLAMA, fake_together, make_backend
@@ -20,19 +20,6 @@ from finetune_qa.migration import (
     plan_migration,
     suggest_model,
 )
-
-
-@pytest.fixture(autouse=True)
-def cli_with_export_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until cli.py registers them, add the commands to a copy of the group (not the shared one)."""
-    import finetune_qa.cli as cli_module
-
-    if "migrate" not in cli_module.cli.commands:
-        from finetune_qa._cli_export import register
-
-        group = click.Group(name="finetune-qa", commands=dict(cli_module.cli.commands))
-        register(group)
-        monkeypatch.setattr(cli_module, "cli", group)
 
 
 @pytest.fixture
@@ -55,6 +42,14 @@ def source(tmp_path: Path) -> tuple[OfflineBackend, str, Path]:
     )
     assert job.wait().status == "succeeded"
     return be, job.id, d
+
+
+def only_limits_read(api: Any) -> bool:
+    """True when every request to the Together fake read the model limits (nothing sent)."""
+    return all(
+        c.request.method == "GET" and c.request.url.path.endswith("/fine-tunes/models/limits")
+        for c in api.router.calls
+    )
 
 
 def hp(plan: MigrationPlan) -> dict[str, tuple[object, object]]:
@@ -363,7 +358,9 @@ def test_dry_run_to_together_sends_nothing(
         result = migrate(
             job_id, source=old, target=make_backend(), dry_run=True, workdir=tmp_path / "m"
         )
-        assert api.router.calls.call_count == 0 and api.files == {} and api.jobs == {}
+        # the plan read the model's limits (to check the settings), and sent nothing
+        assert api.router.calls.call_count == 1 and only_limits_read(api)
+        assert api.files == {} and api.jobs == {}
     assert result.dry_run and result.job is None and result.plan.ok
     assert result.plan.target_model == LLAMA and result.plan.suffix == "lumen"
     assert "Dry run: nothing was sent" in result.to_text()
@@ -415,7 +412,7 @@ def test_data_together_refuses_is_stopped_before_upload(tmp_path: Path) -> None:
     with fake_together() as api:
         with pytest.raises(ValidationFailed) as info:
             migrate(job_id, source=old, target=make_backend(), workdir=tmp_path / "m")
-        assert api.router.calls.call_count == 0 and api.files == {} and api.jobs == {}
+        assert only_limits_read(api) and api.files == {} and api.jobs == {}
     text = str(info.value)
     assert "together_roles_not_alternating" in text and f"train.jsonl:{line}:" in text
     [err] = info.value.report.errors
@@ -456,7 +453,7 @@ def test_cli_migrate_to_together(
     with fake_together() as api:
         code, out, err = run(capsys, *args, "--dry-run")
         assert code == 0, err
-        assert api.router.calls.call_count == 0  # the plan sent nothing to Together
+        assert only_limits_read(api)  # the plan read the limits and sent nothing to Together
         assert f"target model: {LLAMA}" in out
         assert f"Validation for {LLAMA}: ok, 0 errors" in out
         assert "n_epochs: 2 -> 2" in out and "Dry run: nothing was sent" in out
@@ -504,4 +501,99 @@ def test_cli_migrate_to_together_refuses_bad_data(
         code, out, err = run(capsys, *args)
         assert code == 1 and out == ""
         assert err.startswith("error: ") and "together_roles_not_alternating" in err
-        assert api.router.calls.call_count == 0
+        assert only_limits_read(api) and api.files == {} and api.jobs == {}
+
+
+# ---------------------------------------------------------------------------- the target's limits
+
+
+@pytest.fixture
+def thirty_epochs(tmp_path: Path) -> tuple[OfflineBackend, str]:
+    """A job with 30 epochs: fine on OpenAI (up to 50), over Together's 20 for Llama 8B."""
+    DatasetBuilder().add_source(sample_csv()).build(tmp_path / "train.jsonl")
+    old = OfflineBackend()
+    job = FineTuneJob.create(
+        tmp_path / "train.jsonl",
+        model="gpt-4o-mini",
+        backend=old,
+        journal=tmp_path / "j.jsonl",
+        n_epochs=30,
+    )
+    return old, job.id
+
+
+def test_plan_reports_what_the_target_refuses(
+    thirty_epochs: tuple[OfflineBackend, str], tmp_path: Path
+) -> None:
+    old, job_id = thirty_epochs
+    with fake_together() as api:
+        target = make_backend()
+        plan = plan_migration(job_id, source=old, target=target, workdir=tmp_path / "m")
+        # the files are fine; the settings are not, and the plan says so (it used to say ok)
+        assert plan.validation.ok and not plan.ok
+        [problem] = plan.problems
+        assert "n_epochs 30 is over the maximum 20" in problem
+        assert "n_epochs=20" in problem and "--epochs 20" in problem
+        assert "Target limits: FAILED, 1 problem" in plan.to_text()
+        assert json.loads(plan.to_json())["ok"] is False
+        assert MigrationPlan.model_validate_json(plan.model_dump_json()) == plan
+        # migrate refuses before anything is uploaded, with the same words
+        with pytest.raises(UsageError, match=r"over the maximum 20.*--epochs 20"):
+            migrate(job_id, source=old, target=target, workdir=tmp_path / "m")
+        assert only_limits_read(api) and api.files == {} and api.jobs == {}
+        # n_epochs= overrides the source's value
+        result = migrate(job_id, source=old, target=target, n_epochs=20, workdir=tmp_path / "m")
+        assert result.plan.ok and hp(result.plan)["n_epochs"] == (30, 20)
+        assert next(h.note for h in result.plan.hyperparameters if h.name == "n_epochs") == "given"
+        [body] = api.create_bodies
+        assert body["n_epochs"] == 20
+    # by name, the target is not contacted: its limits are left for the start, and said so
+    by_name = plan_migration(job_id, source=old, target="together", workdir=tmp_path / "n")
+    assert by_name.ok and by_name.problems == []
+    assert any("limits" in n and "not checked" in n for n in by_name.notes)
+
+
+def test_n_epochs_argument_is_checked(
+    thirty_epochs: tuple[OfflineBackend, str], tmp_path: Path
+) -> None:
+    old, job_id = thirty_epochs
+    for bad in (0, 51, 2.5, "three", True):
+        with pytest.raises(UsageError, match="n_epochs must be 'auto' or a whole number"):
+            plan_migration(
+                job_id,
+                source=old,
+                target="together",
+                n_epochs=bad,  # type: ignore[arg-type]
+                workdir=tmp_path / "m",
+            )
+    assert not (tmp_path / "m").exists()  # refused before any download
+    plan = plan_migration(
+        job_id, source=old, target="together", n_epochs="auto", workdir=tmp_path / "m"
+    )
+    assert hp(plan)["n_epochs"] == (30, "auto")
+
+
+def test_cli_migrate_checks_the_target_limits(
+    offline_state: Path,
+    together_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(
+        capsys, "train", str(sample_csv()), "--epochs", "30", "--backend", "offline", "--json"
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["job_id"]
+    args = ("migrate", job_id, "--from", "offline", "--to", "together")
+    with fake_together() as api:
+        code, out, err = run(capsys, *args, "--dry-run")
+        assert code == 1, err
+        assert "Target limits: FAILED" in out and "--epochs 20" in out
+        code, out, err = run(capsys, *args)
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert err.startswith("error: Together AI would refuse") and "--epochs 20" in err
+        assert only_limits_read(api) and api.files == {} and api.jobs == {}
+        code, out, err = run(capsys, *args, "--epochs", "12", "--json")
+        assert code == 0, err
+        assert [b["n_epochs"] for b in api.create_bodies] == [12]
+        code, _, err = run(capsys, *args, "--epochs", "0")
+        assert code == 2 and "--epochs takes 1 to 50" in err

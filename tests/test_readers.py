@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from finetune_qa import exceptions, readers
+from finetune_qa import _fs, exceptions, readers
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -792,7 +792,8 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(readers, "open", denied, raising=False)
+    # files are opened through finetune_qa._fs.open_regular (a pipe must not hang a read)
+    monkeypatch.setattr(_fs, "open", denied, raising=False)
     with pytest.raises(InputFileError, match="permission denied") as info:
         QASource(path)
     assert isinstance(info.value.__cause__, PermissionError)

@@ -64,7 +64,9 @@ from typing import Any, Literal, NamedTuple, cast
 
 import orjson
 
+from finetune_qa._fs import atomic_write
 from finetune_qa._text import key_hash
+from finetune_qa._version import __version__
 from finetune_qa.backends._answers import (
     Answer,
     Answerer,
@@ -1182,9 +1184,17 @@ class FakeOpenAI:
         del state["_lock"]
         state["_counters"] = {}  # tokenizers are rebuilt on demand
         state["requests"] = []
+        state["_saved_by"] = __version__
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        saved_by = state.pop("_saved_by", None)
+        if saved_by != __version__:
+            # its classes may have changed shape: fail now, not halfway through a request
+            raise UsageError(
+                f"the offline API's state was saved by finetune_qa {saved_by or 'before 0.1.0'}, "
+                f"this is {__version__}"
+            )
         self.__dict__.update(state)
         self._lock = threading.RLock()
 
@@ -1195,19 +1205,22 @@ class FakeOpenAI:
         load only files you wrote yourself.
         """
         data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-        target = os.fspath(path)
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        tmp = f"{target}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        atomic_write(
+            path,
+            data,
+            mode=0o600,
+            problem="cannot save the offline API's state",
+            hint="point FINETUNE_QA_OFFLINE_STATE at a writable file",
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FakeOpenAI:
         """Read a state written by :meth:`save`."""
         with open(path, "rb") as f:
-            obj = pickle.load(f)
+            try:
+                obj = pickle.load(f)
+            except UsageError:  # saved by another version (see __setstate__)
+                raise
         if not isinstance(obj, cls):
             raise UsageError(f"{os.fspath(path)} does not hold a saved offline API")
         return obj
@@ -1248,6 +1261,23 @@ class FakeOpenAI:
             raise UsageError(f"times must be at least 1 (or None for always), got {times}")
         if latency < 0:
             raise UsageError("latency cannot be negative")
+        kinds = [
+            name
+            for name, on in (("status", status is not None), ("drop", drop), ("timeout", timeout))
+            if on
+        ]
+        if len(kinds) > 1:
+            raise UsageError(
+                f"inject takes one way to fail a request, got {' and '.join(kinds)}: "
+                "inject them separately (each fires on its own request)"
+            )
+        if retry_after is not None and status is None:
+            raise UsageError("retry_after goes with an error status (429 or 5xx); pass status= too")
+        if after_effect and not kinds:
+            raise UsageError(
+                "after_effect needs a failure to follow the work: pass status=, drop=True or "
+                "timeout=True"
+            )
         fault = _Fault(
             method=(method.strip().upper() or "*"),
             pattern=_strip_v1(pattern),

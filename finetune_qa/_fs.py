@@ -1,0 +1,294 @@
+"""File plumbing shared by the modules that read inputs and write outputs.
+
+* :func:`open_regular` opens an input for reading and refuses anything that is not a
+  regular file: a FIFO or ``<(process substitution)`` could be read only once (a
+  two-pass reader would see it empty the second time) and opening a FIFO with no
+  writer blocks forever, so the open is non-blocking and the type is checked on the
+  open descriptor (no race between a check and the open).
+* :class:`AtomicFile` and :func:`atomic_write` write an output through a temporary file
+  beside it (:func:`tempfile.mkstemp`), flushed to disk, given its mode, then moved into
+  place with :func:`os.replace`: readers see the old file or the whole new one, and on
+  any error the temporary file is removed and the old file is untouched.
+* :func:`same_file` tells whether two paths name one file (same path after resolving
+  symlinks and ``..``, or a hard link).
+
+OS errors become :class:`~finetune_qa.exceptions.InputFileError` naming the path and
+what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from finetune_qa.exceptions import InputFileError
+
+__all__ = ["AtomicFile", "atomic_write", "open_regular", "same_file", "umask"]
+
+StrPath = str | os.PathLike[str]
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import: os.umask() can only be read by setting it, and setting it is
+# process-wide and not thread-safe (another thread creating a file in between would get
+# mode 0o777 & ~0)
+_UMASK = _read_umask()
+
+
+def umask() -> int:
+    """The process umask, as read when finetune_qa was imported.
+
+    Example:
+        >>> umask() & ~0o777
+        0
+    """
+    return _UMASK
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """``open()`` opener that does not wait for a FIFO's writer."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def open_regular(
+    path: StrPath,
+    *,
+    kind: str = "file",
+    directory_hint: str = "pass the file itself",
+    pipe_hint: str = "save the data to a file and pass that",
+    missing_hint: str = "check the path",
+) -> IO[bytes]:
+    """Open ``path`` for reading in binary mode; refuse what is not a regular file.
+
+    Args:
+        path: the file to open.
+        kind: what the file should be, for the message about a directory
+            (``"is a directory, not a <kind>"``).
+        directory_hint: what to do when ``path`` is a directory.
+        pipe_hint: what to do when ``path`` is a pipe, socket or device.
+        missing_hint: what to do when ``path`` does not exist.
+
+    Returns:
+        The open file (blocking reads, like a plain ``open(path, "rb")``).
+
+    Raises:
+        InputFileError: missing, a directory, not a regular file, or unreadable.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> os.mkfifo(os.path.join(d, "pipe"))
+        >>> try:
+        ...     open_regular(os.path.join(d, "pipe"))  # returns at once: no writer awaited
+        ... except InputFileError as exc:
+        ...     print(exc.problem)
+        is not a regular file (a pipe, socket or device)
+    """
+    where = os.fspath(path)
+    try:
+        f = open(path, "rb", opener=_nonblocking)  # noqa: SIM115 - returned, or closed
+    except IsADirectoryError as exc:
+        raise InputFileError(
+            f"is a directory, not a {kind}", path=where, hint=directory_hint
+        ) from exc
+    except FileNotFoundError as exc:
+        raise InputFileError("no such file", path=where, hint=missing_hint) from exc
+    except PermissionError as exc:
+        raise InputFileError(
+            "cannot be read: permission denied", path=where, hint="check the file's permissions"
+        ) from exc
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot be opened: {exc.strerror or exc}", path=where, hint="check the path"
+        ) from exc
+    try:
+        mode = os.fstat(f.fileno()).st_mode
+        if stat.S_ISDIR(mode):  # where the platform lets a directory be opened
+            raise InputFileError(f"is a directory, not a {kind}", path=where, hint=directory_hint)
+        if not stat.S_ISREG(mode):
+            raise InputFileError(
+                "is not a regular file (a pipe, socket or device)", path=where, hint=pipe_hint
+            )
+        os.set_blocking(f.fileno(), True)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def same_file(a: StrPath, b: StrPath) -> bool:
+    """True when ``a`` and ``b`` are one file: the same path resolved, or a hard link.
+
+    Paths that cannot be checked (a missing parent, no permission) count as different:
+    the error that matters is reported when the file is opened.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> a = os.path.join(d, "a.txt")
+        >>> open(a, "w").close()
+        >>> os.link(a, os.path.join(d, "b.txt"))
+        >>> same_file(a, os.path.join(d, "b.txt")), same_file(a, os.path.join(d, "c.txt"))
+        (True, False)
+    """
+    try:
+        pa, pb = Path(a), Path(b)
+        if pa.resolve() == pb.resolve():
+            return True
+        return pa.exists() and pb.exists() and os.path.samefile(pa, pb)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop on older Pythons
+        return False
+
+
+class AtomicFile:
+    """A file written in place of ``path`` only when the ``with`` block ends without error.
+
+    The data goes to a temporary file beside ``path`` (so the final rename stays on one
+    file system); on success it is flushed to disk, given ``mode`` (less the umask) and
+    renamed over ``path``. On an error the temporary file is removed and ``path`` is left
+    as it was. :meth:`write` errors and the final steps raise
+    :class:`~finetune_qa.exceptions.InputFileError`.
+
+    Args:
+        path: the file to write.
+        mode: permission bits of the result, narrowed by the umask (``0o600``: owner only).
+        problem: the message's first words when writing fails.
+        hint: what to do when writing fails.
+        buffering: the temporary file's buffer size.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "out" / "a.txt"
+        >>> with AtomicFile(p) as f:
+        ...     f.write(b"hello")
+        >>> p.read_text(), [q.name for q in p.parent.iterdir()]
+        ('hello', ['a.txt'])
+    """
+
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        mode: int = 0o644,
+        problem: str = "cannot write here",
+        hint: str = "choose a writable directory",
+        buffering: int = 1 << 20,
+    ) -> None:
+        self.path = Path(path)
+        self.mode = mode
+        self.problem = problem
+        self.hint = hint
+        self._buffering = buffering
+        self._file: IO[bytes] | None = None
+        self._tmp: str | None = None
+
+    @property
+    def file(self) -> IO[bytes]:
+        """The open temporary file (for writers that need a file object, e.g. pyarrow)."""
+        if self._file is None:
+            raise RuntimeError("AtomicFile.file is only open inside the with block")
+        return self._file
+
+    def error(self, exc: OSError) -> InputFileError:
+        """The error to raise for ``exc``: the path, what failed, and what to do."""
+        return InputFileError(
+            f"{self.problem} ({exc.strerror or exc})", path=self.path, hint=self.hint
+        )
+
+    def __enter__(self) -> AtomicFile:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+        except OSError as exc:
+            raise self.error(exc) from exc
+        self._file = os.fdopen(fd, "wb", buffering=self._buffering)
+        return self
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` to the temporary file."""
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        f, tmp = self._file, self._tmp
+        self._file = self._tmp = None
+        if f is None or tmp is None:
+            return
+        try:
+            if exc_type is None:
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                    f.close()
+                    os.chmod(tmp, self.mode & ~_UMASK)
+                    os.replace(tmp, self.path)
+                    return
+                except OSError as err:
+                    raise self.error(err) from err
+        finally:
+            if not f.closed:
+                with contextlib.suppress(OSError):
+                    f.close()
+            with contextlib.suppress(OSError):
+                os.remove(tmp)  # only there when it was not renamed into place
+
+
+def atomic_write(
+    path: StrPath,
+    data: bytes | str | Callable[[IO[bytes]], None],
+    *,
+    mode: int = 0o644,
+    problem: str = "cannot write here",
+    hint: str = "choose a writable directory",
+) -> None:
+    """Write ``data`` to ``path`` atomically (see :class:`AtomicFile`); parents are created.
+
+    Args:
+        path: the file to write.
+        data: bytes, text (written as UTF-8), or a callback that writes to the open
+            binary file it is given (for streaming or for writers such as pyarrow's).
+        mode: permission bits of the result, narrowed by the umask (``0o600``: owner only).
+        problem: the message's first words when writing fails.
+        hint: what to do when writing fails.
+
+    Raises:
+        InputFileError: the file cannot be written; an ``OSError`` from the callback is
+            mapped too. Nothing is left behind and an earlier file is untouched.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "report.json"
+        >>> atomic_write(p, "{}", mode=0o600)
+        >>> p.read_text(), oct(p.stat().st_mode & 0o777)
+        ('{}', '0o600')
+    """
+    with AtomicFile(path, mode=mode, problem=problem, hint=hint) as out:
+        if isinstance(data, str):
+            out.write(data.encode("utf-8"))
+        elif isinstance(data, bytes):
+            out.write(data)
+        else:
+            try:
+                data(out.file)
+            except OSError as exc:
+                raise out.error(exc) from exc
