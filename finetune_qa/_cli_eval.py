@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from finetune_qa._cli_jobs import backend_options, open_backend
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
+
+if TYPE_CHECKING:
+    from finetune_qa.backends import Backend
+    from finetune_qa.chat import ChatModel
+    from finetune_qa.guardrails import GuardedChatModel
 
 __all__ = ["register"]
 
@@ -96,6 +101,20 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--judge", default=None, help="A model that grades answers 1-5 (LLM judge).")
     @click.option(
+        "--question-gate",
+        "question_gate",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Question gate JSON (from 'guard train'): --model answers behind it.",
+    )
+    @click.option(
+        "--answer-gate",
+        "answer_gate",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Answer gate JSON (from 'guard train'): --model's answers are checked by it.",
+    )
+    @click.option(
         "--limit",
         type=click.IntRange(min=1),
         default=None,
@@ -139,6 +158,8 @@ def register(cli: click.Group) -> None:
         no_builtin_unrelated: bool,
         refusals: tuple[str, ...],
         judge: str | None,
+        question_gate: Path | None,
+        answer_gate: Path | None,
         limit: int | None,
         seed: int,
         concurrency: int,
@@ -154,10 +175,19 @@ def register(cli: click.Group) -> None:
 
         DATA is a QA file (seed CSV, pair CSV, pair JSONL) or training JSONL. Prints mean
         scores per set (exact, contains, f1, rouge_l, stop, answered, judge); with
-        --compare, both models side by side with the change.
+        --compare, both models side by side with the change. With --question-gate or
+        --answer-gate, --model answers behind those gates (--compare stays unguarded, so
+        --compare with the --model's name shows the model before and after the guard).
         """
         from finetune_qa.chat import ChatModel
-        from finetune_qa.evaluation import EvalResult, EvalSuite, JudgeScorer, compare
+        from finetune_qa.evaluation import (
+            Answering,
+            Comparison,
+            EvalResult,
+            EvalSuite,
+            JudgeScorer,
+            compare,
+        )
 
         if variations_file is not None and generate_variations:
             raise UsageError("use either --variations FILE or --generate-variations, not both")
@@ -190,6 +220,9 @@ def register(cli: click.Group) -> None:
                 f"{len(suite)} questions: {counts['verbatim']} verbatim, "
                 f"{counts['variations']} variations, {counts['unrelated']} unrelated"
             )
+            if suite.dropped:
+                dropped = ", ".join(f"{k} {v}" for k, v in suite.dropped.items())
+                say(f"dropped {sum(suite.dropped.values())} questions: {dropped}")
             if save_suite is not None:
                 suite.to_jsonl(save_suite)
             grader = JudgeScorer(chat(judge)) if judge else None
@@ -199,9 +232,15 @@ def register(cli: click.Group) -> None:
                 "judge": grader,
                 "refusal_texts": refusals,
             }
+            tested: Answering = chat(model)
+            label: str | None = None
+            if question_gate is not None or answer_gate is not None:
+                tested = _guarded(chat(model), be, question_gate, answer_gate)
+                label = f"{model} (guarded)"
             results: list[EvalResult] = []
-            for name in [m for m in (compare_model, model) if m]:
-                results.append(suite.run(chat(name), progress=progress, **common))
+            if compare_model:
+                results.append(suite.run(chat(compare_model), progress=progress, **common))
+            results.append(suite.run(tested, progress=progress, label=label, **common))
         report = compare(results[0], results[1]) if len(results) == 2 else results[0]
         if html_path is not None:
             report.write_html(html_path)
@@ -213,6 +252,11 @@ def register(cli: click.Group) -> None:
             click.echo(report.to_json())
         elif not quiet:
             click.echo(_table(results))
+            if isinstance(report, Comparison):
+                click.echo(
+                    f"\n{report.matched} cases matched ({report.only_a} only in a, "
+                    f"{report.only_b} only in b)"
+                )
         failed = sum(r.errors for r in results)
         if failed:
             first = next(c.error for r in results for c in r.cases if c.error)
@@ -221,6 +265,26 @@ def register(cli: click.Group) -> None:
                 f"{failed} of {sum(r.n for r in results)} questions failed (first: {first}); "
                 "the reports include them, as errors"
             )
+
+
+def _guarded(
+    qa: ChatModel, backend: Backend, question_gate: Path | None, answer_gate: Path | None
+) -> GuardedChatModel:
+    """``qa`` behind the gates saved in the given files (each checked to be the right kind)."""
+    from finetune_qa.guardrails import Discriminator, GuardedChatModel
+
+    gates: dict[str, Discriminator | None] = {"question": None, "answer": None}
+    for kind, path in (("question", question_gate), ("answer", answer_gate)):
+        if path is None:
+            continue
+        gate = Discriminator.load(path, backend=backend)
+        if gate.gate != kind:
+            raise UsageError(
+                f"{path}: is {'an' if gate.gate == 'answer' else 'a'} {gate.gate} gate; "
+                f"pass it with --{gate.gate}-gate"
+            )
+        gates[kind] = gate
+    return GuardedChatModel(qa, question_gate=gates["question"], answer_gate=gates["answer"])
 
 
 def _progress() -> Any:

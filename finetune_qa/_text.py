@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 _EDGE_PUNCT = " \t\n\r.?!,;:¿¡\"'“”‘’()[]"
 
@@ -97,3 +99,54 @@ class Histogram:
     def mean(self) -> float:
         """Arithmetic mean."""
         return self.total / self.count
+
+
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘]?[A-Z0-9])")
+"""Where one sentence ends and the next begins: ``.``/``!``/``?``, closing quotes, space, a
+capital or a digit (optionally after an opening quote). ``SENTENCE_BREAK.split(text)``."""
+
+
+def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Text of the last user message (text parts joined); empty if there is none."""
+    for m in reversed(messages):
+        if m.get("role") != "user":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(
+                str(p.get("text", ""))
+                for p in content
+                if isinstance(p, Mapping) and p.get("type") == "text"
+            )
+        return ""
+    return ""
+
+
+_NOT_WORD = re.compile(r"[^\w\s]|_")
+ARTICLES = frozenset(("a", "an", "the"))
+"""Words SQuAD-style answer normalization drops."""
+
+
+def plain_words(text: str) -> list[str]:
+    """Words of ``text``: NFKC, case-folded, punctuation removed (``"don't"`` -> ``"dont"``)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return _NOT_WORD.sub("", text.casefold()).split()
+
+
+def answer_words(text: str) -> list[str]:
+    """:func:`plain_words` without articles: the tokens of SQuAD token F1."""
+    return [w for w in plain_words(text) if w not in ARTICLES]
+
+
+def overlap_f1(output: Sequence[str], reference: Sequence[str]) -> float:
+    """F1 of the multiset overlap of two token lists (1.0 when both are empty)."""
+    if not output or not reference:
+        return float(not output and not reference)
+    same = sum((Counter(output) & Counter(reference)).values())
+    if not same:
+        return 0.0
+    precision, recall = same / len(output), same / len(reference)
+    return 2 * precision * recall / (precision + recall)

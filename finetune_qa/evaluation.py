@@ -25,30 +25,30 @@ Everything runs on any backend; on the offline one, base models carry out the
 paraphrase and judge prompts deterministically, so the whole loop runs without a key.
 
 Example:
-    >>> from finetune_qa.evaluation import EvalSuite, rouge_l, token_f1
+    >>> from finetune_qa.evaluation import EvalSuite, case_id, rouge_l, token_f1
     >>> round(token_f1("The cat sat on the mat", "the cat lay on a mat"), 2)
     0.75
     >>> round(rouge_l("the cat lay on a mat", "The cat sat on the mat"), 3)
     0.667
-    >>> suite = EvalSuite.from_pairs([("What is Acme?", "Acme makes anvils.")])
-    >>> suite.counts()
-    {'verbatim': 1, 'variations': 0, 'unrelated': 65}
-    >>> [(case.id, case.set) for case in suite][:2]
-    [('verbatim-1', 'verbatim'), ('unrelated-1', 'unrelated')]
+    >>> pairs = [("What is Acme?", "Acme makes anvils."), ("what is acme", "Anvils.")]
+    >>> suite = EvalSuite.from_pairs(pairs)
+    >>> suite.counts(), suite.dropped
+    ({'verbatim': 1, 'variations': 0, 'unrelated': 65}, {'duplicate_question': 1})
+    >>> suite.cases[0].id == case_id("verbatim", "What is Acme?")  # from the question
+    True
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import html
 import json
 import math
 import os
 import random
 import re
-import secrets
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,7 +59,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finetune_qa._text import question_key
+from finetune_qa._fs import atomic_write
+from finetune_qa._text import ARTICLES, key_hash, overlap_f1, plain_words, question_key
 from finetune_qa.backends import Backend
 from finetune_qa.chat import Answer, BatchItem, ChatModel
 from finetune_qa.config import DEFAULT_STOP
@@ -67,6 +68,7 @@ from finetune_qa.data import QAPair
 from finetune_qa.exceptions import InputFileError, JSONLFormatError, RecordError, UsageError
 
 __all__ = [
+    "DEFAULT_EVAL_CONCURRENCY",
     "DEFAULT_REFUSAL_PHRASES",
     "EVAL_SETS",
     "JUDGE_PROMPT",
@@ -90,6 +92,7 @@ __all__ = [
     "Scorer",
     "SetSummary",
     "StopScorer",
+    "case_id",
     "compare",
     "default_scorers",
     "exact_match",
@@ -148,16 +151,22 @@ DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
     "I am not able to answer",
     "I'm unable to answer",
     "I am unable to answer",
-    "outside the scope of",
-    "not something I can help with",
+    "I'm unable to help with",
+    "I am unable to help with",
+    "that is not something I can help with",
+    "that's not something I can help with",
+    "that is outside the scope of",
+    "that's outside the scope of",
+    "that question is outside the scope of",
+    "this question is outside the scope of",
     "I don't have information about",
     "I do not have information about",
     "I don't know",
     "I do not know",
     "that question is not about",
-    "off-topic",
+    "this question is not about",
 )
-"""Phrases that make an answer a refusal (matched ignoring case, spacing and punctuation)."""
+"""Phrases that make an answer a refusal when it starts with one (see :func:`is_refusal`)."""
 
 UNRELATED_QUESTIONS: tuple[str, ...] = (
     "What is Star Wars?",
@@ -228,13 +237,13 @@ UNRELATED_QUESTIONS: tuple[str, ...] = (
 )
 """The built-in bank of off-topic questions: trivia, pop culture, science, cooking, sport, code."""
 
+DEFAULT_EVAL_CONCURRENCY = 32
+"""Questions in flight at once in :meth:`EvalSuite.run` by default (a ChatModel's is 8)."""
+
 _SCORE_ORDER = ("exact", "contains", "f1", "rouge_l", "stop", "answered", "judge")
 
 
 # ==================================================================== scoring functions
-
-_PUNCT = re.compile(r"[^\w\s]|_")
-_ARTICLES = frozenset(("a", "an", "the"))
 
 
 def _strip_markers(text: str, markers: Sequence[str]) -> str:
@@ -246,10 +255,7 @@ def _strip_markers(text: str, markers: Sequence[str]) -> str:
 
 def _plain(text: str, markers: Sequence[str] = (DEFAULT_STOP,)) -> list[str]:
     """Words of ``text``: NFKC, case-folded, stop markers and punctuation removed."""
-    text = _strip_markers(text, markers)
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    return _PUNCT.sub("", text.casefold()).split()
+    return plain_words(_strip_markers(text, markers))
 
 
 def normalize_answer(text: str, *, stop: str | Sequence[str] | None = DEFAULT_STOP) -> str:
@@ -264,7 +270,7 @@ def normalize_answer(text: str, *, stop: str | Sequence[str] | None = DEFAULT_ST
         'pro plan 8 dollars'
     """
     markers = _markers(stop)
-    return " ".join(w for w in _plain(text, markers) if w not in _ARTICLES)
+    return " ".join(w for w in _plain(text, markers) if w not in ARTICLES)
 
 
 def _markers(stop: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -309,15 +315,7 @@ def token_f1(output: str, reference: str) -> float:
         >>> round(token_f1("Lumen Pro costs 5 euros", "Lumen Pro costs €5 per month"), 4)
         0.7273
     """
-    out = normalize_answer(output).split()
-    ref = normalize_answer(reference).split()
-    if not out or not ref:
-        return float(out == ref)
-    same = sum((Counter(out) & Counter(ref)).values())
-    if not same:
-        return 0.0
-    precision, recall = same / len(out), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return overlap_f1(normalize_answer(output).split(), normalize_answer(reference).split())
 
 
 def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
@@ -351,21 +349,71 @@ def rouge_l(output: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def stop_compliance(
-    output: str, finish_reason: str, *, markers: str | Sequence[str] = DEFAULT_STOP
-) -> float:
-    """1.0 when the answer ended at its stop marker and the marker is not in the text.
+def stop_compliance(raw: str, *, markers: str | Sequence[str] = DEFAULT_STOP) -> float:
+    """1.0 when the model emitted its stop marker in ``raw``; else 0.0.
 
-    The API cuts the stop sequence off, so an answer that ended at the marker has
-    ``finish_reason == "stop"``; one cut by ``max_tokens`` has ``"length"``. A marker left
-    in the text (queried without ``stop``, or emitted twice) fails too.
+    ``raw`` must be the output of a request sent *without* the stop sequence: an API
+    that is sent ``stop`` cuts the marker off and reports ``finish_reason == "stop"``
+    for a natural end just the same, so a model that never learnt the marker would
+    pass. :meth:`EvalSuite.run` asks that way and cuts at the marker itself.
 
     Example:
-        >>> stop_compliance("Yes.", "stop"), stop_compliance("Yes. **STOP**", "stop")
+        >>> stop_compliance("Yes. **STOP**"), stop_compliance("Yes.")
         (1.0, 0.0)
     """
-    leaked = any(m and m in output for m in _markers(markers))
-    return float(finish_reason == "stop" and not leaked)
+    return float(any(m and m in raw for m in _markers(markers)))
+
+
+# Courtesy words a refusal may open with before saying that it declines (contractions
+# expanded, see _refusal_words).
+_REFUSAL_OPENERS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(o.split())
+    for o in (
+        "i am very sorry",
+        "i am sorry",
+        "very sorry",
+        "sorry",
+        "unfortunately",
+        "i apologize",
+        "i apologise",
+        "my apologies",
+        "apologies",
+        "i am afraid",
+        "afraid",
+        "but",
+        "however",
+        "hmm",
+        "well",
+        "oh",
+        "no",
+    )
+)
+
+_CONTRACTIONS = {
+    "im": "i am",
+    "cant": "cannot",
+    "dont": "do not",
+    "doesnt": "does not",
+    "isnt": "is not",
+    "wont": "will not",
+    "thats": "that is",
+    "ive": "i have",
+}
+
+
+def _refusal_words(text: str) -> list[str]:
+    """Plain words with the usual contractions expanded ("I'm" and "I am" alike)."""
+    return " ".join(_CONTRACTIONS.get(w, w) for w in _plain(text)).split()
+
+
+def _openings(words: list[str]) -> Iterator[str]:
+    """The answer's words, then again after each courtesy word it opens with."""
+    while True:
+        yield " ".join(words) + " "
+        opener = next((o for o in _REFUSAL_OPENERS if tuple(words[: len(o)]) == o), None)
+        if opener is None:
+            return
+        words = words[len(opener) :]
 
 
 def is_refusal(
@@ -376,27 +424,34 @@ def is_refusal(
 ) -> bool:
     """Whether an answer declines to answer (an empty answer counts as one).
 
+    A generic phrase counts only where the answer *starts* with it, after courtesy words
+    ("Sorry,", "Unfortunately,", "I'm afraid", ...): a normal answer that mentions "I don't
+    know" or "outside the scope of our warranty" further on is not a refusal. Your own
+    ``refusal_texts`` count anywhere in the answer. Both are matched ignoring case,
+    spacing and punctuation, on whole words.
+
     Args:
         output: the answer.
         refusal_texts: refusals your bot is configured to give (e.g. a guarded model's
-            refusal text); matched like ``phrases``.
-        phrases: generic refusal phrases; matched ignoring case, spacing and punctuation.
+            refusal text); matched anywhere in the answer.
+        phrases: generic refusal phrases; matched at the start of the answer.
 
     Example:
         >>> is_refusal("Sorry, I can only answer questions about Lumen Notes.")
         True
-        >>> is_refusal("Star Wars is a film series.")
+        >>> is_refusal("Click 'I do not know my password' on the sign-in page.")
         False
     """
-    text = " ".join(_plain(output))
-    if not text:
+    words = _refusal_words(output)
+    if not words:
         return True
-    padded = f" {text} "
-    for phrase in (*refusal_texts, *phrases):
-        words = " ".join(_plain(phrase))
-        if words and f" {words} " in padded:
+    padded = f" {' '.join(words)} "
+    for text in refusal_texts:
+        own = " ".join(_refusal_words(text))
+        if own and f" {own} " in padded:
             return True
-    return False
+    generic = [f"{g} " for g in (" ".join(_refusal_words(p)) for p in phrases) if g]
+    return any(o.startswith(g) for o in _openings(words) for g in generic)
 
 
 # ============================================================================ scorers
@@ -407,7 +462,11 @@ class EvalCase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    id: str = Field(min_length=1, description="Unique in the suite, e.g. 'verbatim-3'.")
+    id: str = Field(
+        min_length=1,
+        description="Unique in the suite; built from the set and the question "
+        "(case_id), e.g. 'verbatim-3f2a9c01be'.",
+    )
     set: EvalSet = Field(description="verbatim, variations or unrelated.")
     question: str = Field(min_length=1, description="The question asked.")
     reference: str | None = Field(
@@ -512,7 +571,15 @@ class ReferenceScorer:
 
 @dataclass(frozen=True)
 class StopScorer:
-    """Stop-marker compliance (:func:`stop_compliance`) on every case.
+    """Whether the model wrote its stop marker (``Answer.stopped_at_marker``), on every case.
+
+    The score means something only for answers generated *without* the stop sequence sent
+    to the API (an API that is sent ``stop`` reports ``finish_reason == "stop"`` for a
+    natural end too). :meth:`EvalSuite.run` asks a :class:`~finetune_qa.chat.ChatModel`,
+    or a wrapper holding one as ``.chat`` (a
+    :class:`~finetune_qa.guardrails.GuardedChatModel`), that way: it cuts the answer at
+    the marker itself and sets ``stopped_at_marker`` to whether the marker was there. A
+    reply a guard gave instead of the model's (a refusal, a withheld answer) gets None.
 
     Args:
         markers: the stop marker(s) the model was trained to end with.
@@ -523,8 +590,10 @@ class StopScorer:
     name: str = "stop"
 
     def score(self, case: EvalCase, answer: Answer) -> float | None:
-        """1.0 when the answer ended at the marker and does not contain it."""
-        return stop_compliance(answer.text, answer.finish_reason, markers=self.markers)
+        """1.0 when the model ended its answer with the marker, 0.0 when it did not."""
+        if getattr(answer, "guard", "passed") != "passed":
+            return None  # the guard's own reply: the model did not write it
+        return float(answer.stopped_at_marker)
 
 
 @dataclass(frozen=True)
@@ -558,7 +627,8 @@ def default_scorers(
     """The built-in scorers: exact, contains, f1, rouge_l, stop, answered.
 
     Args:
-        stop: the stop marker(s) the model was trained with (``None``: no stop scorer).
+        stop: the stop marker(s) the model was trained with (``None``: no stop scorer; see
+            :class:`StopScorer` for what it needs).
         refusal_texts: your bot's own refusal texts, for ``answered``.
     """
     markers = _markers(stop)
@@ -638,20 +708,72 @@ def _parse_judge_reply(text: str) -> tuple[float, str | None] | None:
 
 def _task_model(chat: ChatModel, system_prompt: str, max_tokens: int | None) -> ChatModel:
     """``chat``'s model and settings with a task's system prompt and no stop marker."""
-    return ChatModel(
-        chat.model,
-        backend=chat.backend,
+    return chat.with_options(
         system_prompt=system_prompt,
         stop=None,
-        temperature=chat.temperature,
         max_tokens=max_tokens,
-        seed=chat.seed,
-        retries=chat.retries,
-        not_found_retries=chat.not_found_retries,
-        backoff=chat.backoff,
-        sleep=getattr(chat, "_sleep", None),
-        concurrency=chat.concurrency,
+        logprobs=False,
+        top_logprobs=None,
     )
+
+
+class _MarkerProbe(ChatModel):
+    """A copy of a ChatModel that does not send its stop marker and cuts at it itself.
+
+    The API, sent ``stop``, removes the marker and reports ``finish_reason == "stop"``
+    whether the model wrote the marker or just ended; unsent, the marker stays in the text,
+    so this copy can tell. ``stopped_at_marker`` of its answers says whether it was there.
+    """
+
+    def __init__(self, chat: ChatModel) -> None:
+        super().__init__(
+            chat.model,
+            backend=chat.backend,
+            system_prompt=chat.system_prompt,
+            stop=None,
+            temperature=chat.temperature,
+            max_tokens=chat.max_tokens,
+            seed=chat.seed,
+            logprobs=chat.logprobs,
+            top_logprobs=chat.top_logprobs,
+            retries=chat.retries,
+            not_found_retries=chat.not_found_retries,
+            backoff=chat.backoff,
+            sleep=getattr(chat, "_sleep", None),
+            concurrency=chat.concurrency,
+        )
+        self.markers = chat.stop
+
+    def _cut(self, answer: Answer) -> Answer:
+        text = answer.text
+        cut = min((i for i in (text.find(m) for m in self.markers) if i >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut].strip()
+        return answer.model_copy(update={"text": text, "stopped_at_marker": cut >= 0})
+
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        """:meth:`ChatModel.ask`, the marker unsent, cut here."""
+        return self._cut(super().ask(question, **kwargs))
+
+    async def aask(self, question: str, **kwargs: Any) -> Answer:
+        """:meth:`ChatModel.aask`, the marker unsent, cut here."""
+        return self._cut(await super().aask(question, **kwargs))
+
+
+def _probing(chat: Answering) -> Answering | None:
+    """``chat`` asking through a :class:`_MarkerProbe`, or None when that is not possible.
+
+    Possible for a ChatModel with a stop marker, and for a wrapper holding one as
+    ``.chat`` (a GuardedChatModel): a shallow copy of the wrapper with the probe inside.
+    """
+    if isinstance(chat, ChatModel):
+        return _MarkerProbe(chat) if chat.stop else None
+    inner = getattr(chat, "chat", None)
+    if isinstance(inner, ChatModel) and inner.stop:
+        wrapper = copy.copy(chat)
+        wrapper.chat = _MarkerProbe(inner)  # type: ignore[attr-defined]
+        return wrapper
+    return None
 
 
 class JudgeScorer:
@@ -808,6 +930,10 @@ class RunSummary(BaseModel):
     seconds: float = Field(description="Wall-clock seconds of the run.")
     n: int = Field(description="Cases run.")
     errors: int = Field(description="Cases whose question failed.")
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="Questions left out while building the suite, per reason.",
+    )
     sets: dict[str, SetSummary] = Field(description="Aggregates per set, in report order.")
 
 
@@ -821,9 +947,15 @@ class EvalResult(BaseModel):
     backend: str = Field(description="The backend's name.")
     started_at: str = Field(description="When the run started (ISO 8601, UTC).")
     seconds: float = Field(description="Wall-clock seconds of the run, judge included.")
-    concurrency: int = Field(description="Questions in flight at once.")
+    concurrency: int | None = Field(
+        description="Questions in flight at once (None: the model's own, unknown)."
+    )
     n: int = Field(description="Cases run.")
     errors: int = Field(description="Cases whose question failed.")
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="Questions left out while building the suite, per reason (EvalSuite.dropped).",
+    )
     scorers: list[str] = Field(description="Scorer names, in column order.")
     sets: dict[str, SetSummary] = Field(description="Aggregates per set, in report order.")
     cases: list[CaseResult] = Field(description="One row per case, in suite order.")
@@ -852,6 +984,7 @@ class EvalResult(BaseModel):
             seconds=self.seconds,
             n=self.n,
             errors=self.errors,
+            dropped=self.dropped,
             sets=self.sets,
         )
 
@@ -866,11 +999,15 @@ class EvalResult(BaseModel):
 
     def to_markdown(self, *, cases: bool = True) -> str:
         """A Markdown report: a summary table per set, then (``cases``) one row per case."""
-        return _markdown(f"Evaluation of {self.label}", [self.summary()], _rows_of(self), cases)
+        runs = [self.summary()]
+        return _markdown(
+            f"Evaluation of {self.label}", runs, _rows_of(self), cases, _notes(runs, None)
+        )
 
     def to_html(self) -> str:
         """One self-contained HTML page: summary, bar chart and per-case rows."""
-        return _html(f"Evaluation of {self.label}", [self.summary()], _rows_of(self))
+        runs = [self.summary()]
+        return _html(f"Evaluation of {self.label}", runs, _rows_of(self), _notes(runs, None))
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_json` to ``path`` atomically; return the path."""
@@ -898,11 +1035,14 @@ class ScoreDelta(BaseModel):
 
 
 class CaseComparison(BaseModel):
-    """One case answered by both runs."""
+    """One case of the two runs: both answers, or the one of the run that has the case."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(description="The case id.")
+    only_in: Literal["a", "b"] | None = Field(
+        default=None, description="The run that has this case, when only one has it."
+    )
     set: str = Field(description="The case's set.")
     question: str = Field(description="The question.")
     reference: str | None = Field(description="The expected answer, if any.")
@@ -921,8 +1061,15 @@ class Comparison(BaseModel):
 
     a: RunSummary = Field(description="The first run (e.g. the base model).")
     b: RunSummary = Field(description="The second run (e.g. the fine-tune).")
-    deltas: list[ScoreDelta] = Field(description="One row per set and scorer.")
-    cases: list[CaseComparison] = Field(description="One row per case.")
+    deltas: list[ScoreDelta] = Field(
+        description="One row per set and scorer: each run's own mean over its own cases."
+    )
+    matched: int = Field(description="Cases both runs have (same id and question).")
+    only_a: int = Field(description="Cases only run a has.")
+    only_b: int = Field(description="Cases only run b has.")
+    cases: list[CaseComparison] = Field(
+        description="One row per case: the matched ones in a's order, then a's, then b's own."
+    )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Comparison:
@@ -942,11 +1089,13 @@ class Comparison(BaseModel):
 
     def to_markdown(self, *, cases: bool = True) -> str:
         """A Markdown report: both runs per set and scorer, then (``cases``) both answers."""
-        return _markdown(self._title(), [self.a, self.b], _rows_of(self), cases)
+        runs = [self.a, self.b]
+        return _markdown(self._title(), runs, _rows_of(self), cases, _notes(runs, self))
 
     def to_html(self) -> str:
         """One self-contained HTML page: summaries side by side, bar chart, per-case rows."""
-        return _html(self._title(), [self.a, self.b], _rows_of(self))
+        runs = [self.a, self.b]
+        return _html(self._title(), runs, _rows_of(self), _notes(runs, self))
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_json` to ``path`` atomically; return the path."""
@@ -962,14 +1111,22 @@ class Comparison(BaseModel):
 
 
 def compare(a: EvalResult, b: EvalResult) -> Comparison:
-    """Put two results of the same suite side by side (cases are matched by id).
+    """Put two results side by side; cases are matched by id (and question).
+
+    Case ids come from the question (:func:`case_id`), so runs on different data, limits
+    or seeds still pair the same question. A case only one run has is kept, marked with
+    :attr:`CaseComparison.only_in`, and counted in :attr:`Comparison.only_a` /
+    :attr:`Comparison.only_b`; an id both have for *different* questions (ids of a suite
+    you built yourself) is not paired either.
 
     Args:
         a: the first run (e.g. the base model, or before a change).
         b: the second run (e.g. the fine-tune, or after).
 
     Returns:
-        Per set and scorer ``a``, ``b`` and ``delta = b - a``; per case both answers.
+        Per set and scorer ``a``, ``b`` and ``delta = b - a`` (each run's mean over its
+        own cases: with unmatched cases they differ in population, which
+        :attr:`Comparison.matched` shows); per case both answers.
     """
     deltas: list[ScoreDelta] = []
     for name in _ordered_sets([*a.sets, *b.sets]):
@@ -983,18 +1140,33 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
             delta = vb - va if va is not None and vb is not None else None
             deltas.append(ScoreDelta(set=name, scorer=scorer, a=va, b=vb, delta=delta))
     by_id = {c.id: c for c in b.cases}
-    rows: list[CaseComparison] = []
+    both: list[CaseComparison] = []
+    only_a: list[CaseComparison] = []
     for ca in a.cases:
-        cb = by_id.pop(ca.id, None)
-        rows.append(_case_pair(ca, cb, first=True))
-    rows.extend(_case_pair(cb, None, first=False) for cb in by_id.values())
-    return Comparison(a=a.summary(), b=b.summary(), deltas=deltas, cases=rows)
+        cb = by_id.get(ca.id)
+        if cb is not None and question_key(cb.question) == question_key(ca.question):
+            del by_id[ca.id]
+            both.append(_case_pair(ca, cb))
+        else:
+            only_a.append(_case_pair(ca, None))
+    only_b = [_case_pair(None, cb) for cb in by_id.values()]
+    return Comparison(
+        a=a.summary(),
+        b=b.summary(),
+        deltas=deltas,
+        matched=len(both),
+        only_a=len(only_a),
+        only_b=len(only_b),
+        cases=[*both, *only_a, *only_b],
+    )
 
 
-def _case_pair(x: CaseResult, y: CaseResult | None, *, first: bool) -> CaseComparison:
-    ca, cb = (x, y) if first else (y, x)
+def _case_pair(ca: CaseResult | None, cb: CaseResult | None) -> CaseComparison:
+    x = ca or cb
+    assert x is not None
     return CaseComparison(
         id=x.id,
+        only_in=None if ca and cb else "a" if ca else "b",
         set=x.set,
         question=x.question,
         reference=x.reference,
@@ -1026,6 +1198,15 @@ class EvalSuite:
     Build one with :meth:`from_pairs`, :meth:`from_file` or :meth:`from_jsonl`; run it
     with :meth:`run`. A suite is immutable: :meth:`generate_variations` returns a new one.
 
+    Attributes:
+        dropped: questions left out while building, per reason (``blank_question``,
+            ``duplicate_question``, ``blank_variation``, ``duplicate_variation``,
+            ``variation_is_a_training_question``, ``blank_unrelated``,
+            ``duplicate_unrelated``, ``over_limit``), so the questions read equal
+            ``len(suite) + sum(suite.dropped.values())``.
+        generation_errors: questions :meth:`generate_variations` got no rephrasing for,
+            with why.
+
     Args:
         cases: the cases; ids must be unique.
         name: a name for reports.
@@ -1038,6 +1219,7 @@ class EvalSuite:
         self.cases: tuple[EvalCase, ...] = tuple(cases)
         self.name = name
         self.generation_errors: list[str] = []
+        self.dropped: dict[str, int] = {}
         seen: set[str] = set()
         for case in self.cases:
             if case.id in seen:
@@ -1096,12 +1278,17 @@ class EvalSuite:
             UsageError: a variation names a question that is not among the pairs, or a
                 bad ``limit``.
         """
+        dropped: Counter[str] = Counter()
         verbatim: list[tuple[str, str]] = []
         answers: dict[str, str] = {}
         for pair in pairs:
             q, a = (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
             key = question_key(q)
-            if key in answers or not q.strip():
+            if not key:
+                dropped["blank_question"] += 1
+                continue
+            if key in answers:
+                dropped["duplicate_question"] += 1
                 continue
             answers[key] = a
             verbatim.append((q.strip(), a))
@@ -1122,11 +1309,21 @@ class EvalSuite:
             for pair in variations:
                 q, a = (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
                 var_rows.append((q, a, by_answer.get(" ".join(_plain(a)))))
-        seen_var = set(answers)
+        seen_var: set[str] = set()
         var_cases: list[tuple[str, str, str | None]] = []
         for q, a, src in var_rows:
             key = question_key(q)
-            if not key or key in seen_var:
+            reason = (
+                "blank_variation"
+                if not key
+                else "variation_is_a_training_question"
+                if key in answers
+                else "duplicate_variation"
+                if key in seen_var
+                else None
+            )
+            if reason is not None:
+                dropped[reason] += 1
                 continue
             seen_var.add(key)
             var_cases.append((q.strip(), a, src))
@@ -1134,27 +1331,47 @@ class EvalSuite:
         seen_off: set[str] = set()
         for q in [*(UNRELATED_QUESTIONS if builtin_unrelated else ()), *(unrelated or ())]:
             key = question_key(q)
-            if key and key not in seen_off:
-                seen_off.add(key)
-                off.append(q.strip())
+            if not key or key in seen_off:
+                dropped["duplicate_unrelated" if key else "blank_unrelated"] += 1
+                continue
+            seen_off.add(key)
+            off.append(q.strip())
         v_rows = _sample(verbatim, _limit_of(limit, "verbatim"), seed)
         var_rows2 = _sample(var_cases, _limit_of(limit, "variations"), seed)
         off_rows = _sample(off, _limit_of(limit, "unrelated"), seed)
+        over = sum(
+            len(rows) - len(kept)
+            for rows, kept in ((verbatim, v_rows), (var_cases, var_rows2), (off, off_rows))
+        )
+        if over:
+            dropped["over_limit"] = over
+        ids = _CaseIds()
         cases = [
-            EvalCase(id=f"verbatim-{i}", set="verbatim", question=q, reference=a, source_question=q)
-            for i, (q, a) in enumerate(v_rows, 1)
+            EvalCase(
+                id=ids.new("verbatim", q),
+                set="verbatim",
+                question=q,
+                reference=a,
+                source_question=q,
+            )
+            for q, a in v_rows
         ]
         cases += [
             EvalCase(
-                id=f"variations-{i}", set="variations", question=q, reference=a, source_question=s
+                id=ids.new("variations", q),
+                set="variations",
+                question=q,
+                reference=a,
+                source_question=s,
             )
-            for i, (q, a, s) in enumerate(var_rows2, 1)
+            for q, a, s in var_rows2
         ]
         cases += [
-            EvalCase(id=f"unrelated-{i}", set="unrelated", question=q)
-            for i, q in enumerate(off_rows, 1)
+            EvalCase(id=ids.new("unrelated", q), set="unrelated", question=q) for q in off_rows
         ]
-        return cls(cases, name=name)
+        suite = cls(cases, name=name)
+        suite.dropped = dict(sorted(dropped.items()))
+        return suite
 
     @classmethod
     def from_file(
@@ -1306,25 +1523,32 @@ class EvalSuite:
                     continue
                 texts = _parse_paraphrases(item.answer.text, case.question)
                 if not texts:
-                    errors.append(f"{case.question}: no rephrasing in the reply")
+                    reply = " ".join(item.answer.text.split())
+                    shown = reply if len(reply) <= 120 else reply[:119] + "…"
+                    errors.append(f"{case.question}: no rephrasing in the reply {shown!r}")
                     continue
                 found[case.id] = texts[:n_per_question]
                 stored[(chat.model, question_key(case.question))] = texts
             if cache is not None:
                 _save_cache(cache, stored)
         variations = list(self.of_set("variations"))
-        keys = {question_key(c.question) for c in self.cases if c.set != "unrelated"}
-        number = len(variations)
+        trained = {question_key(c.question) for c in sources}
+        keys = {question_key(c.question) for c in variations}
+        dropped = Counter(self.dropped)
+        ids = _CaseIds(c.id for c in self.cases)
         for case in sources:
             for text in found.get(case.id, []):
                 key = question_key(text)
-                if key in keys:
+                if key in trained or key in keys:
+                    trained_q = key in trained
+                    dropped[
+                        "variation_is_a_training_question" if trained_q else "duplicate_variation"
+                    ] += 1
                     continue
                 keys.add(key)
-                number += 1
                 variations.append(
                     EvalCase(
-                        id=_free_id(self, "variations", number),
+                        id=ids.new("variations", text),
                         set="variations",
                         question=text,
                         reference=case.reference,
@@ -1334,6 +1558,7 @@ class EvalSuite:
         cases = [*self.of_set("verbatim"), *variations, *self.of_set("unrelated")]
         suite = EvalSuite(cases, name=self.name)
         suite.generation_errors = errors
+        suite.dropped = dict(sorted(dropped.items()))
         return suite
 
     # -- running ------------------------------------------------------------------------
@@ -1341,7 +1566,7 @@ class EvalSuite:
         self,
         chat: Answering,
         *,
-        concurrency: int = 32,
+        concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
         scorers: Sequence[Scorer] | None = None,
         judge: JudgeScorer | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -1353,26 +1578,40 @@ class EvalSuite:
         A question that fails (after the model's retries) is recorded in its row with
         its error and counted in ``errors``; the others go on.
 
+        The stop sequence is *not* sent to the API: a :class:`~finetune_qa.chat.ChatModel`
+        (or a wrapper holding one as ``.chat``, such as a
+        :class:`~finetune_qa.guardrails.GuardedChatModel`) is asked through a copy that
+        cuts the answer at the marker itself, so the ``stop`` score says whether the
+        model wrote the marker (see :class:`StopScorer`). The answers are the same; a
+        model that writes on after its marker costs those extra tokens (``max_tokens``
+        caps them). For any other :class:`Answering` the default ``stop`` score is left
+        out.
+
         Args:
             chat: the model under test (query a fine-tune as trained: its system prompt
                 and stop marker; :meth:`~finetune_qa.jobs.FineTuneJob.chat_model` does).
-            concurrency: questions in flight at once.
+            concurrency: questions in flight at once. The default,
+                :data:`DEFAULT_EVAL_CONCURRENCY` (32), is higher than a ChatModel's own
+                (8), since a suite is a batch job; ``None`` uses ``chat``'s own default.
+                The judge runs with the same.
             scorers: the scorers (default :func:`default_scorers` with ``chat``'s stop
-                marker and ``refusal_texts``).
-            judge: an LLM judge, run on every answered case with a reference.
+                marker and ``refusal_texts``). A :class:`JudgeScorer` goes in ``judge=``.
+            judge: an LLM judge, run on every answered case with a reference, in batches.
             progress: called with ``(done, total)`` as requests complete.
             refusal_texts: your bot's own refusal texts, for the default ``answered``
-                (a guarded model's ``refusal`` attribute is added by itself).
+                (a guarded model's ``refusal_texts`` are added by themselves).
             label: display name in reports (default: the model name).
 
         Raises:
-            UsageError: the suite is empty, or a bad ``concurrency``.
+            UsageError: the suite is empty, a bad ``concurrency``, or a
+                :class:`JudgeScorer` in ``scorers``.
         """
-        self._check_runnable()
+        self._check_runnable(concurrency, scorers)
         start, started_at = time.perf_counter(), _now()
         total = len(self.cases) + (self._n_judged_upper() if judge else 0)
         tick = _Progress(progress, total)
-        items = chat.ask_many(
+        asker = _probing(chat)
+        items = (asker or chat).ask_many(
             [c.question for c in self.cases], concurrency=concurrency, on_result=tick
         )
         grades: dict[int, JudgeGrade] = {}
@@ -1391,13 +1630,14 @@ class EvalSuite:
             started_at,
             start,
             concurrency,
+            probed=asker is not None,
         )
 
     async def arun(
         self,
         chat: Answering,
         *,
-        concurrency: int = 32,
+        concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
         scorers: Sequence[Scorer] | None = None,
         judge: JudgeScorer | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -1405,11 +1645,12 @@ class EvalSuite:
         label: str | None = None,
     ) -> EvalResult:
         """Async twin of :meth:`run`, on the running event loop."""
-        self._check_runnable()
+        self._check_runnable(concurrency, scorers)
         start, started_at = time.perf_counter(), _now()
         total = len(self.cases) + (self._n_judged_upper() if judge else 0)
         tick = _Progress(progress, total)
-        items = await chat.aask_many(
+        asker = _probing(chat)
+        items = await (asker or chat).aask_many(
             [c.question for c in self.cases], concurrency=concurrency, on_result=tick
         )
         grades: dict[int, JudgeGrade] = {}
@@ -1430,6 +1671,7 @@ class EvalSuite:
             started_at,
             start,
             concurrency,
+            probed=asker is not None,
         )
 
     def compare(
@@ -1437,7 +1679,7 @@ class EvalSuite:
         chat_a: Answering,
         chat_b: Answering,
         *,
-        concurrency: int = 32,
+        concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
         scorers: Sequence[Scorer] | None = None,
         judge: JudgeScorer | None = None,
         refusal_texts: Sequence[str] = (),
@@ -1448,7 +1690,7 @@ class EvalSuite:
         Args:
             chat_a: the first model (e.g. the base model).
             chat_b: the second model (e.g. the fine-tune).
-            concurrency: questions in flight at once, per run.
+            concurrency: questions in flight at once, per run (see :meth:`run`).
             scorers: as :meth:`run`.
             judge: as :meth:`run`.
             refusal_texts: as :meth:`run`.
@@ -1466,9 +1708,22 @@ class EvalSuite:
         return compare(a, b)
 
     # -- internals ----------------------------------------------------------------------
-    def _check_runnable(self) -> None:
+    def _check_runnable(self, concurrency: int | None, scorers: Sequence[Scorer] | None) -> None:
         if not self.cases:
             raise UsageError("the suite has no cases; build it from some QA pairs")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise UsageError(
+                f"concurrency must be a whole number >= 1 or None, got {concurrency!r}"
+            )
+        for scorer in scorers or ():
+            if isinstance(scorer, JudgeScorer):
+                raise UsageError(
+                    f"pass the JudgeScorer {scorer!r} as judge=, not in scorers=: judge= "
+                    "grades every answer in one concurrent batch (in scorers= it would ask "
+                    "one request at a time, and cannot run inside arun's event loop)"
+                )
 
     def _n_judged_upper(self) -> int:
         return sum(1 for c in self.cases if c.reference is not None)
@@ -1497,7 +1752,9 @@ class EvalSuite:
         label: str | None,
         started_at: str,
         start: float,
-        concurrency: int,
+        concurrency: int | None,
+        *,
+        probed: bool,
     ) -> EvalResult:
         # a guarded model's own replies instead of an answer (its refusal, withheld text)
         own = getattr(chat, "refusal_texts", None) or (getattr(chat, "refusal", None),)
@@ -1505,10 +1762,11 @@ class EvalSuite:
             *refusal_texts,
             *(t for t in own if isinstance(t, str) and t.strip()),
         )
+        # a stop score only where the marker was not sent, so its absence can be seen
         active = (
             list(scorers)
             if scorers is not None
-            else default_scorers(stop=chat.stop or DEFAULT_STOP, refusal_texts=refusal_texts)
+            else default_scorers(stop=chat.stop if probed else None, refusal_texts=refusal_texts)
         )
         names = [s.name for s in active]
         if judge is not None:
@@ -1554,9 +1812,10 @@ class EvalSuite:
             backend=str(getattr(chat.backend, "name", type(chat.backend).__name__)),
             started_at=started_at,
             seconds=time.perf_counter() - start,
-            concurrency=concurrency,
+            concurrency=concurrency if concurrency is not None else _own_concurrency(chat),
             n=len(rows),
             errors=errors,
+            dropped=dict(self.dropped),
             scorers=names,
             sets=sets,
             cases=rows,
@@ -1578,6 +1837,11 @@ class _Progress:
         self.done += 1
         if self.callback is not None:
             self.callback(self.done, self.total)
+
+
+def _own_concurrency(chat: Answering) -> int | None:
+    value = getattr(chat, "concurrency", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _checked(scorer: Scorer, value: float | None) -> float | None:
@@ -1629,11 +1893,37 @@ def _limit_of(limit: int | Mapping[str, int] | None, set: str) -> int | None:
     return value
 
 
-def _free_id(suite: EvalSuite, set: str, number: int) -> str:
-    taken = {c.id for c in suite.cases}
-    while f"{set}-{number}" in taken:
-        number += 1
-    return f"{set}-{number}"
+def case_id(set: str, question: str) -> str:
+    """The stable id of a case: its set and a short hash of the question's normal form.
+
+    It depends on the question only (see :func:`~finetune_qa._text.question_key`), not on
+    its position, so two runs on different data, limits or seeds pair the same question
+    under the same id in :func:`compare`.
+
+    Example:
+        >>> case_id("verbatim", "What is Acme?") == case_id("verbatim", "  what is ACME ")
+        True
+    """
+    return f"{set}-{key_hash(question_key(question)):016x}"[: len(set) + 1 + _ID_HEX]
+
+
+_ID_HEX = 10  # 40 bits: a clash is unlikely below millions of questions, and resolved anyway
+
+
+class _CaseIds:
+    """Hands out :func:`case_id` ids, with ``-2``, ``-3`` ... on the rare hash clash."""
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self.taken = set(taken)
+
+    def new(self, set: str, question: str) -> str:
+        base = case_id(set, question)
+        out, n = base, 1
+        while out in self.taken:
+            n += 1
+            out = f"{base}-{n}"
+        self.taken.add(out)
+        return out
 
 
 def _now() -> str:
@@ -1679,24 +1969,12 @@ def read_questions(path: str | os.PathLike[str]) -> list[str]:
 
 def _write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
-    except OSError as exc:
-        raise InputFileError(
-            f"cannot write: {exc.strerror or exc}",
-            path=out,
-            hint="check that the directory exists and is writable",
-        ) from None
+    atomic_write(
+        out,
+        text,
+        problem="cannot write",
+        hint="check that the directory exists and is writable",
+    )
     return out
 
 
@@ -1732,7 +2010,12 @@ def _save_cache(path: str | os.PathLike[str], entries: Mapping[tuple[str, str], 
 
 
 def _parse_paraphrases(reply: str, question: str) -> list[str]:
-    """Rephrasings from a reply: a numbered list (or a JSON array, or plain lines)."""
+    """Rephrasings from a reply: a numbered list, a JSON array, or plain question lines.
+
+    Without numbering only lines that end in ``?`` count, so the chatter around a list
+    ("Sure! Here you go.", "Hope this helps!") and a refusal are not taken for questions;
+    refusals are left out of a numbered list or an array too.
+    """
     from finetune_qa.readers import strip_numbering
 
     text = _FENCE.sub("", reply).strip()
@@ -1746,13 +2029,13 @@ def _parse_paraphrases(reply: str, question: str) -> list[str]:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         parsed = [strip_numbering(ln) for ln in lines]
         numbered = [t for t, n in parsed if n is not None]
-        items = numbered or [t for t, _ in parsed if not t.endswith(":")]
+        items = numbered or [t for t, _ in parsed if t.strip().strip('"').endswith("?")]
     out: list[str] = []
     seen = {question_key(question)}
     for item in items:
         clean = item.strip().strip('"').strip()
         key = question_key(clean)
-        if key and key not in seen:
+        if key and key not in seen and not is_refusal(clean):
             seen.add(key)
             out.append(clean)
     return out
@@ -1770,6 +2053,7 @@ class _Row:
     outputs: tuple[str | None, ...]
     errors: tuple[str | None, ...]
     scores: tuple[Mapping[str, float | None], ...]
+    absent: tuple[bool, ...] = (False, False)
 
 
 def _rows_of(source: EvalResult | Comparison) -> list[_Row]:
@@ -1787,9 +2071,40 @@ def _rows_of(source: EvalResult | Comparison) -> list[_Row]:
             (c.output_a, c.output_b),
             (c.error_a, c.error_b),
             (c.scores_a, c.scores_b),
+            (c.only_in == "b", c.only_in == "a"),
         )
         for c in source.cases
     ]
+
+
+def _notes(runs: Sequence[RunSummary], comparison: Comparison | None) -> list[str]:
+    """Lines under the title: what was dropped building the suite, how cases matched."""
+    notes: list[str] = []
+    drops = [run.dropped for run in runs]
+    if len(runs) == 2 and drops[0] and drops[0] == drops[1]:
+        notes.append(f"questions dropped while building the suite: {_counts_text(drops[0])}")
+    else:
+        notes += [
+            f"{run.label}: questions dropped while building the suite: {_counts_text(run.dropped)}"
+            for run in runs
+            if run.dropped
+        ]
+    if comparison is not None:
+        notes.append(_matched_text(comparison))
+    return notes
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    """``"duplicate_question 1, over_limit 40"``."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _matched_text(c: Comparison) -> str:
+    """``"140 cases matched (0 only in a, 0 only in b)"``."""
+    return (
+        f"{c.matched} cases matched ({c.only_a} only in {c.a.label}, "
+        f"{c.only_b} only in {c.b.label})"
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -1820,13 +2135,20 @@ def _md(text: str | None) -> str:
     return "<br>".join(line for line in cell.splitlines()) or " "
 
 
-def _markdown(title: str, runs: Sequence[RunSummary], rows: Sequence[_Row], cases: bool) -> str:
+def _markdown(
+    title: str,
+    runs: Sequence[RunSummary],
+    rows: Sequence[_Row],
+    cases: bool,
+    notes: Sequence[str] = (),
+) -> str:
     out = [f"# {_md(title)}", ""]
     for run in runs:
         out.append(
             f"- **{_md(run.label)}** ({_md(run.backend)}): {run.n} questions, "
             f"{run.errors} errors, {run.seconds:.1f} s"
         )
+    out += [f"- {_md(note)}" for note in notes]
     out.append("")
     sets = _ordered_sets(s for run in runs for s in run.sets)
     two = len(runs) == 2
@@ -1857,8 +2179,12 @@ def _markdown(title: str, runs: Sequence[RunSummary], rows: Sequence[_Row], case
         out.append("|" + "---|" * len(heads))
         for row in (r for r in rows if r.set == name):
             cells = [row.id, _md(row.question), _md(row.reference)]
-            for output, error, scores in zip(row.outputs, row.errors, row.scores, strict=True):
+            for output, error, scores, absent in zip(
+                row.outputs, row.errors, row.scores, row.absent, strict=False
+            ):
                 shown = _md(output) if error is None else f"**error:** {_md(error)}"
+                if absent:
+                    shown = "*not in this run*"
                 if two:
                     shown += f"<br>*{_score_text(scores)}*" if _score_text(scores) else ""
                     cells.append(shown)
@@ -1940,7 +2266,9 @@ def _svg_chart(runs: Sequence[RunSummary]) -> str:
     return "".join(parts)
 
 
-def _html(title: str, runs: Sequence[RunSummary], rows: Sequence[_Row]) -> str:
+def _html(
+    title: str, runs: Sequence[RunSummary], rows: Sequence[_Row], notes: Sequence[str] = ()
+) -> str:
     e = html.escape
     two = len(runs) == 2
     out = [
@@ -1956,6 +2284,7 @@ def _html(title: str, runs: Sequence[RunSummary], rows: Sequence[_Row]) -> str:
             f"<strong>{e(run.label)}</strong> ({e(run.model)}, backend {e(run.backend)}): "
             f"{run.n} questions, {run.errors} errors, {run.seconds:.1f} s</p>"
         )
+    out += [f'<p class="meta note">{e(note)}</p>' for note in notes]
     out.append(_svg_chart(runs))
     sets = _ordered_sets(s for run in runs for s in run.sets)
     for name in sets:
@@ -1995,8 +2324,12 @@ def _html(title: str, runs: Sequence[RunSummary], rows: Sequence[_Row]) -> str:
                 f"<td>{e(row.question)}</td>",
                 f"<td>{e(row.reference) if row.reference is not None else '–'}</td>",
             ]
-            for output, error, scores in zip(row.outputs, row.errors, row.scores, strict=True):
-                if error is not None:
+            for output, error, scores, absent in zip(
+                row.outputs, row.errors, row.scores, row.absent, strict=False
+            ):
+                if absent:
+                    body = "<em>not in this run</em>"
+                elif error is not None:
                     body = f'<span class="err">error: {e(error)}</span>'
                 else:
                     body = e(output) if output is not None else "–"

@@ -173,3 +173,46 @@ def test_eval_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     _, err = capsys.readouterr()
     assert code == 1 and err.startswith("error: 4 of 4 questions failed (first: NotFoundError")
     assert err.count("\n") == 1 and (tmp_path / "r.html").exists()
+
+
+def test_eval_behind_the_gates_before_and_after(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["guard", "train", str(sample_csv()), "--gate", "question", "-q"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    # --compare with the same model: a is the bare fine-tune, b the same behind the gate
+    args = ["eval", str(sample_csv()), "--model", model, "--compare", model, "--limit", "8"]
+    code = main([*args, "--question-gate", "question-gate.json", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["a"]["label"], data["b"]["label"]) == (model, f"{model} (guarded)")
+    assert (data["matched"], data["only_a"], data["only_b"]) == (16, 0, 0)
+    rows = {(d["set"], d["scorer"]): d for d in data["deltas"]}
+    assert rows[("unrelated", "answered")]["a"] == 1.0  # the bare fine-tune answers everything
+    assert rows[("unrelated", "answered")]["b"] <= 0.25  # the gate refuses off-topic questions
+    assert rows[("verbatim", "exact")]["b"] >= 0.75
+    code = main([*args, "--question-gate", "question-gate.json"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "16 cases matched (0 only in a, 0 only in b)" in out
+    # a gate of the other kind is named, with the option to use
+    code = main([*args, "--answer-gate", "question-gate.json"])
+    _, err = capsys.readouterr()
+    assert (
+        code == 2 and "question-gate.json: is a question gate; pass it with --question-gate" in err
+    )
+
+
+def test_eval_prints_what_it_dropped(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "qa.csv").write_text(
+        "question,answer\nWhat is Lumen Notes?,A notes app.\nwhat is lumen notes,Again.\n",
+        encoding="utf-8",
+    )
+    code = main(["eval", "qa.csv", "--model", model, "--limit", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "4 questions: 1 verbatim, 0 variations, 3 unrelated" in out
+    assert "dropped 63 questions: duplicate_question 1, over_limit 62" in out

@@ -136,14 +136,14 @@ def test_rouge_l_by_hand() -> None:
 
 
 def test_stop_compliance_and_refusals() -> None:
-    assert ev.stop_compliance("Yes.", "stop") == 1.0
-    assert ev.stop_compliance("Yes, and", "length") == 0.0  # cut by max_tokens
-    assert ev.stop_compliance("Yes. **STOP**", "stop") == 0.0  # the marker leaked into the text
-    assert ev.stop_compliance("Yes. <END>", "stop", markers=["<END>"]) == 0.0
-    assert (
-        ev.StopScorer().score(EvalCase(id="x", set="unrelated", question="q"), _answer("Yes."))
-        == 1.0
-    )
+    # the raw output of a request sent without ``stop``: the marker is there or it is not
+    assert ev.stop_compliance("Yes. **STOP**") == 1.0
+    assert ev.stop_compliance("Yes.") == 0.0  # a natural end: finish_reason "stop" all the same
+    assert ev.stop_compliance("Yes. <END> more", markers=["<END>"]) == 1.0
+    assert ev.stop_compliance("Yes. **STOP**", markers=["<END>"]) == 0.0
+    case = EvalCase(id="x", set="unrelated", question="q")
+    assert ev.StopScorer().score(case, _answer("Yes.")) == 1.0
+    assert ev.StopScorer().score(case, _answer("Yes, and", finish="length")) == 0.0
 
     assert ev.is_refusal("I'm sorry, but I can’t help with THAT.")
     assert ev.is_refusal("")
@@ -261,12 +261,17 @@ def test_from_pairs_builds_three_sets() -> None:
     assert counts == {"verbatim": 25, "variations": 1, "unrelated": len(ev.UNRELATED_QUESTIONS) + 1}
     var = suite.of_set("variations")[0]
     assert (var.id, var.reference, var.source_question) == (
-        "variations-1",
+        ev.case_id("variations", "Tell me about Lumen Notes"),
         PAIRS[0][1],
         "What is Lumen Notes?",
     )
+    assert suite.dropped == {
+        "duplicate_question": 1,
+        "duplicate_unrelated": 1,
+        "variation_is_a_training_question": 1,
+    }
     assert suite.cases[0] == EvalCase(
-        id="verbatim-1",
+        id=ev.case_id("verbatim", PAIRS[0][0]),
         set="verbatim",
         question=PAIRS[0][0],
         reference=PAIRS[0][1],
@@ -735,3 +740,253 @@ def test_html_report_renders_in_chromium(
     # one colour everywhere would leave a handful of distinct (filtered) scanlines and bytes
     assert len(set(rows)) > 200
     assert len(set(b"".join(rows[::20]))) > 64
+
+
+# ------------------------------------------------------------------ review fixes (regressions)
+
+
+class _Scripted:
+    """A backend that replies with fixed texts (by the question), recording each request."""
+
+    name = "scripted"
+
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies = replies
+        self.requests: list[object] = []
+
+    def _reply(self, request: object) -> object:
+        from finetune_qa.backends import ChatResponse
+
+        self.requests.append(request)
+        question = str(request.messages[-1]["content"])  # type: ignore[attr-defined]
+        text = next((r for q, r in self.replies.items() if q in question), "Fine.")
+        return ChatResponse(id="c", model="m", content=text, finish_reason="stop")
+
+    def chat(self, request: object) -> object:
+        return self._reply(request)
+
+    async def achat(self, request: object) -> object:
+        return self._reply(request)
+
+
+def test_compare_pairs_the_same_question_not_the_same_position(
+    lab: tuple[OfflineBackend, ChatModel, ChatModel],
+) -> None:
+    tuned = lab[1]
+    pairs = TRAINED[:4]
+    old = EvalSuite.from_pairs(pairs, builtin_unrelated=False)
+    new = EvalSuite.from_pairs([("What is new?", "New."), *pairs], builtin_unrelated=False)
+    cmp = compare(old.run(tuned), new.run(tuned))
+    assert (cmp.matched, cmp.only_a, cmp.only_b) == (4, 0, 1)
+    for row in cmp.cases[:4]:
+        assert row.only_in is None and row.output_a == row.output_b  # same model, same question
+        assert row.output_a == dict(pairs)[row.question]
+    extra = cmp.cases[-1]
+    assert (extra.question, extra.only_in, extra.output_a) == ("What is new?", "b", None)
+    md = cmp.to_markdown()
+    assert f"4 cases matched (0 only in {tuned.model}, 1 only in {tuned.model})" in md
+    assert "*not in this run*" in md and "not in this run" in cmp.to_html()
+
+    # different seeds: the ids that both samples hold name the same question
+    a = EvalSuite.from_pairs(TRAINED, limit=6, seed=1, builtin_unrelated=False)
+    b = EvalSuite.from_pairs(TRAINED, limit=6, seed=2, builtin_unrelated=False)
+    qa, qb = {c.id: c.question for c in a}, {c.id: c.question for c in b}
+    assert set(qa) & set(qb) and all(qa[i] == qb[i] for i in set(qa) & set(qb))
+
+    # hand-made ids that collide on different questions are not paired
+    ra = EvalSuite([EvalCase(id="x", set="unrelated", question="Who is Batman?")]).run(tuned)
+    rb = EvalSuite([EvalCase(id="x", set="unrelated", question="Who is Robin?")]).run(tuned)
+    assert (compare(ra, rb).matched, compare(ra, rb).only_a, compare(ra, rb).only_b) == (0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Custom hardware is outside the scope of our warranty.",
+        "Moderators hide off-topic posts after a day.",
+        'Click "I don\'t know my password" on the sign-in page.',
+        "Exports are PDF only. I don't know of plans for Word export, but Pro adds Markdown.",
+        "I can't say for sure, but Lumen Pro costs €5 per month.",
+    ],
+)
+def test_answers_that_mention_a_refusal_phrase_are_not_refusals(text: str) -> None:
+    assert not ev.is_refusal(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry, but I can't help with that.",
+        "Sorry, I can only answer questions about Lumen Notes.",
+        "Unfortunately, I don't have information about that.",
+        "I do not know.",
+        "I am sorry, but I cannot rephrase that question.",
+        "  No. I cannot help with that request.",
+        "That's outside the scope of what I can answer.",
+    ],
+)
+def test_refusals_are_still_recognised(text: str) -> None:
+    assert ev.is_refusal(text)
+
+
+def test_own_refusal_texts_count_anywhere() -> None:
+    own = "Please ask me about Lumen Notes."
+    assert ev.is_refusal(f"Hmm. {own.upper()}", refusal_texts=[own])
+    assert not ev.is_refusal(f"Hmm. {own}")
+
+
+def test_paraphrase_replies_without_numbering_keep_only_questions() -> None:
+    q = "How much does Lumen Pro cost?"
+    assert ev._parse_paraphrases("I am sorry, but I cannot rephrase that question.", q) == []
+    reply = "Sure! Here you go.\nWhat is the price of Lumen Pro?\nIs Lumen Pro expensive?\nHope this helps!"
+    assert ev._parse_paraphrases(reply, q) == [
+        "What is the price of Lumen Pro?",
+        "Is Lumen Pro expensive?",
+    ]
+    assert ev._parse_paraphrases(
+        "1. What is the price of Lumen Pro?\n2. Sorry, I can't help with that.", q
+    ) == ["What is the price of Lumen Pro?"]
+    # numbered rephrasings need no question mark ("I would like to know ...")
+    assert ev._parse_paraphrases("1. I would like to know the price of Lumen Pro.", q) == [
+        "I would like to know the price of Lumen Pro."
+    ]
+
+
+def test_rejected_paraphrase_replies_are_generation_errors() -> None:
+    refusal = "I am sorry, but I cannot rephrase that question."
+    backend = _Scripted({"What is Lumen Notes?": refusal, "Who makes": "Who builds Lumen Notes?"})
+    chat = ChatModel("gpt-4o-mini", backend=backend, retries=0)  # type: ignore[arg-type]
+    suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False).generate_variations(chat)
+    assert [c.question for c in suite.of_set("variations")] == ["Who builds Lumen Notes?"]
+    assert suite.generation_errors == [
+        f"What is Lumen Notes?: no rephrasing in the reply {refusal!r}"
+    ]
+
+
+def test_stop_score_means_the_model_wrote_the_marker(
+    results: tuple[EvalResult, EvalResult],
+) -> None:
+    base, tuned = results
+    # the offline base model never learnt the marker; the fine-tune ends every answer with it
+    for name in ("verbatim", "variations", "unrelated"):
+        assert base.score(name, "stop") == 0.0 and tuned.score(name, "stop") == 1.0
+    assert all(c.output and "**STOP**" not in c.output for c in tuned.cases)
+
+
+def test_the_suite_asks_without_stop_and_cuts_itself() -> None:
+    backend = _Scripted({"marker": "Yes. **STOP** and then some", "plain": "Yes."})
+    chat = ChatModel("m", backend=backend, retries=0)  # type: ignore[arg-type]
+    suite = EvalSuite(
+        [
+            EvalCase(id="a", set="verbatim", question="marker?", reference="Yes."),
+            EvalCase(id="b", set="verbatim", question="plain?", reference="Yes."),
+        ]
+    )
+    result = suite.run(chat)
+    assert all(r.stop is None for r in backend.requests)  # type: ignore[attr-defined]
+    assert [(c.output, c.scores["stop"], c.scores["exact"]) for c in result.cases] == [
+        ("Yes.", 1.0, 1.0),
+        ("Yes.", 0.0, 1.0),
+    ]
+    again = asyncio.run(suite.arun(chat))
+    assert [c.scores for c in again.cases] == [c.scores for c in result.cases]
+    # no marker, no stop score; nor for an Answering the suite cannot ask without one
+    assert "stop" not in suite.run(chat.with_options(stop=None)).scorers
+
+    class Wrapper:  # an Answering that is no ChatModel and holds none
+        def __init__(self, inner: ChatModel) -> None:
+            self.model, self.backend, self.stop, self._inner = "w", inner.backend, inner.stop, inner
+
+        def ask_many(self, questions, **kw):  # type: ignore[no-untyped-def]
+            return self._inner.ask_many(questions, **kw)
+
+        async def aask_many(self, questions, **kw):  # type: ignore[no-untyped-def]
+            return await self._inner.aask_many(questions, **kw)
+
+    assert "stop" not in suite.run(Wrapper(chat)).scorers
+
+
+def test_a_judge_scorer_belongs_in_judge_not_scorers(
+    lab: tuple[OfflineBackend, ChatModel, ChatModel],
+) -> None:
+    _, tuned, base = lab
+    suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False)
+    before = len(lab[0].fake.requests)
+    with pytest.raises(UsageError, match="as judge="):
+        suite.run(tuned, scorers=[*ev.default_scorers(), JudgeScorer(base)])
+    with pytest.raises(UsageError, match="as judge="):
+        asyncio.run(suite.arun(tuned, scorers=[JudgeScorer(base)]))
+    assert len(lab[0].fake.requests) == before  # refused before anything was sent
+
+
+def test_dropped_questions_are_counted_and_reported(
+    lab: tuple[OfflineBackend, ChatModel, ChatModel],
+) -> None:
+    pairs = [*TRAINED[:5], ("  ", "blank"), (TRAINED[0][0].upper(), "again")]
+    variations = [
+        ("Who builds Lumen Notes?", TRAINED[1][1]),
+        ("who builds lumen notes", TRAINED[1][1]),
+        (TRAINED[2][0], TRAINED[2][1]),
+        (" ", "blank"),
+    ]
+    unrelated = ["Who is Batman?", "What is Star Wars?", ""]
+    suite = EvalSuite.from_pairs(
+        pairs, variations=variations, unrelated=unrelated, limit={"unrelated": 10}
+    )
+    assert suite.dropped == {
+        "blank_question": 1,
+        "blank_unrelated": 1,
+        "blank_variation": 1,
+        "duplicate_question": 1,
+        "duplicate_unrelated": 1,
+        "duplicate_variation": 1,
+        "over_limit": len(ev.UNRELATED_QUESTIONS) + 1 - 10,
+        "variation_is_a_training_question": 1,
+    }
+    read = len(pairs) + len(variations) + len(unrelated) + len(ev.UNRELATED_QUESTIONS)
+    assert read == len(suite) + sum(suite.dropped.values())
+    result = suite.run(lab[1])
+    assert result.dropped == suite.dropped and result.summary().dropped == suite.dropped
+    assert "questions dropped while building the suite: blank_question 1" in result.to_markdown()
+    assert "duplicate_variation 1" in result.to_html()
+    assert EvalResult.from_json(result.to_json()).dropped == suite.dropped
+
+
+def test_generated_rephrasings_that_repeat_a_question_are_counted() -> None:
+    backend = _Scripted({"Who makes": "1. Who makes Lumen Notes?\n2. WHAT is Lumen Notes?"})
+    chat = ChatModel("m", backend=backend, retries=0)  # type: ignore[arg-type]
+    suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False)
+    out = suite.generate_variations(chat, 2)
+    # "Who makes ..." is its own question (left out while parsing); "What is ..." is the other one
+    assert out.dropped == {"variation_is_a_training_question": 1}
+
+
+def test_concurrency_default_none_and_bad_values(
+    lab: tuple[OfflineBackend, ChatModel, ChatModel],
+) -> None:
+    tuned = lab[1]
+    suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False)
+    assert suite.run(tuned).concurrency == ev.DEFAULT_EVAL_CONCURRENCY == 32
+    assert suite.run(tuned, concurrency=None).concurrency == tuned.concurrency
+    for bad in (0, True, 2.5):
+        with pytest.raises(UsageError, match="concurrency"):
+            suite.run(tuned, concurrency=bad)  # type: ignore[arg-type]
+
+
+def test_a_guarded_model_is_asked_without_stop_and_its_refusals_get_no_stop_score(
+    lab: tuple[OfflineBackend, ChatModel, ChatModel], tmp_path: Path
+) -> None:
+    from finetune_qa.guardrails import Discriminator, GuardedChatModel
+
+    backend, tuned, _ = lab
+    gate = Discriminator.train(
+        list(read_qa(sample_csv())), backend=backend, journal=tmp_path / "j.jsonl"
+    )
+    guarded = GuardedChatModel(tuned, question_gate=gate)
+    suite = EvalSuite.from_pairs(TRAINED[:4], limit={"unrelated": 6})
+    result = suite.run(guarded)
+    assert result.score("verbatim", "exact") == 1.0 and result.score("verbatim", "stop") == 1.0
+    assert result.off_topic_answer_rate is not None and result.off_topic_answer_rate <= 0.2
+    refused = [c for c in result.cases if c.output == guarded.refusal]
+    assert refused and all(c.scores["stop"] is None for c in refused)
+    assert guarded.chat is tuned and tuned.stop == ("**STOP**",)  # the caller's model untouched

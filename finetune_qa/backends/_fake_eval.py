@@ -13,19 +13,18 @@ here by a distinctive phrase in its system message (the phrases are duplicated f
 * **judge**: "grade answers for a chatbot evaluation". The user message holds
   ``<question>``, ``<reference>`` and ``<candidate>`` sections; the reply is one JSON
   object ``{"score": 1-5, "reason": "..."}``, the score ``1 + round(4 * F1)`` of the
-  token overlap between candidate and reference.
+  token overlap between candidate and reference (the SQuAD token F1 of
+  ``evaluation.token_f1``, both built on :mod:`finetune_qa._text`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from finetune_qa._text import key_hash, question_key
-from finetune_qa.backends._answers import last_user_text
+from finetune_qa._text import answer_words, key_hash, last_user_text, overlap_f1, question_key
 
 __all__ = ["JUDGE_TASK_PHRASE", "PARAPHRASE_TASK_PHRASE", "answer"]
 
@@ -167,29 +166,12 @@ def _section(text: str, tag: str) -> str | None:
     return text[start + len(tag) + 2 : end].strip()
 
 
-def _tokens(text: str) -> list[str]:
-    words = re.findall(r"[^\W_]+", text.casefold())
-    return [w for w in words if w not in ("a", "an", "the")]
-
-
-def overlap_f1(candidate: str, reference: str) -> float:
-    """Token-overlap F1 of two texts (case and punctuation ignored, articles dropped)."""
-    cand, ref = _tokens(candidate), _tokens(reference)
-    if not cand or not ref:
-        return float(cand == ref)
-    same = sum((Counter(cand) & Counter(ref)).values())
-    if not same:
-        return 0.0
-    precision, recall = same / len(cand), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
 def _judge_reply(user: str) -> str:
     reference = _section(user, "reference")
     candidate = _section(user, "candidate")
     if reference is None or candidate is None:
         return "I need a reference answer and a candidate answer to grade."
-    f1 = overlap_f1(candidate, reference)
+    f1 = overlap_f1(answer_words(candidate), answer_words(reference))
     score = 1 + round(4 * f1)
     reason = f"Token overlap with the reference answer: F1 {f1:.2f}."
     return json.dumps({"score": score, "reason": reason})
