@@ -8,13 +8,14 @@ for ``.jsonl``) atomically, and print the report.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from finetune_qa._cli_jobs import _emit, backend_options, open_backend
 from finetune_qa.config import DEFAULT_MODEL
-from finetune_qa.exceptions import DatasetError, UsageError
+from finetune_qa.exceptions import DatasetError, InputError, UsageError
 
 __all__ = ["register"]
 
@@ -86,6 +87,7 @@ def register(cli: click.Group) -> None:
             raise UsageError(
                 f"--out {out} must end in .csv (seed layout, for `finetune-qa build`) or .jsonl"
             )
+        _check_out(out, paths, glob)  # before any request: a bad --out must cost nothing
         with open_backend(backend, base_url) as be:
             generator = QAGenerator(
                 ChatModel(model, backend=be),
@@ -112,3 +114,53 @@ def register(cli: click.Group) -> None:
             as_json,
             lambda: f"{report.to_text()}\nWrote {len(result.pairs)} pairs to {out}",
         )
+
+
+def _check_out(out: Path, inputs: tuple[Path, ...], glob: str) -> None:
+    """Refuse an --out path that cannot be written, before any request is paid for.
+
+    The path must not be a directory nor one of the input pages, and its folder must
+    exist or be creatable (the nearest existing ancestor is a writable directory); the
+    writer creates missing folders.
+
+    Raises:
+        InputError: the path cannot be written, naming it and what to do.
+    """
+    if out.is_dir():
+        raise InputError(
+            "--out is a directory", path=out, hint="pass a file path ending in .csv or .jsonl"
+        )
+    if out.exists():
+        target = out.resolve()
+        for given in inputs:
+            found = given.glob(glob) if given.is_dir() else (given,)
+            if any(_same_file(target, page) for page in found):
+                raise InputError(
+                    f"--out is one of the input pages (given as {given})",
+                    path=out,
+                    hint="write the pairs to another file",
+                )
+    folder = out.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(
+            f"--out's folder cannot be created: {folder} is a file, not a folder",
+            path=out,
+            hint="pick a path under a folder",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(
+            f"--out cannot be written: no write permission in {folder}",
+            path=out,
+            hint="pick a path in a folder you can write to",
+        )
+
+
+def _same_file(target: Path, page: Path) -> bool:
+    try:
+        return page.resolve() == target
+    except OSError:
+        return False

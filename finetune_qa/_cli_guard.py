@@ -12,6 +12,7 @@ one command (and the QA model trained by ``finetune-qa train``) serve the next.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -30,6 +31,7 @@ __all__ = ["register"]
 
 _EXIT_HELP = "Exit codes: 0 success, 1 failure (or off topic, with --fail-off-topic), 2 bad input."
 _GATES = ("question", "answer")
+_MAX_SEED = 2_147_483_647  # guardrails.MAX_SEED (not imported: the CLI loads it lazily)
 
 
 def register(cli: click.Group) -> None:
@@ -89,7 +91,13 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="Share of each class held out to choose the threshold.",
     )
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+    @click.option(
+        "--seed",
+        type=click.IntRange(0, _MAX_SEED),
+        default=0,
+        show_default=True,
+        help="Seed of the split and of the job.",
+    )
     @click.option(
         "--system-prompt",
         default=DEFAULT_SYSTEM_PROMPT,
@@ -236,12 +244,17 @@ def register(cli: click.Group) -> None:
         GATE_JSON is the settings file `guard train` wrote. Prints the verdict, the
         on-topic probability and the threshold, and exits 0 either way (with
         --fail-off-topic, 1 when off topic). Without QUESTION, checks the questions read
-        from standard input, one per line (question gates).
+        from standard input, one per line (question gates). Without --backend (and
+        $FINETUNE_QA_BACKEND), the backend the gate was trained on is used.
         """
-        from finetune_qa.guardrails import Discriminator, Verdict
+        from finetune_qa.guardrails import Discriminator, DiscriminatorSettings, Verdict
 
         if question is None and answer is not None:
             raise UsageError("--answer goes with a QUESTION argument; give both")
+        ctx = click.get_current_context()
+        given = ctx.get_parameter_source("backend") is not click.core.ParameterSource.DEFAULT
+        if not given and base_url is None and not os.environ.get("FINETUNE_QA_BACKEND"):
+            backend = DiscriminatorSettings.read(gate_json).backend or backend
         with open_backend(backend, base_url) as be:
             disc = Discriminator.load(gate_json, backend=be)
             if threshold is not None:

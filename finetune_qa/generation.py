@@ -52,9 +52,10 @@ Example:
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import csv
 import html
+import io
 import os
 import re
 from collections import Counter
@@ -62,12 +63,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import IO, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa._text import question_key
+from finetune_qa._fs import atomic_write
+from finetune_qa._text import SENTENCE_BREAK, question_key
 from finetune_qa.chat import BatchItem, ChatModel
 from finetune_qa.config import EXAMPLES_PER_REASON
 from finetune_qa.data import Provenance, QAPair
@@ -321,8 +323,17 @@ class GenerationReport(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(description="The model asked.")
-    pages_read: int = Field(description="Pages with text that were chunked.")
-    pages_skipped: dict[str, int] = Field(description="Pages skipped, by reason.")
+    pages_found: int = Field(
+        description="Markdown files found (named, or matched in a folder): pages_read plus "
+        "every page skipped."
+    )
+    pages_read: int = Field(
+        description="Pages that held text and were chunked and sent (pages_found minus "
+        "pages_skipped)."
+    )
+    pages_skipped: dict[str, int] = Field(
+        description="Pages found but not sent, by reason (SKIP_REASONS)."
+    )
     sections_skipped: int = Field(description="Sections skipped (empty_section).")
     removed: dict[str, int] = Field(description="Noise removed from all pages, by kind.")
     chunks: int = Field(description="Chunks sent (one request each).")
@@ -355,7 +366,7 @@ class GenerationReport(BaseModel):
         lines = [
             f"Generated {self.pairs_kept} QA pairs from {self.pages_read} pages "
             f"({self.chunks} chunks) with {self.model}",
-            f"  pages skipped: {skipped}"
+            f"  pages: {self.pages_found} found, {self.pages_read} read, {skipped} skipped"
             + (f" ({counts(self.pages_skipped)})" if skipped else "")
             + f"; empty sections skipped: {self.sections_skipped}",
             f"  noise removed: {counts(self.removed)}",
@@ -447,21 +458,32 @@ class _TextFile:
 
 
 def _atomic_write(path: Path, write: Callable[[_TextFile], None]) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            write(_TextFile(f))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
+    """Write text through a unique temporary file next to ``path``, then rename it into place.
+
+    Missing parent folders are created; on any error the temporary file is removed and
+    ``path`` is left as it was (see :func:`finetune_qa._fs.atomic_write`).
+    """
+    if path.is_dir():
         raise InputFileError(
-            f"cannot be written ({exc.strerror or exc})",
+            "cannot be written (it is a directory)",
             path=path,
-            hint="choose a writable path in an existing folder",
-        ) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            hint="choose a writable file path (its folder is created if missing)",
+        )
+
+    def emit(raw: IO[bytes]) -> None:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            write(_TextFile(text))
+            text.flush()
+        finally:
+            text.detach()  # the binary file is closed by atomic_write, not by the wrapper
+
+    atomic_write(
+        path,
+        emit,
+        problem="cannot be written",
+        hint="choose a writable file path (its folder is created if missing)",
+    )
     return path
 
 
@@ -1106,8 +1128,6 @@ def _one_line(text: str) -> str:
 
 # ----------------------------------------------------------------------- chunking
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘]?[A-Z0-9])")
-
 
 def _split_block(block: Block, max_tokens: int, counter: TokenCounter) -> list[Block]:
     """Pieces of ``block`` of at most ``max_tokens`` each, cut between lines or sentences."""
@@ -1115,7 +1135,7 @@ def _split_block(block: Block, max_tokens: int, counter: TokenCounter) -> list[B
         return [block]
     units: list[str] = []
     for part in block.text.split("\n") if block.kind in ("list", "table") else [block.text]:
-        for sentence in _SENTENCE_BREAK.split(part):
+        for sentence in SENTENCE_BREAK.split(part):
             if counter.count(sentence) <= max_tokens:
                 units.append(sentence)
             else:
@@ -1548,13 +1568,25 @@ def _parse_alternating(lines: list[str]) -> ParsedReply:
 # ---------------------------------------------------------------------- generator
 
 
+@dataclass
+class _Work:
+    """What a run sends, read before the first request."""
+
+    pages: list[MarkdownPage] = field(default_factory=list)
+    skipped: list[PageIssue] = field(default_factory=list)
+    removed: Counter[str] = field(default_factory=Counter)
+    chunks: list[Chunk] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+
+
 class QAGenerator:
     """Generates QA pairs from Markdown pages with a chat model.
 
     The chat model is used with the generator's own system prompt and no stop sequence
     (a copy is made; the model given is not changed). Requests run ``concurrency`` at a
-    time through :meth:`~finetune_qa.chat.ChatModel.ask_many`; a failed request is
-    reported for its chunk and the others go on.
+    time through :meth:`~finetune_qa.chat.ChatModel.ask_many` (:meth:`generate`) or
+    :meth:`~finetune_qa.chat.ChatModel.aask_many` (:meth:`agenerate`, its async twin for
+    a running event loop); a failed request is reported for its chunk and the others go on.
 
     Args:
         chat: the model that writes the pairs, e.g. ``ChatModel("gpt-4o-mini")``, or
@@ -1613,11 +1645,11 @@ class QAGenerator:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
         ):
             raise UsageError(f"max_tokens must be a whole number >= 1 or None, got {max_tokens!r}")
-        self.chat = copy.copy(chat)
-        self.chat.system_prompt = system_prompt or None
-        self.chat.stop = ()
-        if max_tokens is not None:
-            self.chat.max_tokens = max_tokens
+        self.chat = chat.with_options(
+            system_prompt=system_prompt or None,
+            stop=None,
+            max_tokens=chat.max_tokens if max_tokens is None else max_tokens,
+        )
         self.pairs_per_chunk = pairs_per_chunk
         self.max_chunk_tokens = max_chunk_tokens
         self.concurrency = concurrency
@@ -1664,7 +1696,8 @@ class QAGenerator:
         """Read, clean and chunk the pages, ask for pairs per chunk, parse and dedupe.
 
         Every file is read and checked before the first request, so a bad file costs
-        nothing.
+        nothing. This call blocks; in a running event loop (a Jupyter notebook, an async
+        app) use ``await generator.agenerate(paths)``.
 
         Args:
             paths: Markdown files and folders (searched with ``glob``).
@@ -1675,16 +1708,50 @@ class QAGenerator:
         Raises:
             InputError: a path cannot be read as Markdown (see :func:`iter_pages`), or no
                 page holds any text.
-            UsageError: called from a running event loop (see ``ChatModel.ask_many``).
+            UsageError: called from a running event loop (use :meth:`agenerate` there).
         """
-        skipped: list[PageIssue] = []
-        removed: Counter[str] = Counter()
-        pages: list[MarkdownPage] = []
-        for page in iter_pages(paths, glob=self.glob, on_skip=skipped.append):
-            pages.append(page)
-            removed.update(page.removed)
-        if not pages:
-            first = next((s for s in skipped if s.reason != "empty_section"), None)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise UsageError(
+                "QAGenerator.generate() blocks, so it cannot be called from a running event "
+                "loop (a notebook, an async app); use `await generator.agenerate(paths)` there"
+            )
+        work = self._prepare(paths)
+        items = self.chat.ask_many(work.prompts, concurrency=self.concurrency)
+        return self._collect(work, items)
+
+    async def agenerate(
+        self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+    ) -> GenerationResult:
+        """Async twin of :meth:`generate`, for a running event loop (Jupyter, async apps).
+
+        The pages are read and checked first (a bad file costs nothing), then the chunks
+        are sent ``concurrency`` at a time through
+        :meth:`~finetune_qa.chat.ChatModel.aask_many`.
+
+        Example:
+            ```python
+            result = await QAGenerator(ChatModel.offline("gpt-4o-mini")).agenerate("site/")
+            ```
+
+        Raises:
+            InputError: as :meth:`generate`.
+        """
+        work = self._prepare(paths)
+        items = await self.chat.aask_many(work.prompts, concurrency=self.concurrency)
+        return self._collect(work, items)
+
+    def _prepare(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> _Work:
+        """Read, clean and chunk every page, and build the prompts (no request yet)."""
+        work = _Work()
+        for page in iter_pages(paths, glob=self.glob, on_skip=work.skipped.append):
+            work.pages.append(page)
+            work.removed.update(page.removed)
+        if not work.pages:
+            first = next((s for s in work.skipped if s.reason != "empty_section"), None)
             raise InputError(
                 "no page holds any text to generate from"
                 + (f"; first skipped: {first.render()}" if first else ""),
@@ -1692,28 +1759,20 @@ class QAGenerator:
                 line=first.line if first else None,
                 hint="pass pages with text; navigation, code and front matter are removed",
             )
-        chunks: list[Chunk] = []
-        for page in pages:
-            chunks.extend(
+        for page in work.pages:
+            work.chunks.extend(
                 chunk_page(
                     page,
                     max_tokens=self.max_chunk_tokens,
                     counter=self.counter,
-                    first_index=len(chunks),
+                    first_index=len(work.chunks),
                 )
             )
-        prompts = [build_prompt(c, self.pairs_per_chunk) for c in chunks]
-        items = self.chat.ask_many(prompts, concurrency=self.concurrency)
-        return self._collect(pages, chunks, items, skipped, removed)
+        work.prompts = [build_prompt(c, self.pairs_per_chunk) for c in work.chunks]
+        return work
 
-    def _collect(
-        self,
-        pages: list[MarkdownPage],
-        chunks: list[Chunk],
-        items: list[BatchItem],
-        skipped: list[PageIssue],
-        removed: Counter[str],
-    ) -> GenerationResult:
+    def _collect(self, work: _Work, items: list[BatchItem]) -> GenerationResult:
+        pages, chunks, skipped, removed = work.pages, work.chunks, work.skipped, work.removed
         issues: list[ReplyIssue] = []
         pairs: list[GeneratedPair] = []
         seen: set[str] = set()
@@ -1803,6 +1862,7 @@ class QAGenerator:
                 examples.append(f"{skip.render()} ({skip.reason})")
         report = GenerationReport(
             model=self.chat.model,
+            pages_found=len(pages) + sum(page_skips.values()),
             pages_read=len(pages),
             pages_skipped=dict(sorted(page_skips.items())),
             sections_skipped=sections,

@@ -36,9 +36,11 @@ Example:
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import tempfile
+import textwrap
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -47,6 +49,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from finetune_qa._fs import atomic_write
 from finetune_qa._text import key_hash, question_key
 from finetune_qa.backends import get_backend
 from finetune_qa.backends.base import Backend, Usage
@@ -58,9 +61,12 @@ from finetune_qa.jobs import FineTuneJob, Journal
 
 __all__ = [
     "DEFAULT_HELDOUT_FRACTION",
+    "DEFAULT_MAX_NEGATIVES_PER_POSITIVE",
     "DEFAULT_REFUSAL",
     "DEFAULT_WITHHELD",
     "DISCRIMINATOR_SYSTEM_PROMPT",
+    "MAX_SEED",
+    "MIN_HELDOUT_PER_CLASS",
     "OFF_TOPIC_LABEL",
     "OFF_TOPIC_TRAINING_QUESTIONS",
     "ON_TOPIC_LABEL",
@@ -99,8 +105,23 @@ DISCRIMINATOR_SYSTEM_PROMPT = (
 )
 """System message of every discriminator example (and of every check)."""
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_HELDOUT_FRACTION = 0.2
 """Share of each class kept out of training to choose the threshold and report on."""
+
+DEFAULT_MAX_NEGATIVES_PER_POSITIVE = 4.0
+"""Most off-topic examples kept per on-topic one. Bank questions beyond it are left out
+(a seeded choice, counted as ``dropped["capped"]``); your own negatives are always kept.
+Without a cap, a handful of QA pairs against the ~100-question bank would train a gate
+that says "no" to almost everything and still looks accurate."""
+
+MIN_HELDOUT_PER_CLASS = 10
+"""Fewer held-out inputs than this in a class make a :class:`GateReport` carry a warning:
+precision, recall and the threshold chosen from them rest on too few examples."""
+
+MAX_SEED = 2_147_483_647
+"""Largest seed of a split (and of the fine-tuning job, whose API takes 0 to 2**31 - 1)."""
 
 DEFAULT_REFUSAL = "Sorry, I can only answer questions about {topic}."
 """What :class:`GuardedChatModel` says to an off-topic question (``{topic}`` filled in)."""
@@ -304,7 +325,8 @@ class DataCounts(BaseModel):
     dropped: dict[str, int] = Field(
         description=(
             "Inputs not used, by reason: duplicate_positive, duplicate_negative, "
-            "conflict (a negative that is one of the QA questions), unanswered (the QA "
+            "conflict (a negative that is one of the QA questions), capped (a bank "
+            "question beyond max_negatives_per_positive x positives), unanswered (the QA "
             "model failed to answer a negative, answer gate)."
         )
     )
@@ -398,6 +420,7 @@ class DiscriminatorData:
         heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
         seed: int = 0,
         concurrency: int | None = None,
+        max_negatives_per_positive: float | None = DEFAULT_MAX_NEGATIVES_PER_POSITIVE,
     ) -> DiscriminatorData:
         """Label, deduplicate and split the examples.
 
@@ -412,8 +435,12 @@ class DiscriminatorData:
                 gate when there are off-topic questions without answers.
             heldout_fraction: share of each class held out, 0 to 0.5. With 2 or more
                 examples in a class at least one is held out (when the fraction is > 0).
-            seed: seed of the split (same seed, same split).
+            seed: seed of the split (same seed, same split), 0 to :data:`MAX_SEED`.
             concurrency: questions in flight when asking ``qa_model``.
+            max_negatives_per_positive: most off-topic examples per on-topic one (at
+                least 1; ``None``: no cap). Bank questions beyond it are left out, a
+                seeded choice counted as ``dropped["capped"]``; your own ``negatives``
+                are always kept. With the answer gate the left-out ones are not asked.
 
         Raises:
             UsageError: a bad argument, or the answer gate without ``qa_model``.
@@ -421,6 +448,16 @@ class DiscriminatorData:
         """
         if gate not in ("question", "answer"):
             raise UsageError(f"gate must be 'question' or 'answer', got {gate!r}")
+        _check_seed(seed)
+        if max_negatives_per_positive is not None and (
+            isinstance(max_negatives_per_positive, bool)
+            or not isinstance(max_negatives_per_positive, (int, float))
+            or not max_negatives_per_positive >= 1
+        ):
+            raise UsageError(
+                "max_negatives_per_positive must be a number >= 1, or None for no cap; "
+                f"got {max_negatives_per_positive!r}"
+            )
         if (
             isinstance(heldout_fraction, bool)
             or not isinstance(heldout_fraction, (int, float))
@@ -477,6 +514,10 @@ class DiscriminatorData:
             neg_keys.add(key)
             candidates.append((source, question.strip(), answer))
 
+        if max_negatives_per_positive is not None:
+            candidates = _cap_bank(
+                candidates, int(max_negatives_per_positive * len(positives)), seed, dropped
+            )
         if gate == "answer":
             candidates = _answer_negatives(candidates, qa_model, concurrency, dropped)
         negs = [
@@ -501,7 +542,13 @@ class DiscriminatorData:
             negatives={k: sum(1 for e in negs if e.source == k) for k in ("bank", "user")},
             dropped={
                 k: dropped.get(k, 0)
-                for k in ("duplicate_positive", "duplicate_negative", "conflict", "unanswered")
+                for k in (
+                    "duplicate_positive",
+                    "duplicate_negative",
+                    "conflict",
+                    "capped",
+                    "unanswered",
+                )
             },
             train_on_topic=len(train_on),
             train_off_topic=len(train_off),
@@ -523,20 +570,24 @@ class DiscriminatorData:
     def write(
         self, path: str | os.PathLike[str], split: Literal["train", "heldout"] = "train"
     ) -> int:
-        """Write one split as chat JSONL; return the number of lines.
+        """Write one split as chat JSONL, atomically; return the number of lines.
 
         Raises:
-            InputFileError: the file cannot be written.
+            InputFileError: the file cannot be written (the old file, if any, is kept).
         """
-        out = Path(path)
         lines = [ex.to_json() for ex in self.examples(split)]
-        try:
-            out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        except OSError as exc:
-            raise InputFileError(
-                f"cannot write: {exc.strerror or exc}", path=out, hint="check the directory"
-            ) from exc
+        _write_atomic(Path(path), "".join(line + "\n" for line in lines).encode("utf-8"))
         return len(lines)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a unique temporary file next to ``path``, then rename it over ``path``.
+
+    A reader never sees half a file, and a failed write leaves the old one in place.
+    """
+    atomic_write(
+        path, data, problem="cannot write", hint="check that the folder exists and is writable"
+    )
 
 
 def _answer_negatives(
@@ -568,6 +619,31 @@ def _answer_negatives(
                 continue
         out.append((src, q, a))
     return out
+
+
+def _cap_bank(
+    candidates: list[tuple[NegativeSource, str, str | None]],
+    limit: int,
+    seed: int,
+    dropped: Counter[str],
+) -> list[tuple[NegativeSource, str, str | None]]:
+    """Keep at most ``limit`` negatives: all the user's, then a seeded choice of the bank's."""
+    users = sum(1 for src, _, _ in candidates if src == "user")
+    bank = [i for i, (src, _, _) in enumerate(candidates) if src == "bank"]
+    room = max(0, limit - users)
+    if len(bank) <= room:
+        return candidates
+    salt = seed.to_bytes(8, "little", signed=True)
+    ranked = sorted(bank, key=lambda i: key_hash(question_key(candidates[i][1]), salt=salt))
+    keep = set(ranked[:room])
+    dropped["capped"] += len(bank) - room
+    return [c for i, c in enumerate(candidates) if c[0] == "user" or i in keep]
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
 
 
 def _rank(example: GateExample, seed: int) -> int:
@@ -686,15 +762,23 @@ class GateReport(BaseModel):
     recall: float = Field(description="tp / (tp + fn).")
     f1: float = Field(description="Harmonic mean of precision and recall.")
     accuracy: float = Field(description="(tp + tn) / all.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description=(
+            f"Why the figures may not be trusted: a class with fewer than "
+            f"{MIN_HELDOUT_PER_CLASS} inputs scored."
+        ),
+    )
 
     def to_text(self) -> str:
-        """One line for a terminal."""
-        return (
+        """One line for a terminal, then one ``warning:`` line per warning."""
+        line = (
             f"threshold {self.threshold:.3f}: precision {self.precision:.2f}, recall "
             f"{self.recall:.2f}, F1 {self.f1:.2f}, accuracy {self.accuracy:.2f} "
             f"(on-topic {self.true_positives}/{self.on_topic} passed, off-topic "
             f"{self.true_negatives}/{self.off_topic} stopped)"
         )
+        return "\n".join([line, *(f"  warning: {w}" for w in self.warnings)])
 
 
 def _ratio(a: int, b: int) -> float:
@@ -715,7 +799,18 @@ def gate_report(
         off_scores: probabilities given to off-topic inputs.
         threshold: inputs with probability >= threshold pass.
         gate: recorded in the report.
+
+    A class with fewer than :data:`MIN_HELDOUT_PER_CLASS` scores gets a warning in the
+    report's ``warnings``: its ratios (and a threshold chosen from them) rest on too few
+    inputs to be trusted.
     """
+    warnings = [
+        f"only {n} {name} input{'s' if n != 1 else ''} scored (fewer than "
+        f"{MIN_HELDOUT_PER_CLASS}): precision, recall and the threshold are unreliable; "
+        "give more QA pairs (or, when training, a larger heldout_fraction)"
+        for name, n in (("on-topic", len(on_scores)), ("off-topic", len(off_scores)))
+        if n < MIN_HELDOUT_PER_CLASS
+    ]
     tp = sum(1 for s in on_scores if s >= threshold)
     fp = sum(1 for s in off_scores if s >= threshold)
     fn = len(on_scores) - tp
@@ -735,6 +830,7 @@ def gate_report(
         recall=recall,
         f1=f1,
         accuracy=_ratio(tp + tn, len(on_scores) + len(off_scores)),
+        warnings=warnings,
     )
 
 
@@ -800,6 +896,40 @@ class DiscriminatorSettings(BaseModel):
     system_prompt: str = Field(description="System message it was trained with.")
     report: GateReport | None = Field(default=None, description="Held-out report, if trained.")
     counts: DataCounts | None = Field(default=None, description="Training data counts.")
+    backend: str | None = Field(
+        default=None,
+        description=(
+            "Registry name of the backend that serves the model ('openai', 'offline', "
+            "'together', ...); Discriminator.load uses it when given no backend. None "
+            "(files written before it was recorded): 'openai'."
+        ),
+    )
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> DiscriminatorSettings:
+        """Read settings written by :meth:`Discriminator.save`.
+
+        Raises:
+            InputFileError: the file cannot be read or is not discriminator settings.
+        """
+        src = Path(path)
+        try:
+            raw = src.read_bytes()
+        except OSError as exc:
+            raise InputFileError(
+                f"cannot read: {exc.strerror or exc}",
+                path=src,
+                hint="pass the JSON file Discriminator.save() wrote",
+            ) from exc
+        try:
+            return cls.model_validate(orjson.loads(raw))
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise InputFileError(
+                f"not discriminator settings: {first}",
+                path=src,
+                hint="pass the JSON file Discriminator.save() wrote",
+            ) from exc
 
 
 class Discriminator:
@@ -887,6 +1017,7 @@ class Discriminator:
         force_new: bool = False,
         concurrency: int = 8,
         timeout: float | None = None,
+        max_negatives_per_positive: float | None = DEFAULT_MAX_NEGATIVES_PER_POSITIVE,
     ) -> Discriminator:
         """Build the data, fine-tune a classifier, and choose its threshold on held-out data.
 
@@ -899,7 +1030,7 @@ class Discriminator:
                 the negatives).
             negatives: your own off-topic questions or ``(question, answer)`` pairs.
             bank: built-in off-topic questions.
-            seed: seed of the split (and of the job).
+            seed: seed of the split (and of the job), 0 to :data:`MAX_SEED`.
             heldout_fraction: share of each class held out to choose the threshold.
             target_precision: choose the threshold for this precision instead of the
                 best F1 (see :func:`choose_threshold`).
@@ -911,9 +1042,13 @@ class Discriminator:
             force_new: start a new job even if the journal knows the same request.
             concurrency: checks (and QA model questions) in flight at once.
             timeout: seconds to wait for the job (None: no limit).
+            max_negatives_per_positive: most off-topic examples per on-topic one (see
+                :meth:`DiscriminatorData.build`).
 
         Returns:
             The trained discriminator, with its held-out :attr:`report` and :attr:`counts`.
+            With fewer than :data:`MIN_HELDOUT_PER_CLASS` held-out inputs in a class, the
+            report carries ``warnings`` (also logged): its figures rest on too few inputs.
 
         Raises:
             UsageError: a bad argument.
@@ -930,11 +1065,19 @@ class Discriminator:
             heldout_fraction=heldout_fraction,
             seed=seed,
             concurrency=concurrency,
+            max_negatives_per_positive=max_negatives_per_positive,
         )
         if len(data.train) < MIN_TRAINING_EXAMPLES:
+            capped = data.counts.dropped.get("capped", 0)
             raise DatasetError(
                 f"only {len(data.train)} training examples for the {gate} gate; a job needs "
-                f"at least {MIN_TRAINING_EXAMPLES}: give more QA pairs or negatives"
+                f"at least {MIN_TRAINING_EXAMPLES}: give more QA pairs"
+                + (
+                    f" ({capped} bank questions were left out to keep at most "
+                    f"{max_negatives_per_positive:g} off-topic examples per QA pair)"
+                    if capped
+                    else " or negatives"
+                )
             )
         with tempfile.TemporaryDirectory(prefix="finetune-qa-gate-") as tmp:
             folder = Path(workdir) if workdir is not None else Path(tmp)
@@ -976,6 +1119,16 @@ class Discriminator:
                     on_scores, off_scores, target_precision=target_precision
                 )
             disc.report = gate_report(on_scores, off_scores, threshold=disc.threshold, gate=gate)
+            for warning in disc.report.warnings:
+                logger.warning("%s gate %s: held-out report: %s", gate, disc.model, warning)
+        else:
+            logger.warning(
+                "%s gate %s: nothing was held out, so the threshold stays %s and precision "
+                "and recall are unknown",
+                gate,
+                disc.model,
+                disc.threshold,
+            )
         return disc
 
     # ---------------------------------------------------------------- persistence
@@ -988,24 +1141,18 @@ class Discriminator:
             system_prompt=self.chat.system_prompt or "",
             report=self.report,
             counts=self.counts,
+            backend=getattr(self.chat.backend, "name", None),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the settings as JSON; return the path.
+        """Write the settings as JSON, atomically; return the path.
 
         Raises:
-            InputFileError: the file cannot be written.
+            InputFileError: the file cannot be written (the old file, if any, is kept).
         """
         out = Path(path)
-        try:
-            out.write_bytes(
-                orjson.dumps(self.settings().model_dump(mode="json"), option=orjson.OPT_INDENT_2)
-                + b"\n"
-            )
-        except OSError as exc:
-            raise InputFileError(
-                f"cannot write: {exc.strerror or exc}", path=out, hint="check the directory"
-            ) from exc
+        data = orjson.dumps(self.settings().model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+        _write_atomic(out, data + b"\n")
         return out
 
     @classmethod
@@ -1020,33 +1167,23 @@ class Discriminator:
 
         Args:
             path: the JSON file.
-            backend: the backend serving the model (``None``: ``"openai"``).
+            backend: the backend serving the model, a name or an instance (``None``: the
+                backend name the settings record, else ``"openai"``). An instance is
+                what an offline gate needs: a new ``"offline"`` backend built by name
+                starts empty and does not know the model; pass the ``OfflineBackend``
+                that trained it (the CLI keeps its offline state between commands).
             **kwargs: other :class:`Discriminator` options (``concurrency``, ...).
 
         Raises:
             InputFileError: the file cannot be read or is not discriminator settings.
+            UnknownBackendError: the recorded (or given) backend name is not registered.
         """
-        src = Path(path)
-        try:
-            raw = src.read_bytes()
-        except OSError as exc:
-            raise InputFileError(
-                f"cannot read: {exc.strerror or exc}",
-                path=src,
-                hint="pass the JSON file Discriminator.save() wrote",
-            ) from exc
-        try:
-            settings = DiscriminatorSettings.model_validate(orjson.loads(raw))
-        except (orjson.JSONDecodeError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
-            raise InputFileError(
-                f"not discriminator settings: {first}",
-                path=src,
-                hint="pass the JSON file Discriminator.save() wrote",
-            ) from exc
+        settings = DiscriminatorSettings.read(path)
+        if backend is None:
+            backend = settings.backend or "openai"
         return cls(
             settings.model,
-            backend=get_backend("openai" if backend is None else backend),
+            backend=get_backend(backend),
             gate=settings.gate,
             threshold=settings.threshold,
             system_prompt=settings.system_prompt,
@@ -1177,7 +1314,24 @@ class Discriminator:
 
     def _from_item(self, item: BatchItem) -> Verdict:
         if item.answer is None:
-            raise BackendError(f"checking input {item.index} failed: {item.error}")
+            # the gate's input is the question, or "Question: ...\nAnswer: ..."
+            text = item.question.removeprefix("Question: ").split("\nAnswer: ")[0]
+            short = textwrap.shorten(text, width=60, placeholder=" ...")
+            if item.error_type in ("NotFoundError", "PermissionDeniedError"):
+                todo = (
+                    "this backend does not serve the gate's model: load the gate with the "
+                    "backend that trained it (Discriminator.load(path, backend=...))"
+                )
+            elif item.error_type == "AuthenticationError":
+                todo = "check the backend's API key"
+            else:
+                todo = "try again later, or raise retries= (GuardedChatModel.ask_many "
+                todo += "reports failures per question instead of raising)"
+            error = (item.error or "the request failed").rstrip(". ")
+            raise BackendError(
+                f"the {self.gate} gate ({self.model}) could not check {short!r} (input "
+                f"{item.index}): {error}. To fix: {todo}"
+            )
         return self.verdict(item.answer)
 
 
@@ -1363,13 +1517,21 @@ class GuardedChatModel:
         """Ask many questions through the gates; item ``i`` is question ``i``.
 
         Each stage (question gate, QA model, answer gate) runs with bounded
-        concurrency through the models' own ``ask_many``. A question whose gate or QA
-        request fails gets an item with ``error`` set; the others go on.
+        concurrency through the models' own ``ask_many``, one stage after the other for
+        the whole batch. A question whose gate or QA request fails gets an item with
+        ``error`` set; the others go on.
+
+        Unlike :meth:`ChatModel.ask_many <finetune_qa.chat.ChatModel.ask_many>`, which
+        calls ``on_result`` as each question finishes, this calls it only after the
+        **last stage of the whole batch** has finished, once per item in question order:
+        it cannot drive a live progress bar. For progress on a long list, ask in slices
+        (e.g. 50 questions per call) and report after each.
 
         Args:
             questions: the questions.
             concurrency: requests in flight at once (default: the guarded model's).
-            on_result: called with each item, in order, once the batch is done.
+            on_result: called with each item, in question order, after the whole batch
+                is done (not as each question finishes).
 
         Raises:
             UsageError: a blank question or a bad ``concurrency``.

@@ -143,3 +143,39 @@ def test_a_bad_file_among_good_ones_writes_nothing(
     )
     assert code == 2 and "nul_bytes.md:4" in err
     assert not (tmp_path / "qa.csv").exists()
+
+
+def test_missing_output_folders_are_created(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(
+        capsys, "generate", str(SITE / "pricing.md"), "-o", "nofolder/deeper/qa.csv"
+    )
+    assert code == 0, err
+    assert out.rstrip().endswith("to nofolder/deeper/qa.csv")
+    assert len(list(QASource(tmp_path / "nofolder" / "deeper" / "qa.csv").pairs())) > 0
+
+
+@pytest.mark.parametrize(
+    ("out", "words"),
+    [
+        ("afile/qa.csv", "--out's folder cannot be created: afile is a file, not a folder"),
+        ("afile/sub/qa.jsonl", "afile is a file, not a folder"),
+        ("site/pages.csv", "--out is one of the input pages (given as site)"),
+    ],
+)
+def test_a_bad_out_path_fails_before_any_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, out: str, words: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.md").write_text("# Acme\n\nAcme makes anvils.\n", encoding="utf-8")
+    (site / "pages.csv").write_text("questions,answers\n", encoding="utf-8")
+    code, stdout, err = run(capsys, "generate", "site", "--glob", "*", "-o", out)
+    assert code == 2 and stdout == ""
+    assert err.startswith(f"error: {out}: ") and words in err, err
+    assert err.count("\n") == 1
+    # the backend was never opened: the offline API saved no state, so nothing was asked
+    assert not (tmp_path / "offline-api.pickle").exists()
+    assert (site / "pages.csv").read_text(encoding="utf-8") == "questions,answers\n"

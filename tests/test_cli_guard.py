@@ -72,6 +72,9 @@ def test_train_prints_counts_report_and_path(capsys: pytest.CaptureFixture[str])
     assert lines[1].startswith("model: ft:gpt-4o-mini-2024-07-18:org-offline:question-gate:")
     assert "(reconciles)" in out
     assert "held out: threshold " in out and "precision" in out and "recall" in out
+    # 25 QA pairs hold out 5 on-topic questions: the report says that is few
+    warned = [x for x in lines if x.startswith("  warning: only 5 on-topic inputs scored")]
+    assert len(warned) == 1 and warned[0].endswith("a larger heldout_fraction)")
     assert lines[-1] == "wrote question-gate.json"
 
 
@@ -233,3 +236,37 @@ def test_own_negatives_and_workdir_make_a_rerun_attach(
     code, out, err = run(capsys, "jobs", "--json")
     assert code == 0, err
     assert sum(":question-gate" in (j["fine_tuned_model"] or "") for j in json.loads(out)) == 1
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999", "-1", "2147483648"])
+def test_a_seed_out_of_range_is_refused_before_any_job(
+    capsys: pytest.CaptureFixture[str], offline_state: Path, seed: str
+) -> None:
+    args = ["guard", "train", str(sample_csv()), "--gate", "question", "--seed", seed]
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert "internal error" not in err and "OverflowError" not in err
+    assert "--seed" in err and "0<=x<=2147483647" in err
+    assert not offline_state.exists()
+
+
+def test_check_uses_the_backend_the_gate_was_trained_on(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("FINETUNE_QA_BACKEND")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    args = ["guard", "train", str(sample_csv()), "--gate", "question", "--backend", "offline"]
+    code, _, err = run(capsys, *args, "-q")
+    assert code == 0, err
+    saved = DiscriminatorSettings.model_validate_json(
+        (tmp_path / "question-gate.json").read_text(encoding="utf-8")
+    )
+    assert saved.backend == "offline"
+    code, out, err = run(capsys, "guard", "check", "question-gate.json", ON_TOPIC)  # no --backend
+    assert code == 0, err
+    assert out.startswith("on topic ")
+    # an explicit backend still wins: openai has no key here, so it fails, naming the key
+    code, _, err = run(
+        capsys, "guard", "check", "question-gate.json", ON_TOPIC, "--backend", "openai"
+    )
+    assert code != 0 and "OpenAI API key" in err

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -578,6 +581,7 @@ def test_offline_generation_on_the_sample_site(site_result: object) -> None:
     assert isinstance(site_result, GenerationResult)
     report = site_result.report
     assert report.pages_read == 11 and report.pages_skipped == {"draft": 1}
+    assert report.pages_found == 12 == len(list(SITE.rglob("*.md")))
     assert report.chunks == len(site_result.chunks) == 12
     assert report.replies_malformed == 0 and report.reply_issues == {}
     assert 55 <= report.pairs_kept <= 150
@@ -737,3 +741,101 @@ def test_a_bad_file_in_a_folder_stops_the_run_before_any_request(tmp_path: Path)
     with pytest.raises(InputFileError, match=r"zbad\.md:1: is not valid UTF-8"):
         QAGenerator(ChatModel("m", backend=backend)).generate(tmp_path)
     assert backend.requests == []
+
+
+# ------------------------------------------------------------------- review fixes
+
+
+def test_the_page_counts_reconcile_and_the_text_says_so(site_result: object) -> None:
+    from finetune_qa.generation import GenerationResult
+
+    assert isinstance(site_result, GenerationResult)
+    report = site_result.report
+    assert report.pages_found == report.pages_read + sum(report.pages_skipped.values())
+    assert "  pages: 12 found, 11 read, 1 skipped (draft 1); " in report.to_text()
+    described = GenerationReport.model_fields["pages_read"].description or ""
+    assert "pages_found minus pages_skipped" in described
+
+
+def test_agenerate_is_the_async_twin_and_generate_points_to_it() -> None:
+    generator = QAGenerator(ChatModel.offline("gpt-4o-mini"), concurrency=3)
+    pages = [SITE / "pricing.md", SITE / "faq.md"]
+    sync = generator.generate(pages)
+
+    async def in_a_notebook() -> tuple[object, str]:
+        with pytest.raises(UsageError) as info:
+            generator.generate(pages)  # blocks: refused inside a running loop
+        return await generator.agenerate(pages), str(info.value)
+
+    result, message = asyncio.run(in_a_notebook())
+    assert "await generator.agenerate(paths)" in message
+    assert result == sync and sync.pairs  # the same pairs, chunks and report
+    with pytest.raises(InputFileError, match="no such file"):
+        asyncio.run(generator.agenerate([SITE / "missing.md"]))
+
+
+def test_writing_creates_missing_folders_with_a_normal_file_mode(
+    site_result: object, tmp_path: Path
+) -> None:
+    from finetune_qa.generation import GenerationResult
+
+    assert isinstance(site_result, GenerationResult)
+    path = site_result.write_csv(tmp_path / "new" / "deeper" / "qa.csv")
+    assert [(p.question, p.answer) for p in QASource(path).pairs()] == [
+        (p.question, p.answer) for p in site_result.pairs
+    ]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+    jsonl = site_result.write_jsonl(tmp_path / "other" / "qa.jsonl")
+    assert len(jsonl.read_text(encoding="utf-8").splitlines()) == len(site_result.pairs)
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"file/qa\.csv: cannot be written"):
+        site_result.write_csv(tmp_path / "file" / "qa.csv")
+    with pytest.raises(InputFileError, match="cannot be written"):
+        site_result.write_csv(tmp_path / "new")  # a folder
+    assert not list(tmp_path.rglob(".*tmp"))
+
+
+def test_threads_writing_the_same_file_do_not_collide(site_result: object, tmp_path: Path) -> None:
+    from finetune_qa.generation import GenerationResult
+
+    assert isinstance(site_result, GenerationResult)
+    target = tmp_path / "qa.csv"
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        for _ in range(15):
+            try:
+                site_result.write_csv(target)
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(list(QASource(target).pairs())) == len(site_result.pairs)
+    assert [p.name for p in tmp_path.iterdir()] == ["qa.csv"]
+
+
+def test_the_library_and_the_offline_backend_share_their_text_helpers() -> None:
+    from finetune_qa import _text, generation
+    from finetune_qa.backends import _answers
+
+    assert generation.SENTENCE_BREAK is _text.SENTENCE_BREAK
+    assert _fake_generate.SENTENCE_BREAK is _text.SENTENCE_BREAK
+    assert _answers.last_user_text is _text.last_user_text
+    assert not hasattr(_fake_generate, "_last_user_text")
+    assert not hasattr(generation, "_SENTENCE_BREAK")
+    # the offline generator now reads prompts sent as content parts, as the API allows
+    chunk = QAGenerator(ChatModel.offline("gpt-4o-mini")).chunks(SITE / "pricing.md")[0]
+    prompt = build_prompt(chunk, 3)
+    as_text = _fake_generate.answer([{"role": "user", "content": prompt}])
+    as_parts = _fake_generate.answer(
+        [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+    )
+    assert as_text is not None and as_text.startswith("Questions:\n1. ")
+    assert as_parts == as_text

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +133,7 @@ def test_question_gate_data_counts_split_and_examples(tmp_path: Path) -> None:
         "duplicate_positive": 1,
         "duplicate_negative": 1,  # "who is darth vader" after the user's own
         "conflict": 1,  # a "negative" that is one of the QA questions
+        "capped": 0,  # 11 negatives for 10 positives: under the 4x cap
         "unanswered": 0,
     }
     assert c.reconciles and "reconciles" in c.to_text()
@@ -428,3 +431,151 @@ def test_the_training_bank_shares_nothing_with_the_evaluation_bank() -> None:
 
     evaluation = {question_key(q) for q in UNRELATED_QUESTIONS}
     assert not [q for q in OFF_TOPIC_TRAINING_QUESTIONS if question_key(q) in evaluation]
+
+
+# ------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize("seed", [2**64, 99999999999999999999, -1, 2**31, True, 1.5])
+def test_a_seed_out_of_range_is_a_usage_error_naming_the_range(seed: object) -> None:
+    pairs = [QAPair(question=f"What does plan {i} include?", answer="x") for i in range(12)]
+    with pytest.raises(exc.UsageError, match="seed must be a whole number from 0 to 2147483647"):
+        DiscriminatorData.build(pairs, seed=seed)  # type: ignore[arg-type]
+    backend = OfflineBackend()
+    with pytest.raises(exc.UsageError, match="0 to 2147483647"):
+        Discriminator.train(pairs, backend=backend, seed=seed)  # type: ignore[arg-type]
+    assert backend.fake.requests == []  # refused before anything was sent
+    assert DiscriminatorData.build(pairs, seed=2**31 - 1).counts.seed == 2**31 - 1
+
+
+def test_the_bank_is_capped_at_four_negatives_per_positive() -> None:
+    two = [QAPair(question=f"What does Acme plan {i} include?", answer="x") for i in range(2)]
+    data = DiscriminatorData.build(two, seed=5)
+    c = data.counts
+    assert c.negatives == {"bank": 8, "user": 0}
+    assert c.dropped["capped"] == len(OFF_TOPIC_TRAINING_QUESTIONS) - 8
+    assert c.reconciles and f"capped {c.dropped['capped']}" in c.to_text()
+    # a seeded choice: same seed, same bank questions; another seed, others
+    again = DiscriminatorData.build(two, seed=5)
+    other = DiscriminatorData.build(two, seed=6)
+    kept = {e.question for e in data.train + data.heldout if not e.on_topic}
+    assert kept == {e.question for e in again.train + again.heldout if not e.on_topic}
+    assert kept != {e.question for e in other.train + other.heldout if not e.on_topic}
+    # the user's own negatives are never dropped; the bank makes room for them
+    own = [f"Own off-topic question {i}?" for i in range(10)]
+    mine = DiscriminatorData.build(two, negatives=own, seed=5).counts
+    assert mine.negatives == {"bank": 0, "user": 10}
+    assert mine.dropped["capped"] == len(OFF_TOPIC_TRAINING_QUESTIONS)
+    # the cap is an option
+    ratio = DiscriminatorData.build(two, max_negatives_per_positive=10).counts
+    assert ratio.negatives["bank"] == 20
+    uncapped = DiscriminatorData.build(two, max_negatives_per_positive=None).counts
+    assert uncapped.negatives["bank"] == len(OFF_TOPIC_TRAINING_QUESTIONS)
+    assert uncapped.dropped["capped"] == 0
+    with pytest.raises(exc.UsageError, match="max_negatives_per_positive"):
+        DiscriminatorData.build(two, max_negatives_per_positive=0.5)
+
+
+def test_the_answer_gate_does_not_ask_about_capped_questions() -> None:
+    pairs = [QAPair(question=f"What does Acme plan {i} include?", answer="x") for i in range(3)]
+    bot = ChatModel.offline("gpt-4o-mini", stop=None)
+    fake = bot.backend.fake  # type: ignore[attr-defined]
+    data = DiscriminatorData.build(pairs, gate="answer", qa_model=bot)
+    assert data.counts.negatives["bank"] == 12
+    asked = [r for r in fake.requests if r.path.endswith("/chat/completions")]
+    assert len(asked) == 12
+
+
+def test_tiny_held_out_data_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    five = [
+        QAPair(question=f"What does the Acme plan number {i} include?", answer=f"Plan {i}.")
+        for i in range(5)
+    ]
+    backend = OfflineBackend()
+    with caplog.at_level("WARNING", logger="finetune_qa.guardrails"):
+        gate = Discriminator.train(five, backend=backend)
+    assert gate.counts is not None and gate.counts.negatives["bank"] == 20
+    report = gate.report
+    assert report is not None and (report.on_topic, report.off_topic) == (1, 4)
+    assert report.warnings == [
+        "only 1 on-topic input scored (fewer than 10): precision, recall and the threshold "
+        "are unreliable; give more QA pairs (or, when training, a larger heldout_fraction)",
+        "only 4 off-topic inputs scored (fewer than 10): precision, recall and the "
+        "threshold are unreliable; give more QA pairs (or, when training, a larger "
+        "heldout_fraction)",
+    ]
+    lines = report.to_text().splitlines()
+    assert lines[0].startswith("threshold ") and lines[1:] == [
+        f"  warning: {w}" for w in report.warnings
+    ]
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(logged) == 2 and "only 1 on-topic input scored" in logged[0]
+    assert gate.model in logged[0]
+    # enough held-out data: no warning
+    assert gate_report([0.9] * 10, [0.1] * 10, threshold=0.5).warnings == []
+    # two QA pairs no longer train a gate on 1 positive against the whole bank
+    with pytest.raises(exc.DatasetError, match="bank questions were left out"):
+        Discriminator.train(five[:2], backend=backend)
+
+
+def test_a_failed_check_names_the_input_and_what_to_do(world: World) -> None:
+    missing = Discriminator("ft:gpt-4o-mini-2024-07-18:x:gone:1", backend=world.backend, retries=0)
+    long_question = "What is Star Wars? " + "And who is Luke Skywalker, really? " * 5
+    with pytest.raises(exc.BackendError) as caught:
+        missing.check_many(["Fine?", long_question])
+    text = str(caught.value)
+    assert "the question gate (ft:gpt-4o-mini-2024-07-18:x:gone:1) could not check" in text
+    assert "'Fine?' (input 0)" in text and "does not exist" in text
+    assert "load the gate with the backend that trained it" in text
+    world.backend.fake.inject("POST /chat/completions", status=500, times=1)
+    gate = Discriminator(world.answer_gate.model, backend=world.backend, gate="answer", retries=0)
+    with pytest.raises(exc.BackendError) as caught:
+        gate.check_many([long_question], ["It is a film."])
+    text = str(caught.value)
+    assert "'What is Star Wars? And who is Luke Skywalker, really? ...' (input 0)" in text
+    assert "try again later" in text
+
+
+def test_settings_record_the_backend_and_load_uses_it(world: World, tmp_path: Path) -> None:
+    path = world.question_gate.save(tmp_path / "gate.json")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["backend"] == "offline"
+    loaded = Discriminator.load(path)  # no backend: the recorded one, not "openai"
+    assert isinstance(loaded.chat.backend, OfflineBackend)
+    assert loaded.settings() == world.question_gate.settings()
+    explicit = Discriminator.load(path, backend=world.backend)  # an explicit backend wins
+    assert explicit.chat.backend is world.backend
+    # settings written before the backend was recorded still mean "openai"
+    del raw["backend"]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(exc.ConfigError, match="OpenAI API key"):
+        Discriminator.load(path)
+    assert Discriminator.load(path, backend=world.backend).check("What is Lumen Notes?").on_topic
+
+
+def test_saves_are_atomic_and_keep_the_old_file_on_failure(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = world.question_gate.save(tmp_path / "gate.json")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+    before = path.read_bytes()
+    data = DiscriminatorData.build(world.pairs, seed=1)
+    data.write(tmp_path / "train.jsonl")
+    old_train = (tmp_path / "train.jsonl").read_bytes()
+
+    def fail(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    settings = world.question_gate.settings()
+    other = Discriminator(world.question_gate.model, backend=world.backend, threshold=0.9)
+    with pytest.raises(exc.InputFileError, match=r"gate\.json: cannot write \(No space left"):
+        other.save(path)
+    with pytest.raises(exc.InputFileError, match=r"train\.jsonl: cannot write"):
+        DiscriminatorData.build(world.pairs, seed=2).write(tmp_path / "train.jsonl")
+    monkeypatch.undo()
+    assert path.read_bytes() == before and settings.threshold != 0.9
+    assert (tmp_path / "train.jsonl").read_bytes() == old_train
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gate.json", "train.jsonl"]

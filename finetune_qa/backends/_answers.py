@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from finetune_qa._text import question_key
+from finetune_qa._text import last_user_text, question_key
 
 __all__ = [
     "CLASSIFIER_WEIGHTS",
@@ -316,24 +316,6 @@ def detect_stop_marker(answers: Iterable[str]) -> str | None:
     if n * 10 < total * 8 or not any(not c.isalnum() and c not in _SENTENCE for c in marker):
         return None
     return marker
-
-
-def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """Text of the last user message (text parts joined); empty if there is none."""
-    for m in reversed(messages):
-        if m.get("role") != "user":
-            continue
-        content = m.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(
-                str(p.get("text", ""))
-                for p in content
-                if isinstance(p, Mapping) and p.get("type") == "text"
-            )
-        return ""
-    return ""
 
 
 # ---------------------------------------------------------------------------- answerer

@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from finetune_qa._text import SENTENCE_BREAK, last_user_text
+
 __all__ = ["PROMPT_MARKER", "answer", "pairs_for_excerpt"]
 
 PROMPT_MARKER = "question/answer pairs for a website chatbot from the excerpt below"
@@ -41,7 +43,6 @@ _COUNT = re.compile(r"Write (\d{1,3}) " + re.escape(PROMPT_MARKER))
 _EXCERPT = re.compile(r"<excerpt>\n(.*?)\n?</excerpt>", re.DOTALL)
 _SECTION = re.compile(r"^Section: (.*)$", re.MULTILINE)
 _HEADING = re.compile(r"^(#{1,6}) (.+)$")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘]?[A-Z0-9])")
 
 
 def _words(text: str) -> frozenset[str]:
@@ -79,8 +80,8 @@ _IRREGULAR = {"has": "have", "lets you": "let me do", "allows you to": "allow me
 
 def answer(messages: Sequence[Mapping[str, Any]], variant: int = 0) -> str | None:
     """The reply to a generate prompt, or None when messages is not one."""
-    text = _last_user_text(messages)
-    if text is None or PROMPT_MARKER not in text:
+    text = last_user_text(messages)
+    if PROMPT_MARKER not in text:
         return None
     count = _COUNT.search(text)
     wanted = int(count[1]) if count else 5
@@ -91,14 +92,6 @@ def answer(messages: Sequence[Mapping[str, Any]], variant: int = 0) -> str | Non
     questions = "\n".join(f"{i}. {q}" for i, (q, _) in enumerate(pairs, 1))
     answers = "\n".join(f"{i}. {a}" for i, (_, a) in enumerate(pairs, 1))
     return f"Questions:\n{questions}\nAnswers:\n{answers}"
-
-
-def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str | None:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            return content if isinstance(content, str) else None
-    return None
 
 
 @dataclass
@@ -119,7 +112,7 @@ def _sections(excerpt: str, context: str) -> list[_Section]:
         if paragraph:
             text = " ".join(paragraph)
             sections[-1].paragraphs.append(
-                [s.strip() for s in _SENTENCE_BREAK.split(text) if s.strip()]
+                [s.strip() for s in SENTENCE_BREAK.split(text) if s.strip()]
             )
             paragraph.clear()
 
