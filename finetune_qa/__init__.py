@@ -11,6 +11,8 @@ Example:
     "Acme's bot. **STOP**"
 """
 
+import logging
+
 from finetune_qa._version import __version__
 from finetune_qa.backends import (
     Backend,
@@ -67,6 +69,7 @@ from finetune_qa.evaluation import (
     Scorer,
     SetSummary,
     StopScorer,
+    case_id,
     default_scorers,
     exact_match,
     is_refusal,
@@ -113,6 +116,7 @@ from finetune_qa.export import (
     ExportReport,
     export_build,
     export_hf,
+    export_splits,
 )
 from finetune_qa.generation import (
     Chunk,
@@ -275,6 +279,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "base_model_name",
+    "case_id",
     "choose_threshold",
     "default_catalog",
     "default_epochs",
@@ -283,6 +288,7 @@ __all__ = [
     "exact_match",
     "export_build",
     "export_hf",
+    "export_splits",
     "get_backend",
     "get_encoding",
     "get_model_info",
@@ -305,3 +311,6 @@ __all__ = [
     "validate_examples",
     "validate_file",
 ]
+
+# a library logs; the application decides where to (no "No handlers" fallback to stderr)
+logging.getLogger("finetune_qa").addHandler(logging.NullHandler())
