@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from finetune_qa._cli_jobs import _emit, backend_options, open_backend
+from finetune_qa._fs import same_file
 from finetune_qa.config import DEFAULT_MODEL
 from finetune_qa.exceptions import DatasetError, InputError, UsageError
 
@@ -131,10 +132,9 @@ def _check_out(out: Path, inputs: tuple[Path, ...], glob: str) -> None:
             "--out is a directory", path=out, hint="pass a file path ending in .csv or .jsonl"
         )
     if out.exists():
-        target = out.resolve()
         for given in inputs:
             found = given.glob(glob) if given.is_dir() else (given,)
-            if any(_same_file(target, page) for page in found):
+            if any(same_file(out, page) for page in found):
                 raise InputError(
                     f"--out is one of the input pages (given as {given})",
                     path=out,
@@ -157,10 +157,3 @@ def _check_out(out: Path, inputs: tuple[Path, ...], glob: str) -> None:
             path=out,
             hint="pick a path in a folder you can write to",
         )
-
-
-def _same_file(target: Path, page: Path) -> bool:
-    try:
-        return page.resolve() == target
-    except OSError:
-        return False

@@ -1401,8 +1401,10 @@ class GuardedChatModel:
     :meth:`ask` checks the question with ``question_gate`` first (off topic: the refusal,
     and the QA model is not called), asks the QA model, then checks the answer with
     ``answer_gate`` (off topic: the withheld reply). It has ChatModel's call shape
-    (``model``, ``ask``/``aask``/``ask_many``/``aask_many``, :class:`BatchItem` results
-    holding :class:`GuardedAnswer` s), so code written for a ChatModel runs on it.
+    (``model``, ``backend``, ``stop``, ``ask``/``aask``/``ask_many``/``aask_many``,
+    :class:`BatchItem` results holding :class:`GuardedAnswer` s), so batch code and
+    evaluation suites run on it unchanged; per-call options (``history``, ``temperature``,
+    ...) are the QA model's own settings (use ``ChatModel.with_options`` for others).
 
     Args:
         chat: the QA model.
