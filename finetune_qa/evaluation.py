@@ -1062,7 +1062,10 @@ class Comparison(BaseModel):
     a: RunSummary = Field(description="The first run (e.g. the base model).")
     b: RunSummary = Field(description="The second run (e.g. the fine-tune).")
     deltas: list[ScoreDelta] = Field(
-        description="One row per set and scorer: each run's own mean over its own cases."
+        description=(
+            "One row per set and scorer: the means over the matched cases (each run's "
+            "own means when every case is matched)."
+        )
     )
     matched: int = Field(description="Cases both runs have (same id and question).")
     only_a: int = Field(description="Cases only run a has.")
@@ -1124,13 +1127,38 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
         b: the second run (e.g. the fine-tune, or after).
 
     Returns:
-        Per set and scorer ``a``, ``b`` and ``delta = b - a`` (each run's mean over its
-        own cases: with unmatched cases they differ in population, which
-        :attr:`Comparison.matched` shows); per case both answers.
+        Per set and scorer ``a``, ``b`` and ``delta = b - a``; per case both answers.
+        When every case is matched these are the runs' own means; otherwise they are
+        the means over the matched cases only, so the delta compares the same questions
+        (each run's own means stay in its :class:`EvalResult`).
     """
+    by_id = {c.id: c for c in b.cases}
+    pairs: list[tuple[CaseResult, CaseResult]] = []
+    only_a: list[CaseComparison] = []
+    for ca in a.cases:
+        cb = by_id.get(ca.id)
+        if cb is not None and question_key(cb.question) == question_key(ca.question):
+            del by_id[ca.id]
+            pairs.append((ca, cb))
+        else:
+            only_a.append(_case_pair(ca, None))
+    only_b = [_case_pair(None, cb) for cb in by_id.values()]
+    sets_a, sets_b = a.sets, b.sets
+    if only_a or only_b:  # compare the same questions, not two different populations
+        names = list(dict.fromkeys([*a.sets, *b.sets]))
+        sets_a = {
+            n: _summarize([ca for ca, _ in pairs if ca.set == n], a.scorers)
+            for n in names
+            if any(ca.set == n for ca, _ in pairs)
+        }
+        sets_b = {
+            n: _summarize([cb for _, cb in pairs if cb.set == n], b.scorers)
+            for n in names
+            if any(cb.set == n for _, cb in pairs)
+        }
     deltas: list[ScoreDelta] = []
-    for name in _ordered_sets([*a.sets, *b.sets]):
-        sa, sb = a.sets.get(name), b.sets.get(name)
+    for name in _ordered_sets([*sets_a, *sets_b]):
+        sa, sb = sets_a.get(name), sets_b.get(name)
         scorers = _ordered_scores([*(sa.scores if sa else {}), *(sb.scores if sb else {})])
         for scorer in scorers:
             va = sa.scores.get(scorer) if sa else None
@@ -1139,17 +1167,7 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
                 continue
             delta = vb - va if va is not None and vb is not None else None
             deltas.append(ScoreDelta(set=name, scorer=scorer, a=va, b=vb, delta=delta))
-    by_id = {c.id: c for c in b.cases}
-    both: list[CaseComparison] = []
-    only_a: list[CaseComparison] = []
-    for ca in a.cases:
-        cb = by_id.get(ca.id)
-        if cb is not None and question_key(cb.question) == question_key(ca.question):
-            del by_id[ca.id]
-            both.append(_case_pair(ca, cb))
-        else:
-            only_a.append(_case_pair(ca, None))
-    only_b = [_case_pair(None, cb) for cb in by_id.values()]
+    both = [_case_pair(ca, cb) for ca, cb in pairs]
     return Comparison(
         a=a.summary(),
         b=b.summary(),
@@ -2101,10 +2119,13 @@ def _counts_text(counts: Mapping[str, int]) -> str:
 
 def _matched_text(c: Comparison) -> str:
     """``"140 cases matched (0 only in a, 0 only in b)"``."""
-    return (
+    text = (
         f"{c.matched} cases matched ({c.only_a} only in {c.a.label}, "
         f"{c.only_b} only in {c.b.label})"
     )
+    if c.only_a or c.only_b:
+        text += "; scores are over the matched cases"
+    return text
 
 
 def _fmt(value: float | None) -> str:

@@ -990,3 +990,51 @@ def test_a_guarded_model_is_asked_without_stop_and_its_refusals_get_no_stop_scor
     refused = [c for c in result.cases if c.output == guarded.refusal]
     assert refused and all(c.scores["stop"] is None for c in refused)
     assert guarded.chat is tuned and tuned.stop == ("**STOP**",)  # the caller's model untouched
+
+
+def test_compare_scores_only_the_matched_questions_when_runs_differ() -> None:
+    """A delta between two different sets of questions would measure the data, not the model."""
+    from finetune_qa import case_id
+    from finetune_qa.evaluation import CaseResult, EvalResult, SetSummary
+
+    def run(label: str, rows: dict[str, float]) -> EvalResult:
+        cases = [
+            CaseResult(
+                id=case_id("verbatim", q),
+                set="verbatim",
+                question=q,
+                reference="r",
+                source_question=q,
+                output="o",
+                finish_reason="stop",
+                latency=0.1,
+                scores={"exact": v},
+            )
+            for q, v in rows.items()
+        ]
+        mean = sum(rows.values()) / len(rows)
+        return EvalResult(
+            label=label,
+            model=label,
+            backend="offline",
+            started_at="2026-11-25T00:00:00+00:00",
+            seconds=1.0,
+            concurrency=1,
+            n=len(cases),
+            errors=0,
+            scorers=["exact"],
+            sets={"verbatim": SetSummary(n=len(cases), errors=0, scores={"exact": mean})},
+            cases=cases,
+        )
+
+    # b answers the shared question no better, but has an extra easy question
+    a = run("before", {"What is A?": 0.0, "What is B?": 1.0})
+    b = run("after", {"What is A?": 0.0, "What is B?": 1.0, "What is C?": 1.0})
+    c = a.compare(b)
+    d = c.delta("verbatim", "exact")
+    assert d is not None and (d.a, d.b, d.delta) == (0.5, 0.5, 0.0)
+    assert (c.matched, c.only_a, c.only_b) == (2, 0, 1)
+    assert "scores are over the matched cases" in c.to_markdown()
+    # with every case matched the runs' own means are used
+    same = a.compare(run("again", {"What is A?": 1.0, "What is B?": 1.0}))
+    assert same.delta("verbatim", "exact").delta == 0.5  # type: ignore[union-attr]
