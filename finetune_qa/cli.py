@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -44,6 +45,9 @@ from finetune_qa.exceptions import (
     TokenizerError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from finetune_qa.evaluation import EvalResult
 
 __all__ = ["main"]
 
@@ -356,13 +360,17 @@ def demo(workdir: Path, model: str) -> None:
 
     Reads a fictional company's website QA export (seed layout, with the quirks real
     exports have), builds train and validation JSONL, validates and prices them, uploads
-    and fine-tunes on the offline backend with live progress, then asks the new model a
-    training question, a variation and an unrelated question.
+    and fine-tunes on the offline backend with live progress, asks the new model a
+    training question, a variation and an unrelated question, then trains an on-topic
+    question gate, asks again through it, and evaluates both side by side.
     """
     from finetune_qa._cli_jobs import follow_job, offline_state_path, open_backend
     from finetune_qa.chat import ChatModel
     from finetune_qa.dataset import DatasetBuilder
+    from finetune_qa.evaluation import EvalSuite
+    from finetune_qa.guardrails import Discriminator, GuardedChatModel
     from finetune_qa.jobs import FineTuneJob
+    from finetune_qa.readers import read_qa
     from finetune_qa.samples import sample_csv
     from finetune_qa.validation import validate_file
 
@@ -414,12 +422,42 @@ def demo(workdir: Path, model: str) -> None:
         for label, question in questions:
             answer = bot.ask(question)
             click.echo(f"   {label}: {question}\n     -> {answer.text}")
+        click.echo(
+            "   The unrelated question got a confident answer too: that is what the on-topic "
+            "guardrails are for."
+        )
+        click.echo(
+            "5. Guarding it: a second fine-tune, a classifier, learns which questions are on topic."
+        )
+        pairs = [*read_qa(train), *read_qa(val)]
+        gate = Discriminator.train(
+            pairs, backend=backend, gate="question", workdir=workdir / "question-gate"
+        )
+        held_out = gate.settings().report
+        if held_out is not None:
+            click.echo(
+                f"   gate {gate.model}: threshold {gate.threshold:.2f}, held-out precision "
+                f"{held_out.precision:.2f}, recall {held_out.recall:.2f}"
+            )
+        guarded = GuardedChatModel(bot, question_gate=gate, topic="Lumen Notes")
+        for label, question in questions:
+            verdict = guarded.ask(question)
+            click.echo(f"   {label}: {question}\n     -> {verdict.text}")
+        click.echo("6. Evaluating both: the training questions and 65 unrelated ones.")
+        suite = EvalSuite.from_pairs(pairs)
+        plain, safe = suite.run(bot), suite.run(guarded)
+        report_path = (plain.compare(safe)).write_html(workdir / "report.html")
+        for name, result in (("fine-tune", plain), ("guarded", safe)):
+            click.echo(
+                f"   {name:<9}  verbatim answered {_pct(result, 'verbatim')}, "
+                f"unrelated answered {_pct(result, 'unrelated')}"
+            )
+        click.echo(f"   side-by-side report: {report_path}")
+    click.echo("7. Files:")
     click.echo(
-        "   The unrelated question got a confident answer too: that is what the on-topic "
-        "guardrails are for."
+        f"   {train}, {val} (training data), {journal} (uploads and jobs), "
+        f"{workdir / 'report.html'} (evaluation)"
     )
-    click.echo("5. Files:")
-    click.echo(f"   {train}, {val} (training data), {journal} (uploads and jobs)")
     click.echo(f"   offline API state: {offline_state_path()}")
     click.echo("Next:")
     click.echo(
@@ -437,6 +475,12 @@ register_eval_commands(cli)
 register_export_commands(cli)
 register_generate_commands(cli)
 register_guard_commands(cli)
+
+
+def _pct(result: EvalResult, set_name: str) -> str:
+    """The answered rate of one set, as a percentage."""
+    value = result.sets[set_name].scores.get("answered")
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:

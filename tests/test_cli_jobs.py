@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -97,8 +98,19 @@ def test_serve_answers_a_real_openai_client() -> None:
 def test_demo_runs_the_whole_story_offline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "demo", "--workdir", str(tmp_path / "demo"))
     assert code == 0, err
-    for step in ("1. Reading", "2. Validating", "3. Uploading and fine-tuning", "4. The fine-tuned model", "5. Files"):
+    steps = ("1. Reading", "2. Validating", "3. Uploading and fine-tuning", "4. The fine-tuned model",
+             "5. Guarding it", "6. Evaluating both", "7. Files")
+    for step in steps:
         assert step in out
+    # guarded: the unrelated question is refused, the training question still answered
+    guarded = out.split("5. Guarding it")[1]
+    assert "-> Sorry, I can only answer questions about Lumen Notes." in guarded
+    assert "-> Click Forgot password? on the sign-in page" in guarded
+    assert "fine-tune  verbatim answered 100%, unrelated answered 100%" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("guarded    verbatim"))
+    verbatim, unrelated = (int(v) for v in re.findall(r"(\d+)%", line))
+    assert verbatim >= 90 and unrelated <= 10, line
+    assert (tmp_path / "demo" / "report.html").read_text("utf-8").count("<table") >= 2
     assert "read 29 pairs = kept 24 + dropped 5 (reconciles)" in out
     assert "estimated training cost: $" in out
     assert "job ftjob-" in out and ": succeeded" in out
