@@ -53,7 +53,7 @@ from finetune_qa._fs import atomic_write
 from finetune_qa._text import key_hash, question_key
 from finetune_qa.backends import get_backend
 from finetune_qa.backends.base import Backend, Usage
-from finetune_qa.chat import Answer, BatchItem, ChatModel
+from finetune_qa.chat import Answer, BatchItem, ChatModel, _check_question, _check_questions
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
 from finetune_qa.data import Message, QAPair, TrainingExample
 from finetune_qa.exceptions import BackendError, DatasetError, InputFileError, UsageError
@@ -1693,21 +1693,3 @@ def _apply(
 def _ask_one(chat: ChatModel, text: str, *, i: int) -> BatchItem:
     # ask() raises: the one-question path wants the exception, not an error item
     return BatchItem(index=i, question=text, answer=chat.ask(text))
-
-
-def _check_question(question: object) -> str:
-    if not isinstance(question, str) or not question.strip():
-        raise UsageError(f"a question must be a non-empty string, got {question!r}")
-    return question.strip()
-
-
-def _check_questions(questions: Iterable[str]) -> list[str]:
-    if isinstance(questions, str):
-        raise UsageError("ask_many takes an iterable of questions, not one string; use ask()")
-    out: list[str] = []
-    for i, q in enumerate(questions):
-        try:
-            out.append(_check_question(q))
-        except UsageError as exc:
-            raise UsageError(f"question {i}: {exc}; nothing was sent") from None
-    return out

@@ -24,12 +24,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
 from finetune_qa.backends._logscrub import protect_secrets
+from finetune_qa.backends._loops import LoopClients
 from finetune_qa.backends.base import (
     ChatRequest,
     ChatResponse,
@@ -229,7 +229,7 @@ def _chat_response(completion: Any) -> ChatResponse:
     )
 
 
-class OpenAIBackend:
+class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
     """The lifecycle over an ``openai`` client: OpenAI, Azure OpenAI or a compatible server.
 
     Args:
@@ -291,13 +291,8 @@ class OpenAIBackend:
 
                 self._async_factory = make_async
         self.client = client
-        self.async_client = async_client
+        self._init_loop_clients(async_client)
         protect_secrets(str(getattr(client, "api_key", "") or ""), loggers=("openai",))
-        # An async client belongs to the event loop it first ran on; clients this backend
-        # builds itself are made per loop, so asyncio.run() twice in a row works.
-        self._loop_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, openai.AsyncOpenAI
-        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={str(self.client.base_url)!r})"
@@ -464,30 +459,6 @@ class OpenAIBackend:
         """One chat completion."""
         with map_openai_errors():
             return _chat_response(self.client.chat.completions.create(**_chat_kwargs(request)))
-
-    _async_factory: Callable[[], openai.AsyncOpenAI] | None = None
-
-    @property
-    def async_per_loop(self) -> bool:
-        """True when :meth:`achat` uses a client made for the running event loop."""
-        return self._async_factory is not None
-
-    def _async_client(self) -> openai.AsyncOpenAI | None:
-        if self._async_factory is None:
-            return self.async_client
-        loop = asyncio.get_running_loop()
-        client = self._loop_clients.get(loop)
-        if client is None:
-            client = self._loop_clients[loop] = self._async_factory()
-        return client
-
-    async def aclose_loop_client(self) -> None:
-        """Close the async client made for the running event loop, if any."""
-        if self._async_factory is None:
-            return
-        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.close()
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion on the async client (or the sync one in a thread)."""

@@ -44,7 +44,6 @@ import os
 import re
 import tempfile
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -52,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_qa.backends._logscrub import protect_secrets
+from finetune_qa.backends._loops import LoopClients
 from finetune_qa.backends.base import (
     ChatRequest,
     ChatResponse,
@@ -643,7 +643,7 @@ def _event(job_id: str, index: int, obj: Any) -> JobEvent:
     )
 
 
-class TogetherBackend:
+class TogetherBackend(LoopClients["together.AsyncTogether"]):
     """The lifecycle on Together AI, through a ``together.Together`` client.
 
     Args:
@@ -684,8 +684,6 @@ class TogetherBackend:
     provider_option_names: frozenset[str] = PROVIDER_OPTION_NAMES
     """The keys ``JobRequest.provider_options`` may hold."""
 
-    _async_factory: Callable[[], together.AsyncTogether] | None = None
-
     def __init__(
         self,
         client: together.Together | None = None,
@@ -716,7 +714,7 @@ class TogetherBackend:
 
                 self._async_factory = make_async
         self.client = client
-        self.async_client = async_client
+        self._init_loop_clients(async_client)
         self._wandb_api_key = wandb_api_key
         # the SDK logs request options (the W&B key among them) at DEBUG
         protect_secrets(
@@ -725,9 +723,6 @@ class TogetherBackend:
             loggers=("together",),
         )
         self._limits_cache: dict[str, tuple[ModelLimits, Any]] = {}
-        self._loop_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, together.AsyncTogether
-        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"TogetherBackend(base_url={str(self.client.base_url)!r})"
@@ -1212,28 +1207,6 @@ class TogetherBackend:
             raw = self.client.chat.completions.with_raw_response.create(**_chat_kwargs(request))
             completion = raw.parse()
         return _chat_response(completion, raw.headers.get("x-request-id"))
-
-    @property
-    def async_per_loop(self) -> bool:
-        """True when :meth:`achat` uses a client made for the running event loop."""
-        return self._async_factory is not None
-
-    def _async_client(self) -> together.AsyncTogether | None:
-        if self._async_factory is None:
-            return self.async_client
-        loop = asyncio.get_running_loop()
-        client = self._loop_clients.get(loop)
-        if client is None:
-            client = self._loop_clients[loop] = self._async_factory()
-        return client
-
-    async def aclose_loop_client(self) -> None:
-        """Close the async client made for the running event loop, if any."""
-        if self._async_factory is None:
-            return
-        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.close()
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion on the async client (or the sync one in a thread)."""
