@@ -23,6 +23,7 @@ from finetune_qa.backends import (
     JobEvent,
     JobInfo,
     JobRequest,
+    LocalBackend,
     OfflineBackend,
     OpenAIBackend,
     TogetherBackend,
@@ -31,6 +32,7 @@ from finetune_qa.backends import (
     get_backend,
     register_backend,
 )
+from finetune_qa.backends.local import LocalSettings
 from finetune_qa.catalog import (
     ModelCatalog,
     ModelInfo,
@@ -229,6 +231,8 @@ __all__ = [
     "Journal",
     "JudgeGrade",
     "JudgeScorer",
+    "LocalBackend",
+    "LocalSettings",
     "MarkdownPage",
     "Message",
     "MetricPoint",

@@ -28,6 +28,7 @@ from finetune_qa.backends import (
     available_backends,
     get_backend,
 )
+from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
 
@@ -128,6 +129,93 @@ def backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Training settings on `train`: common ones, and those only a local run has."""
+    opts = [
+        click.option("--batch-size", type=int, default=None, help="Batch size [default: auto]."),
+        click.option(
+            "--learning-rate-multiplier",
+            type=float,
+            default=None,
+            help="Learning-rate multiplier, > 0 [default: auto].",
+        ),
+        click.option(
+            "--learning-rate",
+            type=float,
+            default=None,
+            help="Absolute learning rate (local backend; overrides the multiplier).",
+        ),
+        click.option(
+            "--method",
+            type=click.Choice(["lora", "full"]),
+            default=None,
+            help="Local backend: LoRA adapters or full fine-tuning [default: lora].",
+        ),
+        click.option("--lora-rank", type=int, default=None, help="Local backend: LoRA rank."),
+        click.option("--lora-alpha", type=int, default=None, help="Local backend: LoRA alpha."),
+        click.option(
+            "--lora-dropout", type=float, default=None, help="Local backend: LoRA dropout."
+        ),
+        click.option(
+            "--max-length", type=int, default=None, help="Local backend: longest example in tokens."
+        ),
+        click.option(
+            "--packing/--no-packing",
+            default=None,
+            help="Local backend: pack examples padding-free [default: per device].",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+            default=None,
+            help="Local backend: where to train [default: auto].",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            default=None,
+            help="Local backend: training precision [default: auto].",
+        ),
+        click.option(
+            "--chat-template",
+            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            default=None,
+            help="Local backend: a Jinja chat template file for a model that has none.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _local_options(backend: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The provider_options for `train`'s local-only settings; refused on other backends."""
+    names = {
+        "learning_rate": "learning_rate",
+        "method": "method",
+        "lora_rank": "lora_r",
+        "lora_alpha": "lora_alpha",
+        "lora_dropout": "lora_dropout",
+        "max_length": "max_length",
+        "packing": "packing",
+        "device": "device",
+        "precision": "precision",
+        "chat_template": "chat_template",
+    }
+    given = {k: v for k, v in values.items() if k in names and v is not None}
+    if given and backend != "local":
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
+        raise UsageError(f"{flags}: only for --backend local (this run uses {backend})")
+    options = {names[k]: v for k, v in given.items()}
+    if "chat_template" in options:
+        path = Path(options["chat_template"])
+        try:
+            options["chat_template"] = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"cannot read the chat template ({exc})", path=path) from exc
+    return options
+
+
 def register(cli: click.Group) -> None:
     """Add the training-half commands to ``cli``."""
 
@@ -182,9 +270,15 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="Share of questions for the validation file (0: none).",
     )
-    @click.option("--epochs", default="auto", show_default=True, help="Epochs, 1-50 or auto.")
+    @click.option(
+        "--epochs",
+        default="auto",
+        show_default=True,
+        help="Epochs, 1-50 (local: 1-1000) or auto.",
+    )
     @click.option("--suffix", default=None, help="Up to 64 characters in the model name.")
     @click.option("--seed", type=int, default=None, help="Training seed.")
+    @training_options
     @click.option(
         "--wait/--no-wait", default=True, show_default=True, help="Follow the job to its end."
     )
@@ -213,10 +307,15 @@ def register(cli: click.Group) -> None:
         base_url: str | None,
         as_json: bool,
         quiet: bool,
+        batch_size: int | None,
+        learning_rate_multiplier: float | None,
+        **local: Any,
     ) -> None:
         """Build, validate, upload, start and follow a fine-tuning job, in one go.
 
         Safe to run again: the same data and settings attach to the job already started.
+        With --backend local, an open model (a Hugging Face id or model directory given
+        as --model) is trained on this machine; the local-only options apply there.
         """
         from finetune_qa.dataset import DatasetBuilder
         from finetune_qa.jobs import FineTuneJob
@@ -224,8 +323,10 @@ def register(cli: click.Group) -> None:
         if backend not in available_backends():  # before anything is built or written
             raise UnknownBackendError(backend, available_backends())
         n_epochs: int | str = "auto" if epochs == "auto" else _int(epochs, "--epochs")
-        if n_epochs != "auto" and not 1 <= int(n_epochs) <= 50:
-            raise UsageError(f"--epochs takes 1 to 50 or 'auto', got {n_epochs}")
+        most = LOCAL_MAX_EPOCHS if backend == "local" else 50
+        if n_epochs != "auto" and not 1 <= int(n_epochs) <= most:
+            raise UsageError(f"--epochs takes 1 to {most} or 'auto', got {n_epochs}")
+        provider_options = _local_options(backend, local)
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         train_path = workdir / "train.jsonl"
         val_path = workdir / "validation.jsonl" if validation_fraction > 0 else None
@@ -252,8 +353,13 @@ def register(cli: click.Group) -> None:
                 backend=be,
                 validation_file=val_path,
                 n_epochs=n_epochs,  # type: ignore[arg-type]
+                batch_size="auto" if batch_size is None else batch_size,
+                learning_rate_multiplier=(
+                    "auto" if learning_rate_multiplier is None else learning_rate_multiplier
+                ),
                 suffix=suffix,
                 seed=seed,
+                provider_options=provider_options or None,
                 system_prompt=system_prompt,
                 stop=stop,
                 journal=workdir / "journal.jsonl",
@@ -456,14 +562,38 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="Virtual seconds per real second (jobs finish quicker).",
     )
-    def serve(host: str, port: int, speedup: float) -> None:
+    @click.option(
+        "--model",
+        "model",
+        default=None,
+        help="Serve this local model instead (local:JOB_ID, a run or model directory).",
+    )
+    def serve(host: str, port: int, speedup: float, model: str | None) -> None:
         """Serve the offline OpenAI API under /v1, for any OpenAI client to point at.
+
+        With --model, serve a model trained by the local backend (chat completions and
+        models, streaming included): OpenAI(base_url=URL, api_key="anything") then
+        client.chat.completions.create(model=MODEL, ...).
 
         Example: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="anything").
         """
         from finetune_qa.backends._wire import run_server
 
-        run_server(host=host, port=port, realtime=True, speedup=speedup)
+        if model is None:
+            run_server(host=host, port=port, realtime=True, speedup=speedup)
+            return
+        from finetune_qa.backends.local import LocalBackend
+        from finetune_qa.backends.local._serve import LocalChatAPI
+
+        api = LocalChatAPI(
+            LocalBackend(), model, on_request=lambda line: click.echo(line, err=True)
+        )
+        api.warm()
+
+        def ready(url: str) -> None:
+            click.echo(f"serving {model} on {url} (use any api_key); Ctrl-C stops it", err=True)
+
+        run_server(api, host=host, port=port, realtime=False, ready=ready)
 
 
 def _int(value: str, option: str) -> int:

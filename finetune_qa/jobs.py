@@ -203,12 +203,14 @@ def _backend_label(backend: Backend) -> str:
     return f"{backend.name}:{base}" if base is not None else backend.name
 
 
-def _check_request(req: JobRequest, catalog: ModelCatalog, today: dt.date) -> None:
+def _check_request(
+    req: JobRequest, catalog: ModelCatalog, today: dt.date, *, max_epochs: int = 50
+) -> None:
     def bad(message: str) -> UsageError:
         return UsageError(message)
 
-    if req.n_epochs != "auto" and not 1 <= req.n_epochs <= 50:
-        raise bad(f"n_epochs must be 'auto' or 1-50, got {req.n_epochs}")
+    if req.n_epochs != "auto" and not 1 <= req.n_epochs <= max_epochs:
+        raise bad(f"n_epochs must be 'auto' or 1-{max_epochs}, got {req.n_epochs}")
     if req.batch_size != "auto" and not 1 <= req.batch_size <= 256:
         raise bad(f"batch_size must be 'auto' or 1-256, got {req.batch_size}")
     if req.learning_rate_multiplier != "auto" and not req.learning_rate_multiplier > 0:
@@ -366,7 +368,8 @@ class FineTuneJob:
             backend: backend name or instance ("openai", "offline", ...).
             validation_file: a validation JSONL.
             method: "supervised" or "dpo".
-            n_epochs: 1-50 or "auto".
+            n_epochs: 1-50 or "auto" (a backend may allow more: the local one takes up to
+                1000).
             batch_size: 1-256 or "auto".
             learning_rate_multiplier: > 0 or "auto".
             beta: DPO only, (0, 2] or "auto".
@@ -454,7 +457,8 @@ class FineTuneJob:
                 if callable(clock)
                 else config_today()
             )
-        _check_request(probe, cat, today)
+        # hosted trainers stop at 50 epochs; a backend may allow more (the local one does)
+        _check_request(probe, cat, today, max_epochs=int(getattr(be, "max_epochs", 50)))
         detected_stop = stop
         if validate:
             # a model the catalogue does not know is checked against the default's limits,

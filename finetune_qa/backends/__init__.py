@@ -3,7 +3,10 @@
 ``"openai"`` is :class:`OpenAIBackend` (OpenAI, Azure OpenAI, OpenAI-compatible servers);
 ``"offline"`` is :class:`OfflineBackend`, the same code over a built-in fake of the API;
 ``"together"`` is :class:`~finetune_qa.backends.together.TogetherBackend` (Together AI,
-``pip install 'finetune-qa[together]'``; the SDK is imported only when one is built).
+``pip install 'finetune-qa[together]'``; the SDK is imported only when one is built);
+``"local"`` is :class:`~finetune_qa.backends.local.LocalBackend` (open models trained and
+served on this machine with TRL/PEFT/accelerate, ``pip install 'finetune-qa[local]'``;
+torch is imported only when it trains or answers).
 Third parties register their own with :func:`register_backend`, or through the
 ``finetune_qa.backends`` entry-point group (``name = "package.module:factory"``).
 
@@ -32,6 +35,7 @@ from finetune_qa.backends.base import (
     JobStatus,
     Usage,
 )
+from finetune_qa.backends.local import LocalBackend
 from finetune_qa.backends.offline import OfflineBackend
 from finetune_qa.backends.openai import OpenAIBackend
 from finetune_qa.backends.together import TogetherBackend
@@ -49,6 +53,7 @@ __all__ = [
     "JobInfo",
     "JobRequest",
     "JobStatus",
+    "LocalBackend",
     "OfflineBackend",
     "OpenAIBackend",
     "TogetherBackend",
@@ -114,3 +119,4 @@ def get_backend(backend: str | Backend, **kwargs: Any) -> Backend:
 register_backend("openai", OpenAIBackend)
 register_backend("offline", OfflineBackend)
 register_backend("together", TogetherBackend)  # imports the together SDK only when built
+register_backend("local", LocalBackend)  # imports torch only when it trains or answers

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from finetune_qa.backends._fakeapi import FakeOpenAI, FakeResponse
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OFFLINE_API_KEY",
     "OFFLINE_BASE_URL",
+    "APIHandler",
     "Family",
     "http_family",
     "mock_transport",
@@ -56,6 +57,25 @@ OFFLINE_BASE_URL = "https://offline.finetune-qa.invalid/v1"
 
 OFFLINE_API_KEY = "sk-offline"
 """API key of clients wired to a fake (any non-empty key is accepted)."""
+
+
+class APIHandler(Protocol):
+    """Anything that answers HTTP requests the way :meth:`FakeOpenAI.handle` does.
+
+    The offline fake API is one; the local backend's ``LocalChatAPI`` (one local model
+    behind the chat completions API) is another, served by the same :func:`serve`.
+    """
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Any = None,
+        headers: Any = None,
+        body: bytes = b"",
+    ) -> FakeResponse:
+        """Answer one request."""
+        ...
 
 
 def http_family(family: Family = "auto") -> ModuleType:
@@ -186,7 +206,7 @@ def openai_client(
 class _FakeHTTPHandler(BaseHTTPRequestHandler):
     """Serves one connection's requests from the class's ``fake``."""
 
-    fake: ClassVar[FakeOpenAI]
+    fake: ClassVar[APIHandler]
     protocol_version = "HTTP/1.1"
 
     def _read_body(self) -> bytes:
@@ -233,7 +253,7 @@ class _FakeHTTPHandler(BaseHTTPRequestHandler):
 
 
 def serve(
-    fake: FakeOpenAI,
+    fake: FakeOpenAI | APIHandler,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
@@ -243,7 +263,7 @@ def serve(
     """An HTTP server (not started) serving ``fake`` under ``/v1`` to any OpenAI client.
 
     Args:
-        fake: the fake API.
+        fake: the fake API (or another :class:`APIHandler`, e.g. a local model's).
         host: interface to bind.
         port: port to bind (0 picks a free one: read ``server.server_address[1]``).
         realtime: make the fake's clock follow real time from now on, so clients that
@@ -262,7 +282,7 @@ def serve(
         >>> # openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="x")
         >>> server.shutdown(); server.server_close()
     """
-    if realtime:
+    if realtime and isinstance(fake, FakeOpenAI):
         fake.clock.run_realtime(speedup)
     handler = type("FakeOpenAIHandler", (_FakeHTTPHandler,), {"fake": fake})
     server = ThreadingHTTPServer((host, port), handler)
@@ -271,7 +291,7 @@ def serve(
 
 
 def run_server(
-    fake: FakeOpenAI | None = None,
+    fake: FakeOpenAI | APIHandler | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
