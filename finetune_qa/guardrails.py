@@ -42,7 +42,7 @@ import os
 import tempfile
 import textwrap
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1018,6 +1018,7 @@ class Discriminator:
         concurrency: int = 8,
         timeout: float | None = None,
         max_negatives_per_positive: float | None = DEFAULT_MAX_NEGATIVES_PER_POSITIVE,
+        provider_options: Mapping[str, Any] | None = None,
     ) -> Discriminator:
         """Build the data, fine-tune a classifier, and choose its threshold on held-out data.
 
@@ -1044,6 +1045,9 @@ class Discriminator:
             timeout: seconds to wait for the job (None: no limit).
             max_negatives_per_positive: most off-topic examples per on-topic one (see
                 :meth:`DiscriminatorData.build`).
+            provider_options: the backend's own job settings (see
+                :meth:`FineTuneJob.create`), e.g. the local backend's
+                ``{"method": "full", "learning_rate": 1e-4}``.
 
         Returns:
             The trained discriminator, with its held-out :attr:`report` and :attr:`counts`.
@@ -1099,6 +1103,7 @@ class Discriminator:
                 system_prompt=DISCRIMINATOR_SYSTEM_PROMPT,
                 journal=journal,
                 force_new=force_new,
+                provider_options=provider_options,
             )
         info = job.wait(timeout=timeout)
         assert info.fine_tuned_model is not None  # wait() returns succeeded jobs only

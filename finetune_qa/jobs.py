@@ -607,14 +607,15 @@ class FineTuneJob:
     def follow(
         self,
         *,
-        poll_interval: float = 5.0,
+        poll_interval: float | None = None,
         max_poll_interval: float = 60.0,
         timeout: float | None = None,
         on_status: Callable[[JobInfo], None] | None = None,
     ) -> Iterator[JobEvent]:
         """Yield each event once, oldest first, until the job ends.
 
-        Polls with backoff: ``poll_interval`` grows by half after every quiet poll, up to
+        Polls with backoff: ``poll_interval`` (default: the backend's ``poll_interval``,
+        else 5 s; 1 s for local jobs) grows by half after every quiet poll, up to
         ``max_poll_interval``, and drops back when something happens. Transient errors
         (rate limits, 5xx, dropped connections) are retried; the job id is never lost.
 
@@ -622,6 +623,9 @@ class FineTuneJob:
             JobTimeout: ``timeout`` seconds passed first (the job itself goes on).
         """
         start = self._clock()
+        if poll_interval is None:
+            poll_interval = float(getattr(self.backend, "poll_interval", 5.0))
+            max_poll_interval = min(max_poll_interval, poll_interval * 12)
         interval = poll_interval
         last_status: str | None = None
         while True:
@@ -653,7 +657,7 @@ class FineTuneJob:
     def wait(
         self,
         *,
-        poll_interval: float = 5.0,
+        poll_interval: float | None = None,
         max_poll_interval: float = 60.0,
         timeout: float | None = None,
         on_event: Callable[[JobEvent], None] | None = None,

@@ -105,6 +105,8 @@ class LocalBackend:
     provider_option_names = PROVIDER_OPTION_NAMES
     validation_provider = "openai"
     max_epochs = MAX_EPOCHS
+    poll_interval = 1.0
+    """Seconds between polls when following a job (its files are on this machine)."""
 
     def __init__(
         self,
@@ -235,6 +237,13 @@ class LocalBackend:
             raise NotFoundError(f"no file {file_id!r} on the local backend", status_code=404)
         return path
 
+    def _file_name(self, file_id: str) -> str | None:
+        meta = self.store.files / f"{file_id}.json"
+        try:
+            return FileInfo.model_validate_json(meta.read_bytes()).filename
+        except (OSError, ValidationError):
+            return None
+
     def file_content(self, file_id: str) -> bytes:
         """A stored file's bytes, or a job's results CSV (``file-results-JOB``)."""
         if file_id.startswith(_RESULTS_PREFIX):
@@ -275,7 +284,11 @@ class LocalBackend:
                 "request": request.model_dump(mode="json"),
                 "settings": settings.model_dump(mode="json"),
                 "training_path": str(train_path.resolve()),
+                "training_filename": self._file_name(request.training_file),
                 "validation_path": str(val_path.resolve()) if val_path else None,
+                "validation_filename": (
+                    self._file_name(request.validation_file) if request.validation_file else None
+                ),
             }
         )
         run.update_status(status="queued", provider_status="queued")

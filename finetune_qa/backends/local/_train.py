@@ -94,16 +94,23 @@ def load_tokenizer(model: str, chat_template: str | None) -> Any:
     return tok
 
 
-def encode_file(tok: Any, path: Path) -> list[dict[str, list[int]]]:
-    """Every example of a chat JSONL file, encoded (see :func:`encode_example`)."""
+def encode_file(tok: Any, path: Path, name: str | None = None) -> list[dict[str, list[int]]]:
+    """Every example of a chat JSONL file, encoded (see :func:`encode_example`).
+
+    Errors name the file as ``name`` (the name it was uploaded under) when given.
+    """
+    shown = Path(name) if name else path
     out = []
-    for line, example in read_chat_jsonl(path):
-        try:
-            out.append(encode_example(tok, example))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataLineError(path, line, str(exc)) from exc
+    try:
+        for line, example in read_chat_jsonl(path):
+            try:
+                out.append(encode_example(tok, example))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataLineError(shown, line, str(exc)) from exc
+    except DataLineError as exc:
+        raise DataLineError(shown, exc.line, str(exc).split(": ", 1)[1]) from exc
     if not out:
-        raise DataLineError(path, 1, "the file holds no examples")
+        raise DataLineError(shown, 1, "the file holds no examples")
     return out
 
 
@@ -193,10 +200,9 @@ def train(run: Run) -> None:
     signal.signal(signal.SIGTERM, on_term)
     device = detect_device(settings.device)
     tok = load_tokenizer(base, settings.chat_template)
-    train_rows = encode_file(tok, Path(job["training_path"]))
-    val_rows = (
-        encode_file(tok, Path(job["validation_path"])) if job.get("validation_path") else None
-    )
+    train_rows = encode_file(tok, Path(job["training_path"]), job.get("training_filename"))
+    val_path, val_name = job.get("validation_path"), job.get("validation_filename")
+    val_rows = encode_file(tok, Path(val_path), val_name) if val_path else None
     lengths = [len(r["input_ids"]) for r in train_rows]
     fast = device.kind == "cuda" and device.fast_kernels
     attn = "flash_attention_2" if fast else "sdpa"
@@ -208,8 +214,14 @@ def train(run: Run) -> None:
             else (torch.bfloat16 if device.bf16 else torch.float32),
             attn_implementation=attn,
         )
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise TrainingFailure("model_not_found", f"cannot load the model {base!r}: {exc}") from exc
+    except Exception as exc:  # damaged weights raise the format library's own errors
+        raise TrainingFailure(
+            "invalid_model",
+            f"cannot load the model {base!r} ({type(exc).__name__}: {exc}); check that the "
+            "directory holds a complete Hugging Face model",
+        ) from exc
     n_params = sum(p.numel() for p in model.parameters())
     resolved = resolve(
         settings,
