@@ -31,6 +31,7 @@ from finetune_qa.backends import (
     get_backend,
     register_backend,
 )
+from finetune_qa.backends.base import ListsModels, ServedModel
 from finetune_qa.catalog import (
     ModelCatalog,
     ModelInfo,
@@ -153,6 +154,7 @@ from finetune_qa.migration import (
 )
 from finetune_qa.readers import QASource, ReadIssue, read_qa, strip_numbering
 from finetune_qa.samples import sample_csv
+from finetune_qa.shutdown import FineTunedModel, inventory
 from finetune_qa.tokens import BatchCounter, TokenCounter, encoding_name_for_model, get_encoding
 from finetune_qa.validation import (
     CostEstimate,
@@ -206,6 +208,7 @@ __all__ = [
     "FileInfo",
     "FineTuneJob",
     "FineTuneQAError",
+    "FineTunedModel",
     "FunctionCall",
     "FunctionDefinition",
     "GateExample",
@@ -229,6 +232,7 @@ __all__ = [
     "Journal",
     "JudgeGrade",
     "JudgeScorer",
+    "ListsModels",
     "MarkdownPage",
     "Message",
     "MetricPoint",
@@ -256,6 +260,7 @@ __all__ = [
     "RunSummary",
     "ScoreDelta",
     "Scorer",
+    "ServedModel",
     "SetSummary",
     "StopScorer",
     "TogetherBackend",
@@ -292,6 +297,7 @@ __all__ = [
     "get_backend",
     "get_encoding",
     "get_model_info",
+    "inventory",
     "is_refusal",
     "iter_pages",
     "load_markdown",
