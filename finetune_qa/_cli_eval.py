@@ -191,9 +191,9 @@ def register(cli: click.Group) -> None:
         With --against GOLDEN instead of DATA (a golden set from 'record'), the recorded
         questions are asked and the recorded answers are the references: exact, contains,
         f1, rouge_l, answered and agreement (both answered or both refused), per set and
-        overall.
+        overall. --system-prompt and --stop then default to those of the recording.
         """
-        from finetune_qa._cli_kit import check_against
+        from finetune_qa._cli_kit import against_defaults, check_against
         from finetune_qa.chat import ChatModel
         from finetune_qa.evaluation import (
             Answering,
@@ -218,6 +218,7 @@ def register(cli: click.Group) -> None:
                 limit=limit is not None,
             )
             golden = GoldenSet.read(against)
+            system_prompt, stop = against_defaults(golden, system_prompt, stop)
             suite = golden.to_suite()
         elif data is None:
             raise UsageError("give DATA (a QA file) or --against GOLDEN (a recorded golden set)")

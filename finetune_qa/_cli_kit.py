@@ -12,6 +12,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,7 +21,10 @@ from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMP
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 from finetune_qa.shutdown import DEFAULT_INVENTORY_JOBS, FineTunedModel
 
-__all__ = ["check_against", "register"]
+if TYPE_CHECKING:
+    from finetune_qa.golden import GoldenSet
+
+__all__ = ["against_defaults", "check_against", "register"]
 
 _EXIT_HELP = (
     "Exit codes: 0 success, 1 some questions failed (or the run did), 2 bad input or usage."
@@ -241,6 +245,26 @@ def register(cli: click.Group) -> None:
                 f"{report.errors} of {report.asked} questions failed (first: "
                 f"{report.error_examples[0]}); run the same command again to ask them again"
             )
+
+
+def against_defaults(golden: GoldenSet, system_prompt: str, stop: str) -> tuple[str, str]:
+    """``eval --against``: the recording's system prompt and stop marker, unless given.
+
+    The replacement is asked as the recorded model was (a model trained on the same data
+    expects the same system prompt), unless ``--system-prompt`` or ``--stop`` was given on
+    the command line. A recording that does not know its system prompt changes nothing.
+    """
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    header = golden.header
+    if header.system_prompt is not None and (
+        ctx.get_parameter_source("system_prompt") == ParameterSource.DEFAULT
+    ):
+        system_prompt = header.system_prompt
+    if ctx.get_parameter_source("stop") == ParameterSource.DEFAULT:
+        stop = header.stop[0] if header.stop else ""
+    return system_prompt, stop
 
 
 def check_against(**given: bool) -> None:

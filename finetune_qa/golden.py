@@ -93,7 +93,8 @@ class GoldenHeader(BaseModel):
     model: str = Field(min_length=1, description="The model recorded.")
     backend: str = Field(description="The backend that served it.")
     system_prompt: str | None = Field(
-        default=None, description="System message sent with every question (None: none/unknown)."
+        default=None,
+        description="System message sent with every question ('': none; None: not known).",
     )
     stop: list[str] = Field(
         default_factory=list, description="The stop marker(s) it was asked with."
@@ -322,7 +323,7 @@ def record_answers(
             header=GoldenHeader(
                 model=chat.model,
                 backend=backend,
-                system_prompt=chat.system_prompt if isinstance(chat, ChatModel) else None,
+                system_prompt=(chat.system_prompt or "") if isinstance(chat, ChatModel) else None,
                 stop=list(chat.stop),
                 temperature=chat.temperature if isinstance(chat, ChatModel) else None,
                 suite=suite.name if isinstance(suite, EvalSuite) else None,

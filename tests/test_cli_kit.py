@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -132,3 +133,32 @@ def test_kit_usage_errors(model: str, capsys: pytest.CaptureFixture[str]) -> Non
     Path("not-golden.jsonl").write_text('{"question": "q"}\n', encoding="utf-8")
     assert main(["eval", "--against", "not-golden.jsonl", "--model", model]) == 2
     assert "not a golden set header" in capsys.readouterr().err
+
+
+def test_eval_against_asks_as_the_recording_did(
+    model: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import finetune_qa.golden as golden_module
+
+    prompt = "You answer questions about Lumen Notes."
+    data = str(sample_csv())
+    args = ["-o", "g.jsonl", "--limit", "2", "--system-prompt", prompt, "--stop", "END", "-q"]
+    assert main(["record", model, data, *args]) == 0
+    header = GoldenSet.read("g.jsonl").header
+    assert (header.system_prompt, header.stop, header.temperature) == (prompt, ["END"], 0.0)
+
+    asked: list[tuple[str | None, tuple[str, ...]]] = []
+    real = golden_module.compare_to_golden
+
+    def spy(golden: Any, chat: Any, **kwargs: Any) -> Any:
+        asked.append((chat.system_prompt, chat.stop))
+        return real(golden, chat, **kwargs)
+
+    monkeypatch.setattr(golden_module, "compare_to_golden", spy)
+    assert main(["eval", "--against", "g.jsonl", "--model", model, "-q"]) == 0
+    assert (
+        main(["eval", "--against", "g.jsonl", "--model", model, "--system-prompt", "", "-q"]) == 0
+    )
+    assert main(["eval", "--against", "g.jsonl", "--model", model, "--stop", "", "-q"]) == 0
+    assert asked == [(prompt, ("END",)), (None, ("END",)), (prompt, ())]
+    capsys.readouterr()
