@@ -257,7 +257,9 @@ class RecordReport(BaseModel):
     model: str = Field(description="The model recorded.")
     backend: str = Field(description="The backend's name.")
     questions: int = Field(description="Questions in the suite.")
-    already: int = Field(description="Of those, recorded before this run (not asked again).")
+    already: int = Field(
+        description="Of those, not asked: recorded before this run (or a repeat of another)."
+    )
     asked: int = Field(description="Questions asked in this run.")
     recorded: int = Field(description="Answers recorded in this run.")
     errors: int = Field(description="Questions that failed in this run (asked again on resume).")
@@ -331,7 +333,12 @@ def record_answers(
             )
         )
     done = {(a.set, question_key(a.question)) for a in golden.answers}
-    todo = [c for c in cases if (c.set, question_key(c.question)) not in done]
+    todo: list[EvalCase] = []
+    for case in cases:
+        key = (case.set, question_key(case.question))
+        if key not in done:  # recorded already, or twice in the cases given
+            done.add(key)
+            todo.append(case)
     new: dict[int, GoldenAnswer] = {}
     errors: list[str] = []
     unsaved = [0]

@@ -200,6 +200,11 @@ def test_recording_refuses_another_models_file(
     record_answers(ChatModel("gpt-4o-mini", backend=backend), suite.of_set("unrelated"), path)
     with pytest.raises(UsageError, match="own file"):
         record_answers(ChatModel("gpt-4.1-mini", backend=backend), suite, path)
+    cases = [*suite.of_set("unrelated"), *suite.of_set("unrelated")]
+    again = record_answers(ChatModel("gpt-4o-mini", backend=backend), cases, path)
+    assert (again.questions, again.already, again.asked) == (24, 24, 0)
+    twice = record_answers(ChatModel("gpt-4o-mini", backend=backend), cases, tmp_path / "b.jsonl")
+    assert (twice.asked, twice.total) == (12, 12)  # a question given twice is asked once
     with pytest.raises(UsageError, match="checkpoint_every"):
         record_answers(ChatModel("gpt-4o-mini", backend=backend), suite, path, checkpoint_every=0)
 
