@@ -315,23 +315,20 @@ def record_answers(
     out = Path(path)
     if out.exists():
         golden = GoldenSet.read(out)
-        if golden.header.model != chat.model:
-            raise UsageError(
-                f"{out} holds the answers of {golden.header.model}, not {chat.model}; "
-                "record each model in its own file (-o/--output)"
-            )
+    fresh = GoldenHeader(
+        model=chat.model,
+        backend=backend,
+        system_prompt=(chat.system_prompt or "") if isinstance(chat, ChatModel) else None,
+        stop=list(chat.stop),
+        temperature=chat.temperature if isinstance(chat, ChatModel) else None,
+        suite=suite.name if isinstance(suite, EvalSuite) else None,
+        created_at=_now(),
+    )
+    if out.exists():
+        golden = GoldenSet.read(out)
+        _check_resumable(out, golden.header, fresh)
     else:
-        golden = GoldenSet(
-            header=GoldenHeader(
-                model=chat.model,
-                backend=backend,
-                system_prompt=(chat.system_prompt or "") if isinstance(chat, ChatModel) else None,
-                stop=list(chat.stop),
-                temperature=chat.temperature if isinstance(chat, ChatModel) else None,
-                suite=suite.name if isinstance(suite, EvalSuite) else None,
-                created_at=_now(),
-            )
-        )
+        golden = GoldenSet(header=fresh)
     done = {(a.set, question_key(a.question)) for a in golden.answers}
     todo: list[EvalCase] = []
     for case in cases:
@@ -377,6 +374,22 @@ def record_answers(
         error_examples=errors[:EXAMPLES_PER_REASON],
         total=len(golden.answers) + len(new),
     )
+
+
+def _check_resumable(path: Path, header: GoldenHeader, now: GoldenHeader) -> None:
+    """Refuse to add answers asked another way to a recording (a mixed set compares badly)."""
+    if header.model != now.model:
+        raise UsageError(
+            f"{path} holds the answers of {header.model}, not {now.model}; record each "
+            "model in its own file"
+        )
+    for name in ("system_prompt", "stop", "temperature"):
+        was, is_ = getattr(header, name), getattr(now, name)
+        if was is not None and is_ is not None and was != is_:
+            raise UsageError(
+                f"{path} was recorded with {name} {was!r}, this run asks with {is_!r}; "
+                "resume with the same settings, or record to another file"
+            )
 
 
 def _golden_answer(case: EvalCase, answer: Answer, model: str, backend: str) -> GoldenAnswer:

@@ -200,6 +200,10 @@ def test_recording_refuses_another_models_file(
     record_answers(ChatModel("gpt-4o-mini", backend=backend), suite.of_set("unrelated"), path)
     with pytest.raises(UsageError, match="own file"):
         record_answers(ChatModel("gpt-4.1-mini", backend=backend), suite, path)
+    with pytest.raises(UsageError, match="recorded with system_prompt"):
+        record_answers(ChatModel("gpt-4o-mini", backend=backend, system_prompt=None), suite, path)
+    with pytest.raises(UsageError, match="recorded with stop"):
+        record_answers(ChatModel("gpt-4o-mini", backend=backend, stop="END"), suite, path)
     cases = [*suite.of_set("unrelated"), *suite.of_set("unrelated")]
     again = record_answers(ChatModel("gpt-4o-mini", backend=backend), cases, path)
     assert (again.questions, again.already, again.asked) == (24, 24, 0)
