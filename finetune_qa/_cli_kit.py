@@ -29,12 +29,13 @@ __all__ = ["against_defaults", "check_against", "register"]
 _EXIT_HELP = (
     "Exit codes: 0 success, 1 some questions failed (or the run did), 2 bad input or usage."
 )
+_INVENTORY_EXIT_HELP = "Exit codes: 0 success, 1 the backend failed, 2 bad input or usage."
 
 
 def register(cli: click.Group) -> None:
     """Add the ``inventory`` and ``record`` commands to ``cli``."""
 
-    @cli.command("inventory", epilog=_EXIT_HELP)
+    @cli.command("inventory", epilog=_INVENTORY_EXIT_HELP)
     @click.option(
         "--today",
         type=click.DateTime(formats=["%Y-%m-%d"]),
