@@ -66,6 +66,8 @@ __all__ = [
     "GoldenHeader",
     "GoldenSet",
     "RecordReport",
+    "acompare_to_golden",
+    "arecord_answers",
     "compare_to_golden",
     "golden_scorers",
     "record_answers",
@@ -306,74 +308,118 @@ def record_answers(
         UsageError: ``path`` holds a golden set of another model, or a bad argument.
         InputError: ``path`` exists but is not a golden set, or cannot be written.
     """
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
-        raise UsageError(f"checkpoint_every must be a whole number, got {checkpoint_every!r}")
-    if checkpoint_every < 1:
-        raise UsageError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
-    cases = list(suite.cases if isinstance(suite, EvalSuite) else suite)
-    backend = str(chat.backend.name)
-    out = Path(path)
-    if out.exists():
-        golden = GoldenSet.read(out)
-    fresh = GoldenHeader(
-        model=chat.model,
-        backend=backend,
-        system_prompt=(chat.system_prompt or "") if isinstance(chat, ChatModel) else None,
-        stop=list(chat.stop),
-        temperature=chat.temperature if isinstance(chat, ChatModel) else None,
-        suite=suite.name if isinstance(suite, EvalSuite) else None,
-        created_at=_now(),
-    )
-    if out.exists():
-        golden = GoldenSet.read(out)
-        _check_resumable(out, golden.header, fresh)
-    else:
-        golden = GoldenSet(header=fresh)
-    done = {(a.set, question_key(a.question)) for a in golden.answers}
-    todo: list[EvalCase] = []
-    for case in cases:
-        key = (case.set, question_key(case.question))
-        if key not in done:  # recorded already, or twice in the cases given
-            done.add(key)
-            todo.append(case)
-    new: dict[int, GoldenAnswer] = {}
-    errors: list[str] = []
-    unsaved = [0]
-
-    def save() -> None:
-        answers = [*golden.answers, *(new[i] for i in sorted(new))]
-        GoldenSet(header=golden.header, answers=answers).write(out)
-        unsaved[0] = 0
-
-    def on_result(item: BatchItem) -> None:
-        if item.answer is None:
-            errors.append(f"{item.question}: {item.error}")
-        else:
-            new[item.index] = _golden_answer(todo[item.index], item.answer, chat.model, backend)
-            unsaved[0] += 1
-            if unsaved[0] >= checkpoint_every:
-                save()
-        if progress is not None:
-            progress(len(new) + len(errors), len(todo))
-
+    rec = _Recording(chat, suite, path, checkpoint_every, progress)
     try:
-        if todo:
-            chat.ask_many([c.question for c in todo], concurrency=concurrency, on_result=on_result)
+        if rec.todo:
+            chat.ask_many(rec.questions(), concurrency=concurrency, on_result=rec.on_result)
     finally:
-        if unsaved[0] or not out.exists():
-            save()
-    return RecordReport(
-        path=str(out),
-        model=chat.model,
-        backend=backend,
-        questions=len(cases),
-        already=len(cases) - len(todo),
-        asked=len(todo),
-        recorded=len(new),
-        errors=len(errors),
-        error_examples=errors[:EXAMPLES_PER_REASON],
-        total=len(golden.answers) + len(new),
-    )
+        rec.close()
+    return rec.report()
+
+
+async def arecord_answers(
+    chat: Answering,
+    suite: EvalSuite | Iterable[EvalCase],
+    path: str | os.PathLike[str],
+    *,
+    concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    progress: Callable[[int, int], None] | None = None,
+) -> RecordReport:
+    """Async twin of :func:`record_answers`, on the running event loop."""
+    rec = _Recording(chat, suite, path, checkpoint_every, progress)
+    try:
+        if rec.todo:
+            await chat.aask_many(rec.questions(), concurrency=concurrency, on_result=rec.on_result)
+    finally:
+        rec.close()
+    return rec.report()
+
+
+class _Recording:
+    """One run of :func:`record_answers`: what to ask, the answers so far, the saving."""
+
+    def __init__(
+        self,
+        chat: Answering,
+        suite: EvalSuite | Iterable[EvalCase],
+        path: str | os.PathLike[str],
+        checkpoint_every: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+            raise UsageError(f"checkpoint_every must be a whole number, got {checkpoint_every!r}")
+        if checkpoint_every < 1:
+            raise UsageError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        self.chat = chat
+        self.cases = list(suite.cases if isinstance(suite, EvalSuite) else suite)
+        self.backend = str(chat.backend.name)
+        self.out = Path(path)
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        fresh = GoldenHeader(
+            model=chat.model,
+            backend=self.backend,
+            system_prompt=(chat.system_prompt or "") if isinstance(chat, ChatModel) else None,
+            stop=list(chat.stop),
+            temperature=chat.temperature if isinstance(chat, ChatModel) else None,
+            suite=suite.name if isinstance(suite, EvalSuite) else None,
+            created_at=_now(),
+        )
+        if self.out.exists():
+            self.golden = GoldenSet.read(self.out)
+            _check_resumable(self.out, self.golden.header, fresh)
+        else:
+            self.golden = GoldenSet(header=fresh)
+        done = {(a.set, question_key(a.question)) for a in self.golden.answers}
+        self.todo: list[EvalCase] = []
+        for case in self.cases:
+            key = (case.set, question_key(case.question))
+            if key not in done:  # recorded already, or twice in the cases given
+                done.add(key)
+                self.todo.append(case)
+        self.new: dict[int, GoldenAnswer] = {}
+        self.errors: list[str] = []
+        self.unsaved = 0
+
+    def questions(self) -> list[str]:
+        return [c.question for c in self.todo]
+
+    def on_result(self, item: BatchItem) -> None:
+        if item.answer is None:
+            self.errors.append(f"{item.question}: {item.error}")
+        else:
+            case = self.todo[item.index]
+            self.new[item.index] = _golden_answer(case, item.answer, self.chat.model, self.backend)
+            self.unsaved += 1
+            if self.unsaved >= self.checkpoint_every:
+                self.save()
+        if self.progress is not None:
+            self.progress(len(self.new) + len(self.errors), len(self.todo))
+
+    def save(self) -> None:
+        answers = [*self.golden.answers, *(self.new[i] for i in sorted(self.new))]
+        GoldenSet(header=self.golden.header, answers=answers).write(self.out)
+        self.unsaved = 0
+
+    def close(self) -> None:
+        """Save what is not saved yet (also when the run stops half-way)."""
+        if self.unsaved or not self.out.exists():
+            self.save()
+
+    def report(self) -> RecordReport:
+        return RecordReport(
+            path=str(self.out),
+            model=self.chat.model,
+            backend=self.backend,
+            questions=len(self.cases),
+            already=len(self.cases) - len(self.todo),
+            asked=len(self.todo),
+            recorded=len(self.new),
+            errors=len(self.errors),
+            error_examples=self.errors[:EXAMPLES_PER_REASON],
+            total=len(self.golden.answers) + len(self.new),
+        )
 
 
 def _check_resumable(path: Path, header: GoldenHeader, now: GoldenHeader) -> None:
@@ -484,10 +530,8 @@ def compare_to_golden(
         UsageError: the golden set has no answers.
         InputError: the file is missing or is not a golden set.
     """
-    gs = golden if isinstance(golden, GoldenSet) else GoldenSet.read(golden)
-    if not gs.answers:
-        raise UsageError(f"the golden set of {gs.header.model} holds no answers; record some first")
-    result = gs.to_suite().run(
+    suite = _golden_suite(golden)
+    result = suite.run(
         chat,
         concurrency=concurrency,
         scorers=scorers if scorers is not None else golden_scorers(refusal_texts=refusal_texts),
@@ -495,5 +539,41 @@ def compare_to_golden(
         progress=progress,
         label=label,
     )
+    return _with_overall(result)
+
+
+async def acompare_to_golden(
+    golden: GoldenSet | str | os.PathLike[str],
+    chat: Answering,
+    *,
+    concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
+    scorers: Sequence[Scorer] | None = None,
+    judge: JudgeScorer | None = None,
+    refusal_texts: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+    label: str | None = None,
+) -> EvalResult:
+    """Async twin of :func:`compare_to_golden`, on the running event loop."""
+    suite = _golden_suite(golden)
+    result = await suite.arun(
+        chat,
+        concurrency=concurrency,
+        scorers=scorers if scorers is not None else golden_scorers(refusal_texts=refusal_texts),
+        judge=judge,
+        progress=progress,
+        label=label,
+    )
+    return _with_overall(result)
+
+
+def _golden_suite(golden: GoldenSet | str | os.PathLike[str]) -> EvalSuite:
+    gs = golden if isinstance(golden, GoldenSet) else GoldenSet.read(golden)
+    if not gs.answers:
+        raise UsageError(f"the golden set of {gs.header.model} holds no answers; record some first")
+    return gs.to_suite()
+
+
+def _with_overall(result: EvalResult) -> EvalResult:
+    """``result`` with an :data:`OVERALL` entry in ``sets``: every case, whatever its set."""
     overall = _summarize(result.cases, result.scorers)
     return result.model_copy(update={"sets": {**result.sets, OVERALL: overall}})

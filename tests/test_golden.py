@@ -3,6 +3,7 @@ against the recording."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
@@ -18,13 +19,17 @@ from finetune_qa import (
     ChatResponse,
     DatasetBuilder,
     EvalCase,
+    EvalResult,
     EvalSuite,
     FineTuneJob,
     GoldenSet,
     OfflineBackend,
     RecordError,
+    RecordReport,
     Usage,
     UsageError,
+    acompare_to_golden,
+    arecord_answers,
     compare_to_golden,
     record_answers,
     sample_csv,
@@ -276,3 +281,20 @@ def test_an_empty_golden_set_is_refused(backend: OfflineBackend, tmp_path: Path)
     assert GoldenSet.read(path).answers == []
     with pytest.raises(UsageError, match="no answers"):
         compare_to_golden(path, ChatModel("gpt-4o-mini", backend=backend))
+
+
+def test_async_twins_record_resume_and_compare(
+    backend: OfflineBackend, tmp_path: Path, suite: EvalSuite
+) -> None:
+    ft = _train(backend, tmp_path, "gpt-4o-mini", "async")
+    path = tmp_path / "golden.jsonl"
+    bot = ChatModel(ft, backend=backend)
+
+    async def main() -> tuple[RecordReport, RecordReport, EvalResult]:
+        first = await arecord_answers(bot, suite.of_set("verbatim"), path)
+        rest = await arecord_answers(bot, suite, path, concurrency=4)
+        return first, rest, await acompare_to_golden(path, bot)
+
+    first, rest, result = asyncio.run(main())
+    assert (first.recorded, rest.already, rest.recorded, rest.total) == (12, 12, 14, 26)
+    assert result.score(OVERALL, "exact") == 1.0 and result.sets[OVERALL].n == 26
