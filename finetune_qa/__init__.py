@@ -32,6 +32,7 @@ from finetune_qa.backends import (
     get_backend,
     register_backend,
 )
+from finetune_qa.backends.base import ListsModels, ServedModel
 from finetune_qa.backends.local import LocalSettings
 from finetune_qa.catalog import (
     ModelCatalog,
@@ -133,6 +134,18 @@ from finetune_qa.generation import (
     load_markdown,
     parse_reply,
 )
+from finetune_qa.golden import (
+    AnsweredAgreementScorer,
+    GoldenAnswer,
+    GoldenHeader,
+    GoldenSet,
+    RecordReport,
+    acompare_to_golden,
+    arecord_answers,
+    compare_to_golden,
+    golden_scorers,
+    record_answers,
+)
 from finetune_qa.guardrails import (
     OFF_TOPIC_TRAINING_QUESTIONS,
     DataCounts,
@@ -155,6 +168,7 @@ from finetune_qa.migration import (
 )
 from finetune_qa.readers import QASource, ReadIssue, read_qa, strip_numbering
 from finetune_qa.samples import sample_csv
+from finetune_qa.shutdown import FineTunedModel, inventory
 from finetune_qa.tokens import BatchCounter, TokenCounter, encoding_name_for_model, get_encoding
 from finetune_qa.validation import (
     CostEstimate,
@@ -174,6 +188,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "Answer",
+    "AnsweredAgreementScorer",
     "AnsweredScorer",
     "Answering",
     "AuthenticationError",
@@ -208,6 +223,7 @@ __all__ = [
     "FileInfo",
     "FineTuneJob",
     "FineTuneQAError",
+    "FineTunedModel",
     "FunctionCall",
     "FunctionDefinition",
     "GateExample",
@@ -215,6 +231,9 @@ __all__ = [
     "GeneratedPair",
     "GenerationReport",
     "GenerationResult",
+    "GoldenAnswer",
+    "GoldenHeader",
+    "GoldenSet",
     "GuardedAnswer",
     "GuardedChatModel",
     "InputError",
@@ -231,6 +250,7 @@ __all__ = [
     "Journal",
     "JudgeGrade",
     "JudgeScorer",
+    "ListsModels",
     "LocalBackend",
     "LocalSettings",
     "MarkdownPage",
@@ -254,12 +274,14 @@ __all__ = [
     "ReasonCount",
     "ReasonExample",
     "RecordError",
+    "RecordReport",
     "ReferenceScorer",
     "ReplyIssue",
     "Role",
     "RunSummary",
     "ScoreDelta",
     "Scorer",
+    "ServedModel",
     "SetSummary",
     "StopScorer",
     "TogetherBackend",
@@ -281,10 +303,13 @@ __all__ = [
     "Validator",
     "Verdict",
     "__version__",
+    "acompare_to_golden",
+    "arecord_answers",
     "available_backends",
     "base_model_name",
     "case_id",
     "choose_threshold",
+    "compare_to_golden",
     "default_catalog",
     "default_epochs",
     "default_scorers",
@@ -296,6 +321,8 @@ __all__ = [
     "get_backend",
     "get_encoding",
     "get_model_info",
+    "golden_scorers",
+    "inventory",
     "is_refusal",
     "iter_pages",
     "load_markdown",
@@ -305,6 +332,7 @@ __all__ = [
     "plan_migration",
     "probability_from_logprobs",
     "read_qa",
+    "record_answers",
     "redact",
     "register_backend",
     "rouge_l",

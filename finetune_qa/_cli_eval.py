@@ -32,8 +32,16 @@ def register(cli: click.Group) -> None:
     """Add the ``eval`` command to ``cli``."""
 
     @cli.command("eval", epilog=_EXIT_HELP)
-    @click.argument("data", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+    @click.argument(
+        "data", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False)
+    )
     @click.option("--model", required=True, help="The model to evaluate (e.g. your fine-tune).")
+    @click.option(
+        "--against",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="A golden set (from 'record'): ask its questions, its answers are the references.",
+    )
     @click.option(
         "--compare",
         "compare_model",
@@ -144,8 +152,9 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
     def eval_command(
-        data: Path,
+        data: Path | None,
         model: str,
+        against: Path | None,
         compare_model: str | None,
         system_prompt: str,
         stop: str,
@@ -178,7 +187,13 @@ def register(cli: click.Group) -> None:
         --compare, both models side by side with the change. With --question-gate or
         --answer-gate, --model answers behind those gates (--compare stays unguarded, so
         --compare with the --model's name shows the model before and after the guard).
+
+        With --against GOLDEN instead of DATA (a golden set from 'record'), the recorded
+        questions are asked and the recorded answers are the references: exact, contains,
+        f1, rouge_l, answered and agreement (both answered or both refused), per set and
+        overall. --system-prompt and --stop then default to those of the recording.
         """
+        from finetune_qa._cli_kit import against_defaults, check_against
         from finetune_qa.chat import ChatModel
         from finetune_qa.evaluation import (
             Answering,
@@ -188,18 +203,35 @@ def register(cli: click.Group) -> None:
             JudgeScorer,
             compare,
         )
+        from finetune_qa.golden import GoldenSet, compare_to_golden
 
         if variations_file is not None and generate_variations:
             raise UsageError("use either --variations FILE or --generate-variations, not both")
-        suite = EvalSuite.from_file(
-            data,
-            variations=variations_file,
-            unrelated=unrelated_file,
-            builtin_unrelated=not no_builtin_unrelated,
-            limit=limit,
-            seed=seed,
-            stop=stop or None,
-        )
+        golden: GoldenSet | None = None
+        if against is not None:
+            check_against(
+                data=data is not None,
+                variations=variations_file is not None,
+                generate_variations=generate_variations,
+                unrelated=unrelated_file is not None,
+                no_builtin_unrelated=no_builtin_unrelated,
+                limit=limit is not None,
+            )
+            golden = GoldenSet.read(against)
+            system_prompt, stop = against_defaults(golden, system_prompt, stop)
+            suite = golden.to_suite()
+        elif data is None:
+            raise UsageError("give DATA (a QA file) or --against GOLDEN (a recorded golden set)")
+        else:
+            suite = EvalSuite.from_file(
+                data,
+                variations=variations_file,
+                unrelated=unrelated_file,
+                builtin_unrelated=not no_builtin_unrelated,
+                limit=limit,
+                seed=seed,
+                stop=stop or None,
+            )
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         with open_backend(backend, base_url) as be:
 
@@ -237,10 +269,16 @@ def register(cli: click.Group) -> None:
             if question_gate is not None or answer_gate is not None:
                 tested = _guarded(chat(model), be, question_gate, answer_gate)
                 label = f"{model} (guarded)"
+
+            def run(who: Answering, name: str | None = None) -> EvalResult:
+                if golden is not None:
+                    return compare_to_golden(golden, who, progress=progress, label=name, **common)
+                return suite.run(who, progress=progress, label=name, **common)
+
             results: list[EvalResult] = []
             if compare_model:
-                results.append(suite.run(chat(compare_model), progress=progress, **common))
-            results.append(suite.run(tested, progress=progress, label=label, **common))
+                results.append(run(chat(compare_model)))
+            results.append(run(tested, label))
         report = compare(results[0], results[1]) if len(results) == 2 else results[0]
         if html_path is not None:
             report.write_html(html_path)
@@ -304,13 +342,14 @@ def _table(results: list[Any]) -> str:
     from finetune_qa.evaluation import EVAL_SETS
 
     two = len(results) == 2
+    sets = [*EVAL_SETS, *dict.fromkeys(s for r in results for s in r.sets if s not in EVAL_SETS)]
     lines: list[str] = []
     for k, r in enumerate(results):
         tag = "ab"[k] + ": " if two else ""
         lines.append(
             f"{tag}{r.label} ({r.backend}): {r.n} questions, {r.errors} errors, {r.seconds:.1f} s"
         )
-    for name in EVAL_SETS:
+    for name in sets:
         summaries = [r.sets.get(name) for r in results]
         if not any(summaries):
             continue

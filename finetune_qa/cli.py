@@ -26,6 +26,7 @@ from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_guard import register as register_guard_commands
 from finetune_qa._cli_jobs import register as register_training_commands
+from finetune_qa._cli_kit import register as register_kit_commands
 from finetune_qa._fs import atomic_write, same_file
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
@@ -475,6 +476,7 @@ register_eval_commands(cli)
 register_export_commands(cli)
 register_generate_commands(cli)
 register_guard_commands(cli)
+register_kit_commands(cli)
 
 
 def _pct(result: EvalResult, set_name: str) -> str:

@@ -2192,7 +2192,7 @@ def _markdown(
             extra = [_fmt_delta(values[0], values[1])] if two else []
             out.append("| " + " | ".join([scorer, *cells, *extra]) + " |")
         out.append("")
-        if not cases:
+        if not cases or not any(r.set == name for r in rows):  # e.g. an "overall" summary
             continue
         heads = ["#", "Question", "Reference"]
         heads += [f"Output ({_md(r.label)})" for r in runs] if two else ["Output", "Scores"]
@@ -2330,6 +2330,8 @@ def _html(
                 cells += f'<td class="num {cls}">{d}</td>'
             out.append(f"<tr><th>{e(scorer)}</th>{cells}</tr>")
         out.append("</tbody></table>")
+        if not any(r.set == name for r in rows):  # e.g. an "overall" summary: no cases of its own
+            continue
         outputs_head = (
             "".join(f"<th>Output: {e(run.label)}</th>" for run in runs)
             if two

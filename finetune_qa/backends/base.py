@@ -11,6 +11,7 @@ the provider's own record in ``raw`` for anything they do not name.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -27,6 +28,8 @@ __all__ = [
     "JobInfo",
     "JobRequest",
     "JobStatus",
+    "ListsModels",
+    "ServedModel",
     "Usage",
 ]
 
@@ -270,4 +273,34 @@ class Backend(Protocol):
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion, asynchronously."""
+        ...
+
+
+class ServedModel(BaseModel):
+    """A model the provider serves to this account, as its models API lists it."""
+
+    model_config = _LOOSE
+
+    id: str = Field(description="The name to query it by.")
+    created_at: int = Field(description="Unix time the model was created.")
+    owned_by: str | None = Field(default=None, description="Owner: 'system' or your org.")
+    fine_tuned: bool = Field(description="True for a fine-tune this account made.")
+    shutdown_date: dt.date | None = Field(
+        default=None, description="Day it stops serving, when the provider says."
+    )
+    raw: dict[str, Any] = Field(default_factory=dict, description="The provider's full record.")
+
+
+@runtime_checkable
+class ListsModels(Protocol):
+    """An optional capability: a backend with a models API that lists what it serves.
+
+    Not part of :class:`Backend`: code that wants it checks
+    ``isinstance(backend, ListsModels)`` and does without it otherwise (the
+    :func:`~finetune_qa.shutdown.inventory` of fine-tunes then reads the jobs API only).
+    :class:`~finetune_qa.backends.OpenAIBackend` (and so the offline backend) has it.
+    """
+
+    def list_models(self) -> list[ServedModel]:
+        """Every model the account can query: base models and its fine-tunes."""
         ...

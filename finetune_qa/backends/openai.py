@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,6 +40,7 @@ from finetune_qa.backends.base import (
     JobInfo,
     JobRequest,
     JobStatus,
+    ServedModel,
     Usage,
 )
 from finetune_qa.exceptions import (
@@ -192,6 +194,22 @@ def _file_info(f: Any) -> FileInfo:
         purpose=f.purpose,
         created_at=f.created_at,
         status=getattr(f, "status", None),
+    )
+
+
+def _served_model(m: Any) -> ServedModel:
+    raw = m.model_dump(mode="json") if hasattr(m, "model_dump") else dict(m)
+    shutdown: dt.date | None = None
+    with contextlib.suppress(TypeError, ValueError):  # an extra field: read it if it is a date
+        shutdown = dt.date.fromisoformat(str(raw.get("shutdown_date"))[:10])
+    model_id = str(raw["id"])
+    return ServedModel(
+        id=model_id,
+        created_at=raw.get("created") or 0,
+        owned_by=raw.get("owned_by"),
+        fine_tuned=model_id.startswith("ft:"),
+        shutdown_date=shutdown,
+        raw=raw,
     )
 
 
@@ -453,6 +471,16 @@ class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
         with map_openai_errors():
             page = self.client.fine_tuning.jobs.checkpoints.list(job_id, limit=100)
             return [Checkpoint.model_validate(c.model_dump(mode="json")) for c in page.data]
+
+    # -- models
+    def list_models(self) -> list[ServedModel]:
+        """Every model the account can query (``GET /models``): base models and fine-tunes.
+
+        A model whose name starts with ``ft:`` is marked ``fine_tuned``. This is the
+        optional :class:`~finetune_qa.backends.base.ListsModels` capability.
+        """
+        with map_openai_errors():
+            return [_served_model(m) for m in self.client.models.list()]
 
     # -- chat
     def chat(self, request: ChatRequest) -> ChatResponse:
