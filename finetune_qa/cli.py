@@ -354,10 +354,25 @@ def models(as_json: bool, quiet: bool) -> None:
     help="Where to write the demo's files.",
 )
 @click.option(
-    "--model", default=DEFAULT_MODEL, show_default=True, help="Model to price the data for."
+    "--model",
+    default=None,
+    help="Model to price the data for [default: gpt-4o-mini-2024-07-18]; with --backend "
+    "local, the open model to train [default: a tiny model built here].",
 )
-def demo(workdir: Path, model: str) -> None:
+@click.option(
+    "--backend",
+    "backend_name",
+    type=click.Choice(["offline", "local"]),
+    default="offline",
+    show_default=True,
+    help="offline: the simulated API; local: really train a model on this machine "
+    "(needs finetune-qa[local]).",
+)
+def demo(workdir: Path, model: str | None, backend_name: str) -> None:
     """Run the whole lifecycle offline on a bundled sample, in seconds, with no key.
+
+    With --backend local, the sample is really trained on this machine (TRL, in its own
+    process) on a tiny model built from its text, then asked its training questions.
 
     Reads a fictional company's website QA export (seed layout, with the quirks real
     exports have), builds train and validation JSONL, validates and prices them, uploads
@@ -375,6 +390,12 @@ def demo(workdir: Path, model: str) -> None:
     from finetune_qa.samples import sample_csv
     from finetune_qa.validation import validate_file
 
+    if backend_name == "local":
+        from finetune_qa._cli_local import local_demo
+
+        local_demo(workdir, model)
+        return
+    model = model or DEFAULT_MODEL
     system = "You are a factual chatbot that answers questions about Lumen Notes."
     src = sample_csv()
     train, val = workdir / "train.jsonl", workdir / "validation.jsonl"

@@ -115,7 +115,9 @@ class LocalBackend:
         launcher: str = "auto",
         max_loaded: int = 2,
     ) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        # absolute: the training process runs in its run directory, and other processes
+        # (a later CLI command, a script elsewhere) must find the same runs
+        self.root = (Path(root).expanduser() if root is not None else default_root()).absolute()
         self.store = Store(self.root)
         self.launcher = launcher
         self.max_loaded = max_loaded

@@ -172,7 +172,9 @@ def load_model(path: Path, *, name: str, chat_template: str | None = None) -> Lo
     """Load a full model or a LoRA adapter (over its base) from ``path``, or a hub id."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     device = _device()
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     source = str(path)
