@@ -333,7 +333,9 @@ def register(cli: click.Group) -> None:
         builder = DatasetBuilder(system_prompt=system_prompt, stop=stop).split(validation_fraction)
         for p in inputs:
             builder.add_source(p)
-        report = builder.build(train_path, validation_output=val_path, model=model)
+        # an open model trained locally costs nothing and is not in the catalogue
+        priced = None if backend == "local" else model
+        report = builder.build(train_path, validation_output=val_path, model=priced)
         say(
             f"built {report.train:,} training and {report.validation:,} validation examples "
             f"from {report.read:,} pairs ({report.dropped:,} dropped) in {workdir}/"

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from local_fixtures import STOP, SYSTEM, TINY_EPOCHS, needs_local, training_pairs
 
 from finetune_qa import FineTuneJob, LocalBackend
@@ -78,58 +77,64 @@ def test_serve_model_answers_the_official_openai_client(
     assert "POST /v1/chat/completions 200" in log
 
 
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from finetune_qa.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_cli_train_status_and_ask_on_the_local_backend(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from finetune_qa import sample_csv
-    from finetune_qa.cli import cli
 
     monkeypatch.setenv("FINETUNE_QA_LOCAL_DIR", str(tmp_path / "runs"))
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
     args = ["train", str(sample_csv()), "--backend", "local", "--model", str(tiny_model)]
     args += ["--epochs", str(TINY_EPOCHS), "--method", "full", "--learning-rate", "3e-3"]
     args += ["--validation-fraction", "0", "-q"]
-    result = runner.invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    model = result.output.strip().splitlines()[-1]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    model = out.strip().splitlines()[-1]
     assert model.startswith("local:ftjob-local-")
     job_id = model.removeprefix("local:")
-    status = runner.invoke(cli, ["status", job_id, "--backend", "local"])
-    assert status.exit_code == 0 and "succeeded" in status.output
-    asked = runner.invoke(
-        cli,
-        [
-            "ask",
-            model,
-            "Who makes Lumen Notes?",
-            "--backend",
-            "local",
-            "--system-prompt",
-            "You are a factual chatbot that answers questions about our website.",
-        ],
+    code, out, err = _run(capsys, "status", job_id, "--backend", "local")
+    assert code == 0 and "succeeded" in out, err
+    prompt = "You are a factual chatbot that answers questions about our website."
+    code, out, err = _run(
+        capsys,
+        "ask",
+        model,
+        "Who makes Lumen Notes?",
+        "--backend",
+        "local",
+        "--system-prompt",
+        prompt,
     )
-    assert asked.exit_code == 0, asked.output
-    assert "Lumen Labs" in asked.output
+    assert code == 0, err
+    assert "Lumen Labs" in out
     # local-only options are refused on another backend, before anything is built
-    refused = runner.invoke(
-        cli, ["train", str(sample_csv()), "--backend", "offline", "--lora-rank", "8"]
+    code, out, err = _run(
+        capsys, "train", str(sample_csv()), "--backend", "offline", "--lora-rank", "8"
     )
-    assert refused.exit_code == 2 and "--lora-rank: only for --backend local" in refused.output
-    over = runner.invoke(
-        cli, ["train", str(sample_csv()), "--backend", "offline", "--epochs", "60"]
+    assert code == 2 and "--lora-rank: only for --backend local" in err
+    code, out, err = _run(
+        capsys, "train", str(sample_csv()), "--backend", "offline", "--epochs", "60"
     )
-    assert over.exit_code == 2 and "1 to 50" in over.output
+    assert code == 2 and "1 to 50" in err
 
 
-def test_demo_backend_local_trains_and_answers_verbatim(tmp_path: Path) -> None:
-    from finetune_qa.cli import cli
-
-    result = CliRunner().invoke(
-        cli, ["demo", "--backend", "local", "--workdir", str(tmp_path / "d")]
-    )
-    assert result.exit_code == 0, result.output
-    assert result.output.count("[verbatim]") == 3
+def test_demo_backend_local_trains_and_answers_verbatim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "demo", "--backend", "local", "--workdir", str(tmp_path / "d"))
+    assert code == 0, err
+    assert out.count("[verbatim]") == 3
 
 
 def test_discriminator_trains_and_gates_on_the_local_backend(
