@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import click
 
-from finetune_qa._cli_jobs import _emit, open_backend
+from finetune_qa._cli_jobs import _emit, local_options, local_training_options, open_backend
 from finetune_qa.exceptions import ConfigError, UnknownBackendError, UsageError
 from finetune_qa.export import ExportFormat, export_splits
 
@@ -99,7 +99,7 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--epochs",
         default=None,
-        help="Epochs for the new job, 1-50 or auto [default: the source job's].",
+        help="Epochs for the new job, 1-50 (local: 1-1000) or auto [default: the source job's].",
     )
     @click.option(
         "--dry-run",
@@ -122,6 +122,7 @@ def register(cli: click.Group) -> None:
         default=None,
         help="With --wait, stop following after this many seconds (the job goes on).",
     )
+    @local_training_options
     @click.option("--json", "as_json", is_flag=True, help="Print the plan and job as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print only the new job's id.")
     def migrate(
@@ -136,18 +137,23 @@ def register(cli: click.Group) -> None:
         timeout: float | None,
         as_json: bool,
         quiet: bool,
+        **local: Any,
     ) -> None:
         """Start the equivalent of a fine-tuning job on another backend (OpenAI -> Together).
 
         Reads the job's files and settings on --from, validates the files for the target
         model, maps the model and hyperparameters, and starts the job on --to. Safe to
-        run again: the same workdir attaches to the job already started.
+        run again: the same workdir attaches to the job already started. With --to local
+        the job trains an open model on this machine (--model: a Hugging Face id or model
+        directory; the local-only options apply).
         """
+        from finetune_qa.migration import max_epochs
         from finetune_qa.migration import migrate as run_migration
 
         n_epochs: int | Literal["auto"] | None = None
         if epochs is not None:
-            n_epochs = "auto" if epochs == "auto" else _epochs(epochs)
+            n_epochs = "auto" if epochs == "auto" else _epochs(epochs, max_epochs(to))
+        provider_options = local_options(to, local)
         with ExitStack() as stack:
             source = stack.enter_context(open_backend(from_, None))
             # one backend for both sides when they are the same: two handles on the
@@ -171,6 +177,7 @@ def register(cli: click.Group) -> None:
                 workdir=workdir,
                 wait=wait,
                 timeout=timeout,
+                provider_options=provider_options or None,
             )
         plan = result.plan
         if dry_run:
@@ -196,11 +203,11 @@ def register(cli: click.Group) -> None:
             raise click.exceptions.Exit(1)
 
 
-def _epochs(value: str) -> int:
+def _epochs(value: str, most: int = 50) -> int:
     try:
         n = int(value)
     except ValueError:
         n = 0
-    if not 1 <= n <= 50:
-        raise UsageError(f"--epochs takes 1 to 50 or 'auto', got {value!r}")
+    if not 1 <= n <= most:
+        raise UsageError(f"--epochs takes 1 to {most} or 'auto', got {value!r}")
     return n

@@ -32,7 +32,15 @@ from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
 
-__all__ = ["follow_job", "offline_state_path", "open_backend", "register"]
+__all__ = [
+    "follow_job",
+    "local_options",
+    "local_training_options",
+    "offline_state_path",
+    "open_backend",
+    "register",
+    "training_options",
+]
 
 _EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
 
@@ -131,14 +139,21 @@ def backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Training settings on `train`: common ones, and those only a local run has."""
+    f = local_training_options(f)
+    f = click.option(
+        "--learning-rate-multiplier",
+        type=float,
+        default=None,
+        help="Learning-rate multiplier, > 0 [default: auto].",
+    )(f)
+    return click.option("--batch-size", type=int, default=None, help="Batch size [default: auto].")(
+        f
+    )
+
+
+def local_training_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The settings only a local run has (`train`, `migrate --to local`)."""
     opts = [
-        click.option("--batch-size", type=int, default=None, help="Batch size [default: auto]."),
-        click.option(
-            "--learning-rate-multiplier",
-            type=float,
-            default=None,
-            help="Learning-rate multiplier, > 0 [default: auto].",
-        ),
         click.option(
             "--learning-rate",
             type=float,
@@ -188,7 +203,7 @@ def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _local_options(backend: str, values: dict[str, Any]) -> dict[str, Any]:
+def local_options(backend: str, values: dict[str, Any]) -> dict[str, Any]:
     """The provider_options for `train`'s local-only settings; refused on other backends."""
     names = {
         "learning_rate": "learning_rate",
@@ -326,7 +341,7 @@ def register(cli: click.Group) -> None:
         most = LOCAL_MAX_EPOCHS if backend == "local" else 50
         if n_epochs != "auto" and not 1 <= int(n_epochs) <= most:
             raise UsageError(f"--epochs takes 1 to {most} or 'auto', got {n_epochs}")
-        provider_options = _local_options(backend, local)
+        provider_options = local_options(backend, local)
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         train_path = workdir / "train.jsonl"
         val_path = workdir / "validation.jsonl" if validation_fraction > 0 else None

@@ -47,6 +47,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,6 +76,7 @@ __all__ = [
     "MigratedFile",
     "MigrationPlan",
     "MigrationResult",
+    "max_epochs",
     "migrate",
     "plan_migration",
     "suggest_model",
@@ -82,6 +84,9 @@ __all__ = [
 
 _LLAMA_8B = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 _LLAMA_70B = "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference"
+_QWEN_0_5B = "Qwen/Qwen2.5-0.5B-Instruct"
+_QWEN_1_5B = "Qwen/Qwen2.5-1.5B-Instruct"
+_QWEN_7B = "Qwen/Qwen2.5-7B-Instruct"
 
 MODEL_MAP: dict[str, dict[str, str]] = {
     "together": {
@@ -92,12 +97,24 @@ MODEL_MAP: dict[str, dict[str, str]] = {
         "gpt-4o-2024-08-06": _LLAMA_70B,
         "gpt-4.1-2025-04-14": _LLAMA_70B,
     },
+    # trained on your own machine (backend="local"): open instruct models with chat templates,
+    # sized so that a LoRA of the small ones fits one consumer GPU
+    "local": {
+        "gpt-4o-mini-2024-07-18": _QWEN_1_5B,
+        "gpt-4.1-mini-2025-04-14": _QWEN_1_5B,
+        "gpt-4.1-nano-2025-04-14": _QWEN_0_5B,
+        "gpt-3.5-turbo-0125": _QWEN_1_5B,
+        "gpt-4o-2024-08-06": _QWEN_7B,
+        "gpt-4.1-2025-04-14": _QWEN_7B,
+    },
 }
 """Suggested target base model, by target backend and the source's (canonical) base model.
 
-The small OpenAI models map to Llama 3.1 8B Instruct, the large ones to Llama 3.1 70B
-Instruct (Together's ``-Reference`` fine-tuning names). A suggestion, not a promise of
-equal quality: evaluate the new fine-tune against your current one before switching.
+On Together the small OpenAI models map to Llama 3.1 8B Instruct, the large ones to Llama
+3.1 70B Instruct (Together's ``-Reference`` fine-tuning names); on the local backend to
+Qwen2.5 1.5B / 7B Instruct (0.5B for nano), Hugging Face ids it downloads once. A
+suggestion, not a promise of equal quality: evaluate the new fine-tune against your
+current one before switching.
 OpenAI-compatible targets (:data:`OPENAI_COMPATIBLE_BACKENDS`) keep the same base model.
 Pass ``model=`` to choose another.
 """
@@ -374,13 +391,24 @@ def _download(backend: Backend, file_id: str, path: Path, *, job_id: str, what: 
     atomic_write(path, data, hint="choose a writable workdir")
 
 
-def _check_epochs(n_epochs: object) -> None:
+def _check_epochs(n_epochs: object, most: int = 50) -> None:
     if n_epochs is None or n_epochs == "auto":
         return
-    if type(n_epochs) is not int or not 1 <= n_epochs <= 50:
+    if type(n_epochs) is not int or not 1 <= n_epochs <= most:
         raise UsageError(
-            f"n_epochs must be 'auto' or a whole number from 1 to 50, got {n_epochs!r}"
+            f"n_epochs must be 'auto' or a whole number from 1 to {most}, got {n_epochs!r}"
         )
+
+
+def max_epochs(backend: str | Backend) -> int:
+    """The most epochs a backend's jobs take: 50 as on OpenAI, unless it says otherwise."""
+    if isinstance(backend, str):
+        if backend == "local":
+            from finetune_qa.backends.local import MAX_EPOCHS
+
+            return MAX_EPOCHS
+        return 50
+    return int(getattr(backend, "max_epochs", 50))
 
 
 def _target_problems(
@@ -469,7 +497,8 @@ def plan_migration(
         target: backend (name or instance) to move to; a name is not built (no key needed)
             and its own limits are not checked.
         model: target base model; by default :func:`suggest_model`'s suggestion.
-        n_epochs: epochs for the new job (1-50 or ``"auto"``); by default the source's.
+        n_epochs: epochs for the new job (1-50, local 1-1000, or ``"auto"``); by default
+            the source's.
         workdir: where the files go (default ``finetune-qa-migrate/<job_id>``).
         catalog: catalogue for model lookups and prices.
 
@@ -481,7 +510,7 @@ def plan_migration(
             method cannot be migrated, or ``n_epochs`` is out of range.
         BackendError: the source backend failed (``NotFoundError`` for a missing job or file).
     """
-    _check_epochs(n_epochs)
+    _check_epochs(n_epochs, max_epochs(target))
     cat = catalog or default_catalog()
     src = get_backend(source)
     target_name = _backend_name(target)
@@ -618,6 +647,7 @@ def migrate(
     wait: bool = False,
     timeout: float | None = None,
     catalog: ModelCatalog | None = None,
+    provider_options: Mapping[str, Any] | None = None,
 ) -> MigrationResult:
     """Start the equivalent of a source job on the target backend (or, with ``dry_run``, plan it).
 
@@ -626,7 +656,8 @@ def migrate(
         source: backend (name or instance) the job ran on.
         target: backend (name or instance) to move to.
         model: target base model; by default :func:`suggest_model`'s suggestion.
-        n_epochs: epochs for the new job (1-50 or ``"auto"``); by default the source's.
+        n_epochs: epochs for the new job (1-50, local 1-1000, or ``"auto"``); by default
+            the source's.
         dry_run: only plan: download and validate, send nothing to the target.
         workdir: where the files and the new job's journal go (default
             ``finetune-qa-migrate/<job_id>``); the same workdir makes a second run
@@ -634,6 +665,8 @@ def migrate(
         wait: follow the new job until it ends.
         timeout: with ``wait``, stop waiting after this many seconds (the job goes on).
         catalog: catalogue for model lookups and prices.
+        provider_options: the target's own job settings (see :meth:`FineTuneJob.create`),
+            e.g. the local backend's ``{"method": "lora", "lora_r": 16}``.
 
     Returns:
         The :class:`MigrationResult`.
@@ -682,6 +715,7 @@ def migrate(
         validate=False,  # the plan validated the files for the target model
         journal=journal,
         catalog=catalog,
+        provider_options=provider_options,
     )
     if wait:
         job.wait(timeout=timeout)

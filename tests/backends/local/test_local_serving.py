@@ -187,3 +187,35 @@ def test_record_on_offline_then_eval_against_on_local(
     assert result.backend == "local"
     # both models learned the same answers: the local one reproduces the recording
     assert (result.score("verbatim", "exact") or 0) >= 0.95
+
+
+def test_migrate_an_offline_job_to_the_local_backend(
+    sample_train: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from finetune_qa import DatasetBuilder, OfflineBackend, migrate, sample_csv
+
+    offline = OfflineBackend()
+    data = tmp_path / "train.jsonl"
+    DatasetBuilder(system_prompt=SYSTEM, stop=STOP).add_source(sample_csv()).build(data)
+    source = FineTuneJob.create(data, model="gpt-4o-mini", backend=offline, journal=tmp_path / "j")
+    source.wait()
+    result = migrate(
+        source.id,
+        source=offline,
+        target=LocalBackend(root=tmp_path / "runs"),
+        model=str(tiny_model),
+        n_epochs=TINY_EPOCHS,
+        provider_options={"method": "full", "learning_rate": 3e-3},
+        workdir=tmp_path / "move",
+        wait=True,
+        timeout=600,
+    )
+    assert result.job is not None and result.job.status == "succeeded"
+    assert result.plan.target_backend == "local"
+    job = FineTuneJob.attach(
+        result.job.id,
+        backend=LocalBackend(root=tmp_path / "runs"),
+        journal=tmp_path / "move" / "journal.jsonl",
+    )
+    question, expected = training_pairs(sample_train)[2]
+    assert job.chat_model(system_prompt=SYSTEM).ask(question).text.strip() == expected
