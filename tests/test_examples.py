@@ -6,6 +6,10 @@ directory given as argv[1]). EXPECTED lists, per example, text its output must c
 a test keeps EXPECTED and the files in examples/ in sync, so a new example cannot be
 forgotten.
 
+The examples that train on this machine (LOCAL_EXAMPLES) need the ``local`` extra (torch,
+transformers, trl, peft, accelerate): with it installed they run in full; without it they
+must stop with exit code 2 and one line naming the install command.
+
 The examples that talk to a backend (BACKEND_EXAMPLES) also take ``--openai``. Without
 OPENAI_API_KEY they must stop with exit code 2 and one line; with a key, their OpenAI path
 (the real OpenAIBackend and openai client) runs against the offline API served on a local
@@ -25,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from finetune_qa.backends.local import INSTALL_HINT
+from finetune_qa.backends.local._deps import missing
 from finetune_qa.testing import FakeOpenAI, serve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -132,7 +138,23 @@ EXPECTED: dict[str, list[str]] = {
         "HTML report, fine-tune vs guarded: ",
         "report.html\n",
     ],
+    "08_train_on_your_machine.py": [
+        "Built a tiny model from the sample's text: tiny-model/\n",
+        "Built 24 training examples.\n",
+        "Training job ftjob-local-",
+        "  status: succeeded\n",
+        "Fine-tuned model: local:ftjob-local-",
+        "steps: 180; train loss ",
+        "Q: What is Lumen Notes?\nA: Lumen Notes is a note-taking app",
+        "Q: How much does Lumen Pro cost?\n"
+        "A: Lumen Pro costs €5 per month, or €48 per year when billed annually.\n",
+        "Q: How do I reset my password?\nA: ",
+    ],
 }
+
+# Examples that train on this machine: they need the local extra, else exit 2 with one line.
+LOCAL_EXAMPLES = ["08_train_on_your_machine.py"]
+LOCAL_MISSING = missing()
 
 # Examples that talk to a backend: offline by default, OpenAI with --openai and a key.
 BACKEND_EXAMPLES = ["05_finetune.py", "06_ask_many.py", "07_markdown_to_guarded_bot.py"]
@@ -148,7 +170,7 @@ def run_example(
         capture_output=True,
         text=True,
         encoding="utf-8",
-        timeout=300,
+        timeout=900 if name in LOCAL_EXAMPLES else 300,  # local ones train for real
         env={**(os.environ if env is None else env), "PYTHONIOENCODING": "utf-8"},
         check=False,
     )
@@ -167,6 +189,15 @@ def test_examples_are_numbered_in_order() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_and_says_what_it_does(name: str, tmp_path: Path) -> None:
     result = run_example(name, tmp_path)
+    if name in LOCAL_EXAMPLES and LOCAL_MISSING:
+        # without torch & co. the example says what to install, in one line, and writes nothing
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+        assert result.stderr.endswith(f"not installed: {INSTALL_HINT}\n"), result.stderr
+        assert all(pkg in result.stderr for pkg in LOCAL_MISSING), result.stderr
+        assert list(tmp_path.iterdir()) == []
+        return
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     missing = [text for text in EXPECTED[name] if text not in result.stdout]
@@ -254,7 +285,7 @@ def test_every_example_that_talks_to_a_backend_takes_openai() -> None:
             (EXAMPLES / name).read_text(encoding="utf-8"),
         )
     }
-    assert talks == set(BACKEND_EXAMPLES)
+    assert talks - set(LOCAL_EXAMPLES) == set(BACKEND_EXAMPLES)  # local ones need no key
     for name in BACKEND_EXAMPLES:
         source = (EXAMPLES / name).read_text(encoding="utf-8")
         docstring = source.split('"""')[1]
