@@ -41,7 +41,7 @@ from finetune_qa.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from finetune_qa.backends.local._infer import LoadedModel
+    from finetune_qa.backends.local._infer import Batcher, Generation, LoadedModel
 
 __all__ = ["MAX_EPOCHS", "LocalBackend", "default_root"]
 
@@ -123,6 +123,7 @@ class LocalBackend:
         self.max_loaded = max_loaded
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._models_lock = threading.Lock()
+        self._batchers: dict[str, Batcher] = {}
 
     def __repr__(self) -> str:
         return f"LocalBackend(root={str(self.root)!r})"
@@ -526,26 +527,58 @@ class LocalBackend:
                 ) from exc
             self._models[model] = loaded
             while len(self._models) > self.max_loaded:
-                self._models.popitem(last=False)
+                evicted, _ = self._models.popitem(last=False)
+                batcher = self._batchers.pop(evicted, None)
+                if batcher is not None:
+                    batcher.close()
             return loaded
 
+    def _batcher(self, model: str) -> Batcher:
+        from finetune_qa.backends.local._infer import Batcher
+
+        loaded = self._loaded(model)
+        with self._models_lock:
+            batcher = self._batchers.get(model)
+            if batcher is None or batcher.model is not loaded:
+                batcher = self._batchers[model] = Batcher(loaded)
+            return batcher
+
+    @staticmethod
+    def _settings(request: ChatRequest) -> dict[str, Any]:
+        return {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stop": tuple(request.stop) if request.stop else None,
+            "seed": request.seed,
+            "logprobs": request.logprobs,
+            "top_logprobs": request.top_logprobs,
+        }
+
     def chat(self, request: ChatRequest) -> ChatResponse:
-        """Answer with the model in this process."""
-        loaded = self._loaded(request.model)
+        """Answer with the model in this process (batched with concurrent requests)."""
+        future = self._batcher(request.model).submit(request.messages, **self._settings(request))
         try:
-            gen = loaded.generate(
-                request.messages,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                stop=request.stop,
-                seed=request.seed,
-                logprobs=request.logprobs,
-                top_logprobs=request.top_logprobs,
-            )
+            gen = future.result()
         except (ValueError, TypeError) as exc:
             raise BadRequestError(
                 f"the local model refused the request: {exc}", status_code=400
             ) from exc
+        return self._response(request, gen)
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """:meth:`chat` without blocking the event loop: concurrent calls share batches."""
+        batcher = await asyncio.to_thread(self._batcher, request.model)
+        future = batcher.submit(request.messages, **self._settings(request))
+        try:
+            gen = await asyncio.wrap_future(future)
+        except (ValueError, TypeError) as exc:
+            raise BadRequestError(
+                f"the local model refused the request: {exc}", status_code=400
+            ) from exc
+        return self._response(request, gen)
+
+    @staticmethod
+    def _response(request: ChatRequest, gen: Generation) -> ChatResponse:
         return ChatResponse(
             id=new_id("chatcmpl-local"),
             model=request.model,
@@ -558,7 +591,3 @@ class LocalBackend:
             ),
             logprobs=gen.logprobs,
         )
-
-    async def achat(self, request: ChatRequest) -> ChatResponse:
-        """:meth:`chat` in a worker thread (one generation per model at a time)."""
-        return await asyncio.to_thread(self.chat, request)

@@ -5,20 +5,22 @@ Greedy at temperature 0, stop strings honoured, token log-probabilities with alt
 
 A model directory is either a full model (``config.json``) or a PEFT LoRA adapter
 (``adapter_config.json``, loaded over its base model). Loaded models are kept in a small
-cache; generation is serialized per model (one forward pass at a time) and batched for
-:meth:`LoadedModel.generate_many`.
+cache; generation runs one batch at a time per model, and :class:`Batcher` gathers
+concurrent requests (``ask_many``, a server's clients) into batches.
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Generation", "LoadedModel", "load_model"]
+__all__ = ["Batcher", "Generation", "LoadedModel", "load_model"]
 
 DEFAULT_MAX_TOKENS = 512
 """Tokens generated when the request sets no ``max_tokens``."""
@@ -80,63 +82,94 @@ class LoadedModel:
         top_logprobs: int | None = None,
     ) -> Generation:
         """Answer one conversation (greedy unless ``temperature`` > 0)."""
+        return self.generate_many(
+            [messages],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            seed=seed,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+        )[0]
+
+    def generate_many(
+        self,
+        conversations: Sequence[Sequence[dict[str, Any]]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+    ) -> list[Generation]:
+        """Answer several conversations in one batch (left-padded), with the same settings."""
         import torch
 
         tok = self.tokenizer
-        enc = tok(self._prompt(messages), add_special_tokens=False, return_tensors="pt")
-        input_ids = enc["input_ids"].to(self.model.device)
+        encoded = [
+            list(tok(self._prompt(m), add_special_tokens=False)["input_ids"]) for m in conversations
+        ]
+        width = max(len(e) for e in encoded)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+        input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
         limit = getattr(self.model.config, "max_position_embeddings", None) or 4096
-        room = max(1, limit - input_ids.shape[1])
-        new = min(max_tokens or DEFAULT_MAX_TOKENS, room)
+        new = min(max_tokens or DEFAULT_MAX_TOKENS, max(1, limit - width))
         sample = temperature is not None and temperature > 0
         kwargs: dict[str, Any] = {
             "max_new_tokens": new,
             "do_sample": sample,
             "eos_token_id": self.eos_ids or None,
-            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            "pad_token_id": pad,
             "output_scores": logprobs,
             "return_dict_in_generate": True,
+            # greedy is greedy: no sampling knobs from the model's generation config
+            "temperature": temperature if sample else None,
+            "top_p": 1.0 if sample else None,
+            "top_k": 0 if sample else None,
         }
-        if sample:
-            kwargs["temperature"] = temperature
-            kwargs["top_p"] = 1.0
-            kwargs["top_k"] = 0
-        else:
-            kwargs["temperature"] = None
-            kwargs["top_p"] = None
-            kwargs["top_k"] = None
         if stop:
             kwargs["stop_strings"] = list(stop)
             kwargs["tokenizer"] = tok
+        device = self.model.device
         with self.lock, torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs
             )
-        ids = out.sequences[0, input_ids.shape[1] :].tolist()
-        ended_eos = bool(ids) and ids[-1] in self.eos_ids
-        body = ids[:-1] if ended_eos else ids
-        text = tok.decode(body, skip_special_tokens=False)
-        finish = "stop" if ended_eos else "length"
-        cut = len(body)
-        if stop:
-            hits = [text.find(s) for s in stop if s and text.find(s) >= 0]
+        ends = {*self.eos_ids, pad}
+        results = []
+        for row, prompt in enumerate(encoded):
+            ids = out.sequences[row, width:].tolist()
+            end = next((n for n, t in enumerate(ids) if t in ends), None)
+            ended_eos = end is not None and ids[end] in self.eos_ids
+            body = ids[:end] if end is not None else ids
+            used = body + ([ids[end]] if ended_eos and end is not None else [])
+            text = tok.decode(body, skip_special_tokens=False)
+            finish = "stop" if end is not None else "length"
+            cut = len(body)
+            hits = [text.find(s) for s in stop or () if s and text.find(s) >= 0]
             if hits:
                 text = text[: min(hits)]
                 finish = "stop"
-                # keep the log-probabilities of the tokens inside the returned text only
+                # log-probabilities of the tokens inside the returned text only
                 cut = len(tok(text, add_special_tokens=False)["input_ids"]) if text else 0
-        probs = None
-        if logprobs:
-            probs = self._logprobs(out.scores, ids, cut, top_logprobs or 0)
-        return Generation(
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=int(input_ids.shape[1]),
-            completion_tokens=len(ids),
-            logprobs=probs,
-        )
+            probs = None
+            if logprobs:
+                scores = [step[row] for step in out.scores]
+                probs = self._logprobs(scores, used, cut, top_logprobs or 0)
+            results.append(
+                Generation(
+                    text=text,
+                    finish_reason=finish,
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(used),
+                    logprobs=probs,
+                )
+            )
+        return results
 
     def _logprobs(
         self, scores: Sequence[Any], ids: list[int], count: int, top: int
@@ -148,7 +181,7 @@ class LoadedModel:
         for step, token_id in enumerate(ids[: max(count, 1) if ids else 0]):
             if step >= len(scores):
                 break
-            logp = torch.log_softmax(scores[step][0].float(), dim=-1)
+            logp = torch.log_softmax(scores[step].float(), dim=-1)
 
             def entry(tid: int, lp: float) -> dict[str, Any]:
                 text = tok.decode([tid], skip_special_tokens=False)
@@ -190,3 +223,63 @@ def load_model(path: Path, *, name: str, chat_template: str | None = None) -> Lo
     model.to(device)
     model.eval()
     return LoadedModel(tok, model, name)
+
+
+_Job = tuple[Sequence[dict[str, Any]], dict[str, Any], "Future[Generation]"]
+
+
+class Batcher:
+    """Gathers requests that arrive together into batches for one model.
+
+    A daemon thread takes the first waiting request, then whatever else arrives within
+    ``window`` seconds (up to ``max_batch``), and answers those with the same settings in
+    one :meth:`LoadedModel.generate_many` call. One request alone is answered at once.
+    """
+
+    def __init__(self, model: LoadedModel, *, max_batch: int = 16, window: float = 0.005) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self.window = window
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="finetune-qa-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, messages: Sequence[dict[str, Any]], **settings: Any) -> Future[Generation]:
+        """Queue one conversation; the future holds its :class:`Generation` (or the error)."""
+        future: Future[Generation] = Future()
+        self._queue.put((messages, settings, future))
+        return future
+
+    def close(self) -> None:
+        """Stop the thread once the requests already queued are answered."""
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            try:
+                while len(batch) < self.max_batch:
+                    item = self._queue.get(timeout=self.window)
+                    if item is None:
+                        closing = True
+                        break
+                    batch.append(item)
+            except queue.Empty:
+                pass
+            groups: dict[str, list[_Job]] = {}
+            for job in batch:
+                key = repr(sorted(job[1].items()))
+                groups.setdefault(key, []).append(job)
+            for jobs in groups.values():
+                try:
+                    answers = self.model.generate_many([j[0] for j in jobs], **jobs[0][1])
+                except Exception as exc:  # handed to every waiting caller
+                    for job in jobs:
+                        job[2].set_exception(exc)
+                    continue
+                for job, answer in zip(jobs, answers, strict=True):
+                    job[2].set_result(answer)

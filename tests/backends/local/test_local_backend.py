@@ -47,6 +47,8 @@ def test_the_seed_story_end_to_end(trained_job: FineTuneJob, sample_train: Path)
     # the stop marker was learned and is cut from the answer, as online
     assert all(a.answer and a.answer.finish_reason == "stop" for a in answers)
     assert all(STOP not in t for t in texts)
+    # ask_many is answered in batches (left-padded); one question alone gives the same answer
+    assert bot.ask(pairs[5][0]).text == texts[5]
 
 
 def test_metrics_events_and_checkpoints(trained_job: FineTuneJob) -> None:
