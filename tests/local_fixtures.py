@@ -1,4 +1,9 @@
-"""Constants and helpers of the local backend's tests (imported by them and conftest)."""
+"""Constants and helpers of the local backend's tests (tests/backends/local, conftest).
+
+The tests need the ``local`` extra (torch, transformers, trl, peft, accelerate). Without
+it they skip with that reason; CI's local lane sets FINETUNE_QA_REQUIRE_LOCAL=1, and then
+a missing package fails the run instead.
+"""
 
 from __future__ import annotations
 
