@@ -165,22 +165,22 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--system-prompt",
-        default=DEFAULT_SYSTEM_PROMPT,
-        show_default=True,
-        help="System message of every example.",
+        default=None,
+        help="System message of every example. Default: the one a chat JSONL input "
+        f"carries, else {DEFAULT_SYSTEM_PROMPT!r}.",
     )
     @click.option(
         "--stop",
-        default=DEFAULT_STOP,
-        show_default=True,
-        help="Stop marker appended to every answer.",
+        default=None,
+        help="Stop marker appended to every answer. Default: the one a chat JSONL input's "
+        f"answers end with, else {DEFAULT_STOP!r}.",
     )
     @click.option(
         "--validation-fraction",
         type=float,
-        default=0.1,
-        show_default=True,
-        help="Share of questions for the validation file (0: none).",
+        default=None,
+        help="Share of questions held OUT of training for validation (0: no validation "
+        "file). Default: every pair is trained on, and 10% are repeated as validation.",
     )
     @click.option("--epochs", default="auto", show_default=True, help="Epochs, 1-50 or auto.")
     @click.option("--suffix", default=None, help="Up to 64 characters in the model name.")
@@ -201,9 +201,9 @@ def register(cli: click.Group) -> None:
         inputs: tuple[Path, ...],
         model: str,
         workdir: Path,
-        system_prompt: str,
-        stop: str,
-        validation_fraction: float,
+        system_prompt: str | None,
+        stop: str | None,
+        validation_fraction: float | None,
         epochs: str,
         suffix: str | None,
         seed: int | None,
@@ -228,15 +228,38 @@ def register(cli: click.Group) -> None:
             raise UsageError(f"--epochs takes 1 to 50 or 'auto', got {n_epochs}")
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         train_path = workdir / "train.jsonl"
-        val_path = workdir / "validation.jsonl" if validation_fraction > 0 else None
-        builder = DatasetBuilder(system_prompt=system_prompt, stop=stop).split(validation_fraction)
+        builder = DatasetBuilder()
+        if system_prompt is not None:
+            builder.with_system_prompt(system_prompt)
+        if stop is not None:
+            builder.with_stop(stop)
+        if validation_fraction is None:
+            builder.sample_validation()
+        else:
+            builder.split(validation_fraction)
         for p in inputs:
             builder.add_source(p)
-        report = builder.build(train_path, validation_output=val_path, model=model)
+        report = builder.build(
+            train_path,
+            validation_output=workdir / "validation.jsonl"
+            if builder.validation_mode != "none"
+            else None,
+            model=model,
+        )
+        # only a file this build wrote, never an empty one or one left by an earlier run
+        val_path = Path(report.validation_output) if report.validation_output else None
+        if val_path is None:
+            validation = "no validation file"
+        elif report.validation_mode == "sample":
+            validation = f"{report.validation:,} of them repeated as validation"
+        else:
+            validation = f"{report.validation:,} held-out validation examples"
         say(
-            f"built {report.train:,} training and {report.validation:,} validation examples "
+            f"built {report.train:,} training examples ({validation}) "
             f"from {report.read:,} pairs ({report.dropped:,} dropped) in {workdir}/"
         )
+        for note in report.notes:
+            say(f"note: {note}")
         if report.token_report is not None:
             c = report.token_report.cost
             cost = (
@@ -254,8 +277,8 @@ def register(cli: click.Group) -> None:
                 n_epochs=n_epochs,  # type: ignore[arg-type]
                 suffix=suffix,
                 seed=seed,
-                system_prompt=system_prompt,
-                stop=stop,
+                system_prompt=report.system_prompt,
+                stop=report.stop,
                 journal=workdir / "journal.jsonl",
             )
             say(f"job {job.id} created ({job.status}); journal: {workdir / 'journal.jsonl'}")
