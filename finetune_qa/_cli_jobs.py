@@ -128,6 +128,36 @@ def backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def card_chat(
+    model: str,
+    backend: Any,
+    system_prompt: str | None,
+    stop: str | None,
+    *,
+    no_card_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    **options: Any,
+) -> Any:
+    """A ChatModel for a command: the model card's prompt and marker unless given.
+
+    ``system_prompt`` / ``stop`` are the options as given (None: not given; ``''``: none).
+    Overrides of the card are in the model's ``notes`` for the command to print.
+    """
+    import warnings
+
+    from finetune_qa.chat import ChatModel
+
+    if system_prompt is not None:
+        options["system_prompt"] = system_prompt or None
+    if stop is not None:
+        options["stop"] = stop or None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the command prints the notes itself
+        chat = ChatModel(model, backend=backend, **options)
+    if chat.card is None and system_prompt is None:
+        chat.system_prompt = no_card_prompt
+    return chat
+
+
 def register(cli: click.Group) -> None:
     """Add the training-half commands to ``cli``."""
 
@@ -279,6 +309,7 @@ def register(cli: click.Group) -> None:
                 seed=seed,
                 system_prompt=report.system_prompt,
                 stop=report.stop,
+                split=report.describe_split(),
                 journal=workdir / "journal.jsonl",
             )
             say(f"job {job.id} created ({job.status}); journal: {workdir / 'journal.jsonl'}")
@@ -422,10 +453,13 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--system-prompt",
         default=None,
-        help="System message (default: none; use the training one).",
+        help="System message ('' for none). Default: the one MODEL was trained with (its "
+        "model card), else none.",
     )
     @click.option(
-        "--stop", default=DEFAULT_STOP, show_default=True, help="Stop marker ('' for none)."
+        "--stop",
+        default=None,
+        help=f"Stop marker ('' for none). Default: MODEL's from its card, else {DEFAULT_STOP!r}.",
     )
     @click.option("--temperature", type=float, default=0.0, show_default=True, help="0-2.")
     @click.option("--max-tokens", type=int, default=None, help="Cap on the answer's tokens.")
@@ -436,7 +470,7 @@ def register(cli: click.Group) -> None:
         model: str,
         question: str | None,
         system_prompt: str | None,
-        stop: str,
+        stop: str | None,
         temperature: float,
         max_tokens: int | None,
         backend: str,
@@ -445,17 +479,19 @@ def register(cli: click.Group) -> None:
         quiet: bool,
     ) -> None:
         """Ask a model a question; without QUESTION, read questions line by line (interactive)."""
-        from finetune_qa.chat import ChatModel
-
         with open_backend(backend, base_url) as be:
-            chat = ChatModel(
+            chat = card_chat(
                 model,
-                backend=be,
-                system_prompt=system_prompt,
-                stop=stop or None,
+                be,
+                system_prompt,
+                stop,
+                no_card_prompt=None,
                 temperature=temperature,
                 max_tokens=max_tokens,
             )
+            if not quiet:
+                for note in chat.notes:
+                    click.echo(f"note: {note}", err=True)
             questions: Iterator[str]
             if question is not None:
                 questions = iter([question])

@@ -177,6 +177,20 @@ class BuildReport(BaseModel):
             r.count for r in self.dropped_by_reason.values()
         )
 
+    def describe_split(self) -> str:
+        """The split in words, e.g. for a model card."""
+        if self.validation_output is None:
+            return f"every pair trained on ({self.train:,}); no validation file"
+        if self.validation_mode == "sample":
+            return (
+                f"every pair trained on ({self.train:,}); {self.validation:,} of them repeated "
+                f"as validation (seed {self.seed})"
+            )
+        return (
+            f"{self.validation:,} of {self.kept:,} questions held out of training for "
+            f"validation (seed {self.seed})"
+        )
+
     def to_json(self) -> str:
         """The report as indented JSON."""
         data = self.model_dump(mode="json")

@@ -714,6 +714,7 @@ def _task_model(chat: ChatModel, system_prompt: str, max_tokens: int | None) -> 
         max_tokens=max_tokens,
         logprobs=False,
         top_logprobs=None,
+        card=False,  # a task of its own: the model's training prompt does not apply
     )
 
 
@@ -741,7 +742,9 @@ class _MarkerProbe(ChatModel):
             backoff=chat.backoff,
             sleep=getattr(chat, "_sleep", None),
             concurrency=chat.concurrency,
+            card=False,  # a probe of ``chat``, marker unsent on purpose: nothing to warn about
         )
+        self.card = chat.card
         self.markers = chat.stop
 
     def _cut(self, answer: Answer) -> Answer:
@@ -1401,7 +1404,7 @@ class EvalSuite:
         builtin_unrelated: bool = True,
         limit: int | Mapping[str, int] | None = None,
         seed: int = 0,
-        stop: str | None = DEFAULT_STOP,
+        stop: str | None = None,
         name: str | None = None,
     ) -> EvalSuite:
         """A suite from a QA file (seed CSV, pair CSV, pair JSONL or training JSONL).
@@ -1414,7 +1417,8 @@ class EvalSuite:
             builtin_unrelated: include :data:`UNRELATED_QUESTIONS`.
             limit: at most this many cases per set; see :meth:`from_pairs`.
             seed: the sampling seed.
-            stop: stop marker removed from the end of training-JSONL answers.
+            stop: stop marker removed from the end of training-JSONL answers (None: the
+                one the file's answers end with, detected; ``""``: none).
             name: a name for reports (default: the file's name).
 
         Raises:

@@ -84,7 +84,7 @@ from finetune_qa.validation import validate_file
 if TYPE_CHECKING:
     from finetune_qa.chat import ChatModel
 
-__all__ = ["FineTuneJob", "Journal", "MetricPoint"]
+__all__ = ["DataFile", "FineTuneJob", "Journal", "MetricPoint", "ModelCard", "model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,113 @@ class MetricPoint(BaseModel):
 
 
 _METRIC_FIELDS = frozenset(MetricPoint.model_fields) - {"step"}
+
+
+class DataFile(BaseModel):
+    """A data file a model was trained (or validated) on, by content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="The path given when the job was created.")
+    sha256: str = Field(description="SHA-256 of the file's bytes.")
+    bytes: int = Field(description="Size in bytes.")
+    file_id: str | None = Field(default=None, description="The provider's file id.")
+
+
+class ModelCard(BaseModel):
+    """How a fine-tuned model was trained: what to query it with, and what it learnt from.
+
+    Recorded when its job succeeds, in the job's journal and in the machine's index of
+    models (``<cache dir>/models.jsonl``), for every backend; found again by model name
+    with :func:`model_card` or :meth:`FineTuneJob.card`. :class:`~finetune_qa.chat.ChatModel`,
+    ``ask``, ``eval`` and ``guard`` query a model with its card's system prompt and stop
+    marker unless told otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="The fine-tuned model's name.")
+    job_id: str = Field(description="The job that trained it.")
+    base_model: str = Field(description="The model it was fine-tuned from.")
+    backend: str = Field(description="Backend name: openai, offline, together, local, ...")
+    endpoint: str = Field(
+        description="Which provider account or server (the journal's backend label; no key)."
+    )
+    system_prompt: str | None = Field(description="System message of the training examples.")
+    stop: str | None = Field(description="Stop marker the training answers end with.")
+    training_file: DataFile | None = Field(description="The training data.")
+    validation_file: DataFile | None = Field(default=None, description="The validation data.")
+    split: str | None = Field(
+        default=None, description="How training and validation data were split, in words."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Method and hyperparameters as requested (epochs, batch size, ...).",
+    )
+    trained_at: str | None = Field(default=None, description="When the success was recorded.")
+
+    def describe(self) -> str:
+        """One line: the model, its base, and the prompt and marker to query it with."""
+        return (
+            f"{self.model}: fine-tuned from {self.base_model} on {self.backend} (job "
+            f"{self.job_id}); system prompt {self.system_prompt!r}, stop marker {self.stop!r}"
+        )
+
+
+def _models_index() -> Journal:
+    """This machine's index of model cards, beside the default journal."""
+    return Journal(cache_dir() / "models.jsonl")
+
+
+def model_card(
+    model: str,
+    *,
+    journal: Journal | str | os.PathLike[str] | None = None,
+    backend: Backend | None = None,
+) -> ModelCard | None:
+    """The card of a fine-tuned model, or None when no record of its training is found.
+
+    Looks in ``journal`` (when given) and in this machine's index of models; with
+    ``backend``, only at models trained through the same provider account or server
+    (the same name elsewhere is another model). The latest record wins.
+
+    Example:
+        ```python
+        card = model_card("ft:gpt-4o-mini-2024-07-18:acme::abc123")
+        if card is not None:
+            print(card.system_prompt, card.stop)
+        ```
+    """
+    label = _backend_label(backend) if backend is not None else None
+    sources = [_models_index()]
+    if journal is not None:
+        sources.insert(0, journal if isinstance(journal, Journal) else Journal(journal))
+    found: ModelCard | None = None
+    for jr in sources:
+        for rec in jr.find(op="model", state="card", model=model):
+            if label is not None and rec.get("endpoint") != label:
+                continue
+            data = {k: v for k, v in rec.items() if k in ModelCard.model_fields}
+            try:
+                found = ModelCard.model_validate(data)
+            except ValueError:
+                continue  # a record from another version: skip it rather than fail a query
+        if found is not None:
+            return found
+    return None
+
+
+def _file_record(path: Path, file_id: str | None) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return {
+        "path": str(path),
+        "sha256": sha.hexdigest(),
+        "bytes": path.stat().st_size,
+        "file_id": file_id,
+    }
 
 
 def _now() -> str:
@@ -349,6 +456,7 @@ class FineTuneJob:
         provider_options: Mapping[str, Any] | None = None,
         system_prompt: str | None = None,
         stop: str | None = None,
+        split: str | None = None,
         validate: bool = True,
         journal: Journal | str | os.PathLike[str] | None = None,
         retries: int = 4,
@@ -379,6 +487,8 @@ class FineTuneJob:
                 ``provider_option_names`` says which keys it takes.
             system_prompt: the system prompt of the data; detected from the file if None.
             stop: the stop marker of the answers; detected by the validator if None.
+            split: how the training and validation data were split, in words, for the
+                model's card (``finetune-qa train`` fills it in).
             validate: validate the file(s) first and refuse to upload on errors.
             journal: journal file or instance (default: the cache directory's).
             retries: attempts for rate limits, 5xx and dropped connections.
@@ -498,9 +608,33 @@ class FineTuneJob:
                 "job_id": info.id,
                 "system_prompt": sys_prompt,
                 "stop": detected_stop,
+                # what the model card needs once the job succeeds
+                "backend_name": be.name,
+                "base_model": model,
+                "training_file": _file_record(path, train_id),
+                "validation_file": _file_record(vpath, val_id) if vpath else None,
+                "split": split,
+                "hyperparameters": {
+                    k: v
+                    for k, v in request.model_dump(mode="json").items()
+                    if k
+                    in (
+                        "method",
+                        "n_epochs",
+                        "batch_size",
+                        "learning_rate_multiplier",
+                        "beta",
+                        "suffix",
+                        "seed",
+                        "provider_options",
+                    )
+                    and v not in (None, {}, [])
+                },
             }
         )
-        return cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
+        job = cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
+        job._record_card()  # a job found already done (a re-run) has its card too
+        return job
 
     @classmethod
     def attach(
@@ -519,13 +653,15 @@ class FineTuneJob:
         info = _retry(lambda: be.retrieve_job(job_id), 4, getattr(be, "sleep", None) or time.sleep)
         settings = jr.find(op="job", state="settings", job_id=job_id)
         last = settings[-1] if settings else {}
-        return cls(
+        job = cls(
             info,
             backend=be,
             journal=jr,
             system_prompt=last.get("system_prompt"),
             stop=last.get("stop"),
         )
+        job._record_card()
+        return job
 
     # ------------------------------------------------------------------ state
     @property
@@ -572,6 +708,58 @@ class FineTuneJob:
                     "fine_tuned_model": self.info.fine_tuned_model,
                 }
             )
+            self._record_card()
+
+    def _record_card(self) -> None:
+        """Once the job has succeeded: its model's card, in the journal and the index."""
+        name = self.info.fine_tuned_model
+        if self.journal is None or self.info.status != "succeeded" or not name:
+            return
+        if self.journal.find(op="model", state="card", job_id=self.id, model=name):
+            return
+        if not self.journal.find(op="job", state="settings", job_id=self.id):
+            return  # not created through this journal: what it was trained with is unknown
+        card = self._build_card(name)
+        record = {"op": "model", "state": "card", **card.model_dump(mode="json")}
+        self.journal.append(record)
+        index = _models_index()
+        if index.path.resolve() != self.journal.path.resolve():
+            index.append(record)
+
+    def _build_card(self, name: str) -> ModelCard:
+        settings = (
+            self.journal.find(op="job", state="settings", job_id=self.id) if self.journal else []
+        )
+        last = settings[-1] if settings else {}
+        files = {
+            key: DataFile.model_validate(last[key]) if isinstance(last.get(key), dict) else None
+            for key in ("training_file", "validation_file")
+        }
+        return ModelCard(
+            model=name,
+            job_id=self.id,
+            base_model=str(last.get("base_model") or self.info.model),
+            backend=str(last.get("backend_name") or self.backend.name),
+            endpoint=str(last.get("backend") or _backend_label(self.backend)),
+            system_prompt=self.system_prompt,
+            stop=self.stop,
+            training_file=files["training_file"],
+            validation_file=files["validation_file"],
+            split=last.get("split"),
+            settings=dict(last.get("hyperparameters") or {}),
+            trained_at=_now(),
+        )
+
+    def card(self) -> ModelCard | None:
+        """The card of the model this job made (None until it has succeeded)."""
+        name = self.info.fine_tuned_model
+        if self.info.status != "succeeded" or not name:
+            return None
+        if self.journal is not None:
+            found = model_card(name, journal=self.journal)
+            if found is not None and found.job_id == self.id:
+                return found
+        return self._build_card(name)
 
     # ------------------------------------------------------------------ events
     def new_events(self) -> list[JobEvent]:
