@@ -94,6 +94,7 @@ __all__ = [
     "StopScorer",
     "case_id",
     "compare",
+    "default_label",
     "default_scorers",
     "exact_match",
     "is_refusal",
@@ -991,9 +992,11 @@ class EvalResult(BaseModel):
             sets=self.sets,
         )
 
-    def compare(self, other: EvalResult) -> Comparison:
+    def compare(
+        self, other: EvalResult, *, labels: tuple[str, str] | None = None
+    ) -> Comparison:
         """This result (a) side by side with ``other`` (b); see :func:`compare`."""
-        return compare(self, other)
+        return compare(self, other, labels=labels)
 
     # -- reports ------------------------------------------------------------------------
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -1116,8 +1119,32 @@ class Comparison(BaseModel):
         return _write_atomic(path, self.to_html())
 
 
-def compare(a: EvalResult, b: EvalResult) -> Comparison:
+def default_label(chat: Answering) -> str:
+    """What a run of ``chat`` is called in reports: its model, and the gates guarding it.
+
+    Example:
+        >>> from finetune_qa import ChatModel
+        >>> default_label(ChatModel.offline("gpt-4o-mini"))
+        'gpt-4o-mini'
+    """
+    gates = [
+        name
+        for name in ("question", "answer")
+        if getattr(chat, f"{name}_gate", None) is not None
+    ]
+    if not gates:
+        return chat.model
+    return f"{chat.model} (guarded: {' + '.join(gates)} gate{'s' if len(gates) > 1 else ''})"
+
+
+def compare(
+    a: EvalResult, b: EvalResult, *, labels: tuple[str, str] | None = None
+) -> Comparison:
     """Put two results side by side; cases are matched by id (and question).
+
+    Each side keeps its run's label (the model, and the gates guarding it), or takes the
+    one given in ``labels``; two sides that would still read the same are told apart
+    with ``(a)`` and ``(b)``, so no report has two columns of one name.
 
     Case ids come from the question (:func:`case_id`), so runs on different data, limits
     or seeds still pair the same question. A case only one run has is kept, marked with
@@ -1128,6 +1155,7 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
     Args:
         a: the first run (e.g. the base model, or before a change).
         b: the second run (e.g. the fine-tune, or after).
+        labels: names for the two sides in the reports, e.g. ``("plain", "guarded")``.
 
     Returns:
         Per set and scorer ``a``, ``b`` and ``delta = b - a``; per case both answers.
@@ -1171,9 +1199,12 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
             delta = vb - va if va is not None and vb is not None else None
             deltas.append(ScoreDelta(set=name, scorer=scorer, a=va, b=vb, delta=delta))
     both = [_case_pair(ca, cb) for ca, cb in pairs]
+    label_a, label_b = labels if labels is not None else (a.label, b.label)
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (a)", f"{label_b} (b)"
     return Comparison(
-        a=a.summary(),
-        b=b.summary(),
+        a=a.summary().model_copy(update={"label": label_a}),
+        b=b.summary().model_copy(update={"label": label_b}),
         deltas=deltas,
         matched=len(both),
         only_a=len(only_a),
@@ -1829,7 +1860,7 @@ class EvalSuite:
         }
         errors = sum(1 for r in rows if not r.ok)
         return EvalResult(
-            label=label or chat.model,
+            label=label or default_label(chat),
             model=chat.model,
             backend=str(getattr(chat.backend, "name", type(chat.backend).__name__)),
             started_at=started_at,

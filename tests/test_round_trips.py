@@ -288,3 +288,30 @@ def test_finding4_sample_validation_in_python(tmp_path: Path) -> None:
     assert report.reconciles
     train = set((tmp_path / "t.jsonl").read_text().splitlines())
     assert set((tmp_path / "v.jsonl").read_text().splitlines()) <= train
+
+
+# --- finding 5: a comparison names its sides ---------------------------------------------
+
+
+def test_finding5_comparisons_tell_their_sides_apart(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "demo", "--workdir", str(tmp_path / "demo"))
+    assert code == 0, err
+    html = (tmp_path / "demo" / "report.html").read_text("utf-8")
+    title = re.search(r"<title>Comparison: (.*?) vs (.*?)</title>", html)
+    assert title is not None
+    a, b = title.groups()
+    assert a != b and b == f"{a} (guarded: question gate)", title.group(0)
+
+
+def test_finding5_same_label_or_user_labels(tmp_path: Path) -> None:
+    from finetune_qa import ChatModel, EvalSuite
+
+    bot = ChatModel.offline("gpt-4o-mini")
+    suite = EvalSuite.from_pairs(_pairs(3), builtin_unrelated=False)
+    one, two = suite.run(bot), suite.run(bot)
+    same = one.compare(two)
+    assert (same.a.label, same.b.label) == ("gpt-4o-mini (a)", "gpt-4o-mini (b)")
+    assert "gpt-4o-mini (a) vs gpt-4o-mini (b)" in same.to_markdown()
+    named = one.compare(two, labels=("before", "after"))
+    assert "Comparison: before vs after" in named.to_html()
+    assert "before" in named.to_markdown() and "after" in named.to_markdown()
