@@ -1041,6 +1041,12 @@ class Validator:
         finally:
             self.close()
         self._validation_phase = False
+        overlap = self.warning_counts.get("train_validation_overlap", 0)
+        if overlap and overlap == self.validation_examples:
+            # every validation question is a training one: a sample repeated on purpose
+            # (DatasetBuilder.sample_validation), whose loss tracks what the model learnt
+            del self.warning_counts["train_validation_overlap"]
+            self.warnings = [w for w in self.warnings if w.kind != "train_validation_overlap"]
         minimum = TOGETHER_MIN_EXAMPLES if self._together else MIN_TRAINING_EXAMPLES
         if self.examples < minimum:
             self._issue(

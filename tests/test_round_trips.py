@@ -315,3 +315,13 @@ def test_finding5_same_label_or_user_labels(tmp_path: Path) -> None:
     named = one.compare(two, labels=("before", "after"))
     assert "Comparison: before vs after" in named.to_html()
     assert "before" in named.to_markdown() and "after" in named.to_markdown()
+
+
+def test_finding4_a_sampled_validation_file_is_not_an_overlap_warning(tmp_path: Path) -> None:
+    from finetune_qa import validate_file
+
+    DatasetBuilder().add_source(sample_csv()).sample_validation().build(
+        tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl"
+    )
+    report = validate_file(tmp_path / "t.jsonl", validation_path=tmp_path / "v.jsonl")
+    assert report.ok and "train_validation_overlap" not in report.warning_counts
