@@ -204,7 +204,7 @@ def register(cli: click.Group) -> None:
         with open_backend(backend, base_url) as be:
 
             def chat(name: str, *, tell: bool = False) -> ChatModel:
-                bot: ChatModel = card_chat(name, be, system_prompt, stop)
+                bot: ChatModel = card_chat(name, be, system_prompt, stop, ask_provider=tell)
                 if tell and not quiet:
                     if bot.card is not None and not bot.notes:
                         say(f"{name}: asked as trained (model card): {_card_line(bot)}")

@@ -171,7 +171,7 @@ def register(cli: click.Group) -> None:
         with open_backend(backend, base_url) as be:
             qa = None
             if qa_model:
-                qa = card_chat(qa_model, be, system_prompt, stop)
+                qa = card_chat(qa_model, be, system_prompt, stop, ask_provider=True)
                 if not quiet:
                     for note in qa.notes:
                         click.echo(f"note: {note}", err=True)

@@ -135,16 +135,24 @@ def card_chat(
     stop: str | None,
     *,
     no_card_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    ask_provider: bool = False,
     **options: Any,
 ) -> Any:
     """A ChatModel for a command: the model card's prompt and marker unless given.
 
     ``system_prompt`` / ``stop`` are the options as given (None: not given; ``''``: none).
-    Overrides of the card are in the model's ``notes`` for the command to print.
+    With ``ask_provider``, a model with no card on this machine is looked up in the
+    provider's job metadata. Overrides of the card are in the model's ``notes`` for the
+    command to print.
     """
     import warnings
 
     from finetune_qa.chat import ChatModel
+    from finetune_qa.jobs import model_card
+
+    if ask_provider:
+        found = model_card(model, backend=backend, ask_provider=True)
+        options["card"] = found if found is not None else False
 
     if system_prompt is not None:
         options["system_prompt"] = system_prompt or None
@@ -486,6 +494,7 @@ def register(cli: click.Group) -> None:
                 system_prompt,
                 stop,
                 no_card_prompt=None,
+                ask_provider=True,
                 temperature=temperature,
                 max_tokens=max_tokens,
             )

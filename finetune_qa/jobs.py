@@ -91,6 +91,12 @@ logger = logging.getLogger(__name__)
 TOKEN_KEY = "finetune_qa_token"
 """Metadata key that carries a job's idempotency token."""
 
+CARD_KEYS = ("finetune_qa_system_prompt", "finetune_qa_stop")
+"""Metadata keys that carry the training system prompt and stop marker, where there is room.
+
+A system prompt longer than a metadata value (512 characters) is carried as
+``sha256:<hex>`` instead, so a card read from the provider can still be checked."""
+
 _SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RETRYABLE = (APIConnectionError, RateLimitError, InternalServerError)
 CLOCK_SKEW = 60
@@ -178,12 +184,17 @@ def model_card(
     *,
     journal: Journal | str | os.PathLike[str] | None = None,
     backend: Backend | None = None,
+    ask_provider: bool = False,
 ) -> ModelCard | None:
     """The card of a fine-tuned model, or None when no record of its training is found.
 
     Looks in ``journal`` (when given) and in this machine's index of models; with
     ``backend``, only at models trained through the same provider account or server
-    (the same name elsewhere is another model). The latest record wins.
+    (the same name elsewhere is another model). The latest record wins. With
+    ``ask_provider`` (and ``backend``), a model with no local record is looked up among
+    the provider's latest 100 jobs: a job created by ``FineTuneJob`` carries its system
+    prompt and stop marker in its metadata where the provider keeps metadata (OpenAI and
+    the offline backend do; the card then has no file hashes or settings).
 
     Example:
         ```python
@@ -208,7 +219,56 @@ def model_card(
                 continue  # a record from another version: skip it rather than fail a query
         if found is not None:
             return found
+    if ask_provider and backend is not None:
+        return _card_from_provider(model, backend)
     return None
+
+
+def _card_metadata(
+    backend: Backend, user_meta: Mapping[str, str], system_prompt: str | None, stop: str | None
+) -> dict[str, str]:
+    """The card's prompt and marker as job metadata, where the provider keeps metadata.
+
+    Only when the user's pairs leave room: 16 at most, one of them the token.
+    """
+    if not getattr(backend, "supports_metadata", True) or len(user_meta) + 1 + 2 > 16:
+        return {}
+    out: dict[str, str] = {}
+    if system_prompt is not None:
+        out[CARD_KEYS[0]] = (
+            system_prompt
+            if len(system_prompt) <= 512
+            else "sha256:" + hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()
+        )
+    if stop is not None and len(stop) <= 512:
+        out[CARD_KEYS[1]] = stop
+    return out
+
+
+def _card_from_provider(model: str, backend: Backend) -> ModelCard | None:
+    """A card from the provider's record of the job that made ``model`` (its metadata)."""
+    try:
+        jobs = backend.list_jobs(limit=100)
+    except BackendError:
+        return None
+    job = next((j for j in jobs if j.fine_tuned_model == model and j.status == "succeeded"), None)
+    if job is None or not any(k in job.metadata for k in CARD_KEYS):
+        return None
+    prompt = job.metadata.get(CARD_KEYS[0])
+    if prompt is not None and prompt.startswith("sha256:"):
+        return None  # too long to carry: the prompt itself is not known here
+    return ModelCard(
+        model=model,
+        job_id=job.id,
+        base_model=job.model,
+        backend=backend.name,
+        endpoint=_backend_label(backend),
+        system_prompt=prompt,
+        stop=job.metadata.get(CARD_KEYS[1]),
+        training_file=None,
+        validation_file=None,
+        settings={},
+    )
 
 
 def _file_record(path: Path, file_id: str | None) -> dict[str, Any]:
@@ -597,7 +657,14 @@ class FineTuneJob:
         train_id = runner.upload(path)
         val_id = runner.upload(vpath) if vpath else None
         request = probe.model_copy(
-            update={"training_file": train_id, "validation_file": val_id, "metadata": user_meta}
+            update={
+                "training_file": train_id,
+                "validation_file": val_id,
+                "metadata": {
+                    **user_meta,
+                    **_card_metadata(be, user_meta, sys_prompt, detected_stop),
+                },
+            }
         )
         info = runner.create(request)
         jr.append(

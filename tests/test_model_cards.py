@@ -106,3 +106,20 @@ def test_finding2_ask_and_eval_use_the_card(capsys: pytest.CaptureFixture[str], 
         "--system-prompt", "Other.",
     )
     assert "note: " in err and "asking with 'Other.' instead" in err
+
+
+def test_finding2_the_card_travels_in_the_providers_job_metadata(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, model, err = run(capsys, "train", str(sample_csv()), "--stop", "###", "-q")
+    assert code == 0, err
+    model = model.strip()
+    # another machine: the same provider (offline state), no journal and no index of models
+    monkeypatch.setenv("FINETUNE_QA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    assert model_card(model) is None
+    code, out, err = run(capsys, "ask", model, "How do I reset my password?", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["stopped_at_marker"] and "###" not in answer["text"], out
+    code, out, err = run(capsys, "ask", model, "How do I reset my password?", "--stop", "**STOP**")
+    assert "trained with the stop marker '###'" in err
