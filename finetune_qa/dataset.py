@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 import os
 from array import array
@@ -808,8 +809,10 @@ class DatasetBuilder:
                 f"no validation file was written: {fraction:.0%} of {n:,} question"
                 f"{'s' if n != 1 else ''} is less than one example; every pair is trained on"
             )
-        ranked = sorted(values)
-        return (ranked[want] if want < n else 1 << 32), None
+        if want >= n:
+            return 1 << 32, None
+        # the (want+1)-th smallest value: the want smallest fall below it (memory ~ want)
+        return heapq.nsmallest(want + 1, values)[want], None
 
     def _auto_processes(self, processes: int | None) -> int:
         paths = [s.source.path for s in self._sources if s.source is not None]

@@ -325,3 +325,26 @@ def test_finding4_a_sampled_validation_file_is_not_an_overlap_warning(tmp_path: 
     )
     report = validate_file(tmp_path / "t.jsonl", validation_path=tmp_path / "v.jsonl")
     assert report.ok and "train_validation_overlap" not in report.warning_counts
+
+
+@pytest.mark.parametrize("mode", ["sample", "holdout"])
+def test_finding3_the_parallel_path_splits_exactly_as_the_sequential_one(tmp_path: Path, mode: str) -> None:
+    from unittest import mock
+
+    from finetune_qa import dataset as dataset_module
+
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n" for p in _pairs(40)))
+    out = []
+    for workers in (0, 1):
+        builder = DatasetBuilder().add_source(src).add_source(src)  # the second copy: duplicates
+        builder = builder.sample_validation(0.2) if mode == "sample" else builder.split(0.2)
+        with mock.patch.object(dataset_module, "_RANGE_BYTES", 300):
+            report = builder.build(
+                tmp_path / f"t{workers}.jsonl", validation_output=tmp_path / f"v{workers}.jsonl",
+                processes=workers, model="gpt-4o-mini",
+            )
+        out.append(((tmp_path / f"t{workers}.jsonl").read_bytes(), (tmp_path / f"v{workers}.jsonl").read_bytes()))
+        assert report.validation == 8 and report.train == (40 if mode == "sample" else 32)
+        assert report.token_report is not None and report.token_report.examples == report.train
+    assert out[0] == out[1]
