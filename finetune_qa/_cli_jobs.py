@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -30,6 +30,9 @@ from finetune_qa.backends import (
 )
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
+
+if TYPE_CHECKING:
+    from finetune_qa.chat import ChatModel
 
 __all__ = ["follow_job", "offline_state_path", "open_backend", "register"]
 
@@ -130,14 +133,14 @@ def backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def card_chat(
     model: str,
-    backend: Any,
+    backend: Backend,
     system_prompt: str | None,
     stop: str | None,
     *,
     no_card_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
     ask_provider: bool = False,
     **options: Any,
-) -> Any:
+) -> ChatModel:
     """A ChatModel for a command: the model card's prompt and marker unless given.
 
     ``system_prompt`` / ``stop`` are the options as given (None: not given; ``''``: none).
@@ -153,7 +156,6 @@ def card_chat(
     if ask_provider:
         found = model_card(model, backend=backend, ask_provider=True)
         options["card"] = found if found is not None else False
-
     if system_prompt is not None:
         options["system_prompt"] = system_prompt or None
     if stop is not None:
