@@ -123,3 +123,23 @@ def test_finding2_the_card_travels_in_the_providers_job_metadata(
     assert code == 0 and answer["stopped_at_marker"] and "###" not in answer["text"], out
     code, out, err = run(capsys, "ask", model, "How do I reset my password?", "--stop", "**STOP**")
     assert "trained with the stop marker '###'" in err
+
+
+def test_finding2_the_card_is_backend_neutral(tmp_path: Path) -> None:
+    """A backend whose jobs carry no metadata (Together) gets its card through the journal."""
+    from together_fake import LLAMA, fake_together, make_backend
+
+    train = tmp_path / "train.jsonl"
+    DatasetBuilder(system_prompt=LUMEN, stop="###").add_source(sample_csv()).build(train)
+    with fake_together() as api:
+        backend = make_backend()
+        job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
+        job.wait(poll_interval=0)
+        card = job.card()
+        assert card is not None and (card.backend, card.stop, card.system_prompt) == ("together", "###", LUMEN)
+        assert "metadata" not in api.create_bodies[0]
+        name = job.fine_tuned_model
+        assert name is not None and model_card(name, backend=make_backend()) == card
+        ChatModel(name, backend=make_backend()).ask("How do I reset my password?")
+        sent = api.chat_bodies[-1]
+        assert sent["stop"] == ["###"] and sent["messages"][0] == {"role": "system", "content": LUMEN}
