@@ -990,7 +990,8 @@ class FineTuneJob:
     def chat_model(self, **kwargs: Any) -> ChatModel:
         """A :class:`~finetune_qa.chat.ChatModel` for the fine-tuned model.
 
-        It gets the training system prompt and stop marker (override any with ``kwargs``).
+        It gets the training system prompt and stop marker, from the model's card (override
+        any with ``kwargs``; a prompt or marker other than the card's is warned about).
 
         Raises:
             UsageError: the job has not succeeded (no model yet).
@@ -1002,7 +1003,12 @@ class FineTuneJob:
                 f"job {self.id} has no fine-tuned model yet (status {self.status}); "
                 "call wait() first"
             )
-        options: dict[str, Any] = {"system_prompt": self.system_prompt, "stop": self.stop}
+        card = self.card()
+        options: dict[str, Any] = (
+            {"card": card}
+            if card is not None
+            else {"system_prompt": self.system_prompt, "stop": self.stop}
+        )
         options.update(kwargs)
         return ChatModel(self.fine_tuned_model, backend=self.backend, **options)
 
