@@ -97,6 +97,8 @@ _MAX_LINE_MEMO = 200_000
 
 _HINTS: dict[str, str] = {
     "invalid_json": "each line must be one complete JSON object",
+    "empty_validation_file": "leave the validation file out, or give it examples; a provider "
+    "rejects one without any",
     "blank_line": "remove empty lines; every line must hold one example",
     "bom": "save the file as UTF-8 without a byte-order mark",
     "data_type": 'each line must be a JSON object like {"messages": [...]}',
@@ -1055,6 +1057,10 @@ class Validator:
                 f"{self.examples} valid example{'s' if self.examples != 1 else ''}",
                 None,
             )
+        if self.validation_path is not None and self.validation_examples == 0:
+            self._validation_phase = True  # the issue is the validation file's
+            self._issue("empty_validation_file", "error", "no valid example", None)
+            self._validation_phase = False
         stop = self.stop or self._detect_stop()
         epochs = self.n_epochs or (1 if self._together else default_epochs(self.examples))
         price = self.info.training_price_per_1m

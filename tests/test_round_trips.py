@@ -348,3 +348,19 @@ def test_finding3_the_parallel_path_splits_exactly_as_the_sequential_one(tmp_pat
         assert report.validation == 8 and report.train == (40 if mode == "sample" else 32)
         assert report.token_report is not None and report.token_report.examples == report.train
     assert out[0] == out[1]
+
+
+def test_finding3_an_empty_validation_file_is_refused_before_upload(tmp_path: Path) -> None:
+    from finetune_qa import FineTuneJob, OfflineBackend, ValidationFailed, validate_file
+
+    DatasetBuilder().add_source(sample_csv()).build(tmp_path / "t.jsonl")
+    (tmp_path / "v.jsonl").write_bytes(b"")
+    report = validate_file(tmp_path / "t.jsonl", validation_path=tmp_path / "v.jsonl")
+    assert not report.ok and report.error_counts == {"empty_validation_file": 1}
+    backend = OfflineBackend()
+    with pytest.raises(ValidationFailed, match="empty_validation_file"):
+        FineTuneJob.create(
+            tmp_path / "t.jsonl", validation_file=tmp_path / "v.jsonl", model="gpt-4o-mini",
+            backend=backend, journal=tmp_path / "j.jsonl",
+        )
+    assert not [r for r in backend.fake.requests if r.method == "POST"]  # nothing was sent
