@@ -71,6 +71,17 @@ def test_finding1_build_with_its_own_marker_appends_it_once(
     assert all(a.endswith(" ###") and not a.endswith("### ###") for a in answers)
 
 
+def test_finding1_train_on_training_data_appends_its_marker_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    train = tmp_path / "mine.jsonl"
+    DatasetBuilder(stop="###", system_prompt=DEMO_PROMPT).add_source(sample_csv()).build(train)
+    code, _, err = run(capsys, "train", str(train), "--stop", "###", "-q")
+    assert code == 0, err
+    built = tmp_path / "finetune-qa-train" / "train.jsonl"
+    assert built.read_bytes() == train.read_bytes()  # not "### ###", and the same prompt
+
+
 def test_finding1_replaced_settings_are_reported(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
