@@ -1,7 +1,7 @@
-"""Build chat fine-tuning JSONL from the bundled sample QA export, with a validation split.
+"""Build chat fine-tuning JSONL from the bundled sample QA export, with a validation file.
 
-Shows: ``DatasetBuilder`` reading a seed-layout CSV (numbered lists in two cells), sending
-about 10% of the distinct questions to a validation file, counting tokens and pricing
+Shows: ``DatasetBuilder`` reading a seed-layout CSV (numbered lists in two cells), training
+on every pair and repeating 10% of them in a validation file, counting tokens and pricing
 training in the same pass, and the build report that accounts for every pair
 (read = kept + dropped, each drop under a reason).
 
@@ -29,14 +29,14 @@ def run(workdir: Path) -> int:
             system_prompt="You are a factual chatbot that answers questions about Lumen Notes."
         )
         .add_source(sample_csv())
-        .split(0.1, seed=42)  # a question never lands on both sides
+        .sample_validation(0.1, seed=42)  # a QA bot trains on every fact; 10% repeated
         .build(train, validation_output=validation, model="gpt-4o-mini")
     )
     print(report.to_text())
 
     print("In numbers:")
     print(f"  read {report.read} = kept {report.kept} + dropped {report.dropped}")
-    print(f"  kept {report.kept} = train {report.train} + validation {report.validation}")
+    print(f"  kept {report.kept} = train {report.train}; validation {report.validation} of them")
     for reason, drop in report.dropped_by_reason.items():
         print(f"  dropped as {reason}: {drop.count}")
     print(f"  reconciles: {report.reconciles}")

@@ -109,6 +109,8 @@ def run(workdir: Path) -> int:
         print(f"  dropped as {reason}: {drop.count}")
     for reason, change in report.changed_by_reason.items():
         print(f"  changed ({reason}): {change.count}")
+    for note in report.notes:  # what the build did with the chat file's own settings
+        print(f"  note: {note}")
     return 0 if report.reconciles else 1
 
 

@@ -57,10 +57,13 @@ def run(workdir: Path, *, openai: bool, journal: Path | None) -> int:
     report = (
         DatasetBuilder(system_prompt=SYSTEM_PROMPT)
         .add_source(sample_csv())
-        .split(0.15, seed=42)
+        .sample_validation(seed=42)  # train on every pair; repeat 10% of them to validate
         .build(train, validation_output=validation)
     )
-    print(f"Built {report.train} training and {report.validation} validation examples.")
+    print(
+        f"Built {report.train} training examples, {report.validation} of them repeated as "
+        "validation examples."
+    )
 
     job = FineTuneJob.create(
         train,

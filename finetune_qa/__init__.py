@@ -159,14 +159,14 @@ from finetune_qa.guardrails import (
     choose_threshold,
     probability_from_logprobs,
 )
-from finetune_qa.jobs import FineTuneJob, Journal, MetricPoint
+from finetune_qa.jobs import DataFile, FineTuneJob, Journal, MetricPoint, ModelCard, model_card
 from finetune_qa.migration import (
     MigrationPlan,
     MigrationResult,
     migrate,
     plan_migration,
 )
-from finetune_qa.readers import QASource, ReadIssue, read_qa, strip_numbering
+from finetune_qa.readers import QASource, ReadIssue, detect_stop_marker, read_qa, strip_numbering
 from finetune_qa.samples import sample_csv
 from finetune_qa.shutdown import FineTunedModel, inventory
 from finetune_qa.tokens import BatchCounter, TokenCounter, encoding_name_for_model, get_encoding
@@ -211,6 +211,7 @@ __all__ = [
     "ConflictError",
     "CostEstimate",
     "DataCounts",
+    "DataFile",
     "DatasetBuilder",
     "DatasetError",
     "Discriminator",
@@ -258,6 +259,7 @@ __all__ = [
     "MetricPoint",
     "MigrationPlan",
     "MigrationResult",
+    "ModelCard",
     "ModelCatalog",
     "ModelInfo",
     "NotFoundError",
@@ -313,6 +315,7 @@ __all__ = [
     "default_catalog",
     "default_epochs",
     "default_scorers",
+    "detect_stop_marker",
     "encoding_name_for_model",
     "exact_match",
     "export_build",
@@ -327,6 +330,7 @@ __all__ = [
     "iter_pages",
     "load_markdown",
     "migrate",
+    "model_card",
     "normalized_contains",
     "parse_reply",
     "plan_migration",

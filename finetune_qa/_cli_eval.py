@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from finetune_qa._cli_jobs import backend_options, open_backend
+from finetune_qa._cli_jobs import backend_options, card_chat, open_backend
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 
@@ -50,15 +50,15 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--system-prompt",
-        default=DEFAULT_SYSTEM_PROMPT,
-        show_default=True,
-        help="System message sent with every question ('' for none).",
+        default=None,
+        help="System message sent with every question ('' for none). Default: the one each "
+        f"model was trained with (its model card), else {DEFAULT_SYSTEM_PROMPT!r}.",
     )
     @click.option(
         "--stop",
-        default=DEFAULT_STOP,
-        show_default=True,
-        help="Stop marker the model was trained with ('' for none).",
+        default=None,
+        help="Stop marker ('' for none). Default: each model's from its card, else "
+        f"{DEFAULT_STOP!r}; DATA's answers lose theirs (given or detected).",
     )
     @click.option(
         "--variations",
@@ -156,8 +156,8 @@ def register(cli: click.Group) -> None:
         model: str,
         against: Path | None,
         compare_model: str | None,
-        system_prompt: str,
-        stop: str,
+        system_prompt: str | None,
+        stop: str | None,
         variations_file: Path | None,
         generate_variations: bool,
         variations_per_question: int,
@@ -230,15 +230,19 @@ def register(cli: click.Group) -> None:
                 builtin_unrelated=not no_builtin_unrelated,
                 limit=limit,
                 seed=seed,
-                stop=stop or None,
+                stop=stop,
             )
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         with open_backend(backend, base_url) as be:
 
-            def chat(name: str) -> ChatModel:
-                return ChatModel(
-                    name, backend=be, system_prompt=system_prompt or None, stop=stop or None
-                )
+            def chat(name: str, *, tell: bool = False) -> ChatModel:
+                bot: ChatModel = card_chat(name, be, system_prompt, stop, ask_provider=tell)
+                if tell and not quiet:
+                    if bot.card is not None and not bot.notes:
+                        say(f"{name}: asked as trained (model card): {_card_line(bot)}")
+                    for note in bot.notes:
+                        click.echo(f"note: {note}", err=True)
+                return bot
 
             if generate_variations:
                 cache = variations_cache or cache_dir() / "eval-variations.jsonl"
@@ -264,10 +268,11 @@ def register(cli: click.Group) -> None:
                 "judge": grader,
                 "refusal_texts": refusals,
             }
-            tested: Answering = chat(model)
+            tested: Answering = chat(model, tell=True)
             label: str | None = None
             if question_gate is not None or answer_gate is not None:
-                tested = _guarded(chat(model), be, question_gate, answer_gate)
+                assert isinstance(tested, ChatModel)
+                tested = _guarded(tested, be, question_gate, answer_gate)
                 label = f"{model} (guarded)"
 
             def run(who: Answering, name: str | None = None) -> EvalResult:
@@ -277,7 +282,7 @@ def register(cli: click.Group) -> None:
 
             results: list[EvalResult] = []
             if compare_model:
-                results.append(run(chat(compare_model)))
+                results.append(run(chat(compare_model, tell=True)))
             results.append(run(tested, label))
         report = compare(results[0], results[1]) if len(results) == 2 else results[0]
         if html_path is not None:
@@ -323,6 +328,10 @@ def _guarded(
             )
         gates[kind] = gate
     return GuardedChatModel(qa, question_gate=gates["question"], answer_gate=gates["answer"])
+
+
+def _card_line(bot: ChatModel) -> str:
+    return f"system prompt {bot.system_prompt!r}, stop {', '.join(bot.stop) or 'none'}"
 
 
 def _progress() -> Any:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
-from finetune_qa._cli_jobs import _emit, backend_options, open_backend
+from finetune_qa._cli_jobs import _emit, backend_options, card_chat, open_backend
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
 from finetune_qa.exceptions import InputError, UsageError
 
@@ -100,15 +100,15 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--system-prompt",
-        default=DEFAULT_SYSTEM_PROMPT,
-        show_default=True,
-        help="System message the QA model was trained with (answer gate; '' for none).",
+        default=None,
+        help="System message to ask the QA model with (answer gate; '' for none). Default: "
+        f"the QA model's card, else {DEFAULT_SYSTEM_PROMPT!r}.",
     )
     @click.option(
         "--stop",
-        default=DEFAULT_STOP,
-        show_default=True,
-        help="Stop marker of DATA's answers and the QA model ('' for none).",
+        default=None,
+        help="Stop marker of DATA's answers and the QA model ('' for none). Default: "
+        f"detected in DATA, the QA model's card, else {DEFAULT_STOP!r}.",
     )
     @click.option(
         "--workdir",
@@ -131,8 +131,8 @@ def register(cli: click.Group) -> None:
         target_precision: float | None,
         heldout_fraction: float,
         seed: int,
-        system_prompt: str,
-        stop: str,
+        system_prompt: str | None,
+        stop: str | None,
         workdir: Path | None,
         backend: str,
         base_url: str | None,
@@ -147,7 +147,6 @@ def register(cli: click.Group) -> None:
         is held out to choose the threshold and report precision and recall. Safe to run
         again: the journal attaches to the job already started.
         """
-        from finetune_qa.chat import ChatModel
         from finetune_qa.evaluation import read_questions
         from finetune_qa.guardrails import OFF_TOPIC_TRAINING_QUESTIONS, Discriminator
         from finetune_qa.readers import QASource
@@ -161,7 +160,7 @@ def register(cli: click.Group) -> None:
             raise UsageError("--qa-model is for --gate answer; the question gate reads no answers")
         target = out if out is not None else Path(f"{gate}-gate.json")
         _check_writable(target)
-        pairs = list(QASource(data, stop=stop or None).pairs())
+        pairs = list(QASource(data, stop=stop).pairs())
         negatives = read_questions(negatives_file) if negatives_file is not None else []
         bank = () if no_builtin_negatives else OFF_TOPIC_TRAINING_QUESTIONS
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
@@ -172,9 +171,10 @@ def register(cli: click.Group) -> None:
         with open_backend(backend, base_url) as be:
             qa = None
             if qa_model:
-                qa = ChatModel(
-                    qa_model, backend=be, system_prompt=system_prompt or None, stop=stop or None
-                )
+                qa = card_chat(qa_model, be, system_prompt, stop, ask_provider=True)
+                if not quiet:
+                    for note in qa.notes:
+                        click.echo(f"note: {note}", err=True)
             disc = Discriminator.train(
                 pairs,
                 backend=be,

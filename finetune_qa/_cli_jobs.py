@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -32,7 +32,11 @@ from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
 
+if TYPE_CHECKING:
+    from finetune_qa.chat import ChatModel
+
 __all__ = [
+    "card_chat",
     "follow_job",
     "local_options",
     "local_training_options",
@@ -231,6 +235,43 @@ def local_options(backend: str, values: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def card_chat(
+    model: str,
+    backend: Backend,
+    system_prompt: str | None,
+    stop: str | None,
+    *,
+    no_card_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    ask_provider: bool = False,
+    **options: Any,
+) -> ChatModel:
+    """A ChatModel for a command: the model card's prompt and marker unless given.
+
+    ``system_prompt`` / ``stop`` are the options as given (None: not given; ``''``: none).
+    With ``ask_provider``, a model with no card on this machine is looked up in the
+    provider's job metadata. Overrides of the card are in the model's ``notes`` for the
+    command to print.
+    """
+    import warnings
+
+    from finetune_qa.chat import ChatModel
+    from finetune_qa.jobs import model_card
+
+    if ask_provider:
+        found = model_card(model, backend=backend, ask_provider=True)
+        options["card"] = found if found is not None else False
+    if system_prompt is not None:
+        options["system_prompt"] = system_prompt or None
+    if stop is not None:
+        options["stop"] = stop or None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the command prints the notes itself
+        chat = ChatModel(model, backend=backend, **options)
+    if chat.card is None and system_prompt is None:
+        chat.system_prompt = no_card_prompt
+    return chat
+
+
 def register(cli: click.Group) -> None:
     """Add the training-half commands to ``cli``."""
 
@@ -268,22 +309,22 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--system-prompt",
-        default=DEFAULT_SYSTEM_PROMPT,
-        show_default=True,
-        help="System message of every example.",
+        default=None,
+        help="System message of every example. Default: the one a chat JSONL input "
+        f"carries, else {DEFAULT_SYSTEM_PROMPT!r}.",
     )
     @click.option(
         "--stop",
-        default=DEFAULT_STOP,
-        show_default=True,
-        help="Stop marker appended to every answer.",
+        default=None,
+        help="Stop marker appended to every answer. Default: the one a chat JSONL input's "
+        f"answers end with, else {DEFAULT_STOP!r}.",
     )
     @click.option(
         "--validation-fraction",
         type=float,
-        default=0.1,
-        show_default=True,
-        help="Share of questions for the validation file (0: none).",
+        default=None,
+        help="Share of questions held OUT of training for validation (0: no validation "
+        "file). Default: every pair is trained on, and 10% are repeated as validation.",
     )
     @click.option(
         "--epochs",
@@ -310,9 +351,9 @@ def register(cli: click.Group) -> None:
         inputs: tuple[Path, ...],
         model: str,
         workdir: Path,
-        system_prompt: str,
-        stop: str,
-        validation_fraction: float,
+        system_prompt: str | None,
+        stop: str | None,
+        validation_fraction: float | None,
         epochs: str,
         suffix: str | None,
         seed: int | None,
@@ -344,17 +385,39 @@ def register(cli: click.Group) -> None:
         provider_options = local_options(backend, local)
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         train_path = workdir / "train.jsonl"
-        val_path = workdir / "validation.jsonl" if validation_fraction > 0 else None
-        builder = DatasetBuilder(system_prompt=system_prompt, stop=stop).split(validation_fraction)
+        builder = DatasetBuilder()
+        if system_prompt is not None:
+            builder.with_system_prompt(system_prompt)
+        if stop is not None:
+            builder.with_stop(stop)
+        if validation_fraction is None:
+            builder.sample_validation()
+        else:
+            builder.split(validation_fraction)
         for p in inputs:
             builder.add_source(p)
         # an open model trained locally costs nothing and is not in the catalogue
-        priced = None if backend == "local" else model
-        report = builder.build(train_path, validation_output=val_path, model=priced)
+        report = builder.build(
+            train_path,
+            validation_output=workdir / "validation.jsonl"
+            if builder.validation_mode != "none"
+            else None,
+            model=None if backend == "local" else model,
+        )
+        # only a file this build wrote, never an empty one or one left by an earlier run
+        val_path = Path(report.validation_output) if report.validation_output else None
+        if val_path is None:
+            validation = "no validation file"
+        elif report.validation_mode == "sample":
+            validation = f"{report.validation:,} of them repeated as validation"
+        else:
+            validation = f"{report.validation:,} held-out validation examples"
         say(
-            f"built {report.train:,} training and {report.validation:,} validation examples "
+            f"built {report.train:,} training examples ({validation}) "
             f"from {report.read:,} pairs ({report.dropped:,} dropped) in {workdir}/"
         )
+        for note in report.notes:
+            say(f"note: {note}")
         if report.token_report is not None:
             c = report.token_report.cost
             cost = (
@@ -377,8 +440,9 @@ def register(cli: click.Group) -> None:
                 suffix=suffix,
                 seed=seed,
                 provider_options=provider_options or None,
-                system_prompt=system_prompt,
-                stop=stop,
+                system_prompt=report.system_prompt,
+                stop=report.stop,
+                split=report.describe_split(),
                 journal=workdir / "journal.jsonl",
             )
             say(f"job {job.id} created ({job.status}); journal: {workdir / 'journal.jsonl'}")
@@ -522,10 +586,13 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--system-prompt",
         default=None,
-        help="System message (default: none; use the training one).",
+        help="System message ('' for none). Default: the one MODEL was trained with (its "
+        "model card), else none.",
     )
     @click.option(
-        "--stop", default=DEFAULT_STOP, show_default=True, help="Stop marker ('' for none)."
+        "--stop",
+        default=None,
+        help=f"Stop marker ('' for none). Default: MODEL's from its card, else {DEFAULT_STOP!r}.",
     )
     @click.option("--temperature", type=float, default=0.0, show_default=True, help="0-2.")
     @click.option("--max-tokens", type=int, default=None, help="Cap on the answer's tokens.")
@@ -536,7 +603,7 @@ def register(cli: click.Group) -> None:
         model: str,
         question: str | None,
         system_prompt: str | None,
-        stop: str,
+        stop: str | None,
         temperature: float,
         max_tokens: int | None,
         backend: str,
@@ -545,17 +612,20 @@ def register(cli: click.Group) -> None:
         quiet: bool,
     ) -> None:
         """Ask a model a question; without QUESTION, read questions line by line (interactive)."""
-        from finetune_qa.chat import ChatModel
-
         with open_backend(backend, base_url) as be:
-            chat = ChatModel(
+            chat = card_chat(
                 model,
-                backend=be,
-                system_prompt=system_prompt,
-                stop=stop or None,
+                be,
+                system_prompt,
+                stop,
+                no_card_prompt=None,
+                ask_provider=True,
                 temperature=temperature,
                 max_tokens=max_tokens,
             )
+            if not quiet:
+                for note in chat.notes:
+                    click.echo(f"note: {note}", err=True)
             questions: Iterator[str]
             if question is not None:
                 questions = iter([question])

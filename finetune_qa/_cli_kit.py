@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from finetune_qa._cli_jobs import backend_options, open_backend
+from finetune_qa._cli_jobs import backend_options, card_chat, open_backend
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 from finetune_qa.shutdown import DEFAULT_INVENTORY_JOBS, FineTunedModel
@@ -96,15 +96,15 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--system-prompt",
-        default=DEFAULT_SYSTEM_PROMPT,
-        show_default=True,
-        help="System message sent with every question ('' for none).",
+        default=None,
+        help="System message sent with every question ('' for none). Default: the one the "
+        f"model was trained with (its model card), else {DEFAULT_SYSTEM_PROMPT!r}.",
     )
     @click.option(
         "--stop",
-        default=DEFAULT_STOP,
-        show_default=True,
-        help="Stop marker the model was trained with ('' for none).",
+        default=None,
+        help="Stop marker the model was trained with ('' for none). Default: the model "
+        f"card's, else {DEFAULT_STOP!r}.",
     )
     @click.option(
         "--variations",
@@ -204,15 +204,17 @@ def register(cli: click.Group) -> None:
             builtin_unrelated=not no_builtin_unrelated,
             limit=limit,
             seed=seed,
-            stop=stop or None,
+            stop=stop,
         )
         say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
         with open_backend(backend, base_url) as be:
 
-            def chat(name: str) -> ChatModel:
-                return ChatModel(
-                    name, backend=be, system_prompt=system_prompt or None, stop=stop or None
-                )
+            def chat(name: str, *, tell: bool = False) -> ChatModel:
+                bot = card_chat(name, be, system_prompt, stop, ask_provider=tell)
+                if tell and not quiet:
+                    for note in bot.notes:
+                        click.echo(f"note: {note}", err=True)
+                return bot
 
             if generate_variations:
                 cache = variations_cache or cache_dir() / "eval-variations.jsonl"
@@ -228,7 +230,7 @@ def register(cli: click.Group) -> None:
             )
             show = sys.stderr.isatty() and not (quiet or as_json)
             report = record_answers(
-                chat(model),
+                chat(model, tell=True),
                 suite,
                 output,
                 concurrency=concurrency,
@@ -248,7 +250,9 @@ def register(cli: click.Group) -> None:
             )
 
 
-def against_defaults(golden: GoldenSet, system_prompt: str, stop: str) -> tuple[str, str]:
+def against_defaults(
+    golden: GoldenSet, system_prompt: str | None, stop: str | None
+) -> tuple[str | None, str | None]:
     """``eval --against``: the recording's system prompt and stop marker, unless given.
 
     The replacement is asked as the recorded model was (a model trained on the same data

@@ -125,6 +125,8 @@ class Options:
     system_prompt: str | None
     suffix: str
     encoding: str | None = None
+    cut: int = 0  # pairs whose split value is below this go to validation
+    sample: bool = False  # validation pairs stay in training too
 
     @property
     def salt(self) -> bytes:
@@ -132,7 +134,7 @@ class Options:
 
     @property
     def threshold(self) -> int:
-        return int(self.validation_fraction * (1 << 32))
+        return self.cut
 
 
 def normalize(text: str) -> str:

@@ -33,12 +33,14 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Self
@@ -49,6 +51,7 @@ from finetune_qa.config import DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
 from finetune_qa.exceptions import (
     APIConnectionError,
     BackendError,
+    FineTuneQAError,
     InternalServerError,
     NotFoundError,
     RateLimitError,
@@ -56,7 +59,20 @@ from finetune_qa.exceptions import (
     redact,
 )
 
+if TYPE_CHECKING:
+    from finetune_qa.jobs import ModelCard
+
 __all__ = ["Answer", "BatchItem", "ChatModel"]
+
+
+class _Unset(enum.Enum):
+    FROM_CARD = "from the model card"
+
+    def __repr__(self) -> str:
+        return "<the model card's, else the default>"
+
+
+_FROM_CARD = _Unset.FROM_CARD
 
 MAX_STOP_SEQUENCES = 4
 """OpenAI accepts at most this many stop sequences."""
@@ -125,11 +141,13 @@ class ChatModel:
         backend: a backend name (``"openai"``, ``"offline"``, or a registered one) or a
             backend instance; ``None`` means ``"openai"``, which needs an API key (the
             error without one says how to run offline instead).
-        system_prompt: system message sent first. Query a fine-tune with the system
-            prompt it was trained with; the default is that of
-            :class:`~finetune_qa.dataset.DatasetBuilder`. ``None`` or ``""``: none.
-        stop: stop marker(s), at most 4 non-empty strings; the default is the marker
-            :class:`~finetune_qa.dataset.DatasetBuilder` appends. ``None``: no stop.
+        system_prompt: system message sent first. Default: the one the model was trained
+            with, from its :class:`~finetune_qa.jobs.ModelCard`; for a model without a
+            card, that of :class:`~finetune_qa.dataset.DatasetBuilder`. ``None`` or
+            ``""``: none. Another one than the card's is used, with a warning.
+        stop: stop marker(s), at most 4 non-empty strings. Default: the card's marker,
+            else the one :class:`~finetune_qa.dataset.DatasetBuilder` appends. ``None``:
+            no stop. Another one than the card's is used, with a warning.
         temperature: sampling temperature, 0-2 (0: the most likely answer).
         max_tokens: cap on generated tokens (``None``: the provider's limit).
         seed: sampling seed, for repeatable answers at temperature > 0.
@@ -148,6 +166,13 @@ class ChatModel:
             ``sleep`` if it has one (the offline backend's advances its virtual clock),
             else :func:`time.sleep`, and :func:`asyncio.sleep` in the async methods.
         concurrency: questions in flight at once in :meth:`ask_many` by default.
+        card: the model's card; True (the default) looks it up by model name among the
+            models trained through this backend (:func:`~finetune_qa.jobs.model_card`);
+            False uses none.
+
+    Attributes:
+        card: the model card in use, or None.
+        notes: where the card was overridden, one line each (also warned).
 
     Raises:
         UsageError: an argument is out of range.
@@ -168,8 +193,8 @@ class ChatModel:
         model: str,
         *,
         backend: str | Backend | None = None,
-        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-        stop: str | Sequence[str] | None = DEFAULT_STOP,
+        system_prompt: str | _Unset | None = _FROM_CARD,
+        stop: str | Sequence[str] | _Unset | None = _FROM_CARD,
         temperature: float = 0.0,
         max_tokens: int | None = None,
         seed: int | None = None,
@@ -180,10 +205,11 @@ class ChatModel:
         backoff: float = 1.0,
         sleep: Callable[[float], object] | None = None,
         concurrency: int = 8,
+        card: ModelCard | bool = True,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise UsageError(f"model must be a non-empty model name, got {model!r}")
-        if system_prompt is not None and not isinstance(system_prompt, str):
+        if system_prompt is not None and not isinstance(system_prompt, (str, _Unset)):
             raise UsageError(f"system_prompt must be a string or None, got {system_prompt!r}")
         if top_logprobs is not None and (not _is_int(top_logprobs) or not 0 <= top_logprobs <= 20):
             raise UsageError(f"top_logprobs must be a whole number 0-20, got {top_logprobs!r}")
@@ -197,8 +223,7 @@ class ChatModel:
         if sleep is not None and not callable(sleep):
             raise UsageError(f"sleep must be a callable taking seconds, got {sleep!r}")
         self.model = model.strip()
-        self.system_prompt = system_prompt or None
-        self.stop: tuple[str, ...] = _check_stop(stop)
+        explicit_stop = None if isinstance(stop, _Unset) else _check_stop(stop)
         self.temperature = _check_temperature(temperature)
         self.max_tokens = _check_max_tokens(max_tokens)
         self.seed = seed
@@ -210,6 +235,33 @@ class ChatModel:
         self.concurrency = _check_concurrency(concurrency)
         self.backend: Backend = get_backend("openai" if backend is None else backend)
         self._sleep = sleep
+        self.card: ModelCard | None = _find_card(self.model, self.backend, card)
+        self.notes: list[str] = []
+        default_prompt = DEFAULT_SYSTEM_PROMPT if self.card is None else self.card.system_prompt
+        self.system_prompt: str | None = (
+            default_prompt if isinstance(system_prompt, _Unset) else system_prompt or None
+        )
+        if explicit_stop is None:
+            marker = DEFAULT_STOP if self.card is None else self.card.stop
+            explicit_stop = _check_stop(marker)
+            stop_given = False
+        else:
+            stop_given = True
+        self.stop: tuple[str, ...] = explicit_stop
+        if self.card is not None:
+            c = self.card
+            if not isinstance(system_prompt, _Unset) and self.system_prompt != c.system_prompt:
+                self.notes.append(
+                    f"{self.model} was trained with the system prompt {c.system_prompt!r}; "
+                    f"asking with {self.system_prompt!r} instead"
+                )
+            if stop_given and self.stop != _check_stop(c.stop):
+                self.notes.append(
+                    f"{self.model} was trained with the stop marker {c.stop!r}; asking with "
+                    f"{', '.join(repr(x) for x in self.stop) or 'none'} instead"
+                )
+            for note in self.notes:
+                warnings.warn(note, UserWarning, stacklevel=2)
 
     @classmethod
     def offline(cls, model: str, **kwargs: Any) -> Self:
@@ -254,6 +306,7 @@ class ChatModel:
             "backoff": self.backoff,
             "sleep": self._sleep,
             "concurrency": self.concurrency,
+            "card": self.card if self.card is not None and "model" not in changes else True,
         }
         unknown = sorted(set(changes) - set(options))
         if unknown:
@@ -640,6 +693,20 @@ def _check_questions(questions: Iterable[str]) -> list[str]:
         except UsageError as exc:
             raise UsageError(f"question {i}: {exc}; nothing was sent") from None
     return items
+
+
+def _find_card(model: str, backend: Backend, card: ModelCard | bool) -> ModelCard | None:
+    """The card given, or the one recorded for ``model`` on ``backend`` (with ``True``)."""
+    from finetune_qa.jobs import ModelCard, model_card
+
+    if isinstance(card, ModelCard):
+        return card
+    if card is not True:
+        return None
+    try:
+        return model_card(model, backend=backend)
+    except FineTuneQAError:
+        return None  # an unreadable index must not stop a question from being asked
 
 
 def _check_stop(stop: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -85,25 +85,26 @@ def cli() -> None:
     "--validation",
     "validation_output",
     type=click.Path(path_type=Path),
-    help="Validation JSONL to write.",
+    help="Validation JSONL to write: copies of 10% of the training examples (every pair "
+    "is still trained on), or the held-out share of --validation-fraction.",
 )
 @click.option(
     "--validation-fraction",
     type=float,
     default=None,
-    help="Share of distinct questions for validation (default 0.1 with --validation, else 0).",
+    help="Share of distinct questions held OUT of training for --validation (exact).",
 )
 @click.option(
     "--system-prompt",
-    default=DEFAULT_SYSTEM_PROMPT,
-    show_default=True,
-    help="System message of every example ('' for none).",
+    default=None,
+    help="System message of every example ('' for none). Default: the one a chat JSONL "
+    f"input carries, else {DEFAULT_SYSTEM_PROMPT!r}.",
 )
 @click.option(
     "--stop",
-    default=DEFAULT_STOP,
-    show_default=True,
-    help="Stop marker appended to every answer ('' for none).",
+    default=None,
+    help="Stop marker appended to every answer ('' for none). Default: the one a chat "
+    f"JSONL input's answers end with, else {DEFAULT_STOP!r}.",
 )
 @click.option(
     "--min-question-length",
@@ -167,8 +168,8 @@ def build(
     output: Path,
     validation_output: Path | None,
     validation_fraction: float | None,
-    system_prompt: str,
-    stop: str,
+    system_prompt: str | None,
+    stop: str | None,
     min_question_length: int,
     min_answer_length: int,
     no_dedupe: bool,
@@ -190,19 +191,21 @@ def build(
     """
     from finetune_qa.dataset import DatasetBuilder
 
-    if validation_fraction is None:
-        validation_fraction = 0.1 if validation_output is not None else 0.0
-    if validation_fraction > 0 and validation_output is None:
+    if validation_fraction is not None and validation_fraction > 0 and validation_output is None:
         raise UsageError("--validation-fraction needs --validation PATH for the validation file")
     builder = DatasetBuilder(
-        system_prompt=system_prompt,
-        stop=stop,
         min_question_length=min_question_length,
         min_answer_length=min_answer_length,
         dedupe=not no_dedupe,
-        validation_fraction=validation_fraction,
-        seed=seed,
     )
+    if system_prompt is not None:
+        builder.with_system_prompt(system_prompt)
+    if stop is not None:
+        builder.with_stop(stop)
+    if validation_fraction is not None:
+        builder.split(validation_fraction, seed=seed)
+    elif validation_output is not None:
+        builder.sample_validation(seed=seed)
     for path in inputs:
         builder.add_source(
             path,
@@ -407,7 +410,7 @@ def demo(workdir: Path, model: str | None, backend_name: str) -> None:
     report = (
         DatasetBuilder(system_prompt=system)
         .add_source(src)
-        .split(0.15, seed=DEFAULT_SEED)
+        .sample_validation(seed=DEFAULT_SEED)  # every pair trained on; copies to validate
         .build(train, validation_output=val)
     )
     click.echo(report.to_text())
@@ -451,7 +454,7 @@ def demo(workdir: Path, model: str | None, backend_name: str) -> None:
         click.echo(
             "5. Guarding it: a second fine-tune, a classifier, learns which questions are on topic."
         )
-        pairs = [*read_qa(train), *read_qa(val)]
+        pairs = list(read_qa(train))  # as they went in: the stop marker is read off
         gate = Discriminator.train(
             pairs, backend=backend, gate="question", workdir=workdir / "question-gate"
         )

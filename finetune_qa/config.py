@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_STOP",
     "DEFAULT_SYSTEM_PROMPT",
     "DEFAULT_VALIDATION_FRACTION",
+    "DEFAULT_VALIDATION_SAMPLE",
     "EXAMPLES_PER_REASON",
     "MIN_TRAINING_EXAMPLES",
     "RETIREMENT_WARNING_DAYS",
@@ -45,7 +46,13 @@ DEFAULT_MIN_ANSWER_LENGTH = 9
 """Shortest answer kept, in characters after the numbering is stripped (see above)."""
 
 DEFAULT_VALIDATION_FRACTION = 0.0
-"""Share of distinct questions sent to the validation file (0 writes no validation file)."""
+"""Share of distinct questions held out of training for the validation file (0: none).
+
+A QA bot must know every fact of its source, so by default nothing is held out."""
+
+DEFAULT_VALIDATION_SAMPLE = 0.1
+"""Share of training examples repeated in the validation file when validation is asked for
+without a hold-out fraction (``DatasetBuilder.sample_validation``, ``build --validation``)."""
 
 DEFAULT_SEED = 42
 """Seed of the train/validation split; the same seed gives the same split."""

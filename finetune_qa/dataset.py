@@ -24,13 +24,18 @@ Example:
 
 from __future__ import annotations
 
+import enum
+import heapq
+import math
 import os
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +68,7 @@ from finetune_qa.config import (
     DEFAULT_STOP,
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_VALIDATION_FRACTION,
+    DEFAULT_VALIDATION_SAMPLE,
     EXAMPLES_PER_REASON,
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
@@ -134,7 +140,10 @@ class BuildReport(BaseModel):
 
     sources: list[str] = Field(description="Inputs, in the order read, with their format.")
     read: int = Field(description="Candidate pairs read (kept + dropped).")
-    kept: int = Field(description="Pairs written (train + validation).")
+    kept: int = Field(
+        description="Pairs written (train + validation; train alone when validation repeats "
+        "a sample of training)."
+    )
     train: int = Field(description="Examples in the training file.")
     validation: int = Field(description="Examples in the validation file.")
     dropped: int = Field(description="Pairs not written.")
@@ -144,8 +153,20 @@ class BuildReport(BaseModel):
     validation_output: str | None = Field(description="Validation JSONL written, if any.")
     system_prompt: str | None = Field(description="System message of every example.")
     stop: str | None = Field(description="Stop marker appended to every answer.")
-    validation_fraction: float = Field(description="Share of questions sent to validation.")
+    validation_fraction: float = Field(
+        description="Share of questions asked for the validation file (held out or sampled)."
+    )
+    validation_mode: Literal["none", "holdout", "sample"] = Field(
+        default="none",
+        description="holdout: validation questions are kept out of training; sample: "
+        "the validation file repeats a sample of the training examples; none: no split.",
+    )
     seed: int = Field(description="Seed of the split.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the build decided that the counts do not show: settings kept "
+        "from a chat source or replaced, a validation file not written, and why.",
+    )
     token_report: ValidationReport | None = Field(
         default=None, description="Token figures and cost of the training file, when asked for."
     )
@@ -155,6 +176,20 @@ class BuildReport(BaseModel):
         """True when read == kept + dropped and the drops add up by reason."""
         return self.read == self.kept + self.dropped and self.dropped == sum(
             r.count for r in self.dropped_by_reason.values()
+        )
+
+    def describe_split(self) -> str:
+        """The split in words, e.g. for a model card."""
+        if self.validation_output is None:
+            return f"every pair trained on ({self.train:,}); no validation file"
+        if self.validation_mode == "sample":
+            return (
+                f"every pair trained on ({self.train:,}); {self.validation:,} of them repeated "
+                f"as validation (seed {self.seed})"
+            )
+        return (
+            f"{self.validation:,} of {self.kept:,} questions held out of training for "
+            f"validation (seed {self.seed})"
         )
 
     def to_json(self) -> str:
@@ -183,7 +218,10 @@ class BuildReport(BaseModel):
         )
         out.append(f"{b}train: {self.train:,} -> {self.output}")
         if self.validation_output:
-            out.append(f"{b}validation: {self.validation:,} -> {self.validation_output}")
+            what = " (copies of training examples)" if self.validation_mode == "sample" else ""
+            out.append(f"{b}validation: {self.validation:,} -> {self.validation_output}{what}")
+        for note in self.notes:
+            out.append(f"{b}note: {note}")
         for title, table in (
             ("Dropped", self.dropped_by_reason),
             ("Changed", self.changed_by_reason),
@@ -211,6 +249,15 @@ class BuildReport(BaseModel):
         return text
 
 
+class _Unset(enum.Enum):
+    FROM_SOURCE = "from the source"
+
+    def __repr__(self) -> str:
+        return "<the chat source's own, else the default>"
+
+
+_FROM_SOURCE = _Unset.FROM_SOURCE
+
 Filter = Callable[[QAPair], "bool | str"]
 """A custom filter: return True to keep the pair, False (or a reason string) to drop it."""
 
@@ -230,13 +277,18 @@ class DatasetBuilder:
     """Builds chat fine-tuning JSONL from QA sources; fluent, streaming, and accountable.
 
     Args:
-        system_prompt: system message of every example (``None`` or ``""``: none).
+        system_prompt: system message of every example (``None`` or ``""``: none). When not
+            given: the one a chat JSONL source carries (read back from training data, it
+            stays what it was), else :data:`~finetune_qa.config.DEFAULT_SYSTEM_PROMPT`.
         stop: marker appended to every answer after one space (``None`` or ``""``: none).
+            When not given: the marker a chat JSONL source's answers end with (removed
+            when read, appended once when written), else ``**STOP**``.
         min_question_length: shortest question kept, in characters.
         min_answer_length: shortest answer kept, in characters.
         dedupe: drop later pairs whose question matches an earlier one.
         normalize: put text in Unicode NFC form and collapse runs of spaces and tabs.
-        validation_fraction: share of distinct questions for the validation file.
+        validation_fraction: share of distinct questions held out for the validation file
+            (see :meth:`split`; :meth:`sample_validation` keeps every pair in training).
         seed: seed of the split.
 
     Example:
@@ -254,8 +306,8 @@ class DatasetBuilder:
     def __init__(
         self,
         *,
-        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-        stop: str | None = DEFAULT_STOP,
+        system_prompt: str | _Unset | None = _FROM_SOURCE,
+        stop: str | _Unset | None = _FROM_SOURCE,
         min_question_length: int = DEFAULT_MIN_QUESTION_LENGTH,
         min_answer_length: int = DEFAULT_MIN_ANSWER_LENGTH,
         dedupe: bool = True,
@@ -265,8 +317,13 @@ class DatasetBuilder:
     ) -> None:
         self._sources: list[_SourceSpec] = []
         self._filters: list[tuple[str, Filter]] = []
-        self.system_prompt = system_prompt or None
-        self.stop = stop or None
+        self._prompt_set = system_prompt is not _FROM_SOURCE
+        self._stop_set = stop is not _FROM_SOURCE
+        self.system_prompt: str | None = (
+            DEFAULT_SYSTEM_PROMPT if isinstance(system_prompt, _Unset) else system_prompt or None
+        )
+        self.stop: str | None = DEFAULT_STOP if isinstance(stop, _Unset) else stop or None
+        self.validation_mode: Literal["none", "holdout", "sample"] = "none"
         self.min_lengths(question=min_question_length, answer=min_answer_length)
         self.dedupe = dedupe
         self.normalize = normalize
@@ -307,13 +364,15 @@ class DatasetBuilder:
         return self
 
     def with_system_prompt(self, text: str | None) -> Self:
-        """Set the system message (``None``: examples without one)."""
+        """Set the system message (``None``: examples without one), over a source's own."""
         self.system_prompt = text or None
+        self._prompt_set = True
         return self
 
     def with_stop(self, marker: str | None) -> Self:
-        """Set the stop marker appended to answers (``None``: none)."""
+        """Set the stop marker appended to answers (``None``: none), over a source's own."""
         self.stop = marker or None
+        self._stop_set = True
         return self
 
     def min_lengths(self, *, question: int | None = None, answer: int | None = None) -> Self:
@@ -338,37 +397,101 @@ class DatasetBuilder:
         return self
 
     def split(self, validation_fraction: float, *, seed: int = DEFAULT_SEED) -> Self:
-        """Send about ``validation_fraction`` of the distinct questions to the validation file.
+        """Hold ``validation_fraction`` of the distinct questions out of training.
 
-        Each question's side is decided by a seeded hash of its normalized form, so a
-        question and its duplicates always land on the same side, whatever the input
-        order, and the same seed gives the same split.
+        The validation file gets ``round(fraction * questions)`` of them, exactly (at most
+        all but one): the questions whose seeded hash ranks lowest, so a question and its
+        duplicates land on the same side whatever the input order, and the same seed and
+        data give the same split. When that is less than one example no validation file
+        is written and the report says so. A held-out question is not trained on: for a
+        QA bot, which must know every fact, :meth:`sample_validation` is usually better.
+        ``split(0)`` turns validation off.
         """
-        if not isinstance(validation_fraction, (int, float)) or not 0 <= validation_fraction < 1:
-            raise UsageError(
-                f"validation_fraction must be at least 0 and below 1, got {validation_fraction!r}"
-            )
+        self._check_fraction(validation_fraction, "validation_fraction", upper=1.0)
         self.validation_fraction = float(validation_fraction)
+        self.validation_mode = "holdout" if validation_fraction > 0 else "none"
         self.seed = seed
         return self
 
+    def sample_validation(
+        self, fraction: float = DEFAULT_VALIDATION_SAMPLE, *, seed: int = DEFAULT_SEED
+    ) -> Self:
+        """Train on every pair, and repeat a sample of them in the validation file.
+
+        A QA bot exists to know every fact of its source, so no pair is held out: the
+        validation file holds copies of ``round(fraction * questions)`` training examples
+        (at least one), chosen by the same seeded hash as :meth:`split`. Its loss then
+        tracks how well the model has learnt what it must answer. For held-out questions
+        that measure generalisation, evaluate rephrasings instead (``EvalSuite``).
+        """
+        self._check_fraction(fraction, "fraction", upper=1.0, include_upper=True)
+        if fraction == 0:
+            raise UsageError("a validation sample needs a fraction above 0; use split(0) for none")
+        self.validation_fraction = float(fraction)
+        self.validation_mode = "sample"
+        self.seed = seed
+        return self
+
+    @staticmethod
+    def _check_fraction(
+        value: object, name: str, *, upper: float, include_upper: bool = False
+    ) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            assert isinstance(value, (int, float))
+            ok = 0 <= value <= upper if include_upper else 0 <= value < upper
+        if not ok:
+            below = f"at most {upper:g}" if include_upper else f"below {upper:g}"
+            raise UsageError(f"{name} must be at least 0 and {below}, got {value!r}")
+
     # ------------------------------------------------------------------ streaming core
-    def _options(self, encoding: str | None = None) -> Options:
+    def _options(
+        self,
+        encoding: str | None = None,
+        *,
+        settings: tuple[str | None, str | None] | None = None,
+        cut: int = 0,
+    ) -> Options:
+        prompt, stop = settings if settings is not None else self.settings()[:2]
         return Options(
             normalize=self.normalize,
             min_question=self.min_question_length,
             min_answer=self.min_answer_length,
             seed=self.seed,
             validation_fraction=self.validation_fraction,
-            system_prompt=self.system_prompt,
-            suffix=f" {self.stop}" if self.stop else "",
+            system_prompt=prompt,
+            suffix=f" {stop}" if stop else "",
             encoding=encoding,
+            cut=cut,
+            sample=self.validation_mode == "sample",
         )
 
-    def _iter_kept(self, acc: Accounts, opts: Options) -> Iterator[tuple[str, str, bool]]:
-        """Yield (question, answer, is_validation) for every kept pair, in input order."""
+    def settings(self) -> tuple[str | None, str | None, list[str]]:
+        """The system prompt and stop marker a build writes, and notes on where they came from.
+
+        A setting given to the builder wins; one not given comes from the first chat JSONL
+        source (what its examples carry, none included), else the default. The notes say,
+        for each chat source, whether its own settings were kept or replaced.
+        """
+        prompt, stop = self.system_prompt, self.stop
+        chats = [
+            s.source
+            for s in self._sources
+            if s.source is not None and s.source.format == "chat_jsonl"
+        ]
+        if chats:
+            first = chats[0]
+            if not self._prompt_set and not first.system_prompt_varies:
+                prompt = first.system_prompt
+            if not self._stop_set:
+                stop = first.stop
+        notes = [_settings_note(src, prompt, stop) for src in chats]
+        return prompt, stop, notes
+
+    def _iter_kept(self, acc: Accounts, opts: Options) -> Iterator[tuple[str, str, int]]:
+        """Yield (question, answer, split value) for every kept pair, in input order."""
         seen = KeySet()
-        salt, threshold, dedupe = opts.salt, opts.threshold, self.dedupe
+        salt, dedupe = opts.salt, self.dedupe
         filters = self._filters
         for spec in self._sources:
             label = spec.source.path if spec.source is not None else spec.label
@@ -393,9 +516,9 @@ class DatasetBuilder:
                 if dedupe and not seen.add(key):
                     acc.drop("duplicate_question", 1, (label, line, row, idx, q, a, None))
                     continue
-                # The side depends only on the question and the seed: duplicates (and the
-                # same question in a later run) land on the same side.
-                yield q, a, split_value < threshold
+                # The side depends only on the question's rank by this seeded hash:
+                # duplicates land on the same side, whatever the input order.
+                yield q, a, split_value
 
     def _raw(self, spec: _SourceSpec) -> Iterator[RawPair | ReadIssue]:
         if spec.source is not None:
@@ -415,9 +538,10 @@ class DatasetBuilder:
 
     def iter_examples(self) -> Iterator[TrainingExample]:
         """Stream the kept pairs as :class:`TrainingExample` (train and validation alike)."""
-        for q, a, _is_val in self._iter_kept(Accounts(), self._options()):
+        prompt, stop, _ = self.settings()
+        for q, a, _split_value in self._iter_kept(Accounts(), self._options()):
             yield TrainingExample.from_qa(
-                QAPair(question=q, answer=a), system_prompt=self.system_prompt, stop=self.stop
+                QAPair(question=q, answer=a), system_prompt=prompt, stop=stop
             )
 
     # ------------------------------------------------------------------ build
@@ -433,12 +557,15 @@ class DatasetBuilder:
         """Read every source and write the training (and validation) JSONL atomically.
 
         Large file sources (16 MiB and up, no custom filters) are read in byte ranges by
-        worker processes, one per CPU; the output is the same as a sequential build.
+        worker processes, one per CPU; the output is the same as a sequential build. With
+        a validation split the sources are read twice (in-memory pairs are kept in a list
+        meanwhile): once to rank the questions, so the split is exact, once to write.
 
         Args:
             output: path of the training JSONL.
             validation_output: path of the validation JSONL; required when the
-                validation fraction is above 0.
+                validation fraction is above 0. It is not written (and the report's
+                notes say why) when the split leaves it no example.
             model: when given, count the training file's tokens in the same pass and put
                 a :class:`ValidationReport` (distributions, limit, cost) in the report.
             catalog: catalogue to resolve ``model`` in.
@@ -468,22 +595,47 @@ class DatasetBuilder:
         acc = Accounts()
         validator: Validator | None = None
         encoding: str | None = None
+        prompt, stop, notes = self.settings()
         if model is not None:
             cat = catalog or default_catalog()
             encoding = encoding_name_for_model(cat.get(model))
-            validator = Validator(model=model, catalog=cat, stop=self.stop, path=str(out_path))
+            validator = Validator(model=model, catalog=cat, stop=stop, path=str(out_path))
         workers = self._auto_processes(processes)
+        parallel = bool(
+            workers and not self._filters and all(s.source is not None for s in self._sources)
+        )
+        cut = 0
+        if self.validation_mode == "none" and val_path is not None:
+            val_path = None
+            notes.append("no validation file was written: no validation split was asked for")
+        if val_path is not None:
+            for spec in self._sources:
+                if spec.pairs is not None and not isinstance(spec.pairs, list):
+                    spec.pairs = list(spec.pairs)  # read twice: to rank, then to write
+            opts = self._options(encoding, settings=(prompt, stop))
+            cut, note = self._plan_split(opts, workers if parallel else 0)
+            if note is not None:
+                notes.append(note)
+            if cut == 0:
+                val_path = None
+        opts = self._options(encoding, settings=(prompt, stop), cut=cut)
         with _AtomicFile(out_path) as train_f, _AtomicFile(val_path) as val_f:
             assert train_f is not None
-            if workers and not self._filters and all(s.source is not None for s in self._sources):
-                n_train, n_val = self._write_parallel(
-                    acc, self._options(encoding), train_f, val_f, validator, workers
-                )
+            if parallel:
+                n_train, n_val = self._write_parallel(acc, opts, train_f, val_f, validator, workers)
             else:
                 n_train, n_val = self._write_sequential(
-                    acc, self._options(encoding), train_f, val_f, validator, workers
+                    acc, opts, train_f, val_f, validator, workers
                 )
-            report = self._report(acc, n_train, n_val, out_path, val_path)
+            if val_f is not None and n_val == 0:
+                # repeated questions tied at the cut: never leave an empty validation file
+                val_f.discard()
+                val_path = None
+                notes.append(
+                    "no validation file was written: every question at the split point "
+                    "repeats one on the training side"
+                )
+            report = self._report(acc, n_train, n_val, out_path, val_path, opts, stop, notes)
             if n_train + n_val == 0:
                 # raising inside the with-block removes the temporary files
                 raise DatasetError(
@@ -507,31 +659,33 @@ class DatasetBuilder:
         counter = (
             BatchCounter(opts.encoding, processes=workers) if opts.encoding is not None else None
         )
-        head, mid, tail = line_parts(self.system_prompt)
-        suffix = opts.suffix
+        prompt = opts.system_prompt
+        head, mid, tail = line_parts(prompt)
+        suffix, cut, sample = opts.suffix, opts.cut, opts.sample
         dumps = orjson.dumps
         n_train = n_val = 0
         try:
             fixed = 0
             if counter is not None:
-                rc = counter.count_now(["user", "assistant", "system", self.system_prompt or ""])
+                rc = counter.count_now(["user", "assistant", "system", prompt or ""])
                 fixed = TOKENS_PER_EXAMPLE + 2 * TOKENS_PER_MESSAGE + rc[0] + rc[1]
-                if self.system_prompt:
+                if prompt:
                     fixed += TOKENS_PER_MESSAGE + rc[2] + rc[3]
             buf: list[bytes] = []
             vbuf: list[bytes] = []
             texts: list[str] = []
             first_line = 1
-            for q, a, is_val in self._iter_kept(acc, opts):
+            for q, a, split_value in self._iter_kept(acc, opts):
                 answer = a + suffix
                 line = b"".join((head, dumps(q), mid, dumps(answer), tail, b"\n"))
-                if is_val and val_f is not None:
+                if split_value < cut and val_f is not None:
                     n_val += 1
                     vbuf.append(line)
                     if len(vbuf) >= _BATCH:
                         val_f.write(b"".join(vbuf))
                         vbuf = []
-                    continue
+                    if not sample:
+                        continue
                 n_train += 1
                 buf.append(line)
                 if counter is not None:
@@ -541,14 +695,16 @@ class DatasetBuilder:
                     train_f.write(b"".join(buf))
                     buf = []
                     if counter is not None:
-                        self._count(counter, texts, first_line, fixed, validator, flush=False)
+                        self._count(
+                            counter, texts, first_line, fixed, validator, prompt, flush=False
+                        )
                         texts, first_line = [], n_train + 1
             if buf:
                 train_f.write(b"".join(buf))
             if vbuf and val_f is not None:
                 val_f.write(b"".join(vbuf))
             if counter is not None:
-                self._count(counter, texts, first_line, fixed, validator, flush=True)
+                self._count(counter, texts, first_line, fixed, validator, prompt, flush=True)
         finally:
             if counter is not None:
                 counter.close()
@@ -561,6 +717,7 @@ class DatasetBuilder:
         first_line: int,
         fixed: int,
         validator: Validator | None,
+        prompt: str | None,
         *,
         flush: bool,
     ) -> None:
@@ -568,28 +725,28 @@ class DatasetBuilder:
         results = list(counter.put(texts, first_line)) if texts else []
         if flush:
             results.extend(counter.drain())
-        n_msgs = 3 if self.system_prompt else 2
+        n_msgs = 3 if prompt else 2
         for meta, counts in results:
             assert isinstance(meta, int)
             questions, answers = counts[0::2], counts[1::2]
             totals = [fixed + q + a for q, a in zip(questions, answers, strict=True)]
-            validator.record_batch(
-                meta, n_msgs, totals, answers, has_system=bool(self.system_prompt)
-            )
+            validator.record_batch(meta, n_msgs, totals, answers, has_system=bool(prompt))
 
     def _write_parallel(
         self,
         acc: Accounts,
         opts: Options,
-        train_f: _AtomicFile,
+        train_f: _AtomicFile | None,
         val_f: _AtomicFile | None,
         validator: Validator | None,
         workers: int,
+        collect: array[int] | None = None,
     ) -> tuple[int, int]:
         """Build with worker processes reading byte ranges of the sources.
 
         Workers screen, key, serialize and count their ranges; this process dedupes,
-        splits and writes, consuming their results in input order.
+        splits and writes, consuming their results in input order. With ``collect``
+        nothing is written: the split values of the kept pairs are appended to it.
         """
         pool = ProcessPoolExecutor(
             workers,
@@ -598,7 +755,7 @@ class DatasetBuilder:
             initargs=(opts.encoding,),
         )
         pending: deque[tuple[int, Future[RangeResult]]] = deque()
-        merge = _Merger(self, acc, opts, train_f, val_f, validator)
+        merge = _Merger(self, acc, opts, train_f, val_f, validator, collect)
         try:
             for index, spec in enumerate(self._sources):
                 src = spec.source
@@ -613,7 +770,7 @@ class DatasetBuilder:
                             src.answer_column,
                             src.delimiter,
                             src.strict,
-                            src.stop,
+                            src.stop or "",  # as detected here: the workers detect nothing
                             src._columns,
                         )
                     pending.append((index, pool.submit(run_range, (args, rng, opts))))
@@ -629,6 +786,34 @@ class DatasetBuilder:
             pool.shutdown(wait=True, cancel_futures=True)
         return merge.n_train, merge.n_val
 
+    def _plan_split(self, opts: Options, workers: int) -> tuple[int, str | None]:
+        """The exact cut of the split: split values below it go to validation; and a note.
+
+        A first pass ranks the kept questions by their seeded hash; the validation side
+        gets the ``round(fraction * n)`` lowest (all but one at most for a hold-out, at
+        least one for a sample).
+        """
+        values: array[int] = array("I")
+        if workers:
+            self._write_parallel(Accounts(), opts, None, None, None, workers, collect=values)
+        else:
+            values.extend(v for _q, _a, v in self._iter_kept(Accounts(), opts))
+        n = len(values)
+        fraction = self.validation_fraction
+        want = math.floor(fraction * n + 0.5)
+        want = min(max(want, 1), n) if self.validation_mode == "sample" else min(want, n - 1)
+        if want <= 0:
+            if n == 0:
+                return 0, None
+            return 0, (
+                f"no validation file was written: {fraction:.0%} of {n:,} question"
+                f"{'s' if n != 1 else ''} is less than one example; every pair is trained on"
+            )
+        if want >= n:
+            return 1 << 32, None
+        # the (want+1)-th smallest value: the want smallest fall below it (memory ~ want)
+        return heapq.nsmallest(want + 1, values)[want], None
+
     def _auto_processes(self, processes: int | None) -> int:
         paths = [s.source.path for s in self._sources if s.source is not None]
         return auto_workers(paths, processes, _PROCESS_THRESHOLD_BYTES)
@@ -642,7 +827,15 @@ class DatasetBuilder:
         )
 
     def _report(
-        self, acc: Accounts, n_train: int, n_val: int, out_path: Path, val_path: Path | None
+        self,
+        acc: Accounts,
+        n_train: int,
+        n_val: int,
+        out_path: Path,
+        val_path: Path | None,
+        opts: Options | None = None,
+        stop: str | None = None,
+        notes: list[str] | None = None,
     ) -> BuildReport:
         def table(
             d: dict[str, Tally], names: dict[str, str], default: str
@@ -657,22 +850,66 @@ class DatasetBuilder:
             }
 
         dropped = sum(t.count for t in acc.drops.values())
+        if opts is None:
+            opts = self._options()
+            stop = self.settings()[1]
+        changes = acc.changes()
+        kept_marker = {
+            s.source.stop
+            for s in self._sources
+            if s.source is not None and s.source.format == "chat_jsonl" and s.source.stop
+        }
+        if kept_marker == {stop}:
+            # the marker read off the answers is appended again: the output did not change
+            changes.pop("stop_marker_removed", None)
         return BuildReport(
             sources=[s.label for s in self._sources],
             read=acc.read,
-            kept=n_train + n_val,
+            kept=n_train if opts.sample else n_train + n_val,
             train=n_train,
             validation=n_val,
             dropped=dropped,
             dropped_by_reason=table(acc.drops, REASONS, "rejected by a custom filter"),
-            changed_by_reason=table(acc.changes(), CHANGES, "changed"),
+            changed_by_reason=table(changes, CHANGES, "changed"),
             output=str(out_path),
             validation_output=str(val_path) if val_path is not None else None,
-            system_prompt=self.system_prompt,
-            stop=self.stop,
+            system_prompt=opts.system_prompt,
+            stop=stop,
             validation_fraction=self.validation_fraction,
+            validation_mode=self.validation_mode,
             seed=self.seed,
+            notes=list(notes or []),
         )
+
+
+def _settings_note(src: QASource, prompt: str | None, stop: str | None) -> str:
+    """What a build did with the system prompt and stop marker a chat source carries."""
+    parts = []
+    if src.system_prompt_varies:
+        parts.append(f"its examples carry different system prompts; all now have {prompt!r}")
+    elif src.system_prompt == prompt:
+        parts.append("system prompt kept" if prompt else "no system prompt, kept so")
+    elif src.system_prompt is None:
+        parts.append(f"no system prompt; {prompt!r} added")
+    else:
+        parts.append(
+            f"system prompt {short(src.system_prompt, 60)!r} replaced by "
+            f"{short(prompt, 60) if prompt else 'none'!r}"
+        )
+    if src.stop == stop:
+        parts.append(
+            f"stop marker {stop!r} kept (removed when read, appended once)"
+            if stop
+            else "no stop marker, kept so"
+        )
+    elif src.stop is None:
+        parts.append(f"no stop marker; {stop!r} appended")
+    else:
+        parts.append(
+            f"stop marker {src.stop!r} removed"
+            + (f" and {stop!r} appended instead" if stop else ", none appended")
+        )
+    return f"{src.path}: " + "; ".join(parts)
 
 
 def _without_suffix(text: str, suffix: str) -> str:
@@ -693,17 +930,20 @@ class _Merger:
         builder: DatasetBuilder,
         acc: Accounts,
         opts: Options,
-        train_f: _AtomicFile,
+        train_f: _AtomicFile | None,
         val_f: _AtomicFile | None,
         validator: Validator | None,
+        collect: array[int] | None = None,
     ) -> None:
         self.acc = acc
         self.dedupe = builder.dedupe
         self.threshold = opts.threshold
+        self.sample = opts.sample
         self.suffix = opts.suffix
         self.train_f, self.val_f = train_f, val_f
+        self.collect = collect
         self.validator = validator
-        self.n_msgs = 3 if builder.system_prompt else 2
+        self.n_msgs = 3 if opts.system_prompt else 2
         self.labels = [s.source.path if s.source is not None else s.label for s in builder._sources]
         self.seen = KeySet()
         self.n_train = self.n_val = 0
@@ -727,21 +967,30 @@ class _Merger:
         t_tot: list[int] = []
         t_ast: list[int] = []
         start = 0
+        collect, sample = self.collect, self.sample
         for i in range(len(keys)):
             end = ends[i]
             if dedupe and not new(keys[i]):
-                self._duplicate(res, i, blob[start:end])
+                if collect is None:
+                    self._duplicate(res, i, blob[start:end])
                 start = end
                 continue
-            if splits[i] < threshold and self.val_f is not None:
+            if collect is not None:
+                collect.append(splits[i])
+            elif splits[i] < threshold and self.val_f is not None:
                 val.append(blob[start:end])
+                if sample:
+                    train.append(blob[start:end])
+                    if totals is not None and assistant is not None:
+                        t_tot.append(totals[i])
+                        t_ast.append(assistant[i])
             else:
                 train.append(blob[start:end])
                 if totals is not None and assistant is not None:
                     t_tot.append(totals[i])
                     t_ast.append(assistant[i])
             start = end
-        if train:
+        if train and self.train_f is not None:
             self.train_f.write(b"".join(train))
             if self.validator is not None and t_tot:
                 self.validator.record_batch(
@@ -814,6 +1063,12 @@ class _AtomicFile:
     def write(self, data: bytes) -> None:
         assert self._out is not None
         self._out.write(data)
+
+    def discard(self) -> None:
+        """Remove what was written; the file at ``path`` is left as it was."""
+        out, self._out = self._out, None
+        if out is not None:
+            out.__exit__(UsageError, UsageError("discarded"), None)
 
     def __exit__(
         self,

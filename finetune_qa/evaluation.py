@@ -94,6 +94,7 @@ __all__ = [
     "StopScorer",
     "case_id",
     "compare",
+    "default_label",
     "default_scorers",
     "exact_match",
     "is_refusal",
@@ -714,6 +715,7 @@ def _task_model(chat: ChatModel, system_prompt: str, max_tokens: int | None) -> 
         max_tokens=max_tokens,
         logprobs=False,
         top_logprobs=None,
+        card=False,  # a task of its own: the model's training prompt does not apply
     )
 
 
@@ -741,7 +743,9 @@ class _MarkerProbe(ChatModel):
             backoff=chat.backoff,
             sleep=getattr(chat, "_sleep", None),
             concurrency=chat.concurrency,
+            card=False,  # a probe of ``chat``, marker unsent on purpose: nothing to warn about
         )
+        self.card = chat.card
         self.markers = chat.stop
 
     def _cut(self, answer: Answer) -> Answer:
@@ -988,9 +992,11 @@ class EvalResult(BaseModel):
             sets=self.sets,
         )
 
-    def compare(self, other: EvalResult) -> Comparison:
+    def compare(
+        self, other: EvalResult, *, labels: tuple[str, str] | None = None
+    ) -> Comparison:
         """This result (a) side by side with ``other`` (b); see :func:`compare`."""
-        return compare(self, other)
+        return compare(self, other, labels=labels)
 
     # -- reports ------------------------------------------------------------------------
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -1113,8 +1119,32 @@ class Comparison(BaseModel):
         return _write_atomic(path, self.to_html())
 
 
-def compare(a: EvalResult, b: EvalResult) -> Comparison:
+def default_label(chat: Answering) -> str:
+    """What a run of ``chat`` is called in reports: its model, and the gates guarding it.
+
+    Example:
+        >>> from finetune_qa import ChatModel
+        >>> default_label(ChatModel.offline("gpt-4o-mini"))
+        'gpt-4o-mini'
+    """
+    gates = [
+        name
+        for name in ("question", "answer")
+        if getattr(chat, f"{name}_gate", None) is not None
+    ]
+    if not gates:
+        return chat.model
+    return f"{chat.model} (guarded: {' + '.join(gates)} gate{'s' if len(gates) > 1 else ''})"
+
+
+def compare(
+    a: EvalResult, b: EvalResult, *, labels: tuple[str, str] | None = None
+) -> Comparison:
     """Put two results side by side; cases are matched by id (and question).
+
+    Each side keeps its run's label (the model, and the gates guarding it), or takes the
+    one given in ``labels``; two sides that would still read the same are told apart
+    with ``(a)`` and ``(b)``, so no report has two columns of one name.
 
     Case ids come from the question (:func:`case_id`), so runs on different data, limits
     or seeds still pair the same question. A case only one run has is kept, marked with
@@ -1125,6 +1155,7 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
     Args:
         a: the first run (e.g. the base model, or before a change).
         b: the second run (e.g. the fine-tune, or after).
+        labels: names for the two sides in the reports, e.g. ``("plain", "guarded")``.
 
     Returns:
         Per set and scorer ``a``, ``b`` and ``delta = b - a``; per case both answers.
@@ -1168,9 +1199,12 @@ def compare(a: EvalResult, b: EvalResult) -> Comparison:
             delta = vb - va if va is not None and vb is not None else None
             deltas.append(ScoreDelta(set=name, scorer=scorer, a=va, b=vb, delta=delta))
     both = [_case_pair(ca, cb) for ca, cb in pairs]
+    label_a, label_b = labels if labels is not None else (a.label, b.label)
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (a)", f"{label_b} (b)"
     return Comparison(
-        a=a.summary(),
-        b=b.summary(),
+        a=a.summary().model_copy(update={"label": label_a}),
+        b=b.summary().model_copy(update={"label": label_b}),
         deltas=deltas,
         matched=len(both),
         only_a=len(only_a),
@@ -1401,7 +1435,7 @@ class EvalSuite:
         builtin_unrelated: bool = True,
         limit: int | Mapping[str, int] | None = None,
         seed: int = 0,
-        stop: str | None = DEFAULT_STOP,
+        stop: str | None = None,
         name: str | None = None,
     ) -> EvalSuite:
         """A suite from a QA file (seed CSV, pair CSV, pair JSONL or training JSONL).
@@ -1414,7 +1448,8 @@ class EvalSuite:
             builtin_unrelated: include :data:`UNRELATED_QUESTIONS`.
             limit: at most this many cases per set; see :meth:`from_pairs`.
             seed: the sampling seed.
-            stop: stop marker removed from the end of training-JSONL answers.
+            stop: stop marker removed from the end of training-JSONL answers (None: the
+                one the file's answers end with, detected; ``""``: none).
             name: a name for reports (default: the file's name).
 
         Raises:
@@ -1825,7 +1860,7 @@ class EvalSuite:
         }
         errors = sum(1 for r in rows if not r.ok)
         return EvalResult(
-            label=label or chat.model,
+            label=label or default_label(chat),
             model=chat.model,
             backend=str(getattr(chat.backend, "name", type(chat.backend).__name__)),
             started_at=started_at,

@@ -1649,6 +1649,7 @@ class QAGenerator:
             system_prompt=system_prompt or None,
             stop=None,
             max_tokens=chat.max_tokens if max_tokens is None else max_tokens,
+            card=False,  # a task of its own: the model's training prompt does not apply
         )
         self.pairs_per_chunk = pairs_per_chunk
         self.max_chunk_tokens = max_chunk_tokens

@@ -979,6 +979,7 @@ class Discriminator:
             backend=backend,
             system_prompt=system_prompt,
             stop=None,
+            card=False,  # a gate is queried with its own prompt, whatever its card says
             temperature=0.0,
             max_tokens=1,
             logprobs=logprobs,

@@ -84,12 +84,18 @@ from finetune_qa.validation import validate_file
 if TYPE_CHECKING:
     from finetune_qa.chat import ChatModel
 
-__all__ = ["FineTuneJob", "Journal", "MetricPoint"]
+__all__ = ["DataFile", "FineTuneJob", "Journal", "MetricPoint", "ModelCard", "model_card"]
 
 logger = logging.getLogger(__name__)
 
 TOKEN_KEY = "finetune_qa_token"
 """Metadata key that carries a job's idempotency token."""
+
+CARD_KEYS = ("finetune_qa_system_prompt", "finetune_qa_stop")
+"""Metadata keys that carry the training system prompt and stop marker, where there is room.
+
+A system prompt longer than a metadata value (512 characters) is carried as
+``sha256:<hex>`` instead, so a card read from the provider can still be checked."""
 
 _SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RETRYABLE = (APIConnectionError, RateLimitError, InternalServerError)
@@ -115,6 +121,167 @@ class MetricPoint(BaseModel):
 
 
 _METRIC_FIELDS = frozenset(MetricPoint.model_fields) - {"step"}
+
+
+class DataFile(BaseModel):
+    """A data file a model was trained (or validated) on, by content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="The path given when the job was created.")
+    sha256: str = Field(description="SHA-256 of the file's bytes.")
+    bytes: int = Field(description="Size in bytes.")
+    file_id: str | None = Field(default=None, description="The provider's file id.")
+
+
+class ModelCard(BaseModel):
+    """How a fine-tuned model was trained: what to query it with, and what it learnt from.
+
+    Recorded when its job succeeds, in the job's journal and in the machine's index of
+    models (``<cache dir>/models.jsonl``), for every backend; found again by model name
+    with :func:`model_card` or :meth:`FineTuneJob.card`. :class:`~finetune_qa.chat.ChatModel`,
+    ``ask``, ``eval`` and ``guard`` query a model with its card's system prompt and stop
+    marker unless told otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="The fine-tuned model's name.")
+    job_id: str = Field(description="The job that trained it.")
+    base_model: str = Field(description="The model it was fine-tuned from.")
+    backend: str = Field(description="Backend name: openai, offline, together, local, ...")
+    endpoint: str = Field(
+        description="Which provider account or server (the journal's backend label; no key)."
+    )
+    system_prompt: str | None = Field(description="System message of the training examples.")
+    stop: str | None = Field(description="Stop marker the training answers end with.")
+    training_file: DataFile | None = Field(description="The training data.")
+    validation_file: DataFile | None = Field(default=None, description="The validation data.")
+    split: str | None = Field(
+        default=None, description="How training and validation data were split, in words."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Method and hyperparameters as requested (epochs, batch size, ...).",
+    )
+    trained_at: str | None = Field(default=None, description="When the success was recorded.")
+
+    def describe(self) -> str:
+        """One line: the model, its base, and the prompt and marker to query it with."""
+        return (
+            f"{self.model}: fine-tuned from {self.base_model} on {self.backend} (job "
+            f"{self.job_id}); system prompt {self.system_prompt!r}, stop marker {self.stop!r}"
+        )
+
+
+def _models_index() -> Journal:
+    """This machine's index of model cards, beside the default journal."""
+    return Journal(cache_dir() / "models.jsonl")
+
+
+def model_card(
+    model: str,
+    *,
+    journal: Journal | str | os.PathLike[str] | None = None,
+    backend: Backend | None = None,
+    ask_provider: bool = False,
+) -> ModelCard | None:
+    """The card of a fine-tuned model, or None when no record of its training is found.
+
+    Looks in ``journal`` (when given) and in this machine's index of models; with
+    ``backend``, only at models trained through the same provider account or server
+    (the same name elsewhere is another model). The latest record wins. With
+    ``ask_provider`` (and ``backend``), a model with no local record is looked up among
+    the provider's latest 100 jobs: a job created by ``FineTuneJob`` carries its system
+    prompt and stop marker in its metadata where the provider keeps metadata (OpenAI and
+    the offline backend do; the card then has no file hashes or settings).
+
+    Example:
+        ```python
+        card = model_card("ft:gpt-4o-mini-2024-07-18:acme::abc123")
+        if card is not None:
+            print(card.system_prompt, card.stop)
+        ```
+    """
+    label = _backend_label(backend) if backend is not None else None
+    sources = [_models_index()]
+    if journal is not None:
+        sources.insert(0, journal if isinstance(journal, Journal) else Journal(journal))
+    found: ModelCard | None = None
+    for jr in sources:
+        for rec in jr.find(op="model", state="card", model=model):
+            if label is not None and rec.get("endpoint") != label:
+                continue
+            data = {k: v for k, v in rec.items() if k in ModelCard.model_fields}
+            try:
+                found = ModelCard.model_validate(data)
+            except ValueError:
+                continue  # a record from another version: skip it rather than fail a query
+        if found is not None:
+            return found
+    if ask_provider and backend is not None:
+        return _card_from_provider(model, backend)
+    return None
+
+
+def _card_metadata(
+    backend: Backend, user_meta: Mapping[str, str], system_prompt: str | None, stop: str | None
+) -> dict[str, str]:
+    """The card's prompt and marker as job metadata, where the provider keeps metadata.
+
+    Only when the user's pairs leave room: 16 at most, one of them the token.
+    """
+    if not getattr(backend, "supports_metadata", True) or len(user_meta) + 1 + 2 > 16:
+        return {}
+    out: dict[str, str] = {}
+    if system_prompt is not None:
+        out[CARD_KEYS[0]] = (
+            system_prompt
+            if len(system_prompt) <= 512
+            else "sha256:" + hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()
+        )
+    if stop is not None and len(stop) <= 512:
+        out[CARD_KEYS[1]] = stop
+    return out
+
+
+def _card_from_provider(model: str, backend: Backend) -> ModelCard | None:
+    """A card from the provider's record of the job that made ``model`` (its metadata)."""
+    try:
+        jobs = backend.list_jobs(limit=100)
+    except BackendError:
+        return None
+    job = next((j for j in jobs if j.fine_tuned_model == model and j.status == "succeeded"), None)
+    if job is None or not any(k in job.metadata for k in CARD_KEYS):
+        return None
+    prompt = job.metadata.get(CARD_KEYS[0])
+    if prompt is not None and prompt.startswith("sha256:"):
+        return None  # too long to carry: the prompt itself is not known here
+    return ModelCard(
+        model=model,
+        job_id=job.id,
+        base_model=job.model,
+        backend=backend.name,
+        endpoint=_backend_label(backend),
+        system_prompt=prompt,
+        stop=job.metadata.get(CARD_KEYS[1]),
+        training_file=None,
+        validation_file=None,
+        settings={},
+    )
+
+
+def _file_record(path: Path, file_id: str | None) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return {
+        "path": str(path),
+        "sha256": sha.hexdigest(),
+        "bytes": path.stat().st_size,
+        "file_id": file_id,
+    }
 
 
 def _now() -> str:
@@ -351,6 +518,7 @@ class FineTuneJob:
         provider_options: Mapping[str, Any] | None = None,
         system_prompt: str | None = None,
         stop: str | None = None,
+        split: str | None = None,
         validate: bool = True,
         journal: Journal | str | os.PathLike[str] | None = None,
         retries: int = 4,
@@ -382,6 +550,8 @@ class FineTuneJob:
                 ``provider_option_names`` says which keys it takes.
             system_prompt: the system prompt of the data; detected from the file if None.
             stop: the stop marker of the answers; detected by the validator if None.
+            split: how the training and validation data were split, in words, for the
+                model's card (``finetune-qa train`` fills it in).
             validate: validate the file(s) first and refuse to upload on errors.
             journal: journal file or instance (default: the cache directory's).
             retries: attempts for rate limits, 5xx and dropped connections.
@@ -491,7 +661,14 @@ class FineTuneJob:
         train_id = runner.upload(path)
         val_id = runner.upload(vpath) if vpath else None
         request = probe.model_copy(
-            update={"training_file": train_id, "validation_file": val_id, "metadata": user_meta}
+            update={
+                "training_file": train_id,
+                "validation_file": val_id,
+                "metadata": {
+                    **user_meta,
+                    **_card_metadata(be, user_meta, sys_prompt, detected_stop),
+                },
+            }
         )
         info = runner.create(request)
         jr.append(
@@ -502,9 +679,33 @@ class FineTuneJob:
                 "job_id": info.id,
                 "system_prompt": sys_prompt,
                 "stop": detected_stop,
+                # what the model card needs once the job succeeds
+                "backend_name": be.name,
+                "base_model": model,
+                "training_file": _file_record(path, train_id),
+                "validation_file": _file_record(vpath, val_id) if vpath else None,
+                "split": split,
+                "hyperparameters": {
+                    k: v
+                    for k, v in request.model_dump(mode="json").items()
+                    if k
+                    in (
+                        "method",
+                        "n_epochs",
+                        "batch_size",
+                        "learning_rate_multiplier",
+                        "beta",
+                        "suffix",
+                        "seed",
+                        "provider_options",
+                    )
+                    and v not in (None, {}, [])
+                },
             }
         )
-        return cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
+        job = cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
+        job._record_card()  # a job found already done (a re-run) has its card too
+        return job
 
     @classmethod
     def attach(
@@ -523,13 +724,15 @@ class FineTuneJob:
         info = _retry(lambda: be.retrieve_job(job_id), 4, getattr(be, "sleep", None) or time.sleep)
         settings = jr.find(op="job", state="settings", job_id=job_id)
         last = settings[-1] if settings else {}
-        return cls(
+        job = cls(
             info,
             backend=be,
             journal=jr,
             system_prompt=last.get("system_prompt"),
             stop=last.get("stop"),
         )
+        job._record_card()
+        return job
 
     # ------------------------------------------------------------------ state
     @property
@@ -576,6 +779,58 @@ class FineTuneJob:
                     "fine_tuned_model": self.info.fine_tuned_model,
                 }
             )
+            self._record_card()
+
+    def _record_card(self) -> None:
+        """Once the job has succeeded: its model's card, in the journal and the index."""
+        name = self.info.fine_tuned_model
+        if self.journal is None or self.info.status != "succeeded" or not name:
+            return
+        if self.journal.find(op="model", state="card", job_id=self.id, model=name):
+            return
+        if not self.journal.find(op="job", state="settings", job_id=self.id):
+            return  # not created through this journal: what it was trained with is unknown
+        card = self._build_card(name)
+        record = {"op": "model", "state": "card", **card.model_dump(mode="json")}
+        self.journal.append(record)
+        index = _models_index()
+        if index.path.resolve() != self.journal.path.resolve():
+            index.append(record)
+
+    def _build_card(self, name: str) -> ModelCard:
+        settings = (
+            self.journal.find(op="job", state="settings", job_id=self.id) if self.journal else []
+        )
+        last = settings[-1] if settings else {}
+        files = {
+            key: DataFile.model_validate(last[key]) if isinstance(last.get(key), dict) else None
+            for key in ("training_file", "validation_file")
+        }
+        return ModelCard(
+            model=name,
+            job_id=self.id,
+            base_model=str(last.get("base_model") or self.info.model),
+            backend=str(last.get("backend_name") or self.backend.name),
+            endpoint=str(last.get("backend") or _backend_label(self.backend)),
+            system_prompt=self.system_prompt,
+            stop=self.stop,
+            training_file=files["training_file"],
+            validation_file=files["validation_file"],
+            split=last.get("split"),
+            settings=dict(last.get("hyperparameters") or {}),
+            trained_at=_now(),
+        )
+
+    def card(self) -> ModelCard | None:
+        """The card of the model this job made (None until it has succeeded)."""
+        name = self.info.fine_tuned_model
+        if self.info.status != "succeeded" or not name:
+            return None
+        if self.journal is not None:
+            found = model_card(name, journal=self.journal)
+            if found is not None and found.job_id == self.id:
+                return found
+        return self._build_card(name)
 
     # ------------------------------------------------------------------ events
     def new_events(self) -> list[JobEvent]:
@@ -743,7 +998,8 @@ class FineTuneJob:
     def chat_model(self, **kwargs: Any) -> ChatModel:
         """A :class:`~finetune_qa.chat.ChatModel` for the fine-tuned model.
 
-        It gets the training system prompt and stop marker (override any with ``kwargs``).
+        It gets the training system prompt and stop marker, from the model's card (override
+        any with ``kwargs``; a prompt or marker other than the card's is warned about).
 
         Raises:
             UsageError: the job has not succeeded (no model yet).
@@ -755,7 +1011,12 @@ class FineTuneJob:
                 f"job {self.id} has no fine-tuned model yet (status {self.status}); "
                 "call wait() first"
             )
-        options: dict[str, Any] = {"system_prompt": self.system_prompt, "stop": self.stop}
+        card = self.card()
+        options: dict[str, Any] = (
+            {"card": card}
+            if card is not None
+            else {"system_prompt": self.system_prompt, "stop": self.stop}
+        )
         options.update(kwargs)
         return ChatModel(self.fine_tuned_model, backend=self.backend, **options)
 

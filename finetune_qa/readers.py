@@ -75,6 +75,7 @@ __all__ = [
     "RawPair",
     "ReadIssue",
     "SourceFormat",
+    "detect_stop_marker",
     "read_qa",
     "strip_numbering",
 ]
@@ -163,6 +164,8 @@ _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _FORMATS: tuple[str, ...] = ("auto", "seed_csv", "pairs_csv", "pairs_jsonl", "chat_jsonl")
 _JSONL_EXTENSIONS = frozenset({".jsonl", ".json", ".ndjson"})
+_SNIFF_LINES = 200  # examples read up front for a chat file's system prompt and stop marker
+_CLOSING = frozenset(".,;:!?)\"'’”»…")  # a last word ending in these is prose, not a marker
 _DEFAULT_COLUMNS = {
     "seed_csv": ("questions", "answers"),
     "pairs_csv": ("question", "answer"),
@@ -370,8 +373,10 @@ class QASource:
         strict: seed layout only: raise :class:`~finetune_qa.exceptions.UnbalancedListsError`
             for a row whose unnumbered lists differ in length, instead of skipping the
             row and reporting an ``unbalanced_row`` issue. Ignored by other layouts.
-        stop: chat_jsonl only: a stop marker (e.g. ``"**STOP**"``) to remove, with the
-            white space before it, from the end of assistant answers. Ignored by others.
+        stop: chat_jsonl only: the stop marker (e.g. ``"**STOP**"``) to remove, with the
+            white space before it, from the end of assistant answers. None (the default)
+            detects it from the first examples (:attr:`stop` says what was found); ``""``
+            removes nothing. Ignored by other layouts.
 
     Attributes:
         path: the path, as given.
@@ -380,7 +385,13 @@ class QASource:
         answer_column: the answer column or key in use (None for ``chat_jsonl``).
         delimiter: the CSV delimiter in use.
         strict: as given.
-        stop: as given (``""`` becomes None).
+        stop: chat_jsonl: the stop marker removed from answers, as given or detected (None:
+            none). Other layouts: as given (``""`` becomes None).
+        stop_detected: True when :attr:`stop` was detected rather than given.
+        system_prompt: chat_jsonl: the system message the first examples share (None when
+            they carry none, or when they differ; :attr:`system_prompt_varies` tells which).
+            A build that is not given a system prompt keeps this one. Other layouts: None.
+        system_prompt_varies: chat_jsonl: the first examples carry different system messages.
         issues: the issues of the latest :meth:`pairs` run without an ``on_issue`` callback.
 
     Raises:
@@ -399,6 +410,9 @@ class QASource:
     delimiter: str
     strict: bool
     stop: str | None
+    stop_detected: bool
+    system_prompt: str | None
+    system_prompt_varies: bool
     issues: list[ReadIssue]
 
     def __init__(
@@ -433,6 +447,9 @@ class QASource:
         self.delimiter = delimiter or ("\t" if extension == ".tsv" else ",")
         self.strict = strict
         self.stop = stop or None
+        self.stop_detected = False
+        self.system_prompt = None
+        self.system_prompt_varies = False
         self.issues = []
         self.rows_read = 0
         self._range: tuple[int, int, int] | None = None
@@ -442,6 +459,8 @@ class QASource:
         self.question_column = None
         self.answer_column = None
         self.format = self._detect(format, extension)
+        if self.format == "chat_jsonl":
+            self._sniff_chat(detect_stop=stop is None)
 
     def __repr__(self) -> str:
         return f"QASource({self.path!r}, format={self.format!r})"
@@ -579,6 +598,39 @@ class QASource:
             if not line:
                 raise self._empty()
         return line
+
+    def _sniff_chat(self, *, detect_stop: bool) -> None:
+        """Read the settings the first examples carry: their system message, their marker."""
+        prompts: set[str | None] = set()
+        answers: list[str] = []
+        with self._open() as f:
+            for n, raw in enumerate(f):
+                if n >= _SNIFF_LINES:
+                    break
+                try:
+                    obj = orjson.loads(raw[3:] if n == 0 and raw.startswith(_BOM) else raw)
+                except orjson.JSONDecodeError:
+                    continue  # reported with its line number when the stream reaches it
+                messages = obj.get("messages") if isinstance(obj, dict) else None
+                if type(messages) is not list:
+                    continue
+                system: str | None = None
+                said = [m for m in messages if isinstance(m, dict)]
+                for m in said:
+                    if m.get("role") in ("system", "developer") and type(m.get("content")) is str:
+                        system = m["content"]
+                        break
+                prompts.add(system)
+                replies = [m.get("content") for m in said if m.get("role") == "assistant"]
+                if len(replies) == 1 and type(replies[0]) is str and replies[0].strip():
+                    answers.append(replies[0].strip())
+        if len(prompts) == 1:
+            self.system_prompt = prompts.pop()
+        elif prompts:
+            self.system_prompt_varies = True
+        if detect_stop:
+            self.stop = detect_stop_marker(answers)
+            self.stop_detected = self.stop is not None
 
     # -- CSV --------------------------------------------------------------------------
 
@@ -1279,6 +1331,44 @@ class QASource:
                 yield self._empty_issue("question", line, row, None, q, a)
 
 
+def detect_stop_marker(answers: list[str]) -> str | None:
+    """The stop marker every answer ends with, or None.
+
+    A marker is the last white-space-separated word of every answer, and either the
+    default ``**STOP**`` or, with two answers or more, a word that ends in a symbol other
+    than closing punctuation (``###``, ``<|end|>``, ``[END]``): a word every answer
+    happens to end with (``month.``) is not taken for one.
+
+    Example:
+        >>> detect_stop_marker(["Free. ###", "Five euros. ###"])
+        '###'
+        >>> detect_stop_marker(["It costs €5 a month.", "It costs €48 a month."]) is None
+        True
+    """
+    from finetune_qa.config import DEFAULT_STOP
+
+    if not answers:
+        return None
+    words = answers[0].rsplit(None, 1)
+    if len(words) != 2:
+        return None
+    marker = words[1]
+    with_text = 0
+    for answer in answers:
+        if answer == marker:
+            continue  # an answer that is only the marker (read as an empty answer)
+        body = answer[: -len(marker)]
+        if not answer.endswith(marker) or not body or not body[-1].isspace():
+            return None
+        with_text += 1
+    if marker == DEFAULT_STOP and with_text:
+        return marker
+    last = marker[-1]
+    if with_text >= 2 and not last.isalnum() and last not in _CLOSING:
+        return marker
+    return None
+
+
 def read_qa(
     path: str | os.PathLike[str],
     *,
@@ -1302,7 +1392,8 @@ def read_qa(
         answer_column: column or key holding the answers.
         delimiter: CSV delimiter (default ``,``, or a tab for ``.tsv``).
         strict: seed layout: raise on an unbalanced row instead of skipping it.
-        stop: chat_jsonl: stop marker to remove from the end of answers.
+        stop: chat_jsonl: stop marker to remove from the end of answers (None: detected;
+            ``""``: none).
 
     Returns:
         An iterator of QAPair objects.

@@ -97,6 +97,8 @@ _MAX_LINE_MEMO = 200_000
 
 _HINTS: dict[str, str] = {
     "invalid_json": "each line must be one complete JSON object",
+    "empty_validation_file": "leave the validation file out, or give it examples; a provider "
+    "rejects one without any",
     "blank_line": "remove empty lines; every line must hold one example",
     "bom": "save the file as UTF-8 without a byte-order mark",
     "data_type": 'each line must be a JSON object like {"messages": [...]}',
@@ -1041,6 +1043,12 @@ class Validator:
         finally:
             self.close()
         self._validation_phase = False
+        overlap = self.warning_counts.get("train_validation_overlap", 0)
+        if overlap and overlap == self.validation_examples:
+            # every validation question is a training one: a sample repeated on purpose
+            # (DatasetBuilder.sample_validation), whose loss tracks what the model learnt
+            del self.warning_counts["train_validation_overlap"]
+            self.warnings = [w for w in self.warnings if w.kind != "train_validation_overlap"]
         minimum = TOGETHER_MIN_EXAMPLES if self._together else MIN_TRAINING_EXAMPLES
         if self.examples < minimum:
             self._issue(
@@ -1049,6 +1057,10 @@ class Validator:
                 f"{self.examples} valid example{'s' if self.examples != 1 else ''}",
                 None,
             )
+        if self.validation_path is not None and self.validation_examples == 0:
+            self._validation_phase = True  # the issue is the validation file's
+            self._issue("empty_validation_file", "error", "no valid example", None)
+            self._validation_phase = False
         stop = self.stop or self._detect_stop()
         epochs = self.n_epochs or (1 if self._together else default_epochs(self.examples))
         price = self.info.training_price_per_1m

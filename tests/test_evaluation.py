@@ -784,7 +784,8 @@ def test_compare_pairs_the_same_question_not_the_same_position(
     extra = cmp.cases[-1]
     assert (extra.question, extra.only_in, extra.output_a) == ("What is new?", "b", None)
     md = cmp.to_markdown()
-    assert f"4 cases matched (0 only in {tuned.model}, 1 only in {tuned.model})" in md
+    # one model on both sides: the sides are still told apart
+    assert f"4 cases matched (0 only in {tuned.model} (a), 1 only in {tuned.model} (b))" in md
     assert "*not in this run*" in md and "not in this run" in cmp.to_html()
 
     # different seeds: the ids that both samples hold name the same question

@@ -77,7 +77,9 @@ EXPECTED: dict[str, list[str]] = {
         "issue multi_turn:",
         "read 9 = kept 5 + dropped 4",
         "dropped as empty_answer: 2",
-        "changed (stop_marker_removed): 1",
+        "changed (whitespace_stripped): 1",
+        # the chat file's marker is read off and appended once: a note, not a change
+        "stop marker '**STOP**' kept (removed when read, appended once)",
     ],
     "04_count_tokens.py": [
         "gpt-4o-mini",
@@ -90,13 +92,13 @@ EXPECTED: dict[str, list[str]] = {
         "my-local-model (described with ModelInfo)",
     ],
     "05_finetune.py": [
-        "Built 17 training and 7 validation examples.",
+        "Built 24 training examples, 2 of them repeated as validation examples.",
         "on the offline backend.",
         "  status: validating_files\n  status: queued\n  status: running\n",
-        "Step 50/51: training loss=",
+        "Step 50/72: training loss=",
         "  status: succeeded\n",
         "Fine-tuned model: ft:gpt-4o-mini-2024-07-18:org-offline:lumen:",
-        "steps: 51",
+        "steps: 72",
         "Final train loss: 0.",
         "Q (a training question): How much does Lumen Pro cost?\n"
         "A: Lumen Pro costs €5 per month, or €48 per year when billed annually.\n",

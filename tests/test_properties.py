@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -410,9 +411,16 @@ def test_build_counts_reconcile(
         assert report.read == report.kept + report.dropped
         assert report.dropped == sum(r.count for r in report.dropped_by_reason.values())
         assert report.train + report.validation == report.kept
+        # never an empty validation file: none at all, and a note saying why
+        assert val.exists() == (report.validation_output is not None) == (report.validation > 0)
+        if not val.exists() and fraction > 0:
+            assert any("no validation file" in n for n in report.notes)
         train_rows = user_and_assistant(train)
-        val_rows = user_and_assistant(val)
+        val_rows = user_and_assistant(val) if val.exists() else []
         assert (len(train_rows), len(val_rows)) == (report.train, report.validation)
+        if dedupe:  # the hold-out is exact: round(fraction * questions), all but one at most
+            expected = min(math.floor(fraction * report.kept + 0.5), report.kept - 1)
+            assert report.validation == expected
         train_keys = {question_key(q) for q, _ in train_rows}
         val_keys = {question_key(q) for q, _ in val_rows}
         assert not train_keys & val_keys
@@ -521,7 +529,16 @@ def _build(
         builder.add_pairs(list(pairs))
     train, val = tmp / f"{tag}.train.jsonl", tmp / f"{tag}.val.jsonl"
     builder.build(train, validation_output=val, **kw)
-    return train.read_bytes(), val.read_bytes()
+    return train.read_bytes(), _read_if_written(val)
+
+
+def _read_if_written(path: Path) -> bytes:
+    """A validation file's bytes; b"" when the split left it no example (none was written)."""
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    assert data, f"{path} was written empty"
+    return data
 
 
 def _sides(train: bytes, val: bytes) -> dict[str, str]:
@@ -628,7 +645,9 @@ def test_parallel_build_is_byte_identical(
                     results.append((None, None, _report_without_paths(exc.report)))
                     continue
             event(f"{fmt}: kept {min(report.kept, 5)}+")
-            results.append((train.read_bytes(), val.read_bytes(), _report_without_paths(report)))
+            results.append(
+                (train.read_bytes(), _read_if_written(val), _report_without_paths(report))
+            )
     assert results[0] == results[1]
 
 
@@ -654,7 +673,7 @@ def test_split_without_dedupe_keeps_each_question_on_one_side(
         report = (
             builder.split(fraction, seed=seed).add_pairs(rows).build(train, validation_output=val)
         )
-        blobs = train.read_bytes(), val.read_bytes()
+        blobs = train.read_bytes(), _read_if_written(val)
     _sides(*blobs)  # raises if a question is on both sides
     assert report.train + report.validation == report.kept == len(rows)
     assert report.read == report.kept + report.dropped
