@@ -7,57 +7,22 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from finetune_qa.backends._errors import retry_after, sentence, status_error_class
 from finetune_qa.backends.together._deps import import_sdk
 from finetune_qa.exceptions import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
-    AuthenticationError,
     BackendError,
-    BadRequestError,
-    ConflictError,
     FineTuneQAError,
-    InternalServerError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
-    UnprocessableEntityError,
     UsageError,
     redact,
 )
 
 __all__ = ["map_together_errors"]
 
-_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-
 # Together keys: 64 hex digits (older accounts) or tgp_v1_... (newer ones).
 _KEYLIKE = re.compile(r"tgp_v\d+_[A-Za-z0-9_\-]{8,}|\b[0-9a-f]{64}\b")
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return float(ms) / 1000.0
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
@@ -109,9 +74,7 @@ def map_together_errors(*secrets: str) -> Iterator[None]:
             404: " Check the id or model name; see Together's list of fine-tunable models.",
             429: " Wait and retry; check the account's rate limits and credit.",
         }.get(status, "")
-        cls: type[APIStatusError] = _STATUS_CLASSES.get(
-            status, InternalServerError if status >= 500 else APIStatusError
-        )
+        cls = status_error_class(status)
         headers = exc.response.headers
         kwargs: dict[str, Any] = {
             "status_code": status,
@@ -119,9 +82,9 @@ def map_together_errors(*secrets: str) -> Iterator[None]:
             "code": str(code) if code is not None else None,
             "param": param if isinstance(param, str) else None,
         }
-        text = f"{status} from Together AI: {_sentence(message)}{hint}"
+        text = f"{status} from Together AI: {sentence(message)}{hint}"
         if cls is RateLimitError:
-            raise RateLimitError(text, retry_after=_retry_after(headers), **kwargs) from exc
+            raise RateLimitError(text, retry_after=retry_after(headers), **kwargs) from exc
         raise cls(text, **kwargs) from exc
     except sdk.TogetherError as exc:
         raise BackendError(f"together client error: {_scrub(str(exc), secrets)}") from exc
