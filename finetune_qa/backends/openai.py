@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
+from finetune_qa.backends._errors import retry_after, sentence, status_error_class
 from finetune_qa.backends._logscrub import protect_secrets
 from finetune_qa.backends._loops import LoopClients
 from finetune_qa.backends.base import (
@@ -45,18 +46,10 @@ from finetune_qa.backends.base import (
 )
 from finetune_qa.exceptions import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
-    AuthenticationError,
     BackendError,
-    BadRequestError,
     ConfigError,
-    ConflictError,
-    InternalServerError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
-    UnprocessableEntityError,
 )
 
 if TYPE_CHECKING:
@@ -78,34 +71,6 @@ _KNOWN_STATUSES = {
     "failed",
     "cancelled",
 }
-
-_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return float(ms) / 1000.0
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 @contextlib.contextmanager
@@ -142,19 +107,17 @@ def map_openai_errors() -> Iterator[None]:
             404: " Check the id; a model a job has just created can take minutes to appear.",
             429: " Wait and retry; check the account's rate limits and quota.",
         }.get(status, "")
-        cls: type[APIStatusError] = _STATUS_CLASSES.get(
-            status, InternalServerError if status >= 500 else APIStatusError
-        )
+        cls = status_error_class(status)
         kwargs: dict[str, Any] = {
             "status_code": status,
             "request_id": exc.request_id,
             "code": code if isinstance(code, str) else None,
             "param": param if isinstance(param, str) else None,
         }
-        text = f"{status} from the provider: {_sentence(message)}{hint}"
+        text = f"{status} from the provider: {sentence(message)}{hint}"
         if cls is RateLimitError:
             raise RateLimitError(
-                text, retry_after=_retry_after(exc.response.headers), **kwargs
+                text, retry_after=retry_after(exc.response.headers), **kwargs
             ) from exc
         raise cls(text, **kwargs) from exc
     except openai.OpenAIError as exc:

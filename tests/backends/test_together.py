@@ -895,9 +895,9 @@ def test_price_estimate_sends_the_training_type(
 
 
 def test_option_specs_cover_every_option() -> None:
-    from finetune_qa.backends.together import _OPTION_SPECS
+    from finetune_qa.backends.together._options import OPTION_SPECS
 
-    assert set(_OPTION_SPECS) == PROVIDER_OPTION_NAMES
+    assert set(OPTION_SPECS) == PROVIDER_OPTION_NAMES
 
 
 def test_full_training_batch_size_within_its_limits_is_sent(
