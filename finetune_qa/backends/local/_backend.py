@@ -419,7 +419,8 @@ class LocalBackend:
         pid = run.status.get("pid") or run.status.get("launcher_pid")
         if pid and _alive(int(pid)):
             with contextlib.suppress(OSError):
-                os.killpg(int(pid), signal.SIGTERM)
+                # the whole session: the trainer, or accelerate's launcher and its workers
+                os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
             run.update_status(provider_status="cancelling")
         return self._info(run)
 

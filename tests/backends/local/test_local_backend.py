@@ -109,6 +109,7 @@ def test_killed_parent_leaves_training_running_and_attach_finishes(
         import sys, time
         from finetune_qa import FineTuneJob, LocalBackend
         job = FineTuneJob.create({str(sample_train)!r}, model={str(tiny_model)!r},
+            validation_file={str(sample_train)!r},
             backend=LocalBackend(root={str(root)!r}), n_epochs={TINY_EPOCHS},
             provider_options={TINY_OPTIONS!r}, journal={str(tmp_path / "journal.jsonl")!r})
         print(job.id, flush=True)
@@ -140,6 +141,10 @@ def test_killed_parent_leaves_training_running_and_attach_finishes(
     assert job.status == "running"
     info = job.wait(timeout=300)
     assert info.status == "succeeded"
+    # the validation file gives validation loss, in the results file's columns
+    valid = [p for p in job.metrics() if p.valid_loss is not None]
+    assert valid and valid[-1].valid_loss < valid[0].valid_loss
+    assert valid[-1].valid_mean_token_accuracy is not None
     bot = job.chat_model()
     question, expected = training_pairs(sample_train)[0]
     assert bot.ask(question).text.strip() == expected
@@ -294,3 +299,22 @@ def test_the_same_request_twice_is_one_job(
 def test_no_pickle_is_left_in_the_model(trained_job: FineTuneJob) -> None:
     run_dir = Path(trained_job.info.raw["run_dir"])
     assert not list((run_dir / "model").glob("*.bin"))
+
+
+def test_the_accelerate_launcher_runs_the_same_training(
+    sample_train: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """`accelerate launch` (what several GPUs or an accelerate config get) on one CPU process."""
+    backend = LocalBackend(root=tmp_path, launcher="accelerate")
+    job = FineTuneJob.create(
+        sample_train,
+        model=str(tiny_model),
+        backend=backend,
+        n_epochs=2,
+        provider_options=TINY_OPTIONS,
+        journal=tmp_path / "journal.jsonl",
+    )
+    info = job.wait(timeout=300)
+    assert info.status == "succeeded", info.error_message
+    assert info.raw["status"]["launcher"] == "accelerate"
+    assert job.metrics()
