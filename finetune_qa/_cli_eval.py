@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from finetune_qa._cli_jobs import backend_options, card_chat, open_backend
+from finetune_qa._cli_jobs import backend_options, card_chat, guarded_chat, open_backend
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 
 if TYPE_CHECKING:
-    from finetune_qa.backends import Backend
     from finetune_qa.chat import ChatModel
-    from finetune_qa.guardrails import GuardedChatModel
 
 __all__ = ["register"]
 
@@ -272,7 +270,7 @@ def register(cli: click.Group) -> None:
             label: str | None = None
             if question_gate is not None or answer_gate is not None:
                 assert isinstance(tested, ChatModel)
-                tested = _guarded(tested, be, question_gate, answer_gate)
+                tested = guarded_chat(tested, be, question_gate, answer_gate)
                 label = f"{model} (guarded)"
 
             def run(who: Answering, name: str | None = None) -> EvalResult:
@@ -308,26 +306,6 @@ def register(cli: click.Group) -> None:
                 f"{failed} of {sum(r.n for r in results)} questions failed (first: {first}); "
                 "the reports include them, as errors"
             )
-
-
-def _guarded(
-    qa: ChatModel, backend: Backend, question_gate: Path | None, answer_gate: Path | None
-) -> GuardedChatModel:
-    """``qa`` behind the gates saved in the given files (each checked to be the right kind)."""
-    from finetune_qa.guardrails import Discriminator, GuardedChatModel
-
-    gates: dict[str, Discriminator | None] = {"question": None, "answer": None}
-    for kind, path in (("question", question_gate), ("answer", answer_gate)):
-        if path is None:
-            continue
-        gate = Discriminator.load(path, backend=backend)
-        if gate.gate != kind:
-            raise UsageError(
-                f"{path}: is {'an' if gate.gate == 'answer' else 'a'} {gate.gate} gate; "
-                f"pass it with --{gate.gate}-gate"
-            )
-        gates[kind] = gate
-    return GuardedChatModel(qa, question_gate=gates["question"], answer_gate=gates["answer"])
 
 
 def _card_line(bot: ChatModel) -> str:

@@ -34,10 +34,12 @@ from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageErr
 
 if TYPE_CHECKING:
     from finetune_qa.chat import ChatModel
+    from finetune_qa.guardrails import GuardedChatModel
 
 __all__ = [
     "card_chat",
     "follow_job",
+    "guarded_chat",
     "local_options",
     "local_training_options",
     "offline_state_path",
@@ -270,6 +272,35 @@ def card_chat(
     if chat.card is None and system_prompt is None:
         chat.system_prompt = no_card_prompt
     return chat
+
+
+def guarded_chat(
+    qa: ChatModel,
+    backend: Backend,
+    question_gate: Path | None,
+    answer_gate: Path | None,
+    *,
+    topic: str | None = None,
+) -> GuardedChatModel:
+    """``qa`` behind the gates saved in the given files (each checked to be the right kind)."""
+    from finetune_qa.guardrails import Discriminator, GuardedChatModel
+
+    gates: dict[str, Discriminator | None] = {"question": None, "answer": None}
+    for kind, path in (("question", question_gate), ("answer", answer_gate)):
+        if path is None:
+            continue
+        gate = Discriminator.load(path, backend=backend)
+        if gate.gate != kind:
+            raise UsageError(
+                f"{path}: is {'an' if gate.gate == 'answer' else 'a'} {gate.gate} gate; "
+                f"pass it with --{gate.gate}-gate"
+            )
+        gates[kind] = gate
+    if topic is None:
+        return GuardedChatModel(qa, question_gate=gates["question"], answer_gate=gates["answer"])
+    return GuardedChatModel(
+        qa, question_gate=gates["question"], answer_gate=gates["answer"], topic=topic
+    )
 
 
 def register(cli: click.Group) -> None:
@@ -599,6 +630,21 @@ def register(cli: click.Group) -> None:
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+    @click.option(
+        "--question-gate",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="Ask through this question gate (from `guard train --gate question`).",
+    )
+    @click.option(
+        "--answer-gate",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="Withhold answers this answer gate finds off topic.",
+    )
+    @click.option(
+        "--topic", default=None, help="What the bot is about, for the gates' refusal text."
+    )
     def ask(
         model: str,
         question: str | None,
@@ -610,8 +656,16 @@ def register(cli: click.Group) -> None:
         base_url: str | None,
         as_json: bool,
         quiet: bool,
+        question_gate: Path | None,
+        answer_gate: Path | None,
+        topic: str | None,
     ) -> None:
-        """Ask a model a question; without QUESTION, read questions line by line (interactive)."""
+        """Ask a model a question; without QUESTION, read questions line by line (interactive).
+
+        With --question-gate / --answer-gate (files from `guard train`), the question goes
+        through the gates: an off-topic question gets the refusal (about --topic) without
+        reaching the model, and an off-topic answer is withheld.
+        """
         with open_backend(backend, base_url) as be:
             chat = card_chat(
                 model,
@@ -633,8 +687,15 @@ def register(cli: click.Group) -> None:
                 if sys.stdin.isatty() and not (as_json or quiet):
                     click.echo("Ask a question (Ctrl-D to end).", err=True)
                 questions = (line.strip() for line in sys.stdin if line.strip())
+            bot: Any = chat
+            if question_gate is not None or answer_gate is not None:
+                bot = guarded_chat(chat, be, question_gate, answer_gate, topic=topic)
+            elif topic is not None:
+                raise UsageError(
+                    "--topic is the refusal's topic: give --question-gate or --answer-gate"
+                )
             for q in questions:
-                answer = chat.ask(q)
+                answer = bot.ask(q)
                 _emit(answer.model_dump(mode="json"), as_json, functools.partial(str, answer.text))
 
     @cli.command(epilog=_EXIT_HELP)

@@ -270,3 +270,26 @@ def test_check_uses_the_backend_the_gate_was_trained_on(
         capsys, "guard", "check", "question-gate.json", ON_TOPIC, "--backend", "openai"
     )
     assert code != 0 and "OpenAI API key" in err
+
+
+def test_ask_one_question_through_a_gate(
+    question_gate: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #13, finding 10: `ask` takes the gates (and the refusal's topic) itself."""
+    code, out, err = run(capsys, "train", str(sample_csv()), "-q")
+    assert code == 0, err
+    model = out.strip().splitlines()[-1]
+    gate = str(question_gate["path"])
+    code, out, err = run(
+        capsys, "ask", model, OFF_TOPIC, "--question-gate", gate, "--topic", "Lumen Notes", "--json"
+    )
+    assert code == 0, err
+    refused = json.loads(out)
+    assert refused["guard"] == "refused_question" and "Lumen Notes" in refused["text"]
+    code, out, err = run(capsys, "ask", model, ON_TOPIC, "--question-gate", gate)
+    assert code == 0, err
+    assert "Lumen Pro" in out and "Sorry" not in out
+    code, out, err = run(capsys, "ask", model, ON_TOPIC, "--answer-gate", gate)
+    assert code == 2 and "is a question gate; pass it with --question-gate" in err
+    code, out, err = run(capsys, "ask", model, ON_TOPIC, "--topic", "Lumen Notes")
+    assert code == 2 and "--topic" in err
