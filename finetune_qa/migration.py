@@ -548,7 +548,8 @@ def plan_migration(
         train_path,
         model=_target_info(target_model, target_name, cat),
         validation_path=val_path,
-        n_epochs=epochs if isinstance(epochs, int) else None,
+        # priced for OpenAI's 1-50; beyond (the local backend's 1000) the default is priced
+        n_epochs=epochs if isinstance(epochs, int) and epochs <= 50 else None,
         catalog=cat,
     )
     notes: list[str] = []

@@ -25,6 +25,8 @@ from finetune_qa.backends.local._store import Run
 
 __all__ = ["TrainingFailure", "main", "train"]
 
+_MODULE = "finetune_qa.backends.local._train"
+
 
 class TrainingFailure(Exception):
     """A failure with the code and message the job reports."""
@@ -352,7 +354,7 @@ def detach(launcher: str, run_dir: Path) -> int:
             "-m",
             "accelerate.commands.launch",
             "--module",
-            __name__,
+            _MODULE,  # by name: run with -m, this module's __name__ is "__main__"
             str(run_dir),
         ]
         Run(run_dir).update_status(pid=os.getpid(), launcher="accelerate")
