@@ -7,6 +7,7 @@ Registered on the ``finetune-qa`` group by :mod:`finetune_qa.cli`; a thin shell 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,87 @@ __all__ = ["register"]
 _EXIT_HELP = (
     "Exit codes: 0 success, 1 some questions failed (or the run did), 2 bad input or usage."
 )
+
+
+def _apply(f: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def suite_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that build an evaluation suite's sets (`eval`, `record`)."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "--variations",
+                "variations_file",
+                type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                default=None,
+                help="QA file of rephrased questions with their expected answers.",
+            ),
+            click.option(
+                "--generate-variations",
+                is_flag=True,
+                help="Have --generator rephrase every question (cached in --variations-cache).",
+            ),
+            click.option(
+                "--variations-per-question",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Rephrasings per question with --generate-variations.",
+            ),
+            click.option(
+                "--generator",
+                default=DEFAULT_MODEL,
+                show_default=True,
+                help="Model that writes the rephrasings.",
+            ),
+            click.option(
+                "--variations-cache",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help="JSONL cache of rephrasings [default: <cache dir>/eval-variations.jsonl].",
+            ),
+            click.option(
+                "--unrelated",
+                "unrelated_file",
+                type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                default=None,
+                help="Text file of your own off-topic questions, one per line.",
+            ),
+            click.option(
+                "--no-builtin-unrelated",
+                is_flag=True,
+                help="Leave out the built-in off-topic questions.",
+            ),
+        ],
+    )
+
+
+def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--limit, --seed and --concurrency (`eval`, `record`)."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "--limit",
+                type=click.IntRange(min=1),
+                default=None,
+                help="At most N questions per set (a seeded sample).",
+            ),
+            click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed."),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                default=32,
+                show_default=True,
+                help="Questions in flight at once.",
+            ),
+        ],
+    )
 
 
 def register(cli: click.Group) -> None:
@@ -58,47 +140,7 @@ def register(cli: click.Group) -> None:
         help="Stop marker ('' for none). Default: each model's from its card, else "
         f"{DEFAULT_STOP!r}; DATA's answers lose theirs (given or detected).",
     )
-    @click.option(
-        "--variations",
-        "variations_file",
-        type=click.Path(path_type=Path, exists=True, dir_okay=False),
-        default=None,
-        help="QA file of rephrased questions with their expected answers.",
-    )
-    @click.option(
-        "--generate-variations",
-        is_flag=True,
-        help="Have --generator rephrase every question (cached in --variations-cache).",
-    )
-    @click.option(
-        "--variations-per-question",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="Rephrasings per question with --generate-variations.",
-    )
-    @click.option(
-        "--generator",
-        default=DEFAULT_MODEL,
-        show_default=True,
-        help="Model that writes the rephrasings.",
-    )
-    @click.option(
-        "--variations-cache",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="JSONL cache of rephrasings [default: <cache dir>/eval-variations.jsonl].",
-    )
-    @click.option(
-        "--unrelated",
-        "unrelated_file",
-        type=click.Path(path_type=Path, exists=True, dir_okay=False),
-        default=None,
-        help="Text file of your own off-topic questions, one per line.",
-    )
-    @click.option(
-        "--no-builtin-unrelated", is_flag=True, help="Leave out the built-in off-topic questions."
-    )
+    @suite_options
     @click.option(
         "--refusal",
         "refusals",
@@ -120,20 +162,7 @@ def register(cli: click.Group) -> None:
         default=None,
         help="Answer gate JSON (from 'guard train'): --model's answers are checked by it.",
     )
-    @click.option(
-        "--limit",
-        type=click.IntRange(min=1),
-        default=None,
-        help="At most N questions per set (a seeded sample).",
-    )
-    @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
-    @click.option(
-        "--concurrency",
-        type=click.IntRange(min=1),
-        default=32,
-        show_default=True,
-        help="Questions in flight at once.",
-    )
+    @sampling_options
     @click.option(
         "--html", "html_path", type=click.Path(path_type=Path), help="Write an HTML report."
     )

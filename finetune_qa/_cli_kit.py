@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from finetune_qa._cli_eval import sampling_options, suite_options
 from finetune_qa._cli_jobs import backend_options, card_chat, open_backend
-from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
+from finetune_qa.config import DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 from finetune_qa.shutdown import DEFAULT_INVENTORY_JOBS, FineTunedModel
 
@@ -106,58 +107,8 @@ def register(cli: click.Group) -> None:
         help="Stop marker the model was trained with ('' for none). Default: the model "
         f"card's, else {DEFAULT_STOP!r}.",
     )
-    @click.option(
-        "--variations",
-        "variations_file",
-        type=click.Path(path_type=Path, exists=True, dir_okay=False),
-        default=None,
-        help="QA file of rephrased questions with their expected answers.",
-    )
-    @click.option(
-        "--generate-variations",
-        is_flag=True,
-        help="Have --generator rephrase every question (cached in --variations-cache).",
-    )
-    @click.option(
-        "--variations-per-question",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="Rephrasings per question with --generate-variations.",
-    )
-    @click.option(
-        "--generator", default=DEFAULT_MODEL, show_default=True, help="Model that rephrases."
-    )
-    @click.option(
-        "--variations-cache",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="JSONL cache of rephrasings [default: <cache dir>/eval-variations.jsonl].",
-    )
-    @click.option(
-        "--unrelated",
-        "unrelated_file",
-        type=click.Path(path_type=Path, exists=True, dir_okay=False),
-        default=None,
-        help="Text file of your own off-topic questions, one per line.",
-    )
-    @click.option(
-        "--no-builtin-unrelated", is_flag=True, help="Leave out the built-in off-topic questions."
-    )
-    @click.option(
-        "--limit",
-        type=click.IntRange(min=1),
-        default=None,
-        help="At most N questions per set (a seeded sample).",
-    )
-    @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
-    @click.option(
-        "--concurrency",
-        type=click.IntRange(min=1),
-        default=32,
-        show_default=True,
-        help="Questions in flight at once.",
-    )
+    @suite_options
+    @sampling_options
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
