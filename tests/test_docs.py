@@ -272,3 +272,18 @@ def test_every_environment_variable_is_documented() -> None:
     assert "FINETUNE_QA_DEBUG" in names  # the scan works
     env_page = _code_spans("reference/environment.md")
     assert names <= env_page, names - env_page
+
+
+_HELP_BLOCK = re.compile(r"```text\n\$ (finetune-qa[^\n]*--help)\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_help_shown_in_the_docs_is_the_real_one(page: Path) -> None:
+    """Issue #13, finding 11: a `$ finetune-qa ... --help` transcript is what --help prints."""
+    from click.testing import CliRunner
+
+    for match in _HELP_BLOCK.finditer(page.read_text(encoding="utf-8")):
+        argv = match.group(1).split()[1:]
+        result = CliRunner().invoke(click_group, argv, terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert match.group(2).rstrip() == result.output.rstrip(), f"{page}: {match.group(1)}"
