@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from finetune_qa._cli_jobs import backend_options, open_backend
+from finetune_qa._fs import check_outputs
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 
@@ -191,6 +192,16 @@ def register(cli: click.Group) -> None:
 
         if variations_file is not None and generate_variations:
             raise UsageError("use either --variations FILE or --generate-variations, not both")
+        cache = variations_cache or cache_dir() / "eval-variations.jsonl"
+        check_outputs(
+            {
+                "--html": html_path,
+                "--markdown": md_path,
+                "--save-suite": save_suite,
+                "--variations-cache": cache if generate_variations else None,
+            },
+            [data, variations_file, unrelated_file, question_gate, answer_gate],
+        )
         suite = EvalSuite.from_file(
             data,
             variations=variations_file,
@@ -209,7 +220,6 @@ def register(cli: click.Group) -> None:
                 )
 
             if generate_variations:
-                cache = variations_cache or cache_dir() / "eval-variations.jsonl"
                 suite = suite.generate_variations(
                     chat(generator), variations_per_question, cache=cache, concurrency=concurrency
                 )

@@ -21,8 +21,9 @@ import click
 import orjson
 
 from finetune_qa._cli_jobs import _emit, backend_options, open_backend
+from finetune_qa._fs import check_outputs
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
-from finetune_qa.exceptions import InputError, UsageError
+from finetune_qa.exceptions import UsageError
 
 if TYPE_CHECKING:
     from finetune_qa.guardrails import Gate
@@ -160,7 +161,7 @@ def register(cli: click.Group) -> None:
         if gate == "question" and qa_model:
             raise UsageError("--qa-model is for --gate answer; the question gate reads no answers")
         target = out if out is not None else Path(f"{gate}-gate.json")
-        _check_writable(target)
+        check_outputs({"--out": target}, [data, negatives_file])
         pairs = list(QASource(data, stop=stop or None).pairs())
         negatives = read_questions(negatives_file) if negatives_file is not None else []
         bank = () if no_builtin_negatives else OFF_TOPIC_TRAINING_QUESTIONS
@@ -288,13 +289,3 @@ def register(cli: click.Group) -> None:
                 click.echo(orjson.dumps(data).decode() if as_json else line(q, v))
         if fail_off_topic and not all(v.on_topic for v in verdicts):
             raise click.exceptions.Exit(1)
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse an --out path that cannot be written, before paying for a job."""
-    if path.is_dir():
-        raise InputError("is a directory", path=path, hint="pass a file path for --out")
-    if not path.parent.is_dir():
-        raise InputError(
-            "its folder does not exist", path=path, hint="create the folder or pick another path"
-        )

@@ -26,7 +26,7 @@ from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_guard import register as register_guard_commands
 from finetune_qa._cli_jobs import register as register_training_commands
-from finetune_qa._fs import atomic_write, same_file
+from finetune_qa._fs import atomic_write, check_outputs
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
 from finetune_qa.config import (
@@ -210,8 +210,10 @@ def build(
             answer_column=answer_column,
             strict=strict,
         )
-    if report_path is not None:
-        _check_report_path(report_path, [*inputs, output, validation_output])
+    # the one output rule, for every output before any is written
+    check_outputs(
+        {"-o": output, "--validation": validation_output, "--report": report_path}, inputs
+    )
     use_model = (model or DEFAULT_MODEL) if report_tokens else None
     try:
         report = builder.build(output, validation_output=validation_output, model=use_model)
@@ -481,24 +483,6 @@ def _pct(result: EvalResult, set_name: str) -> str:
     """The answered rate of one set, as a percentage."""
     value = result.sets[set_name].scores.get("answered")
     return "n/a" if value is None else f"{value:.0%}"
-
-
-def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:
-    """Refuse a report path that is a directory, or a file the command reads or writes."""
-    if path.is_dir():
-        raise InputError("is a directory", path=path, hint="pass a file path for --report")
-    if not path.parent.is_dir():
-        raise InputError(
-            "its folder does not exist", path=path, hint="create the folder or pick another path"
-        )
-    for other in others:
-        if other is None:
-            continue
-        if same_file(path, other):
-            raise UsageError(
-                f"--report {path} is also an input or output of this command; writing the "
-                "report there would destroy it: choose another path"
-            )
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -460,7 +460,9 @@ class DatasetBuilder:
         out_path = Path(output)
         val_path = Path(validation_output) if validation_output is not None else None
         if val_path is not None and val_path.resolve() == out_path.resolve():
-            raise UsageError("output and validation_output are the same file")
+            raise UsageError(
+                f"the output and the validation output are one file ({out_path}): choose two paths"
+            )
         for spec in self._sources:
             for target in (out_path, val_path):
                 if spec.source is not None and target is not None:

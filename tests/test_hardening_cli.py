@@ -68,7 +68,7 @@ CASES: dict[str, Case] = {
         "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/seed.csv", "is also an input"
     ),
     "build-output-equals-validation": Case(
-        "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/o.jsonl", "the same file"
+        "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/o.jsonl", "-o and --validation name one file"
     ),
     "build-output-under-a-file": Case(
         "build {T}/seed.csv -o {T}/seed.csv/o.jsonl", "cannot write here"

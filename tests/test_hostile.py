@@ -1,0 +1,225 @@
+"""Hostile and careless use (issue #12): each numbered finding reproduced, then held fixed.
+
+Items that could hang or outlive the test (FIFOs, signals, concurrent processes) run the
+CLI in a subprocess with a timeout; the rest call ``main()`` in process.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune_qa.cli import main
+from finetune_qa.samples import sample_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state" / "offline-api.json"
+    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
+    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
+    monkeypatch.chdir(tmp_path)
+    return state
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli(
+    *args: str, timeout: float = 60, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The CLI in a subprocess, killed after ``timeout`` seconds (a hang fails the test)."""
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "finetune_qa", *args],
+        capture_output=True,
+        timeout=timeout,
+        input=input,
+        env=full,
+        check=False,
+    )
+
+
+def small_csv(path: Path, n: int = 12) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["question", "answer"])
+        for i in range(n):
+            w.writerow([f"What is the number {i} plan?", f"The number {i} plan has {i} seats."])
+    return path
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "internal error" not in err and "Traceback" not in err, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. not a regular file
+
+
+def test_1_build_never_replaces_a_device_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = tmp_path / "mynull"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a stand-in for /dev/null
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", str(node),
+                       "-q", "--no-tokens")  # fmt: skip
+    assert code == 2
+    assert "not a regular file" in one_error_line(err)
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lf.csv", "mynull"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link_to_fd", "report_fifo"])
+def test_1_outputs_refuse_fifos_and_links_to_them(tmp_path: Path, kind: str) -> None:
+    src = small_csv(tmp_path / "lf.csv")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    args = ["build", str(src), "-o", str(tmp_path / "t.jsonl"), "-q", "--no-tokens"]
+    if kind == "fifo":
+        args[3] = str(fifo)
+    elif kind == "link_to_fd":
+        link = tmp_path / "out"
+        link.symlink_to("/proc/self/fd/1")
+        args[3] = str(link)
+    else:
+        args += ["--report", str(fifo)]
+    proc = cli(*args, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "not a regular file" in one_error_line(proc.stderr.decode())
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert not (tmp_path / "t.jsonl").exists()
+    if kind == "link_to_fd":
+        assert os.path.islink(tmp_path / "out")
+
+
+def test_1_a_link_to_a_regular_file_is_written_through(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", str(link),
+                       "-q", "--no-tokens")  # fmt: skip
+    assert code == 0, err
+    assert link.is_symlink() and real.read_text().startswith('{"messages"')
+
+
+# ------------------------------------------------------------ 2. outputs over inputs
+
+
+@pytest.fixture
+def trained(capsys: pytest.CaptureFixture[str]) -> str:
+    code, out, err = run(capsys, "train", str(sample_csv()), "--validation-fraction", "0", "-q")
+    assert code == 0, err
+    return out.strip()
+
+
+@pytest.mark.parametrize("option", ["--html", "--markdown", "--save-suite", "--variations-cache"])
+def test_2_eval_never_writes_over_its_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trained: str, option: str
+) -> None:
+    ev = tmp_path / "ev.csv"
+    ev.write_bytes(sample_csv().read_bytes())
+    before = ev.read_bytes()
+    args = ["eval", str(ev), "--model", trained, "--limit", "2", option, str(ev)]
+    if option == "--variations-cache":
+        args.append("--generate-variations")
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert f"{option} {ev} is also an input" in one_error_line(err)
+    assert ev.read_bytes() == before
+
+
+def test_2_eval_refuses_one_file_for_two_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trained: str
+) -> None:
+    code, _, err = run(capsys, "eval", str(sample_csv()), "--model", trained, "--limit", "2",
+                       "--html", "x", "--markdown", "x")  # fmt: skip
+    assert code == 2
+    assert "--html and --markdown name one file" in one_error_line(err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_2_guard_train_never_writes_over_its_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gd = tmp_path / "gd.csv"
+    gd.write_bytes(sample_csv().read_bytes())
+    before = gd.read_bytes()
+    code, _, err = run(capsys, "guard", "train", str(gd), "--gate", "question", "--out", str(gd))
+    assert code == 2
+    assert "--out" in one_error_line(err) and "is also an input" in err
+    assert gd.read_bytes() == before
+
+
+def test_2_build_says_which_options_name_one_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", "x",
+                       "--validation", "x", "-q", "--no-tokens")  # fmt: skip
+    assert code == 2
+    line = one_error_line(err)
+    assert "-o and --validation name one file (x)" in line
+    assert "validation_output" not in line
+
+
+# ---------------------------------------------------------------- 15. partial output
+
+
+def test_15_an_unwritable_report_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /proc refuses new files even to root: a stand-in for a folder one cannot write
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", "ok.jsonl",
+                       "--report", "/proc/r.json", "-q", "--no-tokens")  # fmt: skip
+    assert code == 2
+    assert "/proc/r.json" in one_error_line(err)
+    assert not (tmp_path / "ok.jsonl").exists()
+
+
+def test_15_a_failed_build_leaves_no_new_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o",
+                     "new/deep/out.jsonl", "--min-answer-length", "1000", "-q", "--no-tokens")  # fmt: skip
+    assert code == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_15_rebuilding_keeps_a_private_file_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    os.chmod(out, 0o600)
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", str(out),
+                       "-q", "--no-tokens")  # fmt: skip
+    assert code == 0, err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_15_generate_glob_stays_inside_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "a" / "b"
+    site.mkdir(parents=True)
+    (site / "page.md").write_text("# Page\n\nSome text about the product.\n")
+    code, _, err = run(capsys, "generate", str(site), "--glob", "../../*", "--out", "qa.csv")
+    assert code == 2
+    assert "reaches outside the folder" in one_error_line(err)
