@@ -3,7 +3,7 @@
 Registered on the ``finetune-qa`` group by :mod:`finetune_qa.cli`. Every command takes
 ``--backend`` (``openai`` by default, or ``$FINETUNE_QA_BACKEND``) and ``--json``. With
 ``--backend offline`` the offline API's state (files, jobs, models) is kept between
-commands in ``<cache dir>/offline-api.pickle``, so ``train`` then ``status`` then ``ask``
+commands in ``<cache dir>/offline-api.json``, so ``train`` then ``status`` then ``ask``
 work as they would against OpenAI.
 """
 
@@ -39,14 +39,14 @@ _EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or
 def offline_state_path() -> Path:
     """Where the CLI keeps the offline API's state between commands."""
     explicit = os.environ.get("FINETUNE_QA_OFFLINE_STATE")
-    return Path(explicit) if explicit else cache_dir() / "offline-api.pickle"
+    return Path(explicit) if explicit else cache_dir() / "offline-api.json"
 
 
 def _load_offline_state(path: Path) -> Any:
     """The offline API saved at ``path``, a new one if there is none, or an InputFileError."""
     from finetune_qa.backends._fakeapi import FakeOpenAI
 
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return FakeOpenAI()
     hint = (
         f"delete {path} to start again with an empty offline API (its files and jobs are lost), "
@@ -54,19 +54,10 @@ def _load_offline_state(path: Path) -> Any:
     )
     try:
         return FakeOpenAI.load(path)
-    except UsageError as exc:
-        problem = str(exc) if "saved by" in str(exc) else "does not hold a saved offline API"
-        raise InputFileError(problem, path=path, hint=hint) from exc
-    except OSError as exc:
-        if path.is_dir():
-            hint = "point FINETUNE_QA_OFFLINE_STATE at a file, not a directory"
-        raise InputFileError(
-            f"cannot read the offline API's state ({exc.strerror or exc})", path=path, hint=hint
-        ) from exc
-    except Exception as exc:  # unpickling a damaged file raises almost anything
-        raise InputFileError(
-            f"the offline API's state is damaged ({type(exc).__name__})", path=path, hint=hint
-        ) from exc
+    except InputFileError:
+        raise
+    except UsageError as exc:  # saved by another version
+        raise InputFileError(str(exc), path=path, hint=hint) from exc
 
 
 @contextmanager

@@ -223,3 +223,57 @@ def test_15_generate_glob_stays_inside_the_folder(
     code, _, err = run(capsys, "generate", str(site), "--glob", "../../*", "--out", "qa.csv")
     assert code == 2
     assert "reaches outside the folder" in one_error_line(err)
+
+
+# ------------------------------------------------------- 7. code in the offline state
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_7_a_pickle_where_the_state_lives_is_never_loaded(
+    tmp_path: Path, offline_state: Path, capsys: pytest.CaptureFixture[str], planted: bool
+) -> None:
+    import pickle
+
+    marker = tmp_path / "marker"
+    offline_state.parent.mkdir(parents=True, exist_ok=True)
+    offline_state.write_bytes(pickle.dumps(_Payload(marker)))
+    if planted:  # another user's file, writable by all
+        os.chmod(offline_state, 0o666)
+        os.chown(offline_state, 12345, 12345)
+    else:  # even one's own old state is not unpickled
+        os.chmod(offline_state, 0o600)
+    code, _, err = run(capsys, "jobs")
+    assert code == 2
+    line = one_error_line(err)
+    assert str(offline_state) in line and "delete" in line
+    assert ("another user" in line) if planted else ("pickle" in line)
+    assert not marker.exists()
+
+
+def test_7_a_state_writable_by_others_is_refused(
+    offline_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "jobs")[0] == 0
+    assert offline_state.read_bytes().startswith(b'{"format":"finetune_qa offline API state"')
+    assert stat.S_IMODE(offline_state.stat().st_mode) == 0o600
+    os.chmod(offline_state, 0o622)
+    code, _, err = run(capsys, "jobs")
+    assert code == 2 and "writable by other users" in one_error_line(err)
+
+
+def test_7_the_json_state_keeps_jobs_and_models_between_commands(
+    capsys: pytest.CaptureFixture[str], trained: str
+) -> None:
+    code, out, err = run(capsys, "ask", trained, "How do I reset my password?")
+    assert code == 0, err
+    assert "Forgot password" in out
+    code, out, _ = run(capsys, "jobs", "--json")
+    assert code == 0 and trained in out
