@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._text import scrub_url
 from finetune_qa.backends import (
     Backend,
     Checkpoint,
@@ -200,7 +201,7 @@ def _backend_label(backend: Backend) -> str:
         return f"offline:{getattr(fake, 'instance_id', f'{id(fake):x}')}"
     client = getattr(backend, "client", None)
     base = getattr(client, "base_url", None)
-    return f"{backend.name}:{base}" if base is not None else backend.name
+    return f"{backend.name}:{scrub_url(str(base))}" if base is not None else backend.name
 
 
 def _check_request(req: JobRequest, catalog: ModelCatalog, today: dt.date) -> None:

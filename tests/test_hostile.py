@@ -277,3 +277,50 @@ def test_7_the_json_state_keeps_jobs_and_models_between_commands(
     assert "Forgot password" in out
     code, out, _ = run(capsys, "jobs", "--json")
     assert code == 0 and trained in out
+
+
+# ------------------------------------------------------------------ 8. key in journal
+
+
+@pytest.fixture
+def server() -> object:
+    import threading
+
+    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.backends._wire import serve
+
+    srv = serve(FakeOpenAI(), port=0, speedup=600)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+KEY = "sk-PLANTEDsecret0123456789abcdef"
+
+
+@pytest.mark.parametrize("where", ["query", "userinfo"])
+def test_8_no_key_from_the_base_url_in_the_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], server: object, where: str
+) -> None:
+    port = server.server_address[1]  # type: ignore[attr-defined]
+    if where == "query":
+        url = f"http://127.0.0.1:{port}/v1?api-key={KEY}"
+    else:
+        url = f"http://u:{KEY}@127.0.0.1:{port}/v1"
+    _code, out, err = run(capsys, "train", str(sample_csv()), "--workdir", "wd", "--no-wait",
+                         "--backend", "openai", "--base-url", url)  # fmt: skip
+    journal = (tmp_path / "wd" / "journal.jsonl").read_text()
+    assert '"backend"' in journal or "openai:" in journal
+    assert KEY not in journal and "PLANTED" not in journal
+    assert KEY not in out + err
+
+
+def test_8_scrub_url_keeps_what_is_not_secret() -> None:
+    from finetune_qa._text import scrub_url
+
+    assert scrub_url("https://api.example.com/v1?api-version=2024") == (
+        "https://api.example.com/v1?api-version=2024"
+    )
+    assert scrub_url(f"http://u:{KEY}@h/v1?token=abc&x=1") == "http://h/v1?token=[REDACTED]&x=1"
