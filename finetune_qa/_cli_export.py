@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import click
 
-from finetune_qa._cli_jobs import _emit, open_backend
+from finetune_qa._cli_jobs import Finite, _emit, open_backend
 from finetune_qa.exceptions import ConfigError, UnknownBackendError, UsageError
 from finetune_qa.export import ExportFormat, export_splits
 
@@ -118,7 +118,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--timeout",
-        type=float,
+        type=Finite(min=0),
         default=None,
         help="With --wait, stop following after this many seconds (the job goes on).",
     )

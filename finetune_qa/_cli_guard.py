@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
-from finetune_qa._cli_jobs import _emit, backend_options, open_backend
+from finetune_qa._cli_jobs import Finite, _emit, backend_options, open_backend
 from finetune_qa._fs import check_outputs
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
 from finetune_qa.exceptions import UsageError
@@ -81,13 +81,13 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--target-precision",
-        type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+        type=Finite(min=0.0, max=1.0, min_open=True),
         default=None,
         help="Choose the threshold for this held-out precision instead of the best F1.",
     )
     @click.option(
         "--heldout-fraction",
-        type=click.FloatRange(min=0.0, max=0.5),
+        type=Finite(min=0.0, max=0.5),
         default=0.2,
         show_default=True,
         help="Share of each class held out to choose the threshold.",
@@ -217,7 +217,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--threshold",
-        type=click.FloatRange(min=0.0, max=1.0),
+        type=Finite(min=0.0, max=1.0),
         default=None,
         help="Judge at this on-topic probability instead of the saved threshold.",
     )

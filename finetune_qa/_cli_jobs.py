@@ -10,6 +10,7 @@ work as they would against OpenAI.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -31,9 +32,29 @@ from finetune_qa.backends import (
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
 
-__all__ = ["follow_job", "offline_state_path", "open_backend", "register"]
+__all__ = ["FINITE", "Finite", "follow_job", "offline_state_path", "open_backend", "register"]
 
 _EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
+
+
+class Finite(click.FloatRange):
+    """A float option that refuses ``nan`` and ``inf`` (``float()`` accepts both).
+
+    A NaN passes every range check (each comparison is false): ``--timeout nan`` waited
+    forever and ``serve --speedup nan`` answered every upload with a 500.
+    """
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+FINITE = Finite()
+"""Any finite float."""
 
 
 def offline_state_path() -> Path:
@@ -168,7 +189,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--validation-fraction",
-        type=float,
+        type=FINITE,
         default=0.1,
         show_default=True,
         help="Share of questions for the validation file (0: none).",
@@ -181,7 +202,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--timeout",
-        type=float,
+        type=Finite(min=0),
         default=None,
         help="Stop following after this many seconds (the job goes on).",
     )
@@ -395,7 +416,7 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--stop", default=DEFAULT_STOP, show_default=True, help="Stop marker ('' for none)."
     )
-    @click.option("--temperature", type=float, default=0.0, show_default=True, help="0-2.")
+    @click.option("--temperature", type=FINITE, default=0.0, show_default=True, help="0-2.")
     @click.option("--max-tokens", type=int, default=None, help="Cap on the answer's tokens.")
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
@@ -442,7 +463,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--speedup",
-        type=float,
+        type=Finite(min=0, min_open=True),
         default=60.0,
         show_default=True,
         help="Virtual seconds per real second (jobs finish quicker).",

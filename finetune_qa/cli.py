@@ -25,6 +25,7 @@ from finetune_qa._cli_eval import register as register_eval_commands
 from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_guard import register as register_guard_commands
+from finetune_qa._cli_jobs import FINITE
 from finetune_qa._cli_jobs import register as register_training_commands
 from finetune_qa._fs import atomic_write, check_outputs
 from finetune_qa._version import __version__
@@ -88,7 +89,7 @@ def cli() -> None:
 )
 @click.option(
     "--validation-fraction",
-    type=float,
+    type=FINITE,
     default=None,
     help="Share of distinct questions for validation (default 0.1 with --validation, else 0).",
 )

@@ -42,6 +42,7 @@ import functools
 import hashlib
 import io
 import logging
+import math
 import os
 import re
 import threading
@@ -617,7 +618,15 @@ class FineTuneJob:
 
         Raises:
             JobTimeout: ``timeout`` seconds passed first (the job itself goes on).
+            UsageError: a NaN or infinite interval or timeout (a NaN timeout never passes).
         """
+        for name, value in (
+            ("poll_interval", poll_interval),
+            ("max_poll_interval", max_poll_interval),
+            ("timeout", timeout),
+        ):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be a finite number of seconds >= 0, got {value}")
         start = self._clock()
         interval = poll_interval
         last_status: str | None = None

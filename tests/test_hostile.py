@@ -324,3 +324,35 @@ def test_8_scrub_url_keeps_what_is_not_secret() -> None:
         "https://api.example.com/v1?api-version=2024"
     )
     assert scrub_url(f"http://u:{KEY}@h/v1?token=abc&x=1") == "http://h/v1?token=[REDACTED]&x=1"
+
+
+# ------------------------------------------------------------------- 13. NaN and inf
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "{csv}", "--timeout", "nan"],
+        ["train", "{csv}", "--timeout", "inf"],
+        ["train", "{csv}", "--validation-fraction", "nan"],
+        ["serve", "--speedup", "nan", "--port", "0"],
+        ["serve", "--speedup", "inf", "--port", "0"],
+        ["ask", "m", "q", "--temperature", "nan"],
+        ["build", "{csv}", "-o", "t.jsonl", "--validation-fraction", "nan"],
+        ["guard", "train", "{csv}", "--gate", "question", "--target-precision", "nan"],
+    ],
+)
+def test_13_nan_and_inf_are_refused(tmp_path: Path, args: list[str]) -> None:
+    csv_path = str(sample_csv())
+    proc = cli(*[a.replace("{csv}", csv_path) for a in args], timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc.stderr.decode())
+    assert "is not a finite number" in line
+
+
+def test_13_the_library_refuses_them_too() -> None:
+    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.exceptions import UsageError
+
+    with pytest.raises(UsageError, match="finite"):
+        FakeOpenAI().clock.run_realtime(float("nan"))

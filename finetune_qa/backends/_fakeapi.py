@@ -165,8 +165,8 @@ class VirtualClock:
 
         Used by the HTTP server mode, where clients poll with real sleeps.
         """
-        if speedup <= 0:
-            raise UsageError(f"speedup must be positive, got {speedup}")
+        if not (math.isfinite(speedup) and speedup > 0):
+            raise UsageError(f"speedup must be a positive finite number, got {speedup}")
         with self._lock:
             self._base = self._now()
             self._real0 = time.monotonic()
