@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
-from finetune_qa._cli_jobs import Finite, _emit, backend_options, open_backend
+from finetune_qa._cli_jobs import Finite, _emit, backend_options, open_backend, stdin_lines
 from finetune_qa._fs import check_outputs
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
 from finetune_qa.exceptions import UsageError
@@ -274,7 +274,7 @@ def register(cli: click.Group) -> None:
             else:
                 if sys.stdin.isatty() and not (as_json or quiet):
                     click.echo("Questions to check, one per line (Ctrl-D to end).", err=True)
-                questions = [line.strip() for line in sys.stdin if line.strip()]
+                questions = list(stdin_lines("questions"))
                 verdicts = disc.check_many(questions)
 
         def line(q: str, v: Verdict) -> str:

@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,42 @@ class Finite(click.FloatRange):
 
 FINITE = Finite()
 """Any finite float."""
+
+
+class JobId(click.ParamType[str]):
+    """A job id: 1-200 printable characters, no space or slash (it goes into a URL path)."""
+
+    name = "job_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text:
+            self.fail("is empty; pass a job id such as ftjob-abc123 (see `finetune-qa jobs`)")
+        if len(text) > 200:
+            self.fail(f"is {len(text):,} characters long; job ids are short, e.g. ftjob-abc123")
+        if not text.isprintable() or any(c in text for c in " /\\?#%"):
+            self.fail(f"{text[:40]!r} is not a job id (e.g. ftjob-abc123; see `finetune-qa jobs`)")
+        return text
+
+
+JOB_ID = JobId()
+
+
+def stdin_lines(what: str) -> Iterator[str]:
+    """Non-blank lines of standard input, stripped; UsageError on bytes that are not UTF-8."""
+    stream: Iterable[bytes | str] = getattr(sys.stdin, "buffer", None) or sys.stdin
+    for n, raw in enumerate(stream, 1):
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            text.encode("utf-8")  # a text stream may hold surrogates for undecodable bytes
+        except UnicodeError:
+            raise UsageError(
+                f"standard input line {n} is not UTF-8 text; pass {what} as UTF-8 text, "
+                "one per line"
+            ) from None
+        line = text.strip()
+        if line:
+            yield line
 
 
 def offline_state_path() -> Path:
@@ -288,7 +324,7 @@ def register(cli: click.Group) -> None:
             raise click.exceptions.Exit(1)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
@@ -304,7 +340,7 @@ def register(cli: click.Group) -> None:
         )
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @click.option(
         "--follow", "follow_", is_flag=True, help="Keep printing events until the job ends."
     )
@@ -330,7 +366,7 @@ def register(cli: click.Group) -> None:
                     _print_event(e, as_json)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @click.option(
         "--plot",
         "plot_path",
@@ -376,7 +412,7 @@ def register(cli: click.Group) -> None:
         _emit([p.model_dump() for p in points], as_json, text)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
@@ -451,7 +487,7 @@ def register(cli: click.Group) -> None:
             else:
                 if sys.stdin.isatty() and not (as_json or quiet):
                     click.echo("Ask a question (Ctrl-D to end).", err=True)
-                questions = (line.strip() for line in sys.stdin if line.strip())
+                questions = stdin_lines("questions")
             for q in questions:
                 answer = chat.ask(q)
                 _emit(answer.model_dump(mode="json"), as_json, functools.partial(str, answer.text))
@@ -459,7 +495,11 @@ def register(cli: click.Group) -> None:
     @cli.command(epilog=_EXIT_HELP)
     @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
     @click.option(
-        "--port", type=int, default=8000, show_default=True, help="Port (0: any free one)."
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8000,
+        show_default=True,
+        help="Port (0: any free one).",
     )
     @click.option(
         "--speedup",
@@ -475,7 +515,13 @@ def register(cli: click.Group) -> None:
         """
         from finetune_qa.backends._wire import run_server
 
-        run_server(host=host, port=port, realtime=True, speedup=speedup)
+        try:
+            run_server(host=host, port=port, realtime=True, speedup=speedup)
+        except OSError as exc:  # a host that does not resolve, a port in use or reserved
+            raise UsageError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another "
+                "--host or --port (--port 0 takes any free one)"
+            ) from exc
 
 
 def _int(value: str, option: str) -> int:

@@ -122,7 +122,7 @@ def cli() -> None:
 @click.option("--no-dedupe", is_flag=True, help="Keep repeated questions.")
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(-(2**63), 2**63 - 1),
     default=DEFAULT_SEED,
     show_default=True,
     help="Seed of the train/validation split.",

@@ -356,3 +356,44 @@ def test_13_the_library_refuses_them_too() -> None:
 
     with pytest.raises(UsageError, match="finite"):
         FakeOpenAI().clock.run_realtime(float("nan"))
+
+
+# ------------------------------------------------------- 12. usage, not internal errors
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["serve", "--port", "-1"], "--port"),
+        (["serve", "--port", "70000"], "--port"),
+        (["serve", "--host", "nosuchhost.invalid", "--port", "0"], "cannot listen on"),
+        (["status", ""], "is empty"),
+        (["status", "x" * 100_000], "100,000 characters"),
+        (["events", "ftjob-a/../b"], "is not a job id"),
+        (["build", "{csv}", "-o", "t.jsonl", "--seed", "99999999999999999999"], "--seed"),
+    ],
+)
+def test_12_usage_errors_are_not_internal_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], expect: str
+) -> None:
+    code, _, err = run(capsys, *[a.replace("{csv}", str(sample_csv())) for a in args])
+    assert code == 2
+    assert expect in one_error_line(err)
+
+
+def test_12_a_port_in_use_is_a_usage_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = cli("serve", "--port", str(port), timeout=60)
+    assert proc.returncode == 2
+    assert "cannot listen on" in one_error_line(proc.stderr.decode())
+
+
+def test_12_binary_stdin_to_ask_is_a_usage_error() -> None:
+    proc = cli("ask", "m", "--backend", "offline", input=b"\xff\xfe\x00q\n" * 100, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "line 1 is not UTF-8 text" in one_error_line(proc.stderr.decode())
