@@ -36,7 +36,15 @@ from typing import IO
 
 from finetune_qa.exceptions import InputFileError, UsageError
 
-__all__ = ["AtomicFile", "atomic_write", "check_outputs", "open_regular", "same_file", "umask"]
+__all__ = [
+    "AtomicFile",
+    "atomic_write",
+    "check_outputs",
+    "open_regular",
+    "same_file",
+    "shrunk",
+    "umask",
+]
 
 StrPath = str | os.PathLike[str]
 
@@ -132,6 +140,19 @@ def open_regular(
         f.close()
         raise
     return f
+
+
+def shrunk(path: object) -> InputFileError:
+    """The error for an input that got shorter while it was read (it was truncated).
+
+    Readers that plan byte ranges from the size at open re-check it: a range that reads
+    short means the file changed under them, and the result would be silently partial.
+    """
+    return InputFileError(
+        "changed while it was read: it is shorter now",
+        path=str(path) if path is not None else None,
+        hint="run again once the file is complete; do not truncate or rewrite it meanwhile",
+    )
 
 
 def same_file(a: StrPath, b: StrPath) -> bool:

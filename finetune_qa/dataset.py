@@ -36,7 +36,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Self
 
-from finetune_qa._fs import AtomicFile, same_file
+from finetune_qa._fs import AtomicFile, same_file, shrunk
 from finetune_qa._pipeline import (
     Accounts,
     Example,
@@ -66,7 +66,7 @@ from finetune_qa.config import (
     EXAMPLES_PER_REASON,
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
-from finetune_qa.exceptions import DatasetError, InputFileError, UsageError
+from finetune_qa.exceptions import DatasetError, InputError, InputFileError, UsageError
 from finetune_qa.readers import (
     CHANGE_REASONS,
     ISSUE_REASONS,
@@ -601,6 +601,7 @@ class DatasetBuilder:
         )
         pending: deque[tuple[int, Future[RangeResult]]] = deque()
         merge = _Merger(self, acc, opts, train_f, val_f, validator)
+        sizes = {s.source.path: _size(s.source.path) for s in self._sources if s.source}
         try:
             for index, spec in enumerate(self._sources):
                 src = spec.source
@@ -625,6 +626,12 @@ class DatasetBuilder:
             while pending:
                 i, fut = pending.popleft()
                 merge.consume(i, fut.result())
+        except InputError as exc:
+            # a range cut short by a truncation reads as broken data: say what happened
+            for path, size in sizes.items():
+                if _size(path) < size:
+                    raise shrunk(path) from exc
+            raise
         finally:
             for _, fut in pending:
                 fut.cancel()
@@ -675,6 +682,13 @@ class DatasetBuilder:
             validation_fraction=self.validation_fraction,
             seed=self.seed,
         )
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
 
 
 def _without_suffix(text: str, suffix: str) -> str:

@@ -54,7 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
-from finetune_qa._fs import open_regular
+from finetune_qa._fs import open_regular, shrunk
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -1023,6 +1023,8 @@ class QASource:
             f.seek(pos)
             while pos < size:
                 block = f.read(target_bytes)
+                if not block:  # truncated since it was opened: end, do not plan empty ranges
+                    raise shrunk(self.path)
                 end = pos + len(block)
                 lines = block.count(b"\n")
                 odd = block.count(b'"') & 1 if csv_format else 0
@@ -1330,7 +1332,10 @@ def _until(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
     """
     # BytesIO splits on b"\n" only, as iterating the file does (splitlines would also split
     # on a lone b"\r" and shift line numbers)
-    return iter(io.BytesIO(f.read(end - start)))
+    data = f.read(end - start)
+    if len(data) != end - start:
+        raise shrunk(getattr(f, "name", None))
+    return iter(io.BytesIO(data))
 
 
 class _OffsetReader:

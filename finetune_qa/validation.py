@@ -45,7 +45,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa._fs import open_regular
+from finetune_qa._fs import open_regular, shrunk
 from finetune_qa._procs import auto_workers, mp_context
 from finetune_qa._text import Histogram, key_hash, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
@@ -1151,6 +1151,8 @@ def _line_ranges(path: Path, target: int) -> Iterator[tuple[int, int, int]]:
         while pos < size:
             f.seek(pos)
             block = f.read(target)
+            if not block:  # truncated since it was opened: end, do not plan empty ranges
+                raise shrunk(path)
             end = pos + len(block)
             lines = block.count(b"\n")
             if end < size and not block.endswith(b"\n"):
@@ -1180,6 +1182,8 @@ def _validate_range(
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
+    if len(data) != end - start:
+        raise shrunk(path)
     for n, raw in enumerate(io.BytesIO(data), first_line):
         v.add_line(raw, n)
     return v._partial()

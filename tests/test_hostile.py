@@ -397,3 +397,73 @@ def test_12_binary_stdin_to_ask_is_a_usage_error() -> None:
     proc = cli("ask", "m", "--backend", "offline", input=b"\xff\xfe\x00q\n" * 100, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "line 1 is not UTF-8 text" in one_error_line(proc.stderr.decode())
+
+
+# --------------------------------------------------------- 3. an input that shrinks
+
+
+def big_csv(path: Path, mib: int) -> Path:
+    row = b'"What is the plan number %07d about?","The plan number %07d is about seats."\n'
+    n = mib * 1024 * 1024 // len(row % (0, 0)) + 1
+    with path.open("wb") as f:
+        f.write(b"question,answer\n")
+        f.writelines(row % (i, i) for i in range(n))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_3_the_range_planner_stops_on_a_file_that_shrinks(tmp_path: Path, kind: str) -> None:
+    from itertools import islice
+
+    from finetune_qa.exceptions import InputFileError
+    from finetune_qa.readers import QASource
+    from finetune_qa.validation import _line_ranges
+
+    path = tmp_path / f"big.{kind}"
+    if kind == "csv":
+        big_csv(path, 2)
+        ranges = QASource(path).plan_ranges(64 * 1024)
+    else:
+        path.write_bytes(b'{"messages": []}\n' * 120_000)
+        ranges = _line_ranges(path, 64 * 1024)
+    next(ranges)
+    os.truncate(path, 100_000)
+    with pytest.raises(InputFileError, match="changed while it was read"):
+        list(islice(ranges, 10_000))  # before: endless empty ranges
+
+
+def test_3_a_range_read_short_is_an_error(tmp_path: Path) -> None:
+    from finetune_qa.exceptions import InputFileError
+    from finetune_qa.readers import QASource
+
+    path = big_csv(tmp_path / "big.csv", 1)
+    src = QASource(path)
+    start, end, line = next(src.plan_ranges(1 << 30))
+    os.truncate(path, end // 2)
+    with pytest.raises(InputFileError, match="shorter now"):
+        list(src.iter_range(start, end, line, src._columns))
+
+
+def test_3_build_of_a_file_truncated_meanwhile_ends(tmp_path: Path) -> None:
+    import time
+
+    path = big_csv(tmp_path / "big.csv", 17)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "finetune_qa", "build", str(path), "-o", "out.jsonl", "-q",
+            "--no-tokens"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        # the temporary output appears just before the input is read: truncate then
+        while not any(p.suffix == ".tmp" for p in tmp_path.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.truncate(path, 4 * 1024 * 1024 + 17)  # mid-row
+        _, err = proc.communicate(timeout=90)  # before: 7 of 8 runs never ended
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    line = one_error_line(err.decode())
+    assert "changed while it was read" in line or "never closed" in line
+    assert not (tmp_path / "out.jsonl").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
