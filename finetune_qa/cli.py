@@ -14,7 +14,9 @@ set ``FINETUNE_QA_DEBUG=1`` to get the traceback of an unexpected error.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,6 +63,18 @@ _EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or
 
 class _Failure(Exception):
     """Raised by commands to end with exit code 1 after printing their output."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that every ``finally`` runs.
+
+    The default action ends the process on the spot: temporary outputs stay behind and
+    worker pools are never shut down. Raised as an interrupt, it unwinds like Ctrl-C.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 @click.group(
@@ -493,6 +507,17 @@ def _write_text(path: Path, text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (``sys.exit(main())``)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         # with standalone_mode=False click *returns* the code of a raised Exit(n)
         rv = cli.main(
@@ -504,7 +529,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, _Terminated):  # click turns interrupts into Abort
+            click.echo("terminated", err=True)
+            return 128 + signal.SIGTERM
         click.echo("aborted", err=True)
         return EXIT_FAILURE
     except click.ClickException as exc:
@@ -519,6 +547,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TokenizerError, FineTuneQAError) as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_FAILURE
+    except _Terminated:
+        click.echo("terminated", err=True)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,7 +53,7 @@ from finetune_qa._pipeline import (
     unpack,
     worker_init,
 )
-from finetune_qa._procs import auto_workers, mp_context
+from finetune_qa._procs import auto_workers, worker_pool
 from finetune_qa._text import question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import (
@@ -593,12 +593,7 @@ class DatasetBuilder:
         Workers screen, key, serialize and count their ranges; this process dedupes,
         splits and writes, consuming their results in input order.
         """
-        pool = ProcessPoolExecutor(
-            workers,
-            mp_context=mp_context(),
-            initializer=worker_init,
-            initargs=(opts.encoding,),
-        )
+        pool = worker_pool(workers, initializer=worker_init, initargs=(opts.encoding,))
         pending: deque[tuple[int, Future[RangeResult]]] = deque()
         merge = _Merger(self, acc, opts, train_f, val_f, validator)
         sizes = {s.source.path: _size(s.source.path) for s in self._sources if s.source}

@@ -43,7 +43,7 @@ import tiktoken.load
 import tiktoken.model
 
 from finetune_qa._fs import atomic_write
-from finetune_qa._procs import mp_context
+from finetune_qa._procs import worker_pool
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.config import DEFAULT_MODEL
 from finetune_qa.exceptions import (
@@ -387,11 +387,8 @@ class BatchCounter:
         self._pool: ProcessPoolExecutor | None = None
         self._encode: Callable[[str], list[int]] | None = None
         if self.processes:
-            self._pool = ProcessPoolExecutor(
-                self.processes,
-                mp_context=mp_context(),
-                initializer=_worker_init,
-                initargs=(encoding_name,),
+            self._pool = worker_pool(
+                self.processes, initializer=_worker_init, initargs=(encoding_name,)
             )
         else:
             self._encode = get_encoding(encoding_name).encode_ordinary

@@ -38,7 +38,7 @@ import io
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +46,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_qa._fs import open_regular, shrunk
-from finetune_qa._procs import auto_workers, mp_context
+from finetune_qa._procs import auto_workers, worker_pool
 from finetune_qa._text import Histogram, key_hash, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
@@ -1283,7 +1283,7 @@ def _validate_parallel(v: Validator, path: Path, workers: int) -> None:
     v.close()
     v._processes = 0  # the validation file, if any, is counted here
     pending: deque[Future[dict[str, Any]]] = deque()
-    with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+    with worker_pool(workers) as pool:
         try:
             for start, end, first_line in _line_ranges(path, _RANGE_BYTES):
                 task = (

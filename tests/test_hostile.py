@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -467,3 +468,77 @@ def test_3_build_of_a_file_truncated_meanwhile_ends(tmp_path: Path) -> None:
     assert "changed while it was read" in line or "never closed" in line
     assert not (tmp_path / "out.jsonl").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------- 4. orphans
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def big_chat_jsonl(path: Path, mib: int) -> Path:
+    line = b'{"messages":[{"role":"user","content":"What is plan %07d?"},'
+    line += b'{"role":"assistant","content":"Plan %07d is a plan. **STOP**"}]}\n'
+    n = mib * 1024 * 1024 // len(line % (0, 0)) + 1
+    with path.open("wb") as f:
+        f.writelines(line % (i, i) for i in range(n))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "sig"),
+    [
+        ("build", signal.SIGTERM),
+        ("build", signal.SIGKILL),
+        ("validate", signal.SIGTERM),
+        ("validate", signal.SIGKILL),
+    ],
+)
+def test_4_workers_end_with_their_parent(tmp_path: Path, command: str, sig: int) -> None:
+    import time
+
+    if command == "build":
+        argv = ["build", str(big_csv(tmp_path / "big.csv", 24)), "-o", "out.jsonl", "-q",
+                "--no-tokens"]  # fmt: skip
+    else:
+        argv = ["validate", str(big_chat_jsonl(tmp_path / "big.jsonl", 24)), "-q"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune_qa", *argv],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not children(proc.pid):  # the workers are running
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = children(proc.pid)
+        proc.send_signal(sig)
+        # what subprocess.run(timeout=...) waits for: stdout and stderr closed by everyone
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [w for w in workers if Path(f"/proc/{w}/stat").exists()
+             and (Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]  # fmt: skip
+    assert alive == []
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err)
+        assert err.decode().strip() == "terminated"
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert not (tmp_path / "out.jsonl").exists()
