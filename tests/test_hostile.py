@@ -542,3 +542,49 @@ def test_4_workers_end_with_their_parent(tmp_path: Path, command: str, sig: int)
         assert err.decode().strip() == "terminated"
         assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
         assert not (tmp_path / "out.jsonl").exists()
+
+
+# ------------------------------------------------------ 9. tokenizer cache in /tmp
+
+
+@pytest.mark.parametrize("plant", ["fifo", "zero"])
+@pytest.mark.parametrize("where", ["default", "configured"])
+def test_9_a_planted_rank_file_neither_hangs_nor_eats_memory(
+    tmp_path: Path, plant: str, where: str
+) -> None:
+    import hashlib
+
+    blob = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    name = hashlib.sha1(blob.encode()).hexdigest()
+    shared_tmp = tmp_path / "tmp"
+    folder = shared_tmp / "data-gym-cache" if where == "default" else tmp_path / "tk"
+    folder.mkdir(parents=True)
+    planted = folder / name
+    if plant == "fifo":
+        os.mkfifo(planted)
+    else:
+        planted.symlink_to("/dev/zero")
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        '{"messages":[{"role":"user","content":"Hi?"},{"role":"assistant","content":"Hello."}]}\n'
+        * 12
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")
+    }
+    env.update(TMPDIR=str(shared_tmp), FINETUNE_QA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(ROOT))  # fmt: skip
+    if where == "configured":
+        env["TIKTOKEN_CACHE_DIR"] = str(folder)
+    proc = subprocess.run(
+        [sys.executable, "-m", "finetune_qa", "validate", str(train), "--json"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert b'"total_tokens"' in proc.stdout or b"tokens" in proc.stdout
+    assert os.path.islink(planted) or stat.S_ISFIFO(os.lstat(planted).st_mode)
+    if where == "default":  # the per-user cache was used and filled
+        assert list((tmp_path / "cache" / "tiktoken").iterdir())
