@@ -89,6 +89,10 @@ REASONS: dict[str, str] = {
     **ISSUE_REASONS,  # the readers' reasons, described where they are raised
     "question_too_short": "the question is shorter than the minimum length",
     "answer_too_short": "the answer is shorter than the minimum length",
+    "answer_contains_stop": (
+        "the answer holds the stop marker: a model trained on it stops there, so answers "
+        "would be cut short"
+    ),
     "duplicate_question": "the same question (ignoring case, spacing and punctuation) came earlier",
 }
 """Why a pair can be dropped; custom filters add their own names."""
@@ -266,7 +270,7 @@ class DatasetBuilder:
         self._sources: list[_SourceSpec] = []
         self._filters: list[tuple[str, Filter]] = []
         self.system_prompt = system_prompt or None
-        self.stop = stop or None
+        self.stop = _check_stop(stop)
         self.min_lengths(question=min_question_length, answer=min_answer_length)
         self.dedupe = dedupe
         self.normalize = normalize
@@ -313,7 +317,7 @@ class DatasetBuilder:
 
     def with_stop(self, marker: str | None) -> Self:
         """Set the stop marker appended to answers (``None``: none)."""
-        self.stop = marker or None
+        self.stop = _check_stop(marker)
         return self
 
     def min_lengths(self, *, question: int | None = None, answer: int | None = None) -> Self:
@@ -786,6 +790,16 @@ class _Merger:
                 None,
             ),
         )
+
+
+def _check_stop(marker: str | None) -> str | None:
+    """A stop marker, or None; a blank one (a space, a line break) would cut every answer."""
+    if marker and not marker.strip():
+        raise UsageError(
+            f"the stop marker {marker!r} is blank: every answer would be cut at its first "
+            "space or line break; pass a visible marker such as '**STOP**', or '' for none"
+        )
+    return marker or None
 
 
 def _refuse_overwriting_input(source: Path, target: Path) -> None:

@@ -97,6 +97,9 @@ _MAX_LINE_MEMO = 200_000
 
 _HINTS: dict[str, str] = {
     "invalid_json": "each line must be one complete JSON object",
+    "stop_marker_inside_answer": (
+        "remove the marker from the answer's text, or pick a marker no answer contains"
+    ),
     "blank_line": "remove empty lines; every line must hold one example",
     "bom": "save the file as UTF-8 without a byte-order mark",
     "data_type": 'each line must be a JSON object like {"messages": [...]}',
@@ -745,7 +748,9 @@ class Validator:
         self._text_index: dict[str, int] = {}
         self._validation_phase = False
         self._finished = False
-        self._collect: list[tuple[int, int | None, int | None, str | None]] | None = None
+        self._collect: list[tuple[int, int | None, int | None, str | None, bool]] | None = None
+        self._inside: Counter[str] = Counter()
+        self._inside_lines: dict[str, list[int]] = {}
 
     @property
     def _counter(self) -> BatchCounter:
@@ -827,22 +832,36 @@ class Validator:
         qk = key_hash(question_key(ex.question)) if ex.question is not None else None
         answer = ex.texts[ex.asst_idx[-1]] if ex.asst_idx else None
         stop = self.stop
-        if stop is not None and answer is not None and not answer.rstrip().endswith(stop):
-            self._issue(
-                "inconsistent_stop_marker",
-                "warning",
-                f"the last answer does not end with the stop marker {stop!r}",
-                line,
-            )
+        if stop is not None and answer is not None:
+            body = answer.rstrip()
+            if body.endswith(stop):
+                body = body[: -len(stop)]
+            else:
+                self._issue(
+                    "inconsistent_stop_marker",
+                    "warning",
+                    f"the last answer does not end with the stop marker {stop!r}",
+                    line,
+                )
+            if stop in body:
+                self._issue("stop_marker_inside_answer", "warning", _inside_text(stop), line)
         suffix = _suffix(answer) if answer is not None and self.stop is None else None
+        inside = bool(suffix and answer is not None and suffix in answer.rstrip()[: -len(suffix)])
         if self._collect is not None:
             # a worker of a parallel validation: the parent replays these in file order
-            self._collect.append((raw_key, qk, line, suffix))
+            self._collect.append((raw_key, qk, line, suffix, inside))
         else:
-            self._note(raw_key, qk, line, suffix)
+            self._note(raw_key, qk, line, suffix, inside)
         self._plan(ex, line, validation=False)
 
-    def _note(self, raw_key: int, qk: int | None, line: int | None, suffix: str | None) -> None:
+    def _note(
+        self,
+        raw_key: int,
+        qk: int | None,
+        line: int | None,
+        suffix: str | None,
+        inside: bool = False,
+    ) -> None:
         """Duplicate and stop-marker bookkeeping, in file order."""
         first = self._seen_examples.get(raw_key)
         if first is not None:
@@ -862,6 +881,11 @@ class Validator:
                 self._seen_questions[qk] = line or 0
         if suffix is None:
             return
+        if inside and (suffix in self._inside or len(self._inside) < _MAX_SUFFIXES):
+            self._inside[suffix] += 1
+            at = self._inside_lines.setdefault(suffix, [])
+            if len(at) < self.max_issues and line is not None:
+                at.append(line)
         if suffix in self._suffixes or len(self._suffixes) < _MAX_SUFFIXES:
             self._suffixes[suffix] += 1
             lines = self._suffix_lines.setdefault(suffix, [])
@@ -908,8 +932,8 @@ class Validator:
             mine.merge(theirs)
         self.over_limit += part["over"][0]
         self.billed += part["over"][1]
-        for raw_key, qk, line, suffix in part["keys"]:
-            self._note(raw_key, qk, line, suffix)
+        for raw_key, qk, line, suffix, inside in part["keys"]:
+            self._note(raw_key, qk, line, suffix, inside)
 
     def _plan(self, ex: _Example, line: int | None, *, validation: bool) -> None:
         roles = self._role_tokens
@@ -1131,7 +1155,19 @@ class Validator:
             extra = missing - len(lines)
             if extra > 0:
                 self.warning_counts["inconsistent_stop_marker"] += extra
+        at = self._inside_lines.get(marker, [])
+        for ln in at:
+            self._issue("stop_marker_inside_answer", "warning", _inside_text(marker), ln)
+        if self._inside[marker] > len(at):
+            self.warning_counts["stop_marker_inside_answer"] += self._inside[marker] - len(at)
         return marker
+
+
+def _inside_text(stop: str) -> str:
+    return (
+        f"the answer holds the stop marker {stop!r} before its end: the model learns to "
+        "stop there, and answers are cut at it"
+    )
 
 
 def _looks_like_marker(token: str) -> bool:

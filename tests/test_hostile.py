@@ -588,3 +588,83 @@ def test_9_a_planted_rank_file_neither_hangs_nor_eats_memory(
     assert os.path.islink(planted) or stat.S_ISFIFO(os.lstat(planted).st_mode)
     if where == "default":  # the per-user cache was used and filled
         assert list((tmp_path / "cache" / "tiktoken").iterdir())
+
+
+# ------------------------------------------------------------ 10. the stop marker
+
+
+def qa_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["question", "answer"])
+        w.writerows(rows)
+    return path
+
+
+def test_10_answers_holding_the_stop_marker_are_reported_not_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    rows = [(f"What does plan {i} include?", f"Plan {i} includes {i} seats.") for i in range(10)]
+    rows.append(("What is the marker?", "We end answers with **STOP** and then go on."))
+    rows.append(("Does it end well?", "Yes it ends with the marker. **STOP**"))
+    src = qa_csv(tmp_path / "qa.csv", rows)
+    code, out, err = run(capsys, "build", str(src), "-o", "t.jsonl", "--json", "--no-tokens")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dropped_by_reason"]["answer_contains_stop"]["count"] == 1
+    assert report["changed_by_reason"]["stop_marker_removed"]["count"] == 1
+    lines = Path("t.jsonl").read_text().splitlines()
+    answers = [json.loads(ln)["messages"][-1]["content"] for ln in lines]
+    assert "Yes it ends with the marker. **STOP**" in answers  # once, not twice
+    assert all(a.count("**STOP**") == 1 for a in answers)
+
+
+@pytest.mark.parametrize("stop", [" ", "\n", "\t "])
+def test_10_a_blank_stop_marker_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stop: str
+) -> None:
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", "t.jsonl",
+                       "--stop", stop)  # fmt: skip
+    assert code == 2
+    assert "is blank" in one_error_line(err)
+
+
+def test_10_a_word_as_stop_marker_drops_what_it_would_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    src = qa_csv(tmp_path / "qa.csv", [
+        ("What is the price?", "The price is ten euros."),
+        ("Where are you based?", "We are based in Lyon."),
+        ("Who makes it?", "Acme makes it."),
+    ])  # fmt: skip
+    code, out, _ = run(capsys, "build", str(src), "-o", "t.jsonl", "--stop", "is",
+                       "--json", "--no-tokens")  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["dropped_by_reason"]["answer_contains_stop"]["count"] == 1
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_10_validate_warns_of_a_marker_inside_an_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: bool
+) -> None:
+    import json
+
+    def line(q: str, a: str) -> str:
+        msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        return json.dumps({"messages": msgs}) + "\n"
+
+    lines = [line(f"Question {i}?", f"Answer {i}. **STOP**") for i in range(12)]
+    lines.append(line("Marker?", "We say **STOP** mid-text. **STOP**"))
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(lines))
+    args = ["validate", str(path), "--json"] + (["--stop", "**STOP**"] if given else [])
+    code, out, _ = run(capsys, *args)
+    report = json.loads(out)
+    kinds = {w["kind"]: w for w in report["warnings"]}
+    assert "stop_marker_inside_answer" in kinds
+    assert kinds["stop_marker_inside_answer"]["line"] == 13
+    assert code == 0
