@@ -668,3 +668,125 @@ def test_10_validate_warns_of_a_marker_inside_an_answer(
     assert "stop_marker_inside_answer" in kinds
     assert kinds["stop_marker_inside_answer"]["line"] == 13
     assert code == 0
+
+
+# ------------------------------------------------------------ 11. serve, bounded
+
+
+def raw_http(port: int, request: bytes, timeout: float = 10) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            try:
+                part = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not part:
+                break
+            data += part
+            if b"\r\n\r\n" in data:
+                head, _, body = data.partition(b"\r\n\r\n")
+                n = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")]
+                if n and len(body) >= int(n[0].split(b":")[1]):
+                    break
+        return data
+
+
+HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (HEAD + b"Content-Length: abc\r\n\r\n", b"400"),
+        (HEAD + b"Content-Length: -5\r\n\r\n", b"400"),
+        (HEAD + b"Content-Length: 30000000000\r\n\r\n", b"413"),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n", b"400"),
+        (
+            HEAD
+            + b"Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n"
+            + b"[" * 100_000
+            + b"]" * 100_000,
+            b"400",
+        ),
+    ],
+    ids=["length-abc", "length-negative", "length-huge", "chunk-zzz", "nested-100k"],
+)
+def test_11_malformed_requests_get_an_http_answer(
+    server: object, capsys: pytest.CaptureFixture[str], request_bytes: bytes, status: bytes
+) -> None:
+    port = server.server_address[1]  # type: ignore[attr-defined]
+    reply = raw_http(port, request_bytes)
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:200]
+    assert b'"error"' in reply
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_11_an_idle_connection_is_closed() -> None:
+    import socket
+    import threading
+    import time
+
+    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.backends._wire import serve
+
+    srv = serve(FakeOpenAI(), port=0, idle_timeout=0.5)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=10) as s:
+            t0 = time.monotonic()
+            assert s.recv(10) == b""  # closed by the server, not by our 10 s timeout
+            assert time.monotonic() - t0 < 5
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_11_two_hundred_concurrent_chats_and_no_reset(server: object) -> None:
+    import http.client
+    import json
+    import threading
+
+    port = server.server_address[1]  # type: ignore[attr-defined]
+    assert server.request_queue_size >= 200  # type: ignore[attr-defined]
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi?"}]})
+    start = threading.Barrier(200)
+    results: list[object] = []
+
+    def chat() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            start.wait(timeout=60)
+            conn.request("POST", "/v1/chat/completions", body,
+                         {"Authorization": "Bearer k", "Content-Type": "application/json"})  # fmt: skip
+            results.append(conn.getresponse().status)
+        except Exception as exc:
+            results.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=chat) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == [200] * 200
+
+
+def test_11_a_non_loopback_bind_warns(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune_qa", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline().decode()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert first.startswith("warning: listening on 0.0.0.0")

@@ -322,6 +322,10 @@ class _Request:
     def json(self) -> dict[str, Any]:
         try:
             data = json.loads(self.body or b"{}")
+        except RecursionError as exc:
+            raise _bad(
+                "We could not parse the JSON body of your request (nested too deep)."
+            ) from exc
         except ValueError as exc:
             raise _bad(f"We could not parse the JSON body of your request ({exc}).") from exc
         if not isinstance(data, dict):
@@ -1958,7 +1962,7 @@ def _maybe_json(headers: Mapping[str, str], body: bytes) -> Any:
     if body and headers.get("content-type", "").startswith("application/json"):
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     return None
 
