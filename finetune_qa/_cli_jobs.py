@@ -225,7 +225,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--validation-fraction",
-        type=FINITE,
+        type=Finite(min=0, max=0.5),
         default=0.1,
         show_default=True,
         help="Share of questions for the validation file (0: none).",

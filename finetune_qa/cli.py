@@ -27,7 +27,7 @@ from finetune_qa._cli_eval import register as register_eval_commands
 from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_guard import register as register_guard_commands
-from finetune_qa._cli_jobs import FINITE
+from finetune_qa._cli_jobs import Finite
 from finetune_qa._cli_jobs import register as register_training_commands
 from finetune_qa._fs import atomic_write, check_outputs
 from finetune_qa._version import __version__
@@ -103,7 +103,7 @@ def cli() -> None:
 )
 @click.option(
     "--validation-fraction",
-    type=FINITE,
+    type=Finite(min=0, max=0.5),
     default=None,
     help="Share of distinct questions for validation (default 0.1 with --validation, else 0).",
 )
@@ -505,6 +505,11 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, text, mode=0o600, problem="cannot write", hint="choose a writable path")
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: a line break (in a file name, say) is shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (``sys.exit(main())``)."""
     previous = None
@@ -536,16 +541,16 @@ def _main(argv: Sequence[str] | None) -> int:
         click.echo("aborted", err=True)
         return EXIT_FAILURE
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
+        click.echo(f"error: {_one_line(exc.format_message())} (see --help)", err=True)
         return EXIT_BAD_INPUT
     except (InputError, UsageError, ConfigError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_BAD_INPUT
     except DatasetError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_FAILURE
     except (TokenizerError, FineTuneQAError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_FAILURE
     except _Terminated:
         click.echo("terminated", err=True)

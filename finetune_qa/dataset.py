@@ -490,6 +490,13 @@ class DatasetBuilder:
                     acc, self._options(encoding), train_f, val_f, validator, workers
                 )
             report = self._report(acc, n_train, n_val, out_path, val_path)
+            if n_train == 0 and n_val > 0:
+                raise DatasetError(
+                    f"no training example: all {n_val:,} kept pairs went to the validation "
+                    f"file (validation fraction {self.validation_fraction:g}). Nothing was "
+                    "written; lower the validation fraction.",
+                    report=report,
+                )
             if n_train + n_val == 0:
                 # raising inside the with-block removes the temporary files
                 raise DatasetError(

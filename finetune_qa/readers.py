@@ -705,8 +705,37 @@ class QASource:
         qi, ai = self._column_indexes(self.format, header, line)
         return reader, qi, ai
 
+    def _utf16_error(self) -> CSVFormatError | None:
+        """The error for a file that is UTF-16 text without a byte-order mark, if it is one.
+
+        Such a file fails on its NUL bytes or on the CR of an encoded CRLF; either message
+        (a NUL byte, old Mac line endings) would send the user the wrong way.
+        """
+        try:
+            with open_regular(self.path) as f:
+                head = f.read(4096)
+        except InputFileError:
+            return None
+        pairs = len(head) // 2
+        if pairs < 4:
+            return None
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if max(odd, even) * 10 < pairs * 7:
+            return None
+        order = "little-endian (UTF-16LE)" if odd > even else "big-endian (UTF-16BE)"
+        return CSVFormatError(
+            f"is UTF-16 {order} text without a byte-order mark, not UTF-8",
+            path=self.path,
+            line=1,
+            hint="save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 in > out`)",
+        )
+
     def _csv_error(self, exc: csv.Error, current: int, start: int) -> CSVFormatError:
         text = str(exc)
+        if "new-line character" in text:
+            utf16 = self._utf16_error()
+            if utf16 is not None:
+                return utf16
         if "unexpected end of data" in text:
             return CSVFormatError(
                 f"a quoted cell in the record starting on line {start} is never closed "
@@ -749,6 +778,9 @@ class QASource:
         )
 
     def _nul_error(self, line: int) -> CSVFormatError:
+        utf16 = self._utf16_error()
+        if utf16 is not None:
+            return utf16
         return CSVFormatError(
             "contains a NUL byte",
             path=self.path,
@@ -1066,6 +1098,14 @@ class QASource:
             else f"at column {exc.pos + 1}"
         )
         hint = "each line must be one JSON object; fix or remove this line"
+        if "\r" in text.rstrip("\r\n"):
+            raise JSONLFormatError(
+                "the lines end with a lone carriage return (CR: old Mac line endings), so "
+                "this line holds several records",
+                path=self.path,
+                line=line,
+                hint="save the file with LF line endings (e.g. `tr '\\r' '\\n' < in > out`)",
+            ) from exc
         if line == 1 and text.lstrip().startswith("["):
             hint = (
                 "the file must be JSON Lines, one object per line; convert a JSON array "

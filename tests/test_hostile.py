@@ -790,3 +790,65 @@ def test_11_a_non_loopback_bind_warns(tmp_path: Path) -> None:
         proc.terminate()
         proc.communicate(timeout=30)
     assert first.startswith("warning: listening on 0.0.0.0")
+
+
+# ------------------------------------------------------------ 16. unclear messages
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_16_utf16_without_bom_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], codec: str, newline: str
+) -> None:
+    text = newline.join(["question,answer", "What is the plan about?,It is about seats.", ""])
+    src = tmp_path / "u16.csv"
+    src.write_bytes(text.encode(codec))
+    code, _, err = run(capsys, "build", str(src), "-o", "t.jsonl", "-q", "--no-tokens")
+    assert code == 2
+    line = one_error_line(err)
+    assert "UTF-16" in line and "without a byte-order mark" in line and "Mac" not in line
+
+
+def test_16_cr_only_jsonl_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = '{"question":"What is the plan about?","answer":"It is about seats."}'
+    src = tmp_path / "cr.jsonl"
+    src.write_text(f"{rec}\r{rec}\r", newline="")
+    code, _, err = run(capsys, "build", str(src), "-o", "t.jsonl", "-q", "--no-tokens")
+    assert code == 2
+    line = one_error_line(err)
+    assert "old Mac line endings" in line and "unexpected content" not in line
+
+
+def test_16_a_line_break_in_a_file_name_keeps_the_error_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "a\nb.csv"
+    src.write_bytes(b"question,answer\nWhat?\0,x\n")
+    code, _, err = run(capsys, "build", str(src), "-o", "t.jsonl", "-q", "--no-tokens")
+    assert code == 2
+    assert "a\\nb.csv" in one_error_line(err)
+
+
+def test_16_a_bad_gate_file_says_which_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = tmp_path / "g.json"
+    gate.write_text('{"model": "m", "gate": "question", "threshold": "x", "system_prompt": ""}')
+    code, _, err = run(capsys, "guard", "check", str(gate), "hi")
+    assert code == 2
+    line = one_error_line(err)
+    assert "threshold:" in line and "validation error" not in line
+
+
+def test_16_no_empty_training_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finetune_qa import DatasetBuilder, QAPair
+    from finetune_qa.exceptions import DatasetError
+
+    code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", "t.jsonl",
+                       "--validation", "v.jsonl", "--validation-fraction", "0.9999")  # fmt: skip
+    assert code == 2 and "--validation-fraction" in one_error_line(err)
+    pairs = [QAPair(question=f"What is plan {i}?", answer=f"Plan {i} has seats.") for i in range(6)]
+    builder = DatasetBuilder().add_pairs(pairs).split(0.9999)
+    with pytest.raises(DatasetError, match="no training example"):
+        builder.build(tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl")
+    assert not (tmp_path / "t.jsonl").exists()
