@@ -21,6 +21,7 @@ from typing import Any
 import click
 import orjson
 
+from finetune_qa._fs import file_lock
 from finetune_qa.backends import (
     Backend,
     JobEvent,
@@ -122,20 +123,30 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
     """The backend for one command; the offline API's state is loaded and saved around it."""
     if name == "offline":
         path = offline_state_path()
-        fake = _load_offline_state(path)
-        backend = OfflineBackend(fake)
-        try:
-            yield backend
-        finally:
+
+        def waiting() -> None:
+            click.echo(
+                f"waiting for another finetune-qa command that uses the offline state ({path})",
+                err=True,
+            )
+
+        # load, use and save under one lock: concurrent commands would each load the same
+        # state and the last save would drop the others' files and jobs
+        with file_lock(path.with_name(path.name + ".lock"), on_wait=waiting):
+            fake = _load_offline_state(path)
+            backend = OfflineBackend(fake)
             try:
-                fake.save(path)
-            except OSError as exc:
-                raise InputFileError(
-                    f"cannot save the offline API's state ({exc.strerror or exc})",
-                    path=path,
-                    hint="point FINETUNE_QA_OFFLINE_STATE or FINETUNE_QA_CACHE_DIR at a "
-                    "writable place",
-                ) from exc
+                yield backend
+            finally:
+                try:
+                    fake.save(path)
+                except OSError as exc:
+                    raise InputFileError(
+                        f"cannot save the offline API's state ({exc.strerror or exc})",
+                        path=path,
+                        hint="point FINETUNE_QA_OFFLINE_STATE or FINETUNE_QA_CACHE_DIR at a "
+                        "writable place",
+                    ) from exc
         return
     if name == "openai" and base_url:
         from finetune_qa.backends import OpenAIBackend

@@ -9,6 +9,9 @@
   beside it (:func:`tempfile.mkstemp`), flushed to disk, given its mode, then moved into
   place with :func:`os.replace`: readers see the old file or the whole new one, and on
   any error the temporary file is removed and the old file is untouched.
+* :func:`file_lock` holds an exclusive advisory lock (``flock``) on a sidecar file, for
+  read-modify-write updates that other processes make too (the journal, the CLI's
+  offline state).
 * :func:`same_file` tells whether two paths name one file (same path after resolving
   symlinks and ``..``, or a hard link).
 * :func:`check_outputs` is the one output rule every command applies before it writes
@@ -29,7 +32,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -40,6 +43,7 @@ __all__ = [
     "AtomicFile",
     "atomic_write",
     "check_outputs",
+    "file_lock",
     "open_regular",
     "same_file",
     "shrunk",
@@ -140,6 +144,45 @@ def open_regular(
         f.close()
         raise
     return f
+
+
+@contextlib.contextmanager
+def file_lock(path: StrPath, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created owner-only) while the block runs.
+
+    The lock is advisory (``fcntl.flock``): it orders the processes that take it, and it
+    is released when the holder ends, even if it is killed. Where ``fcntl`` does not
+    exist (Windows) nothing is locked.
+
+    Args:
+        path: the lock file, e.g. ``journal.jsonl.lock``; its folder is created.
+        on_wait: called once when another process holds the lock (to tell the user).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    lock = Path(path)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot open the lock file ({exc.strerror or exc})",
+            path=lock,
+            hint="check the folder's permissions, or remove what is in the way",
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def shrunk(path: object) -> InputFileError:

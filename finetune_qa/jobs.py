@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import datetime as dt
 import functools
@@ -55,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._fs import file_lock
 from finetune_qa._text import scrub_url
 from finetune_qa.backends import (
     Backend,
@@ -137,6 +139,14 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else cache_dir() / "journal.jsonl"
         self._lock = threading.Lock()
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock on this journal (``<journal>.lock``), across processes.
+
+        Held around a read-decide-write sequence (find a job, else create and record it)
+        so that two processes sharing the journal never both decide to create.
+        """
+        return file_lock(self.path.with_name(self.path.name + ".lock"))
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record durably."""
@@ -486,22 +496,29 @@ class FineTuneJob:
             part_threshold=upload_threshold,
             parallel=upload_parallel,
         )
-        train_id = runner.upload(path)
-        val_id = runner.upload(vpath) if vpath else None
-        request = probe.model_copy(
-            update={"training_file": train_id, "validation_file": val_id, "metadata": user_meta}
-        )
-        info = runner.create(request)
-        jr.append(
-            {
-                "op": "job",
-                "state": "settings",
-                "backend": runner.label,
-                "job_id": info.id,
-                "system_prompt": sys_prompt,
-                "stop": detected_stop,
-            }
-        )
+        # one process at a time reads the journal, uploads, creates and records: two runs
+        # of the same request at once would each find nothing and each upload and create
+        with jr.lock():
+            train_id = runner.upload(path)
+            val_id = runner.upload(vpath) if vpath else None
+            request = probe.model_copy(
+                update={
+                    "training_file": train_id,
+                    "validation_file": val_id,
+                    "metadata": user_meta,
+                }
+            )
+            info = runner.create(request)
+            jr.append(
+                {
+                    "op": "job",
+                    "state": "settings",
+                    "backend": runner.label,
+                    "job_id": info.id,
+                    "system_prompt": sys_prompt,
+                    "stop": detected_stop,
+                }
+            )
         return cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
 
     @classmethod
@@ -944,7 +961,17 @@ class _Runner:
                 lambda: self.backend.retrieve_job(done[-1]["job_id"]), self.retries, self.sleep
             )
         intents = [r for r in earlier if r.get("state") == "intent"]
-        token = intents[-1]["token"] if intents else uuid.uuid4().hex
+        # the token follows from the request and the journal's place, so a run whose
+        # journal was lost or damaged still finds the job an earlier run created there
+        # (another workdir, or force_new: a job of its own)
+        where = str(self.journal.path.resolve())
+        token = (
+            intents[-1]["token"]
+            if intents
+            else uuid.uuid4().hex
+            if self.force_new
+            else hashlib.sha256(f"{key}:{where}".encode()).hexdigest()[:32]
+        )
         created_after = int(intents[-1].get("created_after") or 0) if intents else int(time.time())
         if not intents:
             self.journal.append(
@@ -964,11 +991,23 @@ class _Runner:
         def find() -> JobInfo | None:
             return self._find_job(token, request=request, created_after=created_after)
 
-        # Look for an earlier job only when one may exist: when resuming an intent (an
-        # earlier run may have created it unheard) or after an attempt that may have
-        # been carried out. A new intent has no job yet, and on a backend without
-        # metadata a look-up then could adopt another run's job.
+        # Look for an earlier job when one may exist: when resuming an intent (an earlier
+        # run may have created it unheard), or after an attempt that may have been
+        # carried out. On a backend without metadata a look-up for a new intent could
+        # adopt another run's job.
         maybe_created = bool(intents)
+        if not intents and not self.force_new and getattr(self.backend, "supports_metadata", True):
+            # No record of this request, but the journal may have been lost or damaged:
+            # the token is the request's own, so a job carrying it was made by an earlier
+            # run of the same request. Best effort: a failed look-up does not stop a
+            # first attempt (nothing was sent under this journal).
+            try:
+                adopted = find()
+            except BackendError:
+                adopted = None
+            if adopted is not None:
+                self._record(key, token, adopted, request)
+                return adopted
         delay = 1.0
         for attempt in range(self.retries):
             if maybe_created:
@@ -999,6 +1038,10 @@ class _Runner:
                     else delay
                 )
                 delay = min(2 * delay, 30.0)
+        self._record(key, token, info, request)
+        return info
+
+    def _record(self, key: str, token: str, info: JobInfo, request: JobRequest) -> None:
         self.journal.append(
             {
                 "op": "job",
@@ -1010,7 +1053,6 @@ class _Runner:
                 "model": request.model,
             }
         )
-        return info
 
     def _lookup_failed(self, exc: BackendError) -> None:
         _with_hint(

@@ -7,6 +7,7 @@ CLI in a subprocess with a timeout; the rest call ``main()`` in process.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import stat
@@ -852,3 +853,80 @@ def test_16_no_empty_training_file(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(DatasetError, match="no training example"):
         builder.build(tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl")
     assert not (tmp_path / "t.jsonl").exists()
+
+
+# ------------------------------------------------------- 5, 6. duplicate and lost jobs
+
+
+def run_many(argvs: list[list[str]], cwd: Path, env: dict[str, str]) -> list[tuple[int, str, str]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "finetune_qa", *argv],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for argv in argvs
+    ]
+    out = []
+    try:
+        for p in procs:
+            o, e = p.communicate(timeout=120)
+            out.append((p.returncode, o.decode(), e.decode()))
+    finally:
+        for p in procs:
+            p.kill()
+    return out
+
+
+def test_5_two_trains_in_one_workdir_at_once_make_one_job(tmp_path: Path, server: object) -> None:
+    from finetune_qa.backends import OpenAIBackend
+
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
+    argv = ["train", str(sample_csv()), "--workdir", "same", "--no-wait", "--json",
+            "--backend", "openai", "--base-url", url]  # fmt: skip
+    results = run_many([argv, argv], tmp_path, {"OPENAI_API_KEY": "sk-test"})
+    assert [r[0] for r in results] == [0, 0], results
+    ids = {json.loads(out)["job_id"] for _, out, _ in results}
+    jobs = OpenAIBackend(base_url=url, api_key="sk-test").list_jobs(limit=100)
+    assert len(ids) == 1 and [j.id for j in jobs] == list(ids)
+
+
+def test_5_a_deleted_journal_does_not_start_a_second_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", str(sample_csv()), "--workdir", "wd", "--no-wait", "--json"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    first = json.loads(out)["job_id"]
+    for damage in ("delete", "garble"):
+        journal = tmp_path / "wd" / "journal.jsonl"
+        if damage == "delete":
+            journal.unlink()
+        else:
+            journal.write_bytes(b"\x00garbage\n{not json\n")
+        code, out, err = run(capsys, *args)
+        assert code == 0, err
+        assert json.loads(out)["job_id"] == first
+    code, out, _ = run(capsys, "jobs", "--json")
+    assert [j["id"] for j in json.loads(out)] == [first]
+
+
+def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_state: Path) -> None:
+    argvs = [
+        ["train", str(sample_csv()), "--workdir", f"wd{i}", "--no-wait", "--json", "-q"]
+        for i in range(4)
+    ]
+    results = run_many(argvs, tmp_path, {"FINETUNE_QA_OFFLINE_STATE": str(offline_state)})
+    assert [r[0] for r in results] == [0, 0, 0, 0], results
+    ids = {json.loads(out)["job_id"] for _, out, _ in results}
+    assert len(ids) == 4
+    code = subprocess.run(
+        [sys.executable, "-m", "finetune_qa", "jobs", "--json"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert {j["id"] for j in json.loads(code.stdout)} == ids
