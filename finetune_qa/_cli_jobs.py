@@ -291,7 +291,9 @@ def register(cli: click.Group) -> None:
         builder = DatasetBuilder(system_prompt=system_prompt, stop=stop).split(validation_fraction)
         for p in inputs:
             builder.add_source(p)
-        report = builder.build(train_path, validation_output=val_path, model=model)
+        report = builder.build(
+            train_path, validation_output=val_path, model=model, require_training=True
+        )
         say(
             f"built {report.train:,} training and {report.validation:,} validation examples "
             f"from {report.read:,} pairs ({report.dropped:,} dropped) in {workdir}/"

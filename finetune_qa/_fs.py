@@ -40,10 +40,14 @@ from typing import IO
 from finetune_qa.exceptions import InputFileError, UsageError
 
 __all__ = [
+    "MAX_LINE_BYTES",
     "AtomicFile",
     "atomic_write",
+    "capped_line",
+    "capped_lines",
     "check_outputs",
     "file_lock",
+    "long_line",
     "open_regular",
     "same_file",
     "shrunk",
@@ -144,6 +148,53 @@ def open_regular(
         f.close()
         raise
     return f
+
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""Longest line a reader takes in (a JSONL example, a CSV physical line): 16 MiB.
+
+Checked before a line is parsed, so a file with no line breaks (a sparse file, a one-line
+JSON array) fails at once in constant memory instead of being read whole first."""
+
+
+def long_line(path: object, line: int, limit: int, head: bytes = b"") -> InputFileError:
+    """The error for a line longer than ``limit`` bytes (``head``: its first bytes)."""
+    hint = "each line must hold one record; a file with no line breaks is not one of these"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        hint = (
+            "the file looks like one JSON array; convert it to JSON Lines with "
+            "`jq -c '.[]' in.json > out.jsonl`"
+        )
+    return InputFileError(
+        f"the line is longer than {limit // (1024 * 1024)} MiB",
+        path=str(path) if path is not None else None,
+        line=line,
+        hint=hint,
+    )
+
+
+def capped_line(f: IO[bytes], path: object, line: int, limit: int = MAX_LINE_BYTES) -> bytes:
+    """The next line of ``f`` (``b""`` at the end); a longer one raises :func:`long_line`."""
+    raw = f.readline(limit + 1)
+    if len(raw) > limit:
+        raise long_line(path, line, limit, raw[:64])
+    return raw
+
+
+def capped_lines(
+    f: IO[bytes], path: object, *, first_line: int = 1, limit: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
+    """The lines of ``f`` from its position, each checked against ``limit`` before use."""
+    readline = f.readline
+    n = first_line
+    while True:
+        raw = readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit:
+            raise long_line(path, n, limit, raw[:64])
+        yield raw
+        n += 1
 
 
 @contextlib.contextmanager

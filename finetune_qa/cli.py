@@ -231,7 +231,9 @@ def build(
     )
     use_model = (model or DEFAULT_MODEL) if report_tokens else None
     try:
-        report = builder.build(output, validation_output=validation_output, model=use_model)
+        report = builder.build(
+            output, validation_output=validation_output, model=use_model, require_training=True
+        )
     except DatasetError as exc:
         if exc.report is not None and not quiet:
             click.echo(exc.report.to_json() if as_json else exc.report.to_text())

@@ -433,6 +433,7 @@ class DatasetBuilder:
         model: str | ModelInfo | None = None,
         catalog: ModelCatalog | None = None,
         processes: int | None = None,
+        require_training: bool = False,
     ) -> BuildReport:
         """Read every source and write the training (and validation) JSONL atomically.
 
@@ -447,13 +448,16 @@ class DatasetBuilder:
                 a :class:`ValidationReport` (distributions, limit, cost) in the report.
             catalog: catalogue to resolve ``model`` in.
             processes: worker processes (None: automatic by input size; 0: none).
+            require_training: fail (writing nothing) when every kept pair went to the
+                validation file, instead of writing an empty training file.
 
         Returns:
             The :class:`BuildReport`.
 
         Raises:
             InputError: a source is unreadable or malformed (nothing is written).
-            DatasetError: no pair survived (nothing is written; the report is attached).
+            DatasetError: no pair survived, or (``require_training``) none is left for
+                training (nothing is written; the report is attached).
         """
         if not self._sources:
             raise UsageError("no sources: call add_source() or add_pairs() before build()")
@@ -490,7 +494,7 @@ class DatasetBuilder:
                     acc, self._options(encoding), train_f, val_f, validator, workers
                 )
             report = self._report(acc, n_train, n_val, out_path, val_path)
-            if n_train == 0 and n_val > 0:
+            if require_training and n_train == 0 and n_val > 0:
                 raise DatasetError(
                     f"no training example: all {n_val:,} kept pairs went to the validation "
                     f"file (validation fraction {self.validation_fraction:g}). Nothing was "

@@ -54,7 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
-from finetune_qa._fs import open_regular, shrunk
+from finetune_qa._fs import capped_line, capped_lines, open_regular, shrunk
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -573,9 +573,11 @@ class QASource:
 
     def _first_line(self, f: IO[bytes]) -> bytes:
         """The first non-blank line (BOM removed); the file is empty if there is none."""
-        line = self._check_bom(f.readline())
+        n = 1
+        line = self._check_bom(capped_line(f, self.path, n))
         while not line.strip():
-            line = f.readline()
+            n += 1
+            line = capped_line(f, self.path, n)
             if not line:
                 raise self._empty()
         return line
@@ -583,10 +585,11 @@ class QASource:
     # -- CSV --------------------------------------------------------------------------
 
     def _csv_reader(self, f: IO[bytes]) -> _CSVReader:
-        first = self._check_bom(f.readline())
-        # bytes.decode per physical line, all in C: a line that is not UTF-8 surfaces as
+        first = self._check_bom(capped_line(f, self.path, 1))
+        # bytes.decode per physical line: a line that is not UTF-8 surfaces as
         # UnicodeDecodeError out of the reader, and reader.line_num + 1 is its number.
-        lines = map(bytes.decode, chain((first,), f))
+        # Lines are capped before they are decoded (a file with no line breaks).
+        lines = map(bytes.decode, chain((first,), capped_lines(f, self.path, first_line=2)))
         return csv.reader(lines, delimiter=self.delimiter, strict=True)
 
     def _read_header(self, reader: _CSVReader) -> tuple[list[str], int]:
@@ -1026,7 +1029,8 @@ class QASource:
             start, end, first_line = self._range
             f.seek(start)
             return enumerate(_until(f, start, end), first_line)
-        return enumerate(chain((self._check_bom(f.readline()),), f), 1)
+        first = self._check_bom(capped_line(f, self.path, 1))
+        return enumerate(chain((first,), capped_lines(f, self.path, first_line=2)), 1)
 
     # -- byte ranges, for parallel builds -----------------------------------------------
 
@@ -1049,7 +1053,7 @@ class QASource:
                 pos = f.tell()
                 line = reader.line_num + 1
             else:
-                first = f.readline()
+                first = capped_line(f, self.path, 1)
                 pos = 3 if first.startswith(_BOM) else 0
                 line = 1
             f.seek(pos)
@@ -1061,7 +1065,7 @@ class QASource:
                 lines = block.count(b"\n")
                 odd = block.count(b'"') & 1 if csv_format else 0
                 if end < size and (odd or not block.endswith(b"\n")):
-                    for rest in f:
+                    for rest in capped_lines(f, self.path, first_line=line + lines):
                         end += len(rest)
                         lines += 1
                         if csv_format:

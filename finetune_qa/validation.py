@@ -45,7 +45,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa._fs import open_regular, shrunk
+from finetune_qa._fs import capped_line, capped_lines, open_regular, shrunk
 from finetune_qa._procs import auto_workers, worker_pool
 from finetune_qa._text import Histogram, key_hash, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
@@ -1192,7 +1192,7 @@ def _line_ranges(path: Path, target: int) -> Iterator[tuple[int, int, int]]:
             end = pos + len(block)
             lines = block.count(b"\n")
             if end < size and not block.endswith(b"\n"):
-                rest = f.readline()
+                rest = capped_line(f, path, line + lines)
                 end += len(rest)
                 lines += rest.count(b"\n")
             yield pos, end, line
@@ -1239,7 +1239,7 @@ def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:
         directory_hint="pass the .jsonl file itself",
         pipe_hint="save the JSONL to a file and pass that",
     ) as f:
-        yield from enumerate(f, 1)
+        yield from enumerate(capped_lines(f, path), 1)
 
 
 def validate_file(

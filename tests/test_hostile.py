@@ -851,7 +851,9 @@ def test_16_no_empty_training_file(tmp_path: Path, capsys: pytest.CaptureFixture
     pairs = [QAPair(question=f"What is plan {i}?", answer=f"Plan {i} has seats.") for i in range(6)]
     builder = DatasetBuilder().add_pairs(pairs).split(0.9999)
     with pytest.raises(DatasetError, match="no training example"):
-        builder.build(tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl")
+        builder.build(
+            tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl", require_training=True
+        )
     assert not (tmp_path / "t.jsonl").exists()
 
 
@@ -930,3 +932,57 @@ def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_stat
         check=False,
     )
     assert {j["id"] for j in json.loads(code.stdout)} == ids
+
+
+# ------------------------------------------------- 14. constant memory on hostile sizes
+
+
+def peak_rss_mib(argv: list[str], cwd: Path) -> tuple[int, str, float]:
+    """Run the CLI; its exit code, stderr and the peak RSS of its process tree in MiB."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, timeout=120)\n"
+        "sys.stderr.buffer.write(p.stderr)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, "-m", "finetune_qa", *argv],
+        capture_output=True,
+        timeout=180,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    code, kib = proc.stdout.split()
+    return int(code), proc.stderr.decode(), int(kib) / 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("sparse.jsonl", "build"),
+        ("sparse.jsonl", "validate"),
+        ("sparse.csv", "build"),
+        ("array.jsonl", "build"),
+    ],
+)
+def test_14_a_file_without_line_breaks_fails_in_constant_memory(
+    tmp_path: Path, name: str, command: str
+) -> None:
+    path = tmp_path / name
+    if name.startswith("sparse"):
+        with path.open("wb") as f:
+            if name.endswith(".csv"):
+                f.write(b"question,answer\n")
+            f.truncate(2 * 1024**3)  # 2 GB of NUL bytes on disk as a hole
+    else:
+        rec = b'{"question":"What is the plan about?","answer":"It is about seats."}'
+        path.write_bytes(b"[" + b",".join([rec] * 400_000) + b"]\n")  # 27 MB, one line
+    argv = [command, str(path)] + (["-o", "o.jsonl", "--no-tokens"] if command == "build" else [])
+    code, err, peak = peak_rss_mib([*argv, "-q"], tmp_path)
+    assert code == 2, err
+    line = one_error_line(err)
+    assert "longer than 16 MiB" in line or "NUL" in line
+    if name == "array.jsonl":
+        assert "JSON array" in line
+    assert peak < 400, f"{peak:.0f} MiB"
