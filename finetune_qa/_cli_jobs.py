@@ -132,7 +132,7 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
 
         # load, use and save under one lock: concurrent commands would each load the same
         # state and the last save would drop the others' files and jobs
-        with file_lock(path.with_name(path.name + ".lock"), on_wait=waiting):
+        with file_lock(path.parent, on_wait=waiting, directory=True):
             fake = _load_offline_state(path)
             backend = OfflineBackend(fake)
             try:

@@ -9,9 +9,9 @@
   beside it (:func:`tempfile.mkstemp`), flushed to disk, given its mode, then moved into
   place with :func:`os.replace`: readers see the old file or the whole new one, and on
   any error the temporary file is removed and the old file is untouched.
-* :func:`file_lock` holds an exclusive advisory lock (``flock``) on a sidecar file, for
-  read-modify-write updates that other processes make too (the journal, the CLI's
-  offline state).
+* :func:`file_lock` holds an exclusive advisory lock (``flock``) on a file, for
+  read-modify-write updates that other processes make too (the journal itself; the
+  folder of the CLI's offline state, a file that is replaced, not appended to).
 * :func:`same_file` tells whether two paths name one file (same path after resolving
   symlinks and ``..``, or a hard link).
 * :func:`check_outputs` is the one output rule every command applies before it writes
@@ -151,7 +151,8 @@ def open_regular(
 
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
-"""Longest line a reader takes in (a JSONL example, a CSV physical line): 16 MiB.
+"""Longest line a reader takes in (a JSONL example; a CSV physical line may be 4 times
+that, so that a cell over the CSV field limit gets the field-limit error): 16 MiB.
 
 Checked before a line is parsed, so a file with no line breaks (a sparse file, a one-line
 JSON array) fails at once in constant memory instead of being read whole first."""
@@ -198,7 +199,9 @@ def capped_lines(
 
 
 @contextlib.contextmanager
-def file_lock(path: StrPath, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+def file_lock(
+    path: StrPath, *, on_wait: Callable[[], None] | None = None, directory: bool = False
+) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created owner-only) while the block runs.
 
     The lock is advisory (``fcntl.flock``): it orders the processes that take it, and it
@@ -206,8 +209,11 @@ def file_lock(path: StrPath, *, on_wait: Callable[[], None] | None = None) -> It
     exist (Windows) nothing is locked.
 
     Args:
-        path: the lock file, e.g. ``journal.jsonl.lock``; its folder is created.
+        path: the file to lock (its folder is created), or with ``directory`` a folder
+            (created): a folder stays while files in it are replaced, and locking it
+            leaves nothing behind.
         on_wait: called once when another process holds the lock (to tell the user).
+        directory: ``path`` is a folder.
     """
     try:
         import fcntl
@@ -216,11 +222,15 @@ def file_lock(path: StrPath, *, on_wait: Callable[[], None] | None = None) -> It
         return
     lock = Path(path)
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        if directory:
+            lock.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        else:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except OSError as exc:
         raise InputFileError(
-            f"cannot open the lock file ({exc.strerror or exc})",
+            f"cannot be locked ({exc.strerror or exc})",
             path=lock,
             hint="check the folder's permissions, or remove what is in the way",
         ) from exc

@@ -141,12 +141,14 @@ class Journal:
         self._lock = threading.Lock()
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
-        """An exclusive lock on this journal (``<journal>.lock``), across processes.
+        """An exclusive lock on this journal file (``flock``), across processes.
 
         Held around a read-decide-write sequence (find a job, else create and record it)
-        so that two processes sharing the journal never both decide to create.
+        so that two processes sharing the journal never both decide to create. The file
+        is only ever appended to, never replaced, so the lock is on the file itself (it
+        is created, owner-only, when missing).
         """
-        return file_lock(self.path.with_name(self.path.name + ".lock"))
+        return file_lock(self.path)
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record durably."""

@@ -54,7 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
-from finetune_qa._fs import capped_line, capped_lines, open_regular, shrunk
+from finetune_qa._fs import MAX_LINE_BYTES, capped_line, capped_lines, open_regular, shrunk
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -589,7 +589,8 @@ class QASource:
         # bytes.decode per physical line: a line that is not UTF-8 surfaces as
         # UnicodeDecodeError out of the reader, and reader.line_num + 1 is its number.
         # Lines are capped before they are decoded (a file with no line breaks).
-        lines = map(bytes.decode, chain((first,), capped_lines(f, self.path, first_line=2)))
+        rest = capped_lines(f, self.path, first_line=2, limit=4 * MAX_LINE_BYTES)
+        lines = map(bytes.decode, chain((first,), rest))
         return csv.reader(lines, delimiter=self.delimiter, strict=True)
 
     def _read_header(self, reader: _CSVReader) -> tuple[list[str], int]:
@@ -1065,7 +1066,8 @@ class QASource:
                 lines = block.count(b"\n")
                 odd = block.count(b'"') & 1 if csv_format else 0
                 if end < size and (odd or not block.endswith(b"\n")):
-                    for rest in capped_lines(f, self.path, first_line=line + lines):
+                    cap = 4 * MAX_LINE_BYTES if csv_format else MAX_LINE_BYTES
+                    for rest in capped_lines(f, self.path, first_line=line + lines, limit=cap):
                         end += len(rest)
                         lines += 1
                         if csv_format:
