@@ -22,6 +22,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 _WATCH_SECONDS = 0.2
+_HELD = {signal.SIGINT, signal.SIGTERM}
 
 
 def mp_context() -> BaseContext:
@@ -73,6 +74,8 @@ def _init_worker(
     if threading.current_thread() is threading.main_thread():
         # a forked worker inherits the CLI's SIGTERM handler; the default ends it at once
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
@@ -84,10 +87,31 @@ def worker_pool(
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
 ) -> ProcessPoolExecutor:
-    """A process pool (see :func:`mp_context`) whose workers end when this process ends."""
-    return ProcessPoolExecutor(
+    """A process pool (see :func:`mp_context`) whose workers end when this process ends.
+
+    With ``fork``, every worker is started here, with SIGINT and SIGTERM held: a handler
+    that raises (Ctrl-C, the CLI's SIGTERM) would otherwise run inside the interpreter's
+    at-fork hooks, where the exception is printed and dropped and the signal is lost.
+    """
+    ctx = mp_context()
+    pool = ProcessPoolExecutor(
         workers,
-        mp_context=mp_context(),
+        mp_context=ctx,
         initializer=_init_worker,
         initargs=(os.getpid(), initializer, initargs),
     )
+    if (
+        ctx.get_start_method() == "fork"
+        and hasattr(signal, "pthread_sigmask")
+        and threading.current_thread() is threading.main_thread()
+    ):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        try:
+            pool.submit(_noop)  # with fork, the first submit starts every worker
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal arrives now
+    return pool
+
+
+def _noop() -> None:
+    """A task that starts the pool's workers."""
