@@ -8,12 +8,17 @@ run had errors (any failed question, any failed command).
     200 threads each call ``ask_many`` (50 questions) on one shared ``ChatModel``; then one
     ``aask_many`` of the same 10,000 questions with concurrency 200. Reported: questions,
     errors (must be 0), wall time, throughput, peak RSS of this process.
+(c) Chat load over HTTP: ``finetune-qa serve`` as a child process, 200 threads each
+    sending ``--questions`` chat completions at once on their own connection (raw
+    ``http.client``, no retries). Reported: requests, connection resets (must be 0), other
+    errors (must be 0), wall time, throughput.
 (b) Data load: ``finetune-qa build`` then ``finetune-qa validate`` as child processes at
     100k, 300k and 1M pairs (data from ``bench/out`` or generated with the shared
     ``make_data.py``, reusing bench_build_validate's helpers), with the peak RSS of each
     process tree; the 1M / 100k ratio of the peak shows whether memory is flat (~1.0).
 
-Usage: ``python bench/bench_load.py [--sizes 100000,300000,1000000] [--skip-data]``.
+Usage: ``python bench/bench_load.py [--sizes 100000,300000,1000000] [--skip-data]
+[--skip-serve] [--skip-chat]``.
 Runs in about 3-6 minutes on 2 cores.
 """
 
@@ -89,6 +94,75 @@ def chat_load(workers: int, per_worker: int, latency: float) -> bool:
     return failed == 0 and afailed == 0 and total == len(items) == workers * per_worker
 
 
+def serve_load(workers: int, per_worker: int) -> bool:
+    """Run (c); return True when no request was reset or failed."""
+    import http.client
+    import json
+    import re
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finetune_qa", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = re.search(r"http://([\d.]+):(\d+)/v1", line)
+        if found is None:
+            print(f"serve did not start: {line.strip()}")
+            return False
+        host, port = found.group(1), int(found.group(2))
+        body = json.dumps(
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi?"}]}
+        )
+        headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+        resets = [0] * workers
+        errors = [0] * workers
+        done = [0] * workers
+        start = threading.Barrier(workers)
+
+        def worker(k: int) -> None:
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+            start.wait()
+            for _ in range(per_worker):
+                try:
+                    conn.request("POST", "/v1/chat/completions", body, headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status == 200:
+                        done[k] += 1
+                    else:
+                        errors[k] += 1
+                except (ConnectionResetError, BrokenPipeError):
+                    resets[k] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=120)
+                except (OSError, http.client.HTTPException):
+                    errors[k] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=120)
+            conn.close()
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    total = sum(done) + sum(resets) + sum(errors)
+    print(
+        f"serve     x{workers} connections: {total:,} chats, {sum(resets)} resets, "
+        f"{sum(errors)} errors, {wall:.1f} s, {sum(done) / wall:,.0f} chats/s"
+    )
+    return sum(resets) == 0 and sum(errors) == 0
+
+
 def data_load(sizes: list[int], seed: int) -> bool:
     """Run (b); return True when every command succeeded."""
     shared = find_shared_bench()
@@ -132,12 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1234, help="make_data.py seed")
     parser.add_argument("--skip-chat", action="store_true")
     parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--skip-serve", action="store_true")
     args = parser.parse_args(argv)
     ok = True
     # the children first: a child forked from a large parent starts with the parent's
     # ru_maxrss, so the chat load (which grows this process) runs last
     if not args.skip_data:
         ok = data_load([int(s) for s in args.sizes.split(",")], args.seed) and ok
+    if not args.skip_serve:
+        ok = serve_load(args.workers, args.questions) and ok
     if not args.skip_chat:
         ok = chat_load(args.workers, args.questions, args.latency) and ok
     return 0 if ok else 1

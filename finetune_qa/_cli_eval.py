@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from finetune_qa._cli_jobs import backend_options, card_chat, guarded_chat, open_backend
+from finetune_qa._fs import check_outputs
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 
@@ -234,6 +235,16 @@ def register(cli: click.Group) -> None:
 
         if variations_file is not None and generate_variations:
             raise UsageError("use either --variations FILE or --generate-variations, not both")
+        cache = variations_cache or cache_dir() / "eval-variations.jsonl"
+        check_outputs(
+            {
+                "--html": html_path,
+                "--markdown": md_path,
+                "--save-suite": save_suite,
+                "--variations-cache": cache if generate_variations else None,
+            },
+            [data, against, variations_file, unrelated_file, question_gate, answer_gate],
+        )
         golden: GoldenSet | None = None
         if against is not None:
             check_against(
@@ -272,7 +283,6 @@ def register(cli: click.Group) -> None:
                 return bot
 
             if generate_variations:
-                cache = variations_cache or cache_dir() / "eval-variations.jsonl"
                 suite = suite.generate_variations(
                     chat(generator), variations_per_question, cache=cache, concurrency=concurrency
                 )

@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 import click
 
-from finetune_qa._cli_jobs import _emit, local_options, local_training_options, open_backend
+from finetune_qa._cli_jobs import (
+    JOB_ID,
+    Finite,
+    _emit,
+    local_options,
+    local_training_options,
+    open_backend,
+)
 from finetune_qa.exceptions import ConfigError, UnknownBackendError, UsageError
 from finetune_qa.export import ExportFormat, export_splits
 
@@ -79,7 +86,7 @@ def register(cli: click.Group) -> None:
         _emit([r.model_dump(mode="json") for r in reports], as_json, text)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @click.option(
         "--to",
         "to",
@@ -118,7 +125,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--timeout",
-        type=float,
+        type=Finite(min=0),
         default=None,
         help="With --wait, stop following after this many seconds (the job goes on).",
     )

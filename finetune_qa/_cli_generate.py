@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from finetune_qa._cli_jobs import _emit, backend_options, open_backend
-from finetune_qa._fs import same_file
+from finetune_qa._fs import check_outputs, same_file
 from finetune_qa.config import DEFAULT_MODEL
 from finetune_qa.exceptions import DatasetError, InputError, UsageError
 
@@ -88,7 +88,13 @@ def register(cli: click.Group) -> None:
             raise UsageError(
                 f"--out {out} must end in .csv (seed layout, for `finetune-qa build`) or .jsonl"
             )
+        if Path(glob).is_absolute() or ".." in Path(glob).parts:
+            raise UsageError(
+                f"--glob {glob!r} reaches outside the folder; pass a pattern inside it, "
+                "e.g. '**/*.md'"
+            )
         _check_out(out, paths, glob)  # before any request: a bad --out must cost nothing
+        check_outputs({"--out": out})
         with open_backend(backend, base_url) as be:
             generator = QAGenerator(
                 ChatModel(model, backend=be),

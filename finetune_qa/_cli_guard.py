@@ -20,9 +20,17 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 import orjson
 
-from finetune_qa._cli_jobs import _emit, backend_options, card_chat, open_backend
+from finetune_qa._cli_jobs import (
+    Finite,
+    _emit,
+    backend_options,
+    card_chat,
+    open_backend,
+    stdin_lines,
+)
+from finetune_qa._fs import check_outputs
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
-from finetune_qa.exceptions import InputError, UsageError
+from finetune_qa.exceptions import UsageError
 
 if TYPE_CHECKING:
     from finetune_qa.guardrails import Gate
@@ -80,13 +88,13 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--target-precision",
-        type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+        type=Finite(min=0.0, max=1.0, min_open=True),
         default=None,
         help="Choose the threshold for this held-out precision instead of the best F1.",
     )
     @click.option(
         "--heldout-fraction",
-        type=click.FloatRange(min=0.0, max=0.5),
+        type=Finite(min=0.0, max=0.5),
         default=0.2,
         show_default=True,
         help="Share of each class held out to choose the threshold.",
@@ -159,7 +167,7 @@ def register(cli: click.Group) -> None:
         if gate == "question" and qa_model:
             raise UsageError("--qa-model is for --gate answer; the question gate reads no answers")
         target = out if out is not None else Path(f"{gate}-gate.json")
-        _check_writable(target)
+        check_outputs({"--out": target}, [data, negatives_file])
         pairs = list(QASource(data, stop=stop).pairs())
         negatives = read_questions(negatives_file) if negatives_file is not None else []
         bank = () if no_builtin_negatives else OFF_TOPIC_TRAINING_QUESTIONS
@@ -216,7 +224,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--threshold",
-        type=click.FloatRange(min=0.0, max=1.0),
+        type=Finite(min=0.0, max=1.0),
         default=None,
         help="Judge at this on-topic probability instead of the saved threshold.",
     )
@@ -273,7 +281,7 @@ def register(cli: click.Group) -> None:
             else:
                 if sys.stdin.isatty() and not (as_json or quiet):
                     click.echo("Questions to check, one per line (Ctrl-D to end).", err=True)
-                questions = [line.strip() for line in sys.stdin if line.strip()]
+                questions = list(stdin_lines("questions"))
                 verdicts = disc.check_many(questions)
 
         def line(q: str, v: Verdict) -> str:
@@ -288,13 +296,3 @@ def register(cli: click.Group) -> None:
                 click.echo(orjson.dumps(data).decode() if as_json else line(q, v))
         if fail_off_topic and not all(v.on_topic for v in verdicts):
             raise click.exceptions.Exit(1)
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse an --out path that cannot be written, before paying for a job."""
-    if path.is_dir():
-        raise InputError("is a directory", path=path, hint="pass a file path for --out")
-    if not path.parent.is_dir():
-        raise InputError(
-            "its folder does not exist", path=path, hint="create the folder or pick another path"
-        )

@@ -3,16 +3,17 @@
 Registered on the ``finetune-qa`` group by :mod:`finetune_qa.cli`. Every command takes
 ``--backend`` (``openai`` by default, or ``$FINETUNE_QA_BACKEND``) and ``--json``. With
 ``--backend offline`` the offline API's state (files, jobs, models) is kept between
-commands in ``<cache dir>/offline-api.pickle``, so ``train`` then ``status`` then ``ask``
+commands in ``<cache dir>/offline-api.json``, so ``train`` then ``status`` then ``ask``
 work as they would against OpenAI.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from finetune_qa._fs import file_lock
 from finetune_qa.backends import (
     Backend,
     JobEvent,
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from finetune_qa.guardrails import GuardedChatModel
 
 __all__ = [
+    "FINITE",
+    "Finite",
     "card_chat",
     "follow_job",
     "guarded_chat",
@@ -51,17 +55,73 @@ __all__ = [
 _EXIT_HELP = "Exit codes: 0 success, 1 problems found or failure, 2 bad input or usage."
 
 
+class Finite(click.FloatRange):
+    """A float option that refuses ``nan`` and ``inf`` (``float()`` accepts both).
+
+    A NaN passes every range check (each comparison is false): ``--timeout nan`` waited
+    forever and ``serve --speedup nan`` answered every upload with a 500.
+    """
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+FINITE = Finite()
+"""Any finite float."""
+
+
+class JobId(click.ParamType[str]):
+    """A job id: 1-200 printable characters, no space or slash (it goes into a URL path)."""
+
+    name = "job_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text:
+            self.fail("is empty; pass a job id such as ftjob-abc123 (see `finetune-qa jobs`)")
+        if len(text) > 200:
+            self.fail(f"is {len(text):,} characters long; job ids are short, e.g. ftjob-abc123")
+        if not text.isprintable() or any(c in text for c in " /\\?#%"):
+            self.fail(f"{text[:40]!r} is not a job id (e.g. ftjob-abc123; see `finetune-qa jobs`)")
+        return text
+
+
+JOB_ID = JobId()
+
+
+def stdin_lines(what: str) -> Iterator[str]:
+    """Non-blank lines of standard input, stripped; UsageError on bytes that are not UTF-8."""
+    stream: Iterable[bytes | str] = getattr(sys.stdin, "buffer", None) or sys.stdin
+    for n, raw in enumerate(stream, 1):
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            text.encode("utf-8")  # a text stream may hold surrogates for undecodable bytes
+        except UnicodeError:
+            raise UsageError(
+                f"standard input line {n} is not UTF-8 text; pass {what} as UTF-8 text, "
+                "one per line"
+            ) from None
+        line = text.strip()
+        if line:
+            yield line
+
+
 def offline_state_path() -> Path:
     """Where the CLI keeps the offline API's state between commands."""
     explicit = os.environ.get("FINETUNE_QA_OFFLINE_STATE")
-    return Path(explicit) if explicit else cache_dir() / "offline-api.pickle"
+    return Path(explicit) if explicit else cache_dir() / "offline-api.json"
 
 
 def _load_offline_state(path: Path) -> Any:
     """The offline API saved at ``path``, a new one if there is none, or an InputFileError."""
     from finetune_qa.backends._fakeapi import FakeOpenAI
 
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return FakeOpenAI()
     hint = (
         f"delete {path} to start again with an empty offline API (its files and jobs are lost), "
@@ -69,19 +129,10 @@ def _load_offline_state(path: Path) -> Any:
     )
     try:
         return FakeOpenAI.load(path)
-    except UsageError as exc:
-        problem = str(exc) if "saved by" in str(exc) else "does not hold a saved offline API"
-        raise InputFileError(problem, path=path, hint=hint) from exc
-    except OSError as exc:
-        if path.is_dir():
-            hint = "point FINETUNE_QA_OFFLINE_STATE at a file, not a directory"
-        raise InputFileError(
-            f"cannot read the offline API's state ({exc.strerror or exc})", path=path, hint=hint
-        ) from exc
-    except Exception as exc:  # unpickling a damaged file raises almost anything
-        raise InputFileError(
-            f"the offline API's state is damaged ({type(exc).__name__})", path=path, hint=hint
-        ) from exc
+    except InputFileError:
+        raise
+    except UsageError as exc:  # saved by another version
+        raise InputFileError(str(exc), path=path, hint=hint) from exc
 
 
 @contextmanager
@@ -89,20 +140,30 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
     """The backend for one command; the offline API's state is loaded and saved around it."""
     if name == "offline":
         path = offline_state_path()
-        fake = _load_offline_state(path)
-        backend = OfflineBackend(fake)
-        try:
-            yield backend
-        finally:
+
+        def waiting() -> None:
+            click.echo(
+                f"waiting for another finetune-qa command that uses the offline state ({path})",
+                err=True,
+            )
+
+        # load, use and save under one lock: concurrent commands would each load the same
+        # state and the last save would drop the others' files and jobs
+        with file_lock(path.parent, on_wait=waiting, directory=True):
+            fake = _load_offline_state(path)
+            backend = OfflineBackend(fake)
             try:
-                fake.save(path)
-            except OSError as exc:
-                raise InputFileError(
-                    f"cannot save the offline API's state ({exc.strerror or exc})",
-                    path=path,
-                    hint="point FINETUNE_QA_OFFLINE_STATE or FINETUNE_QA_CACHE_DIR at a "
-                    "writable place",
-                ) from exc
+                yield backend
+            finally:
+                try:
+                    fake.save(path)
+                except OSError as exc:
+                    raise InputFileError(
+                        f"cannot save the offline API's state ({exc.strerror or exc})",
+                        path=path,
+                        hint="point FINETUNE_QA_OFFLINE_STATE or FINETUNE_QA_CACHE_DIR at a "
+                        "writable place",
+                    ) from exc
         return
     if name == "openai" and base_url:
         from finetune_qa.backends import OpenAIBackend
@@ -352,7 +413,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--validation-fraction",
-        type=float,
+        type=Finite(min=0, max=0.5),
         default=None,
         help="Share of questions held OUT of training for validation (0: no validation "
         "file). Default: every pair is trained on, and 10% are repeated as validation.",
@@ -371,7 +432,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--timeout",
-        type=float,
+        type=Finite(min=0),
         default=None,
         help="Stop following after this many seconds (the job goes on).",
     )
@@ -434,6 +495,7 @@ def register(cli: click.Group) -> None:
             if builder.validation_mode != "none"
             else None,
             model=None if backend == "local" else model,
+            require_training=True,
         )
         # only a file this build wrote, never an empty one or one left by an earlier run
         val_path = Path(report.validation_output) if report.validation_output else None
@@ -494,7 +556,7 @@ def register(cli: click.Group) -> None:
             raise click.exceptions.Exit(1)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
@@ -510,7 +572,7 @@ def register(cli: click.Group) -> None:
         )
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @click.option(
         "--follow", "follow_", is_flag=True, help="Keep printing events until the job ends."
     )
@@ -536,7 +598,7 @@ def register(cli: click.Group) -> None:
                     _print_event(e, as_json)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @click.option(
         "--plot",
         "plot_path",
@@ -582,7 +644,7 @@ def register(cli: click.Group) -> None:
         _emit([p.model_dump() for p in points], as_json, text)
 
     @cli.command(epilog=_EXIT_HELP)
-    @click.argument("job_id")
+    @click.argument("job_id", type=JOB_ID)
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
@@ -625,7 +687,7 @@ def register(cli: click.Group) -> None:
         default=None,
         help=f"Stop marker ('' for none). Default: MODEL's from its card, else {DEFAULT_STOP!r}.",
     )
-    @click.option("--temperature", type=float, default=0.0, show_default=True, help="0-2.")
+    @click.option("--temperature", type=FINITE, default=0.0, show_default=True, help="0-2.")
     @click.option("--max-tokens", type=int, default=None, help="Cap on the answer's tokens.")
     @backend_options
     @click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
@@ -686,7 +748,7 @@ def register(cli: click.Group) -> None:
             else:
                 if sys.stdin.isatty() and not (as_json or quiet):
                     click.echo("Ask a question (Ctrl-D to end).", err=True)
-                questions = (line.strip() for line in sys.stdin if line.strip())
+                questions = stdin_lines("questions")
             bot: Any = chat
             if question_gate is not None or answer_gate is not None:
                 bot = guarded_chat(chat, be, question_gate, answer_gate, topic=topic)
@@ -701,11 +763,15 @@ def register(cli: click.Group) -> None:
     @cli.command(epilog=_EXIT_HELP)
     @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
     @click.option(
-        "--port", type=int, default=8000, show_default=True, help="Port (0: any free one)."
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8000,
+        show_default=True,
+        help="Port (0: any free one).",
     )
     @click.option(
         "--speedup",
-        type=float,
+        type=Finite(min=0, min_open=True),
         default=60.0,
         show_default=True,
         help="Virtual seconds per real second (jobs finish quicker).",
@@ -727,21 +793,27 @@ def register(cli: click.Group) -> None:
         """
         from finetune_qa.backends._wire import run_server
 
-        if model is None:
-            run_server(host=host, port=port, realtime=True, speedup=speedup)
-            return
-        from finetune_qa.backends.local import LocalBackend
-        from finetune_qa.backends.local._serve import LocalChatAPI
+        try:
+            if model is None:
+                run_server(host=host, port=port, realtime=True, speedup=speedup)
+                return
+            from finetune_qa.backends.local import LocalBackend
+            from finetune_qa.backends.local._serve import LocalChatAPI
 
-        api = LocalChatAPI(
-            LocalBackend(), model, on_request=lambda line: click.echo(line, err=True)
-        )
-        api.warm()
+            api = LocalChatAPI(
+                LocalBackend(), model, on_request=lambda line: click.echo(line, err=True)
+            )
+            api.warm()
 
-        def ready(url: str) -> None:
-            click.echo(f"serving {model} on {url} (use any api_key); Ctrl-C stops it", err=True)
+            def ready(url: str) -> None:
+                click.echo(f"serving {model} on {url} (use any api_key); Ctrl-C stops it", err=True)
 
-        run_server(api, host=host, port=port, realtime=False, ready=ready)
+            run_server(api, host=host, port=port, realtime=False, ready=ready)
+        except OSError as exc:  # a host that does not resolve, a port in use or reserved
+            raise UsageError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another "
+                "--host or --port (--port 0 takes any free one)"
+            ) from exc
 
 
 def _int(value: str, option: str) -> int:

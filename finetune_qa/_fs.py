@@ -9,8 +9,18 @@
   beside it (:func:`tempfile.mkstemp`), flushed to disk, given its mode, then moved into
   place with :func:`os.replace`: readers see the old file or the whole new one, and on
   any error the temporary file is removed and the old file is untouched.
+* :func:`file_lock` holds an exclusive advisory lock (``flock``) on a file, for
+  read-modify-write updates that other processes make too (the journal itself; the
+  folder of the CLI's offline state, a file that is replaced, not appended to).
 * :func:`same_file` tells whether two paths name one file (same path after resolving
   symlinks and ``..``, or a hard link).
+* :func:`check_outputs` is the one output rule every command applies before it writes
+  anything: an output is a regular file or a new path (never a device, FIFO, socket or
+  directory, links followed), never one of the command's inputs, never another of its
+  outputs, and its folder (or the nearest existing one above it) can be written.
+  :class:`AtomicFile` enforces the type part again itself, writes through a symlink to
+  its target, keeps an existing file's permissions from widening, and removes the
+  folders it created when the write fails.
 
 OS errors become :class:`~finetune_qa.exceptions.InputFileError` naming the path and
 what to do.
@@ -22,14 +32,27 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from finetune_qa.exceptions import InputFileError
+from finetune_qa.exceptions import InputFileError, UsageError
 
-__all__ = ["AtomicFile", "atomic_write", "open_regular", "same_file", "umask"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "AtomicFile",
+    "atomic_write",
+    "capped_line",
+    "capped_lines",
+    "check_outputs",
+    "file_lock",
+    "long_line",
+    "open_regular",
+    "same_file",
+    "shrunk",
+    "umask",
+]
 
 StrPath = str | os.PathLike[str]
 
@@ -127,6 +150,115 @@ def open_regular(
     return f
 
 
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""Longest line a reader takes in (a JSONL example; a CSV physical line may be 4 times
+that, so that a cell over the CSV field limit gets the field-limit error): 16 MiB.
+
+Checked before a line is parsed, so a file with no line breaks (a sparse file, a one-line
+JSON array) fails at once in constant memory instead of being read whole first."""
+
+
+def long_line(path: object, line: int, limit: int, head: bytes = b"") -> InputFileError:
+    """The error for a line longer than ``limit`` bytes (``head``: its first bytes)."""
+    hint = "each line must hold one record; a file with no line breaks is not one of these"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        hint = (
+            "the file looks like one JSON array; convert it to JSON Lines with "
+            "`jq -c '.[]' in.json > out.jsonl`"
+        )
+    return InputFileError(
+        f"the line is longer than {limit // (1024 * 1024)} MiB",
+        path=str(path) if path is not None else None,
+        line=line,
+        hint=hint,
+    )
+
+
+def capped_line(f: IO[bytes], path: object, line: int, limit: int = MAX_LINE_BYTES) -> bytes:
+    """The next line of ``f`` (``b""`` at the end); a longer one raises :func:`long_line`."""
+    raw = f.readline(limit + 1)
+    if len(raw) > limit:
+        raise long_line(path, line, limit, raw[:64])
+    return raw
+
+
+def capped_lines(
+    f: IO[bytes], path: object, *, first_line: int = 1, limit: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
+    """The lines of ``f`` from its position, each checked against ``limit`` before use."""
+    readline = f.readline
+    n = first_line
+    while True:
+        raw = readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit:
+            raise long_line(path, n, limit, raw[:64])
+        yield raw
+        n += 1
+
+
+@contextlib.contextmanager
+def file_lock(
+    path: StrPath, *, on_wait: Callable[[], None] | None = None, directory: bool = False
+) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created owner-only) while the block runs.
+
+    The lock is advisory (``fcntl.flock``): it orders the processes that take it, and it
+    is released when the holder ends, even if it is killed. Where ``fcntl`` does not
+    exist (Windows) nothing is locked.
+
+    Args:
+        path: the file to lock (its folder is created), or with ``directory`` a folder
+            (created): a folder stays while files in it are replaced, and locking it
+            leaves nothing behind.
+        on_wait: called once when another process holds the lock (to tell the user).
+        directory: ``path`` is a folder.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    lock = Path(path)
+    try:
+        if directory:
+            lock.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        else:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot be locked ({exc.strerror or exc})",
+            path=lock,
+            hint="check the folder's permissions, or remove what is in the way",
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def shrunk(path: object) -> InputFileError:
+    """The error for an input that got shorter while it was read (it was truncated).
+
+    Readers that plan byte ranges from the size at open re-check it: a range that reads
+    short means the file changed under them, and the result would be silently partial.
+    """
+    return InputFileError(
+        "changed while it was read: it is shorter now",
+        path=str(path) if path is not None else None,
+        hint="run again once the file is complete; do not truncate or rewrite it meanwhile",
+    )
+
+
 def same_file(a: StrPath, b: StrPath) -> bool:
     """True when ``a`` and ``b`` are one file: the same path resolved, or a hard link.
 
@@ -151,14 +283,114 @@ def same_file(a: StrPath, b: StrPath) -> bool:
         return False
 
 
+_NOT_REGULAR = "is not a regular file (a device, pipe or socket): writing would replace it"
+_NOT_REGULAR_HINT = "write to a regular file or a new path"
+
+
+def _existing_target(path: Path) -> os.stat_result | None:
+    """``path``'s status (links followed) when it exists; refuse what is not a regular file."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # a missing folder on the way is reported by whoever creates it
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot be checked ({exc.strerror or exc})", path=path, hint="check the path"
+        ) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise InputFileError("is a directory", path=path, hint="pass a file path to write")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(_NOT_REGULAR, path=path, hint=_NOT_REGULAR_HINT)
+    return st
+
+
+def _probe_folder(path: Path, label: str) -> None:
+    """Refuse when the folder ``path`` would be written in (or created under) is not writable."""
+    folder = Path(os.path.realpath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputFileError(
+            f"cannot write here: {folder} is not a folder",
+            path=path,
+            hint=f"pick another path for {label}",
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".finetune-qa-probe.", dir=folder)
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot write here ({exc.strerror or exc})",
+            path=path,
+            hint=f"choose a writable folder for {label}",
+        ) from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(probe)
+
+
+def check_outputs(
+    outputs: Mapping[str, StrPath | None], inputs: Iterable[StrPath | None] = ()
+) -> None:
+    """The one output rule: check every output of a command before any is written.
+
+    Each output must be a regular file or a new path (links are followed: a link to a
+    device or a FIFO is refused), must not be one of ``inputs`` (same path, link or hard
+    link), must not be another output, and must be writable (a temporary file is made
+    and removed in its folder, or in the nearest existing folder above it).
+
+    Args:
+        outputs: the option or argument that names each output (``"--html"``) -> path;
+            ``None`` paths are skipped.
+        inputs: the files the command reads.
+
+    Raises:
+        InputFileError: an output is a directory, a device, FIFO or socket, or cannot be
+            written.
+        UsageError: an output is an input, or two outputs are one file.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> src = os.path.join(d, "in.csv")
+        >>> open(src, "w").close()
+        >>> try:
+        ...     check_outputs({"--html": src}, [src])
+        ... except UsageError as exc:
+        ...     print(str(exc).split(";")[0].replace(d, "D"))
+        --html D/in.csv is also an input of this command
+    """
+    named = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    sources = [Path(p) for p in inputs if p is not None]
+    for i, (label, path) in enumerate(named):
+        _existing_target(path)
+        for src in sources:
+            if same_file(path, src):
+                raise UsageError(
+                    f"{label} {path} is also an input of this command; writing there would "
+                    "destroy it: choose another path"
+                )
+        for other_label, other in named[:i]:
+            if same_file(path, other):
+                raise UsageError(
+                    f"{other_label} and {label} name one file ({path}); the second would "
+                    "replace the first: choose two paths"
+                )
+        _probe_folder(path, label)
+
+
 class AtomicFile:
     """A file written in place of ``path`` only when the ``with`` block ends without error.
 
     The data goes to a temporary file beside ``path`` (so the final rename stays on one
     file system); on success it is flushed to disk, given ``mode`` (less the umask) and
-    renamed over ``path``. On an error the temporary file is removed and ``path`` is left
-    as it was. :meth:`write` errors and the final steps raise
-    :class:`~finetune_qa.exceptions.InputFileError`.
+    renamed over ``path``. On an error the temporary file is removed, so are the folders
+    it created, and ``path`` is left as it was. :meth:`write` errors and the final steps
+    raise :class:`~finetune_qa.exceptions.InputFileError`.
+
+    Only a regular file or a new path is replaced: a device, FIFO, socket or directory at
+    ``path`` (links followed) is refused, before and again just before the rename. A
+    symlink is written through (its target is replaced, the link stays). An existing
+    file's permissions never widen: the result gets ``mode`` narrowed by the old mode.
 
     Args:
         path: the file to write.
@@ -192,6 +424,9 @@ class AtomicFile:
         self._buffering = buffering
         self._file: IO[bytes] | None = None
         self._tmp: str | None = None
+        self._target = self.path
+        self._made: list[Path] = []
+        self._final_mode = mode & ~_UMASK
 
     @property
     def file(self) -> IO[bytes]:
@@ -207,15 +442,36 @@ class AtomicFile:
         )
 
     def __enter__(self) -> AtomicFile:
+        self._target = Path(os.path.realpath(self.path))
+        old = _existing_target(self.path)
+        self._final_mode = self.mode & ~_UMASK
+        if old is not None:
+            self._final_mode &= stat.S_IMODE(old.st_mode)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parents(self._target.parent)
             fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+                prefix=f".{self._target.name}.", suffix=".tmp", dir=self._target.parent
             )
         except OSError as exc:
+            self._remove_made()
             raise self.error(exc) from exc
         self._file = os.fdopen(fd, "wb", buffering=self._buffering)
         return self
+
+    def _make_parents(self, folder: Path) -> None:
+        missing: list[Path] = []
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+            self._made.append(d)
+
+    def _remove_made(self) -> None:
+        made, self._made = self._made, []
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when empty: another writer may have used it meanwhile
 
     def write(self, data: bytes) -> None:
         """Write ``data`` to the temporary file."""
@@ -234,14 +490,17 @@ class AtomicFile:
         self._file = self._tmp = None
         if f is None or tmp is None:
             return
+        done = False
         try:
             if exc_type is None:
                 try:
                     f.flush()
                     os.fsync(f.fileno())
                     f.close()
-                    os.chmod(tmp, self.mode & ~_UMASK)
-                    os.replace(tmp, self.path)
+                    os.chmod(tmp, self._final_mode)
+                    _existing_target(self._target)  # the place may have changed meanwhile
+                    os.replace(tmp, self._target)
+                    done = True
                     return
                 except OSError as err:
                     raise self.error(err) from err
@@ -249,8 +508,11 @@ class AtomicFile:
             if not f.closed:
                 with contextlib.suppress(OSError):
                     f.close()
-            with contextlib.suppress(OSError):
-                os.remove(tmp)  # only there when it was not renamed into place
+            if not done:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                self._remove_made()
+            self._made = []
 
 
 def atomic_write(

@@ -28,6 +28,7 @@ Example = tuple[str | None, int | None, int | None, int | None, str | None, str 
 _SPACES = re.compile(r"[ \t\u00a0]{2,}|[\t\u00a0]")
 _CH_UNICODE = "unicode_normalized"
 _CH_SPACES = "whitespace_normalized"
+_STOP_REMOVED = ("stop_marker_removed",)
 
 
 def short(text: str | None, n: int = 80) -> str | None:
@@ -174,6 +175,7 @@ def screened(
     Yields ``(question, answer, line, row, item)`` of the pairs that pass.
     """
     min_q, min_a, norm = opts.min_question, opts.min_answer, opts.normalize
+    marker = opts.suffix.strip()
     drop, change = acc.drop, acc.change
     for item in items:
         if type(item) is not tuple:
@@ -203,6 +205,18 @@ def screened(
                 kinds = tuple(sorted(what_changed(q, q2) | what_changed(a, a2)))
                 change(kinds, (label, line, row, idx, q, a, None))
                 q, a = q2, a2
+        if marker:
+            body = a.rstrip()
+            if body.endswith(marker):  # already there: appending it again would double it
+                a = body[: -len(marker)].rstrip()
+                change(_STOP_REMOVED, (label, line, row, idx, q, body, None))
+            if marker in a:
+                drop(
+                    "answer_contains_stop",
+                    1,
+                    (label, line, row, idx, q, a, f"the stop marker {marker!r} is in the text"),
+                )
+                continue
         if len(q) < min_q:
             drop(
                 "question_too_short",

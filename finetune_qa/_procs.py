@@ -1,13 +1,28 @@
-"""How worker processes are started."""
+"""How worker processes are started, and how they end with their parent.
+
+A worker pool's processes wait on a queue for work; when the parent is killed
+(SIGKILL, or SIGTERM before it could shut the pool down) nothing tells them, and they
+sleep forever holding the parent's stdout and stderr open, so a caller waiting for
+those to close (``subprocess.run(..., timeout=...)``) hangs too. :func:`worker_pool`
+starts every worker with a watcher thread that ends the worker as soon as its parent
+is gone (it is re-parented: ``os.getppid()`` changes).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
+from typing import Any
+
+_WATCH_SECONDS = 0.2
+_HELD = {signal.SIGINT, signal.SIGTERM}
 
 
 def mp_context() -> BaseContext:
@@ -42,3 +57,61 @@ def auto_workers(
         except OSError:
             continue
     return (os.cpu_count() or 1) if size >= threshold else 0
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)  # the parent is gone: nobody will read this worker's results
+        time.sleep(_WATCH_SECONDS)
+
+
+def _init_worker(
+    parent: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> None:
+    if os.getppid() != parent:  # the parent died while this worker started
+        os._exit(1)
+    if threading.current_thread() is threading.main_thread():
+        # a forked worker inherits the CLI's SIGTERM handler; the default ends it at once
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def worker_pool(
+    workers: int,
+    *,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> ProcessPoolExecutor:
+    """A process pool (see :func:`mp_context`) whose workers end when this process ends.
+
+    With ``fork``, every worker is started here, with SIGINT and SIGTERM held: a handler
+    that raises (Ctrl-C, the CLI's SIGTERM) would otherwise run inside the interpreter's
+    at-fork hooks, where the exception is printed and dropped and the signal is lost.
+    """
+    ctx = mp_context()
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(os.getpid(), initializer, initargs),
+    )
+    if (
+        ctx.get_start_method() == "fork"
+        and hasattr(signal, "pthread_sigmask")
+        and threading.current_thread() is threading.main_thread()
+    ):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        try:
+            pool.submit(_noop)  # with fork, the first submit starts every worker
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal arrives now
+    return pool
+
+
+def _noop() -> None:
+    """A task that starts the pool's workers."""

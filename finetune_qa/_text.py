@@ -32,6 +32,36 @@ def key_hash(key: str | bytes, salt: bytes = b"") -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8, salt=salt[:16]).digest(), "little")
 
 
+_SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth|cred", re.IGNORECASE)
+
+
+def scrub_url(url: str) -> str:
+    """``url`` without anything secret, to store or show.
+
+    No ``user:password@``, secret-looking query values replaced by ``[REDACTED]``, then
+    any key-like text redacted as in error messages.
+
+    Example:
+        >>> scrub_url("http://u:sk-abc123456789@host:8/v1?api-key=sk-abc123456789&v=2")
+        'http://host:8/v1?api-key=[REDACTED]&v=2'
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from finetune_qa.exceptions import redact
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        query = [
+            (k, "[REDACTED]" if _SECRET_PARAM.search(k) else redact(v))
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        path = redact(parts.path)
+        return urlunsplit((parts.scheme, netloc, path, urlencode(query, safe="[]"), ""))
+    except ValueError:  # not a URL at all: keep nothing but the key-free text
+        return redact(url)
+
+
 class Histogram:
     """Exact distribution of integer values in memory bounded by the number of distinct values.
 

@@ -14,7 +14,9 @@ set ``FINETUNE_QA_DEBUG=1`` to get the traceback of an unexpected error.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +27,10 @@ from finetune_qa._cli_eval import register as register_eval_commands
 from finetune_qa._cli_export import register as register_export_commands
 from finetune_qa._cli_generate import register as register_generate_commands
 from finetune_qa._cli_guard import register as register_guard_commands
+from finetune_qa._cli_jobs import Finite
 from finetune_qa._cli_jobs import register as register_training_commands
 from finetune_qa._cli_kit import register as register_kit_commands
-from finetune_qa._fs import atomic_write, same_file
+from finetune_qa._fs import atomic_write, check_outputs
 from finetune_qa._version import __version__
 from finetune_qa.catalog import default_catalog
 from finetune_qa.config import (
@@ -63,6 +66,18 @@ class _Failure(Exception):
     """Raised by commands to end with exit code 1 after printing their output."""
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that every ``finally`` runs.
+
+    The default action ends the process on the spot: temporary outputs stay behind and
+    worker pools are never shut down. Raised as an interrupt, it unwinds like Ctrl-C.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=_EXIT_HELP,
@@ -90,7 +105,7 @@ def cli() -> None:
 )
 @click.option(
     "--validation-fraction",
-    type=float,
+    type=Finite(min=0, max=0.5),
     default=None,
     help="Share of distinct questions held OUT of training for --validation (exact).",
 )
@@ -123,7 +138,7 @@ def cli() -> None:
 @click.option("--no-dedupe", is_flag=True, help="Keep repeated questions.")
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(-(2**63), 2**63 - 1),
     default=DEFAULT_SEED,
     show_default=True,
     help="Seed of the train/validation split.",
@@ -214,11 +229,15 @@ def build(
             answer_column=answer_column,
             strict=strict,
         )
-    if report_path is not None:
-        _check_report_path(report_path, [*inputs, output, validation_output])
+    # the one output rule, for every output before any is written
+    check_outputs(
+        {"-o": output, "--validation": validation_output, "--report": report_path}, inputs
+    )
     use_model = (model or DEFAULT_MODEL) if report_tokens else None
     try:
-        report = builder.build(output, validation_output=validation_output, model=use_model)
+        report = builder.build(
+            output, validation_output=validation_output, model=use_model, require_training=True
+        )
     except DatasetError as exc:
         if exc.report is not None and not quiet:
             click.echo(exc.report.to_json() if as_json else exc.report.to_text())
@@ -509,31 +528,29 @@ def _pct(result: EvalResult, set_name: str) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
-def _check_report_path(path: Path, others: Sequence[Path | None]) -> None:
-    """Refuse a report path that is a directory, or a file the command reads or writes."""
-    if path.is_dir():
-        raise InputError("is a directory", path=path, hint="pass a file path for --report")
-    if not path.parent.is_dir():
-        raise InputError(
-            "its folder does not exist", path=path, hint="create the folder or pick another path"
-        )
-    for other in others:
-        if other is None:
-            continue
-        if same_file(path, other):
-            raise UsageError(
-                f"--report {path} is also an input or output of this command; writing the "
-                "report there would destroy it: choose another path"
-            )
-
-
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file beside it, then rename), owner-only."""
     atomic_write(path, text, mode=0o600, problem="cannot write", hint="choose a writable path")
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: a line break (in a file name, say) is shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (``sys.exit(main())``)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         # with standalone_mode=False click *returns* the code of a raised Exit(n)
         rv = cli.main(
@@ -545,21 +562,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, _Terminated):  # click turns interrupts into Abort
+            click.echo("terminated", err=True)
+            return 128 + signal.SIGTERM
         click.echo("aborted", err=True)
         return EXIT_FAILURE
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
+        click.echo(f"error: {_one_line(exc.format_message())} (see --help)", err=True)
         return EXIT_BAD_INPUT
     except (InputError, UsageError, ConfigError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_BAD_INPUT
     except DatasetError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_FAILURE
     except (TokenizerError, FineTuneQAError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         return EXIT_FAILURE
+    except _Terminated:
+        click.echo("terminated", err=True)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130

@@ -31,7 +31,7 @@ import os
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +41,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Self
 
-from finetune_qa._fs import AtomicFile, same_file
+from finetune_qa._fs import AtomicFile, same_file, shrunk
 from finetune_qa._pipeline import (
     Accounts,
     Example,
@@ -58,7 +58,7 @@ from finetune_qa._pipeline import (
     unpack,
     worker_init,
 )
-from finetune_qa._procs import auto_workers, mp_context
+from finetune_qa._procs import auto_workers, worker_pool
 from finetune_qa._text import question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import (
@@ -72,7 +72,7 @@ from finetune_qa.config import (
     EXAMPLES_PER_REASON,
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
-from finetune_qa.exceptions import DatasetError, InputFileError, UsageError
+from finetune_qa.exceptions import DatasetError, InputError, InputFileError, UsageError
 from finetune_qa.readers import (
     CHANGE_REASONS,
     ISSUE_REASONS,
@@ -95,6 +95,10 @@ REASONS: dict[str, str] = {
     **ISSUE_REASONS,  # the readers' reasons, described where they are raised
     "question_too_short": "the question is shorter than the minimum length",
     "answer_too_short": "the answer is shorter than the minimum length",
+    "answer_contains_stop": (
+        "the answer holds the stop marker: a model trained on it stops there, so answers "
+        "would be cut short"
+    ),
     "duplicate_question": "the same question (ignoring case, spacing and punctuation) came earlier",
 }
 """Why a pair can be dropped; custom filters add their own names."""
@@ -322,7 +326,7 @@ class DatasetBuilder:
         self.system_prompt: str | None = (
             DEFAULT_SYSTEM_PROMPT if isinstance(system_prompt, _Unset) else system_prompt or None
         )
-        self.stop: str | None = DEFAULT_STOP if isinstance(stop, _Unset) else stop or None
+        self.stop: str | None = DEFAULT_STOP if isinstance(stop, _Unset) else _check_stop(stop)
         self.validation_mode: Literal["none", "holdout", "sample"] = "none"
         self.min_lengths(question=min_question_length, answer=min_answer_length)
         self.dedupe = dedupe
@@ -371,7 +375,7 @@ class DatasetBuilder:
 
     def with_stop(self, marker: str | None) -> Self:
         """Set the stop marker appended to answers (``None``: none), over a source's own."""
-        self.stop = marker or None
+        self.stop = _check_stop(marker)
         self._stop_set = True
         return self
 
@@ -553,6 +557,7 @@ class DatasetBuilder:
         model: str | ModelInfo | None = None,
         catalog: ModelCatalog | None = None,
         processes: int | None = None,
+        require_training: bool = False,
     ) -> BuildReport:
         """Read every source and write the training (and validation) JSONL atomically.
 
@@ -570,13 +575,16 @@ class DatasetBuilder:
                 a :class:`ValidationReport` (distributions, limit, cost) in the report.
             catalog: catalogue to resolve ``model`` in.
             processes: worker processes (None: automatic by input size; 0: none).
+            require_training: fail (writing nothing) when every kept pair went to the
+                validation file, instead of writing an empty training file.
 
         Returns:
             The :class:`BuildReport`.
 
         Raises:
             InputError: a source is unreadable or malformed (nothing is written).
-            DatasetError: no pair survived (nothing is written; the report is attached).
+            DatasetError: no pair survived, or (``require_training``) none is left for
+                training (nothing is written; the report is attached).
         """
         if not self._sources:
             raise UsageError("no sources: call add_source() or add_pairs() before build()")
@@ -587,7 +595,9 @@ class DatasetBuilder:
         out_path = Path(output)
         val_path = Path(validation_output) if validation_output is not None else None
         if val_path is not None and val_path.resolve() == out_path.resolve():
-            raise UsageError("output and validation_output are the same file")
+            raise UsageError(
+                f"the output and the validation output are one file ({out_path}): choose two paths"
+            )
         for spec in self._sources:
             for target in (out_path, val_path):
                 if spec.source is not None and target is not None:
@@ -636,6 +646,13 @@ class DatasetBuilder:
                     "repeats one on the training side"
                 )
             report = self._report(acc, n_train, n_val, out_path, val_path, opts, stop, notes)
+            if require_training and n_train == 0 and n_val > 0:
+                raise DatasetError(
+                    f"no training example: all {n_val:,} kept pairs went to the validation "
+                    f"file (validation fraction {self.validation_fraction:g}). Nothing was "
+                    "written; lower the validation fraction.",
+                    report=report,
+                )
             if n_train + n_val == 0:
                 # raising inside the with-block removes the temporary files
                 raise DatasetError(
@@ -748,14 +765,10 @@ class DatasetBuilder:
         splits and writes, consuming their results in input order. With ``collect``
         nothing is written: the split values of the kept pairs are appended to it.
         """
-        pool = ProcessPoolExecutor(
-            workers,
-            mp_context=mp_context(),
-            initializer=worker_init,
-            initargs=(opts.encoding,),
-        )
+        pool = worker_pool(workers, initializer=worker_init, initargs=(opts.encoding,))
         pending: deque[tuple[int, Future[RangeResult]]] = deque()
         merge = _Merger(self, acc, opts, train_f, val_f, validator, collect)
+        sizes = {s.source.path: _size(s.source.path) for s in self._sources if s.source}
         try:
             for index, spec in enumerate(self._sources):
                 src = spec.source
@@ -780,6 +793,12 @@ class DatasetBuilder:
             while pending:
                 i, fut = pending.popleft()
                 merge.consume(i, fut.result())
+        except InputError as exc:
+            # a range cut short by a truncation reads as broken data: say what happened
+            for path, size in sizes.items():
+                if _size(path) < size:
+                    raise shrunk(path) from exc
+            raise
         finally:
             for _, fut in pending:
                 fut.cancel()
@@ -912,6 +931,13 @@ def _settings_note(src: QASource, prompt: str | None, stop: str | None) -> str:
     return f"{src.path}: " + "; ".join(parts)
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
 def _without_suffix(text: str, suffix: str) -> str:
     return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
 
@@ -1024,6 +1050,16 @@ class _Merger:
                 None,
             ),
         )
+
+
+def _check_stop(marker: str | None) -> str | None:
+    """A stop marker, or None; a blank one (a space, a line break) would cut every answer."""
+    if marker and not marker.strip():
+        raise UsageError(
+            f"the stop marker {marker!r} is blank: every answer would be cut at its first "
+            "space or line break; pass a visible marker such as '**STOP**', or '' for none"
+        )
+    return marker or None
 
 
 def _refuse_overwriting_input(source: Path, target: Path) -> None:

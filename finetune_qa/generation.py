@@ -671,6 +671,10 @@ def iter_pages(
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
         raise UsageError("no paths given; pass Markdown files or folders")
+    if Path(glob).is_absolute() or ".." in Path(glob).parts:
+        raise UsageError(
+            f"glob {glob!r} reaches outside the folder; pass a pattern inside it, e.g. '**/*.md'"
+        )
     pages: list[MarkdownPage] = []
     for item in items:
         path = Path(item)

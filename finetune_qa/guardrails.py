@@ -49,7 +49,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finetune_qa._fs import atomic_write
+from finetune_qa._fs import atomic_write, open_regular
 from finetune_qa._text import key_hash, question_key
 from finetune_qa.backends import get_backend
 from finetune_qa.backends.base import Backend, Usage
@@ -885,6 +885,9 @@ def choose_threshold(
 # ======================================================================= discriminator
 
 
+_MAX_SETTINGS_BYTES = 1024 * 1024  # a saved gate is about 2 KB
+
+
 class DiscriminatorSettings(BaseModel):
     """What :meth:`Discriminator.save` writes: enough to load the discriminator again."""
 
@@ -914,16 +917,32 @@ class DiscriminatorSettings(BaseModel):
         """
         src = Path(path)
         try:
-            raw = src.read_bytes()
+            with open_regular(src, kind="gate settings file") as f:
+                raw = f.read(_MAX_SETTINGS_BYTES + 1)
         except OSError as exc:
             raise InputFileError(
                 f"cannot read: {exc.strerror or exc}",
                 path=src,
                 hint="pass the JSON file Discriminator.save() wrote",
             ) from exc
+        if len(raw) > _MAX_SETTINGS_BYTES:
+            raise InputFileError(
+                f"is over {_MAX_SETTINGS_BYTES // 1024} KiB: not gate settings",
+                path=src,
+                hint="pass the JSON file Discriminator.save() wrote",
+            )
         try:
             return cls.model_validate(orjson.loads(raw))
-        except (orjson.JSONDecodeError, ValidationError) as exc:
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "the top level"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise InputFileError(
+                f"not discriminator settings: {where}: {err['msg']}{more}",
+                path=src,
+                hint="pass the JSON file `guard train` (Discriminator.save()) wrote",
+            ) from exc
+        except orjson.JSONDecodeError as exc:
             first = str(exc).splitlines()[0]
             raise InputFileError(
                 f"not discriminator settings: {first}",

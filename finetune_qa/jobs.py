@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import datetime as dt
 import functools
 import hashlib
 import io
 import logging
+import math
 import os
 import re
 import threading
@@ -54,6 +56,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._fs import file_lock
+from finetune_qa._text import scrub_url
 from finetune_qa.backends import (
     Backend,
     Checkpoint,
@@ -303,6 +307,16 @@ class Journal:
         self.path = Path(path) if path is not None else cache_dir() / "journal.jsonl"
         self._lock = threading.Lock()
 
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock on this journal file (``flock``), across processes.
+
+        Held around a read-decide-write sequence (find a job, else create and record it)
+        so that two processes sharing the journal never both decide to create. The file
+        is only ever appended to, never replaced, so the lock is on the file itself (it
+        is created, owner-only, when missing).
+        """
+        return file_lock(self.path)
+
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record durably."""
         line = orjson.dumps({"at": _now(), **record}) + b"\n"
@@ -367,7 +381,7 @@ def _backend_label(backend: Backend) -> str:
         return f"offline:{getattr(fake, 'instance_id', f'{id(fake):x}')}"
     client = getattr(backend, "client", None)
     base = getattr(client, "base_url", None)
-    return f"{backend.name}:{base}" if base is not None else backend.name
+    return f"{backend.name}:{scrub_url(str(base))}" if base is not None else backend.name
 
 
 def _check_request(
@@ -658,51 +672,54 @@ class FineTuneJob:
             part_threshold=upload_threshold,
             parallel=upload_parallel,
         )
-        train_id = runner.upload(path)
-        val_id = runner.upload(vpath) if vpath else None
-        request = probe.model_copy(
-            update={
-                "training_file": train_id,
-                "validation_file": val_id,
-                "metadata": {
-                    **user_meta,
-                    **_card_metadata(be, user_meta, sys_prompt, detected_stop),
-                },
-            }
-        )
-        info = runner.create(request)
-        jr.append(
-            {
-                "op": "job",
-                "state": "settings",
-                "backend": runner.label,
-                "job_id": info.id,
-                "system_prompt": sys_prompt,
-                "stop": detected_stop,
-                # what the model card needs once the job succeeds
-                "backend_name": be.name,
-                "base_model": model,
-                "training_file": _file_record(path, train_id),
-                "validation_file": _file_record(vpath, val_id) if vpath else None,
-                "split": split,
-                "hyperparameters": {
-                    k: v
-                    for k, v in request.model_dump(mode="json").items()
-                    if k
-                    in (
-                        "method",
-                        "n_epochs",
-                        "batch_size",
-                        "learning_rate_multiplier",
-                        "beta",
-                        "suffix",
-                        "seed",
-                        "provider_options",
-                    )
-                    and v not in (None, {}, [])
-                },
-            }
-        )
+        # one process at a time reads the journal, uploads, creates and records: two runs
+        # of the same request at once would each find nothing and each upload and create
+        with jr.lock():
+            train_id = runner.upload(path)
+            val_id = runner.upload(vpath) if vpath else None
+            request = probe.model_copy(
+                update={
+                    "training_file": train_id,
+                    "validation_file": val_id,
+                    "metadata": {
+                        **user_meta,
+                        **_card_metadata(be, user_meta, sys_prompt, detected_stop),
+                    },
+                }
+            )
+            info = runner.create(request)
+            jr.append(
+                {
+                    "op": "job",
+                    "state": "settings",
+                    "backend": runner.label,
+                    "job_id": info.id,
+                    "system_prompt": sys_prompt,
+                    "stop": detected_stop,
+                    # what the model card needs once the job succeeds
+                    "backend_name": be.name,
+                    "base_model": model,
+                    "training_file": _file_record(path, train_id),
+                    "validation_file": _file_record(vpath, val_id) if vpath else None,
+                    "split": split,
+                    "hyperparameters": {
+                        k: v
+                        for k, v in request.model_dump(mode="json").items()
+                        if k
+                        in (
+                            "method",
+                            "n_epochs",
+                            "batch_size",
+                            "learning_rate_multiplier",
+                            "beta",
+                            "suffix",
+                            "seed",
+                            "provider_options",
+                        )
+                        and v not in (None, {}, [])
+                    },
+                }
+            )
         job = cls(info, backend=be, journal=jr, system_prompt=sys_prompt, stop=detected_stop)
         job._record_card()  # a job found already done (a re-run) has its card too
         return job
@@ -876,7 +893,15 @@ class FineTuneJob:
 
         Raises:
             JobTimeout: ``timeout`` seconds passed first (the job itself goes on).
+            UsageError: a NaN or infinite interval or timeout (a NaN timeout never passes).
         """
+        for name, value in (
+            ("poll_interval", poll_interval),
+            ("max_poll_interval", max_poll_interval),
+            ("timeout", timeout),
+        ):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be a finite number of seconds >= 0, got {value}")
         start = self._clock()
         if poll_interval is None:
             poll_interval = float(getattr(self.backend, "poll_interval", 5.0))
@@ -1203,7 +1228,17 @@ class _Runner:
                 lambda: self.backend.retrieve_job(done[-1]["job_id"]), self.retries, self.sleep
             )
         intents = [r for r in earlier if r.get("state") == "intent"]
-        token = intents[-1]["token"] if intents else uuid.uuid4().hex
+        # the token follows from the request and the journal's place, so a run whose
+        # journal was lost or damaged still finds the job an earlier run created there
+        # (another workdir, or force_new: a job of its own)
+        where = str(self.journal.path.resolve())
+        token = (
+            intents[-1]["token"]
+            if intents
+            else uuid.uuid4().hex
+            if self.force_new
+            else hashlib.sha256(f"{key}:{where}".encode()).hexdigest()[:32]
+        )
         created_after = int(intents[-1].get("created_after") or 0) if intents else int(time.time())
         if not intents:
             self.journal.append(
@@ -1223,11 +1258,23 @@ class _Runner:
         def find() -> JobInfo | None:
             return self._find_job(token, request=request, created_after=created_after)
 
-        # Look for an earlier job only when one may exist: when resuming an intent (an
-        # earlier run may have created it unheard) or after an attempt that may have
-        # been carried out. A new intent has no job yet, and on a backend without
-        # metadata a look-up then could adopt another run's job.
+        # Look for an earlier job when one may exist: when resuming an intent (an earlier
+        # run may have created it unheard), or after an attempt that may have been
+        # carried out. On a backend without metadata a look-up for a new intent could
+        # adopt another run's job.
         maybe_created = bool(intents)
+        if not intents and not self.force_new and getattr(self.backend, "supports_metadata", True):
+            # No record of this request, but the journal may have been lost or damaged:
+            # the token is the request's own, so a job carrying it was made by an earlier
+            # run of the same request. Best effort: a failed look-up does not stop a
+            # first attempt (nothing was sent under this journal).
+            try:
+                adopted = find()
+            except BackendError:
+                adopted = None
+            if adopted is not None:
+                self._record(key, token, adopted, request)
+                return adopted
         delay = 1.0
         for attempt in range(self.retries):
             if maybe_created:
@@ -1258,6 +1305,10 @@ class _Runner:
                     else delay
                 )
                 delay = min(2 * delay, 30.0)
+        self._record(key, token, info, request)
+        return info
+
+    def _record(self, key: str, token: str, info: JobInfo, request: JobRequest) -> None:
         self.journal.append(
             {
                 "op": "job",
@@ -1269,7 +1320,6 @@ class _Runner:
                 "model": request.model,
             }
         )
-        return info
 
     def _lookup_failed(self, exc: BackendError) -> None:
         _with_hint(

@@ -54,7 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
-from finetune_qa._fs import open_regular
+from finetune_qa._fs import MAX_LINE_BYTES, capped_line, capped_lines, open_regular, shrunk
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -592,9 +592,11 @@ class QASource:
 
     def _first_line(self, f: IO[bytes]) -> bytes:
         """The first non-blank line (BOM removed); the file is empty if there is none."""
-        line = self._check_bom(f.readline())
+        n = 1
+        line = self._check_bom(capped_line(f, self.path, n))
         while not line.strip():
-            line = f.readline()
+            n += 1
+            line = capped_line(f, self.path, n)
             if not line:
                 raise self._empty()
         return line
@@ -635,10 +637,12 @@ class QASource:
     # -- CSV --------------------------------------------------------------------------
 
     def _csv_reader(self, f: IO[bytes]) -> _CSVReader:
-        first = self._check_bom(f.readline())
-        # bytes.decode per physical line, all in C: a line that is not UTF-8 surfaces as
+        first = self._check_bom(capped_line(f, self.path, 1))
+        # bytes.decode per physical line: a line that is not UTF-8 surfaces as
         # UnicodeDecodeError out of the reader, and reader.line_num + 1 is its number.
-        lines = map(bytes.decode, chain((first,), f))
+        # Lines are capped before they are decoded (a file with no line breaks).
+        rest = capped_lines(f, self.path, first_line=2, limit=4 * MAX_LINE_BYTES)
+        lines = map(bytes.decode, chain((first,), rest))
         return csv.reader(lines, delimiter=self.delimiter, strict=True)
 
     def _read_header(self, reader: _CSVReader) -> tuple[list[str], int]:
@@ -757,8 +761,37 @@ class QASource:
         qi, ai = self._column_indexes(self.format, header, line)
         return reader, qi, ai
 
+    def _utf16_error(self) -> CSVFormatError | None:
+        """The error for a file that is UTF-16 text without a byte-order mark, if it is one.
+
+        Such a file fails on its NUL bytes or on the CR of an encoded CRLF; either message
+        (a NUL byte, old Mac line endings) would send the user the wrong way.
+        """
+        try:
+            with open_regular(self.path) as f:
+                head = f.read(4096)
+        except InputFileError:
+            return None
+        pairs = len(head) // 2
+        if pairs < 4:
+            return None
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if max(odd, even) * 10 < pairs * 7:
+            return None
+        order = "little-endian (UTF-16LE)" if odd > even else "big-endian (UTF-16BE)"
+        return CSVFormatError(
+            f"is UTF-16 {order} text without a byte-order mark, not UTF-8",
+            path=self.path,
+            line=1,
+            hint="save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 in > out`)",
+        )
+
     def _csv_error(self, exc: csv.Error, current: int, start: int) -> CSVFormatError:
         text = str(exc)
+        if "new-line character" in text:
+            utf16 = self._utf16_error()
+            if utf16 is not None:
+                return utf16
         if "unexpected end of data" in text:
             return CSVFormatError(
                 f"a quoted cell in the record starting on line {start} is never closed "
@@ -801,6 +834,9 @@ class QASource:
         )
 
     def _nul_error(self, line: int) -> CSVFormatError:
+        utf16 = self._utf16_error()
+        if utf16 is not None:
+            return utf16
         return CSVFormatError(
             "contains a NUL byte",
             path=self.path,
@@ -1046,7 +1082,8 @@ class QASource:
             start, end, first_line = self._range
             f.seek(start)
             return enumerate(_until(f, start, end), first_line)
-        return enumerate(chain((self._check_bom(f.readline()),), f), 1)
+        first = self._check_bom(capped_line(f, self.path, 1))
+        return enumerate(chain((first,), capped_lines(f, self.path, first_line=2)), 1)
 
     # -- byte ranges, for parallel builds -----------------------------------------------
 
@@ -1069,17 +1106,20 @@ class QASource:
                 pos = f.tell()
                 line = reader.line_num + 1
             else:
-                first = f.readline()
+                first = capped_line(f, self.path, 1)
                 pos = 3 if first.startswith(_BOM) else 0
                 line = 1
             f.seek(pos)
             while pos < size:
                 block = f.read(target_bytes)
+                if not block:  # truncated since it was opened: end, do not plan empty ranges
+                    raise shrunk(self.path)
                 end = pos + len(block)
                 lines = block.count(b"\n")
                 odd = block.count(b'"') & 1 if csv_format else 0
                 if end < size and (odd or not block.endswith(b"\n")):
-                    for rest in f:
+                    cap = 4 * MAX_LINE_BYTES if csv_format else MAX_LINE_BYTES
+                    for rest in capped_lines(f, self.path, first_line=line + lines, limit=cap):
                         end += len(rest)
                         lines += 1
                         if csv_format:
@@ -1116,6 +1156,14 @@ class QASource:
             else f"at column {exc.pos + 1}"
         )
         hint = "each line must be one JSON object; fix or remove this line"
+        if "\r" in text.rstrip("\r\n"):
+            raise JSONLFormatError(
+                "the lines end with a lone carriage return (CR: old Mac line endings), so "
+                "this line holds several records",
+                path=self.path,
+                line=line,
+                hint="save the file with LF line endings (e.g. `tr '\\r' '\\n' < in > out`)",
+            ) from exc
         if line == 1 and text.lstrip().startswith("["):
             hint = (
                 "the file must be JSON Lines, one object per line; convert a JSON array "
@@ -1421,7 +1469,10 @@ def _until(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
     """
     # BytesIO splits on b"\n" only, as iterating the file does (splitlines would also split
     # on a lone b"\r" and shift line numbers)
-    return iter(io.BytesIO(f.read(end - start)))
+    data = f.read(end - start)
+    if len(data) != end - start:
+        raise shrunk(getattr(f, "name", None))
+    return iter(io.BytesIO(data))
 
 
 class _OffsetReader:

@@ -28,7 +28,6 @@ import contextlib
 import gzip
 import hashlib
 import os
-import tempfile
 import threading
 from array import array
 from collections import deque
@@ -42,11 +41,12 @@ import tiktoken
 import tiktoken.load
 import tiktoken.model
 
-from finetune_qa._fs import atomic_write
-from finetune_qa._procs import mp_context
+from finetune_qa._fs import atomic_write, open_regular
+from finetune_qa._procs import worker_pool
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
-from finetune_qa.config import DEFAULT_MODEL
+from finetune_qa.config import DEFAULT_MODEL, cache_dir
 from finetune_qa.exceptions import (
+    ConfigError,
     InputFileError,
     TokenizerError,
     UnknownEncodingError,
@@ -78,14 +78,26 @@ _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
 
 
+_MAX_RANK_FILE = 64 * 1024 * 1024  # the largest rank file today is ~4 MiB
+
+
 def _tiktoken_cache_dir() -> str | None:
-    """The directory tiktoken reads cached rank files from, or None if caching is off."""
+    """The directory rank files are cached in, or None if caching is off.
+
+    ``$TIKTOKEN_CACHE_DIR`` (or ``$DATA_GYM_CACHE_DIR``) when set, as tiktoken does;
+    otherwise a per-user folder in finetune_qa's cache directory, not tiktoken's default
+    ``$TMPDIR/data-gym-cache``: anyone can plant a FIFO or a link to ``/dev/zero`` in a
+    world-writable temp folder.
+    """
     if "TIKTOKEN_CACHE_DIR" in os.environ:
         d = os.environ["TIKTOKEN_CACHE_DIR"]
     elif "DATA_GYM_CACHE_DIR" in os.environ:
         d = os.environ["DATA_GYM_CACHE_DIR"]
     else:
-        d = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+        try:
+            d = str(cache_dir() / "tiktoken")
+        except ConfigError:
+            return None
     return d or None
 
 
@@ -95,9 +107,14 @@ def _read_cached(blobpath: str, expected_hash: str | None) -> bytes | None:
         return None
     path = os.path.join(cache, hashlib.sha1(blobpath.encode()).hexdigest())
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+        # a regular file only (a FIFO would block, /dev/zero never ends), of a sane size
+        with open_regular(path) as f:
+            if os.fstat(f.fileno()).st_size > _MAX_RANK_FILE:
+                return None
+            data = f.read(_MAX_RANK_FILE + 1)
+    except (InputFileError, OSError):
+        return None
+    if len(data) > _MAX_RANK_FILE:
         return None
     if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
         return None
@@ -145,17 +162,22 @@ def _parse_ranks(data: bytes) -> dict[bytes, int]:
 
 
 def _make_loader(name: str) -> Callable[..., dict[bytes, int]]:
-    real = tiktoken.load.load_tiktoken_bpe
-
     def loader(blobpath: str, expected_hash: str | None = None) -> dict[bytes, int]:
         data = _read_cached(blobpath, expected_hash)
         if data is None and os.path.basename(blobpath) == f"{name}.tiktoken":
             data = _offline_bytes(name, expected_hash)
             if data is not None:
                 _seed_cache(blobpath, data)
-        if data is not None:
-            return _parse_ranks(data)
-        return real(blobpath, expected_hash=expected_hash)
+        if data is None:
+            # tiktoken's own loader would read (and fill) its cache in the temp folder
+            data = tiktoken.load.read_file(blobpath)
+            if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
+                raise TokenizerError(
+                    f"the downloaded rank file {blobpath} does not have the sha256 tiktoken "
+                    "expects; refusing to count with it. Try again later."
+                )
+            _seed_cache(blobpath, data)
+        return _parse_ranks(data)
 
     return loader
 
@@ -387,11 +409,8 @@ class BatchCounter:
         self._pool: ProcessPoolExecutor | None = None
         self._encode: Callable[[str], list[int]] | None = None
         if self.processes:
-            self._pool = ProcessPoolExecutor(
-                self.processes,
-                mp_context=mp_context(),
-                initializer=_worker_init,
-                initargs=(encoding_name,),
+            self._pool = worker_pool(
+                self.processes, initializer=_worker_init, initargs=(encoding_name,)
             )
         else:
             self._encode = get_encoding(encoding_name).encode_ordinary

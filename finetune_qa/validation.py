@@ -38,15 +38,15 @@ import io
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa._fs import open_regular
-from finetune_qa._procs import auto_workers, mp_context
+from finetune_qa._fs import capped_line, capped_lines, open_regular, shrunk
+from finetune_qa._procs import auto_workers, worker_pool
 from finetune_qa._text import Histogram, key_hash, question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import DEFAULT_MODEL, MIN_TRAINING_EXAMPLES
@@ -99,6 +99,9 @@ _HINTS: dict[str, str] = {
     "invalid_json": "each line must be one complete JSON object",
     "empty_validation_file": "leave the validation file out, or give it examples; a provider "
     "rejects one without any",
+    "stop_marker_inside_answer": (
+        "remove the marker from the answer's text, or pick a marker no answer contains"
+    ),
     "blank_line": "remove empty lines; every line must hold one example",
     "bom": "save the file as UTF-8 without a byte-order mark",
     "data_type": 'each line must be a JSON object like {"messages": [...]}',
@@ -747,7 +750,9 @@ class Validator:
         self._text_index: dict[str, int] = {}
         self._validation_phase = False
         self._finished = False
-        self._collect: list[tuple[int, int | None, int | None, str | None]] | None = None
+        self._collect: list[tuple[int, int | None, int | None, str | None, bool]] | None = None
+        self._inside: Counter[str] = Counter()
+        self._inside_lines: dict[str, list[int]] = {}
 
     @property
     def _counter(self) -> BatchCounter:
@@ -829,22 +834,36 @@ class Validator:
         qk = key_hash(question_key(ex.question)) if ex.question is not None else None
         answer = ex.texts[ex.asst_idx[-1]] if ex.asst_idx else None
         stop = self.stop
-        if stop is not None and answer is not None and not answer.rstrip().endswith(stop):
-            self._issue(
-                "inconsistent_stop_marker",
-                "warning",
-                f"the last answer does not end with the stop marker {stop!r}",
-                line,
-            )
+        if stop is not None and answer is not None:
+            body = answer.rstrip()
+            if body.endswith(stop):
+                body = body[: -len(stop)]
+            else:
+                self._issue(
+                    "inconsistent_stop_marker",
+                    "warning",
+                    f"the last answer does not end with the stop marker {stop!r}",
+                    line,
+                )
+            if stop in body:
+                self._issue("stop_marker_inside_answer", "warning", _inside_text(stop), line)
         suffix = _suffix(answer) if answer is not None and self.stop is None else None
+        inside = bool(suffix and answer is not None and suffix in answer.rstrip()[: -len(suffix)])
         if self._collect is not None:
             # a worker of a parallel validation: the parent replays these in file order
-            self._collect.append((raw_key, qk, line, suffix))
+            self._collect.append((raw_key, qk, line, suffix, inside))
         else:
-            self._note(raw_key, qk, line, suffix)
+            self._note(raw_key, qk, line, suffix, inside)
         self._plan(ex, line, validation=False)
 
-    def _note(self, raw_key: int, qk: int | None, line: int | None, suffix: str | None) -> None:
+    def _note(
+        self,
+        raw_key: int,
+        qk: int | None,
+        line: int | None,
+        suffix: str | None,
+        inside: bool = False,
+    ) -> None:
         """Duplicate and stop-marker bookkeeping, in file order."""
         first = self._seen_examples.get(raw_key)
         if first is not None:
@@ -864,6 +883,11 @@ class Validator:
                 self._seen_questions[qk] = line or 0
         if suffix is None:
             return
+        if inside and (suffix in self._inside or len(self._inside) < _MAX_SUFFIXES):
+            self._inside[suffix] += 1
+            at = self._inside_lines.setdefault(suffix, [])
+            if len(at) < self.max_issues and line is not None:
+                at.append(line)
         if suffix in self._suffixes or len(self._suffixes) < _MAX_SUFFIXES:
             self._suffixes[suffix] += 1
             lines = self._suffix_lines.setdefault(suffix, [])
@@ -910,8 +934,8 @@ class Validator:
             mine.merge(theirs)
         self.over_limit += part["over"][0]
         self.billed += part["over"][1]
-        for raw_key, qk, line, suffix in part["keys"]:
-            self._note(raw_key, qk, line, suffix)
+        for raw_key, qk, line, suffix, inside in part["keys"]:
+            self._note(raw_key, qk, line, suffix, inside)
 
     def _plan(self, ex: _Example, line: int | None, *, validation: bool) -> None:
         roles = self._role_tokens
@@ -1143,7 +1167,19 @@ class Validator:
             extra = missing - len(lines)
             if extra > 0:
                 self.warning_counts["inconsistent_stop_marker"] += extra
+        at = self._inside_lines.get(marker, [])
+        for ln in at:
+            self._issue("stop_marker_inside_answer", "warning", _inside_text(marker), ln)
+        if self._inside[marker] > len(at):
+            self.warning_counts["stop_marker_inside_answer"] += self._inside[marker] - len(at)
         return marker
+
+
+def _inside_text(stop: str) -> str:
+    return (
+        f"the answer holds the stop marker {stop!r} before its end: the model learns to "
+        "stop there, and answers are cut at it"
+    )
 
 
 def _looks_like_marker(token: str) -> bool:
@@ -1163,10 +1199,12 @@ def _line_ranges(path: Path, target: int) -> Iterator[tuple[int, int, int]]:
         while pos < size:
             f.seek(pos)
             block = f.read(target)
+            if not block:  # truncated since it was opened: end, do not plan empty ranges
+                raise shrunk(path)
             end = pos + len(block)
             lines = block.count(b"\n")
             if end < size and not block.endswith(b"\n"):
-                rest = f.readline()
+                rest = capped_line(f, path, line + lines)
                 end += len(rest)
                 lines += rest.count(b"\n")
             yield pos, end, line
@@ -1192,6 +1230,8 @@ def _validate_range(
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
+    if len(data) != end - start:
+        raise shrunk(path)
     for n, raw in enumerate(io.BytesIO(data), first_line):
         v.add_line(raw, n)
     return v._partial()
@@ -1211,7 +1251,7 @@ def _iter_lines(path: Path) -> Iterable[tuple[int, bytes]]:
         directory_hint="pass the .jsonl file itself",
         pipe_hint="save the JSONL to a file and pass that",
     ) as f:
-        yield from enumerate(f, 1)
+        yield from enumerate(capped_lines(f, path), 1)
 
 
 def validate_file(
@@ -1291,7 +1331,7 @@ def _validate_parallel(v: Validator, path: Path, workers: int) -> None:
     v.close()
     v._processes = 0  # the validation file, if any, is counted here
     pending: deque[Future[dict[str, Any]]] = deque()
-    with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+    with worker_pool(workers) as pool:
         try:
             for start, end, first_line in _line_ranges(path, _RANGE_BYTES):
                 task = (

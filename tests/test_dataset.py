@@ -252,7 +252,7 @@ def test_usage_errors(tmp_path: Path) -> None:
         DatasetBuilder().split(1.0)
     with pytest.raises(UsageError, match="min question length"):
         DatasetBuilder().min_lengths(question=-1)
-    with pytest.raises(UsageError, match="same file"):
+    with pytest.raises(UsageError, match="are one file"):
         DatasetBuilder().add_pairs([]).split(0.1).build(
             tmp_path / "t.jsonl", validation_output=tmp_path / "t.jsonl"
         )

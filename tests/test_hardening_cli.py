@@ -68,7 +68,7 @@ CASES: dict[str, Case] = {
         "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/seed.csv", "is also an input"
     ),
     "build-output-equals-validation": Case(
-        "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/o.jsonl", "the same file"
+        "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/o.jsonl", "-o and --validation name one file"
     ),
     "build-output-under-a-file": Case(
         "build {T}/seed.csv -o {T}/seed.csv/o.jsonl", "cannot write here"
@@ -81,11 +81,11 @@ CASES: dict[str, Case] = {
     # --- build: numbers and choices
     "build-fraction-negative": Case(
         "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/v.jsonl --validation-fraction -0.1",
-        "validation_fraction must be at least 0",
+        "-0.1 is not in the range 0<=x<=0.5",
     ),
     "build-fraction-one": Case(
         "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/v.jsonl --validation-fraction 1",
-        "below 1",
+        "1.0 is not in the range 0<=x<=0.5",
     ),
     "build-fraction-without-file": Case(
         "build {T}/seed.csv -o {T}/o.jsonl --validation-fraction 0.2", "needs --validation"
@@ -141,7 +141,7 @@ CASES: dict[str, Case] = {
     ),
     "train-fraction-too-big": Case(
         "train {T}/seed.csv --backend offline --workdir {T}/wd --validation-fraction 2",
-        "below 1",
+        "2.0 is not in the range 0<=x<=0.5",
     ),
     "train-workdir-is-a-file": Case(
         "train {T}/seed.csv --backend offline --workdir {T}/seed.csv", "cannot write here"

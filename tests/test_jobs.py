@@ -327,10 +327,13 @@ def test_default_sdk_retries_never_resend_a_creating_request(train: Path, tmp_pa
     assert backend.retrieve_job(job.id).id == job.id and backend.fake.pending_faults() == 0
 
 
-def test_a_new_intent_is_sent_without_a_look_up(train: Path, tmp_path: Path) -> None:
+def test_a_new_intent_looks_its_token_up_once_then_sends(train: Path, tmp_path: Path) -> None:
+    # issue #12: a lost or damaged journal must not start a second job, so even a new
+    # intent asks the provider for a job carrying its (request-derived) token first
     backend = OfflineBackend(max_retries=0)
     FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl")
-    assert count(backend.fake, "GET", "/fine_tuning/jobs") == 0
+    assert count(backend.fake, "GET", "/fine_tuning/jobs") == 1
+    assert count(backend.fake, "POST", "/fine_tuning/jobs") == 1
 
 
 def test_a_look_up_that_fails_once_after_a_lost_create_is_retried(
@@ -390,4 +393,5 @@ def test_a_lasting_create_failure_with_no_answer_says_how_to_reconcile(
     with pytest.raises(exc.APIConnectionError) as info:
         FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=journal, retries=2)
     assert "may have been created" in str(info.value) and str(journal) in str(info.value)
-    assert count(backend.fake, "GET", "/fine_tuning/jobs") == 2  # looked before each resend
+    # looked for the token before the first send (issue #12) and before each resend
+    assert count(backend.fake, "GET", "/fine_tuning/jobs") == 3

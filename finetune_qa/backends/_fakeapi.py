@@ -53,8 +53,8 @@ import io
 import json
 import math
 import os
-import pickle
 import re
+import stat
 import threading
 import time
 import uuid
@@ -64,7 +64,7 @@ from typing import Any, Literal, NamedTuple, cast
 
 import orjson
 
-from finetune_qa._fs import atomic_write
+from finetune_qa._fs import atomic_write, open_regular
 from finetune_qa._text import key_hash
 from finetune_qa._version import __version__
 from finetune_qa.backends._answers import (
@@ -77,7 +77,7 @@ from finetune_qa.backends._answers import (
 )
 from finetune_qa.backends._tasks import answer_task
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
-from finetune_qa.exceptions import UsageError
+from finetune_qa.exceptions import InputFileError, UsageError
 from finetune_qa.tokens import TokenCounter
 from finetune_qa.validation import ValidationIssue, Validator, default_epochs
 
@@ -165,8 +165,8 @@ class VirtualClock:
 
         Used by the HTTP server mode, where clients poll with real sleeps.
         """
-        if speedup <= 0:
-            raise UsageError(f"speedup must be positive, got {speedup}")
+        if not (math.isfinite(speedup) and speedup > 0):
+            raise UsageError(f"speedup must be a positive finite number, got {speedup}")
         with self._lock:
             self._base = self._now()
             self._real0 = time.monotonic()
@@ -322,6 +322,10 @@ class _Request:
     def json(self) -> dict[str, Any]:
         try:
             data = json.loads(self.body or b"{}")
+        except RecursionError as exc:
+            raise _bad(
+                "We could not parse the JSON body of your request (nested too deep)."
+            ) from exc
         except ValueError as exc:
             raise _bad(f"We could not parse the JSON body of your request ({exc}).") from exc
         if not isinstance(data, dict):
@@ -1199,12 +1203,14 @@ class FakeOpenAI:
         self._lock = threading.RLock()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the whole state (files, jobs, models, clock) to ``path``, owner-only.
+        """Write the whole state (files, jobs, models, clock) to ``path`` as JSON, owner-only.
 
-        The CLI keeps the offline API here between commands. The file is a pickle:
-        load only files you wrote yourself.
+        The CLI keeps the offline API here between commands. The format cannot run code
+        when it is read (see :mod:`finetune_qa.backends._statefile`).
         """
-        data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        from finetune_qa.backends._statefile import FORMAT, encode
+
+        data = b'{"format":"' + FORMAT.encode() + b'","state":' + encode(self) + b"}\n"
         atomic_write(
             path,
             data,
@@ -1215,14 +1221,56 @@ class FakeOpenAI:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FakeOpenAI:
-        """Read a state written by :meth:`save`."""
-        with open(path, "rb") as f:
-            try:
-                obj = pickle.load(f)
-            except UsageError:  # saved by another version (see __setstate__)
+        """Read a state written by :meth:`save`.
+
+        Only a regular file owned by this user and writable by no one else is read; an
+        old pickled state is refused, never unpickled.
+
+        Raises:
+            InputFileError: the file is not a regular file, is another user's or writable
+                by others, is a pickle, or is not a saved offline API.
+            UsageError: the state was saved by another version of finetune_qa.
+        """
+        from finetune_qa.backends._statefile import FORMAT, decode, is_pickle
+
+        where = os.fspath(path)
+        delete = f"delete {where} to start again with an empty offline API"
+        with open_regular(path, kind="state file") as f:
+            st = os.fstat(f.fileno())
+            if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+                raise InputFileError(
+                    f"is owned by another user (uid {st.st_uid}); it is not read",
+                    path=where,
+                    hint=delete + " (it may have been planted)",
+                )
+            if st.st_mode & 0o022:
+                raise InputFileError(
+                    f"is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+                    "it is not read",
+                    path=where,
+                    hint=delete + " (it may have been tampered with)",
+                )
+            data = f.read()
+        if is_pickle(data):
+            raise InputFileError(
+                "was saved by an older finetune_qa as a pickle, which is not read (reading "
+                "one can run code)",
+                path=where,
+                hint=delete,
+            )
+        head = b'{"format":"' + FORMAT.encode() + b'","state":'
+        if not data.startswith(head) or not data.rstrip().endswith(b"}"):
+            raise InputFileError("does not hold a saved offline API", path=where, hint=delete)
+        try:
+            obj = decode(data[len(head) : data.rstrip().rindex(b"}")])
+        except ValueError as exc:
+            if isinstance(exc, UsageError):
                 raise
+            raise InputFileError(
+                f"the offline API's state is damaged ({exc})", path=where, hint=delete
+            ) from exc
         if not isinstance(obj, cls):
-            raise UsageError(f"{os.fspath(path)} does not hold a saved offline API")
+            raise InputFileError("does not hold a saved offline API", path=where, hint=delete)
         return obj
 
     # ------------------------------------------------------------------ public helpers
@@ -1914,7 +1962,7 @@ def _maybe_json(headers: Mapping[str, str], body: bytes) -> Any:
     if body and headers.get("content-type", "").startswith("application/json"):
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     return None
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
 
 from finetune_qa.backends._fakeapi import FakeOpenAI, FakeResponse
 from finetune_qa.exceptions import UsageError
@@ -203,46 +206,114 @@ def openai_client(
 # ---------------------------------------------------------------------- HTTP server
 
 
+MAX_BODY_BYTES = 256 * 1024 * 1024
+"""Largest request body :func:`serve` reads (413 above it); OpenAI takes 512 MB files in
+64 MB upload parts, so a bigger single request is not one a client would send."""
+
+IDLE_TIMEOUT_SECONDS = 30.0
+"""A connection that sends nothing for this long is closed (it holds a thread)."""
+
+BACKLOG = 1024
+"""Connections the listening socket queues while every thread is busy (stdlib: 5)."""
+
+
+class _HTTPError(Exception):
+    """A request the server answers itself, with ``status`` and an OpenAI-style error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class _FakeHTTPHandler(BaseHTTPRequestHandler):
-    """Serves one connection's requests from the class's ``fake``."""
+    """Serves one connection's requests from the class's ``fake``.
+
+    Bounded: a connection idle for ``timeout`` seconds is closed, a body over
+    ``max_body`` bytes is answered 413 without being read, and a malformed
+    ``Content-Length`` or chunk size, or a body the fake cannot parse, is answered 400;
+    no request ends in a traceback and a dropped connection.
+    """
 
     fake: ClassVar[APIHandler]
+    max_body: ClassVar[int] = MAX_BODY_BYTES
+    timeout = IDLE_TIMEOUT_SECONDS
     protocol_version = "HTTP/1.1"
 
     def _read_body(self) -> bytes:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             chunks: list[bytes] = []
+            total = 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                field = self.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    size = int(field or b"0", 16)
+                except ValueError:
+                    raise _HTTPError(400, f"malformed chunk size {field[:20]!r}") from None
+                if size < 0:
+                    raise _HTTPError(400, f"malformed chunk size {field[:20]!r}")
                 if size == 0:
-                    self.rfile.readline()
+                    self.rfile.readline(1024)
                     return b"".join(chunks)
+                total += size
+                if total > self.max_body:
+                    raise _HTTPError(413, f"the body is over {self.max_body:,} bytes")
                 chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
+                self.rfile.readline(1024)
+        raw = (self.headers.get("content-length") or "0").strip()
+        if not raw.isdigit() or not raw.isascii():
+            raise _HTTPError(400, f"malformed Content-Length {raw[:20]!r}")
+        length = int(raw)
+        if length > self.max_body:
+            raise _HTTPError(413, f"the body is {length:,} bytes, over {self.max_body:,}")
         return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        if self.close_connection:
+            self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str) -> None:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        body = orjson.dumps(
+            {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        )
+        self.close_connection = True  # the rest of the stream cannot be trusted
+        self._send(status, {"content-type": "application/json"}, body)
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
-        body = self._read_body()
-        resp = self.fake.handle(
-            self.command,
-            unquote(split.path),
-            dict(parse_qsl(split.query, keep_blank_values=True)),
-            {k.lower(): v for k, v in self.headers.items()},
-            body,
-        )
+        try:
+            body = self._read_body()
+            resp = self.fake.handle(
+                self.command,
+                unquote(split.path),
+                dict(parse_qsl(split.query, keep_blank_values=True)),
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+            )
+        except _HTTPError as exc:
+            self._error(exc.status, str(exc))
+            return
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+            return
+        except RecursionError:
+            self._error(400, "the body is nested too deeply")
+            return
+        except Exception as exc:  # the fake's own bug: answer, do not drop the connection
+            self._error(500, f"the offline API failed: {type(exc).__name__}")
+            return
         if resp.latency:
             time.sleep(resp.latency)
         if resp.stream_error is not None:
             self.close_connection = True  # hang up without an answer
             return
-        self.send_response(resp.status)
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(resp.body)))
-        self.end_headers()
-        self.wfile.write(resp.body)
+        self._send(resp.status, resp.headers, resp.body)
 
     do_GET = _serve
     do_POST = _serve
@@ -252,6 +323,33 @@ class _FakeHTTPHandler(BaseHTTPRequestHandler):
         """Stay quiet: the fake keeps its own request log (``fake.requests``)."""
 
 
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server with a real listen backlog and no tracebacks on stderr."""
+
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            return  # an idle or vanished client
+        print(
+            f"offline API: a connection from {client_address[0]} failed: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is a loopback name or address (only this machine can connect)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(
     fake: FakeOpenAI | APIHandler,
     host: str = "127.0.0.1",
@@ -259,6 +357,8 @@ def serve(
     *,
     realtime: bool = True,
     speedup: float = 60.0,
+    max_body: int = MAX_BODY_BYTES,
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not started) serving ``fake`` under ``/v1`` to any OpenAI client.
 
@@ -270,6 +370,8 @@ def serve(
             poll with real sleeps see jobs progress.
         speedup: virtual seconds per real second when ``realtime`` (default 60: a
             one-minute phase takes one second).
+        max_body: largest request body read; a larger one is answered 413.
+        idle_timeout: seconds a connection may stay silent before it is closed.
 
     Returns:
         A ``ThreadingHTTPServer``; call ``serve_forever()`` (in a thread, if needed),
@@ -284,10 +386,12 @@ def serve(
     """
     if realtime and isinstance(fake, FakeOpenAI):
         fake.clock.run_realtime(speedup)
-    handler = type("FakeOpenAIHandler", (_FakeHTTPHandler,), {"fake": fake})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    handler = type(
+        "FakeOpenAIHandler",
+        (_FakeHTTPHandler,),
+        {"fake": fake, "max_body": max_body, "timeout": idle_timeout},
+    )
+    return _Server((host, port), handler)
 
 
 def run_server(
@@ -310,6 +414,13 @@ def run_server(
         ready: called with the base URL once listening (default: print it to stderr).
     """
     server = serve(fake or FakeOpenAI(), host, port, realtime=realtime, speedup=speedup)
+    if not is_loopback(host):
+        print(
+            f"warning: listening on {host}, not only this machine: anyone who can reach it "
+            "can use this offline API (no key is checked); use --host 127.0.0.1 to keep it "
+            "local",
+            file=sys.stderr,
+        )
     bound_host, bound_port = _address(server.server_address)
     url = f"http://{bound_host}:{bound_port}/v1"
     (ready or _announce)(url)

@@ -276,7 +276,9 @@ class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
         protect_secrets(str(getattr(client, "api_key", "") or ""), loggers=("openai",))
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(base_url={str(self.client.base_url)!r})"
+        from finetune_qa._text import scrub_url
+
+        return f"OpenAIBackend(base_url={scrub_url(str(self.client.base_url))!r})"
 
     def _writer(self) -> openai.OpenAI:
         """The client with the SDK's retries off, for requests that create something."""

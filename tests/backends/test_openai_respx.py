@@ -85,7 +85,10 @@ def test_the_seed_story_against_a_user_built_openai_client(tmp_path: Path) -> No
                 },
             )
         )
-        # no GET /fine_tuning/jobs route: a new job is created without a look-up first
+        # a new job's token is looked up first (a lost journal must not start a second job)
+        api.get("/fine_tuning/jobs").mock(
+            return_value=httpx.Response(200, json={"object": "list", "data": [], "has_more": False})
+        )
         create = api.post("/fine_tuning/jobs").mock(
             return_value=httpx.Response(200, json=job_json("validating_files"))
         )
@@ -342,7 +345,7 @@ def test_a_lost_create_is_sent_once_with_the_clients_default_retries(tmp_path: P
             train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j.jsonl"
         )
     assert create.call_count == 1 and len(made) == 1 and job.id == made[0]["id"]
-    assert listed.call_count == 1  # found by its token
+    assert listed.call_count == 2  # asked for its token before the send, then found by it
     assert (
         listed.calls.last.request.url.params["metadata[finetune_qa_token]"]
         == made[0]["metadata"]["finetune_qa_token"]

@@ -59,7 +59,7 @@ CORPUS: dict[str, Entry] = {
         "auto",
         "CSVFormatError",
         1,
-        "NUL",
+        "UTF-16 little-endian (UTF-16LE) text without a byte-order mark",
         {},
     ),
     "invalid_utf8_header.csv": (

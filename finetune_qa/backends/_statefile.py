@@ -1,0 +1,177 @@
+"""The offline API's saved state as JSON: a format that cannot run code when it is read.
+
+The CLI keeps the offline API (files, jobs, models, clock) in one file between commands.
+It used to be a pickle, and reading a pickle runs whatever it names: a file planted
+where the state lives (a shared cache, a world-writable folder) ran its payload on the
+next ``finetune-qa jobs``. This codec writes the same object graph as tagged JSON and
+reads it back building only the classes named in :data:`_CLASSES` (set attribute by
+attribute, or through the class's own ``__setstate__``) and the two feature functions
+of the answerer; anything else is refused. Shared objects and cycles are kept with
+references, as pickle does.
+
+Tags (a JSON object whose single key starts with ``$``): ``$b`` bytes (base64), ``$t``
+tuple, ``$m`` dict whose keys are not all plain strings (a list of pairs), ``$f`` a float
+JSON cannot hold (``nan``, ``inf``), ``$d`` a date, ``$p`` a pydantic model of the
+catalogue, ``$o`` an object (with ``id`` and its state ``s``), ``$r`` a reference to an
+object already read, ``$fn`` an answerer feature function.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+from typing import Any
+
+import orjson
+
+from finetune_qa.exceptions import UsageError
+
+__all__ = ["FORMAT", "decode", "encode", "is_pickle"]
+
+FORMAT = "finetune_qa offline API state"
+
+
+def _classes() -> dict[str, Any]:
+    from finetune_qa.backends import _answers, _fakeapi
+    from finetune_qa.catalog import ModelCatalog
+
+    names = [
+        "FakeOpenAI",
+        "VirtualClock",
+        "JobDurations",
+        "_Ids",
+        "_State",
+        "_JobEngine",
+        "_File",
+        "_Upload",
+        "_Event",
+        "_Checkpoint",
+        "_Invalid",
+        "_Plan",
+        "_Job",
+        "_Model",
+    ]
+    out: dict[str, Any] = {n: getattr(_fakeapi, n) for n in names if hasattr(_fakeapi, n)}
+    out["Answerer"] = _answers.Answerer
+    out["_TfIdf"] = _answers._TfIdf
+    out["ModelCatalog"] = ModelCatalog
+    return out
+
+
+def _functions() -> dict[str, Any]:
+    from finetune_qa.backends import _answers
+
+    return {"_features": _answers._features, "_word_features": _answers._word_features}
+
+
+def _models() -> dict[str, Any]:
+    from finetune_qa.catalog import ModelInfo
+
+    return {"ModelInfo": ModelInfo}
+
+
+def is_pickle(data: bytes) -> bool:
+    """True when ``data`` looks like a pickle (protocol 2 and up start with ``0x80``)."""
+    return data[:1] == b"\x80"
+
+
+def encode(obj: object) -> bytes:
+    """``obj`` (a FakeOpenAI) as JSON bytes; raises UsageError on a type it cannot write."""
+    classes = {cls: name for name, cls in _classes().items()}
+    functions = {id(f): name for name, f in _functions().items()}
+    models = {cls: name for name, cls in _models().items()}
+    seen: dict[int, int] = {}
+
+    def enc(x: Any) -> Any:
+        if x is None or isinstance(x, (bool, int, str)):
+            return x
+        if isinstance(x, float):
+            return x if math.isfinite(x) else {"$f": repr(x)}
+        if isinstance(x, list):
+            return [enc(v) for v in x]
+        if isinstance(x, tuple):
+            return {"$t": [enc(v) for v in x]}
+        if isinstance(x, dict):
+            if all(type(k) is str and not k.startswith("$") for k in x):
+                return {k: enc(v) for k, v in x.items()}
+            return {"$m": [[enc(k), enc(v)] for k, v in x.items()]}
+        if isinstance(x, bytes):
+            return {"$b": base64.b64encode(x).decode("ascii")}
+        if isinstance(x, dt.date) and not isinstance(x, dt.datetime):
+            return {"$d": x.isoformat()}
+        if type(x) in models:
+            return {"$p": models[type(x)], "v": x.model_dump(mode="json")}
+        if id(x) in functions:
+            return {"$fn": functions[id(x)]}
+        name = classes.get(type(x))
+        if name is None:
+            raise UsageError(f"the offline API's state holds a {type(x).__name__}, not saved")
+        if id(x) in seen:
+            return {"$r": seen[id(x)]}
+        seen[id(x)] = n = len(seen)
+        state = x.__getstate__()
+        return {"$o": name, "id": n, "s": {k: enc(v) for k, v in state.items()}}
+
+    return orjson.dumps(enc(obj))
+
+
+def decode(data: bytes) -> Any:
+    """The object graph written by :func:`encode`.
+
+    Raises:
+        ValueError: the data is not such a graph (bad JSON, an unknown tag or class).
+        UsageError: the state was saved by another version (from ``FakeOpenAI``).
+    """
+    classes = _classes()
+    functions = _functions()
+    models = _models()
+    made: dict[int, Any] = {}
+
+    def dec(x: Any) -> Any:
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        if isinstance(x, list):
+            return [dec(v) for v in x]
+        if not isinstance(x, dict):
+            raise ValueError(f"unexpected {type(x).__name__}")
+        tags = [k for k in x if k.startswith("$")]
+        if not tags:
+            return {k: dec(v) for k, v in x.items()}
+        tag = tags[0]
+        if tag == "$t":
+            return tuple(dec(v) for v in x["$t"])
+        if tag == "$m":
+            return {dec(k): dec(v) for k, v in x["$m"]}
+        if tag == "$b":
+            return base64.b64decode(x["$b"], validate=True)
+        if tag == "$f":
+            value = float(x["$f"])
+            if not math.isnan(value) and math.isfinite(value):
+                raise ValueError("a tagged float must be nan or inf")
+            return value
+        if tag == "$d":
+            return dt.date.fromisoformat(x["$d"])
+        if tag == "$p":
+            return models[x["$p"]].model_validate(x["v"])
+        if tag == "$fn":
+            return functions[x["$fn"]]
+        if tag == "$r":
+            return made[int(x["$r"])]
+        if tag == "$o":
+            cls = classes[x["$o"]]
+            obj = cls.__new__(cls)
+            made[int(x["id"])] = obj  # before its state: a cycle refers back to it
+            state = {str(k): dec(v) for k, v in x["s"].items()}
+            if "__setstate__" in vars(cls):
+                obj.__setstate__(state)
+            else:
+                for k, v in state.items():
+                    object.__setattr__(obj, k, v)
+            return obj
+        raise ValueError(f"unknown tag {tag}")
+
+    try:
+        return dec(orjson.loads(data))
+    except (KeyError, TypeError, IndexError, orjson.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"not an offline API state ({type(exc).__name__})") from exc
