@@ -889,18 +889,18 @@ def test_16_a_bad_gate_file_says_which_field(
 
 def test_16_no_empty_training_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from finetune_qa import DatasetBuilder, QAPair
-    from finetune_qa.exceptions import DatasetError
 
     code, _, err = run(capsys, "build", str(small_csv(tmp_path / "lf.csv")), "-o", "t.jsonl",
                        "--validation", "v.jsonl", "--validation-fraction", "0.9999")  # fmt: skip
     assert code == 2 and "--validation-fraction" in one_error_line(err)
     pairs = [QAPair(question=f"What is plan {i}?", answer=f"Plan {i} has seats.") for i in range(6)]
+    # the exact split holds out at most all but one question: training is never empty
     builder = DatasetBuilder().add_pairs(pairs).split(0.9999)
-    with pytest.raises(DatasetError, match="no training example"):
-        builder.build(
-            tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl", require_training=True
-        )
-    assert not (tmp_path / "t.jsonl").exists()
+    report = builder.build(
+        tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl", require_training=True
+    )
+    assert (report.train, report.validation) == (1, 5)
+    assert (tmp_path / "t.jsonl").read_text().count("\n") == 1
 
 
 # ------------------------------------------------------- 5, 6. duplicate and lost jobs
