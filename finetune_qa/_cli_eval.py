@@ -299,7 +299,9 @@ def register(cli: click.Group) -> None:
             if save_suite is not None:
                 suite.to_jsonl(save_suite)
             grader = JudgeScorer(chat(judge)) if judge else None
-            progress = _progress() if (sys.stderr.isatty() and not (quiet or as_json)) else None
+            progress = (
+                progress_printer() if (sys.stderr.isatty() and not (quiet or as_json)) else None
+            )
             common: dict[str, Any] = {
                 "concurrency": concurrency,
                 "judge": grader,
@@ -351,14 +353,15 @@ def _card_line(bot: ChatModel) -> str:
     return f"system prompt {bot.system_prompt!r}, stop {', '.join(bot.stop) or 'none'}"
 
 
-def _progress() -> Any:
+def progress_printer(noun: str = "requests") -> Callable[[int, int], None]:
+    """A progress callback that rewrites one stderr line, once per percent."""
     last = [-1]
 
     def show(done: int, total: int) -> None:
         pct = done * 100 // max(total, 1)
         if pct != last[0]:
             last[0] = pct
-            click.echo(f"\r{done}/{total} requests", nl=done >= total, err=True)
+            click.echo(f"\r{done}/{total} {noun}", nl=done >= total, err=True)
 
     return show
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from finetune_qa._cli_eval import sampling_options, suite_options
+from finetune_qa._cli_eval import progress_printer, sampling_options, suite_options
 from finetune_qa._cli_jobs import backend_options, card_chat, open_backend
 from finetune_qa.config import DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
@@ -185,7 +185,7 @@ def register(cli: click.Group) -> None:
                 suite,
                 output,
                 concurrency=concurrency,
-                progress=_progress() if show else None,
+                progress=progress_printer("questions") if show else None,
             )
         if as_json and not quiet:
             click.echo(report.model_dump_json(indent=2))
@@ -239,18 +239,6 @@ def check_against(**given: bool) -> None:
             f"--against asks the questions of the golden set; {', '.join(clash)} build(s) a "
             "suite from DATA instead: leave them out (or drop --against)"
         )
-
-
-def _progress() -> Callable[[int, int], None]:
-    last = [-1]
-
-    def show(done: int, total: int) -> None:
-        pct = done * 100 // max(total, 1)
-        if pct != last[0]:
-            last[0] = pct
-            click.echo(f"\r{done}/{total} questions", nl=done >= total, err=True)
-
-    return show
 
 
 def _inventory_table(items: Iterable[FineTunedModel]) -> str:
