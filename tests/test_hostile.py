@@ -37,9 +37,9 @@ failed before its fix. Cases and outcomes now:
 11  serve: bad Content-Length / chunk size,      400 / 413 answers, no traceback; idle
     100k-deep JSON, idle sockets, 200 chats,     connections closed; 200 concurrent chats
     --host 0.0.0.0                               with no reset; a warning for 0.0.0.0
-16  UTF-16 without BOM, CR-only JSONL, newline   each named plainly on one line; all pairs
-    in a file name, bad gate JSON, validation    in validation is an error, not an empty
-    fraction 0.9999                              training file
+16  UTF-16 without BOM, CR-only JSONL, newline   each named plainly on one line; the CLI
+    in a file name, bad gate JSON, validation    takes fractions 0-0.5; the exact split
+    fraction 0.9999                              keeps >= 1 training example
 5   two trains in one workdir at once; a         one job (journal lock); the token look-up
     deleted or damaged journal                   adopts the earlier job
 6   four offline trains at once                  four jobs kept (state lock)
