@@ -38,7 +38,7 @@ The fine-tuned model then answers like a fine-tune would (see
 :mod:`finetune_qa.backends._answers`): trained questions verbatim, rephrasings with the
 nearest trained answer, anything else with a fluent off-domain answer.
 
-Not simulated: streaming chat completions, ``n > 1``, tools/function calling in chat,
+Not simulated: ``n > 1``, tools/function calling in chat,
 reinforcement fine-tuning, checkpoint permissions, batches, embeddings, and the
 Responses API. Unknown routes answer 404 in OpenAI's error shape.
 """
@@ -1463,6 +1463,9 @@ class FakeOpenAI:
                 500, f"offline backend error: {type(exc).__name__}: {exc}", type="server_error"
             )
             return FakeResponse(500, headers, bug.body())
+        if isinstance(result, _EventStream):
+            headers["content-type"] = "text/event-stream; charset=utf-8"
+            return FakeResponse(200, headers, bytes(result))
         if isinstance(result, bytes):
             headers["content-type"] = "application/octet-stream"
             return FakeResponse(200, headers, result)
@@ -1876,7 +1879,7 @@ class FakeOpenAI:
             return info.name, info, None
         raise _model_not_found(model)
 
-    def _chat_create(self, req: _Request) -> dict[str, Any]:
+    def _chat_create(self, req: _Request) -> dict[str, Any] | _EventStream:
         body = req.json()
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -1913,7 +1916,7 @@ class FakeOpenAI:
                 "content": _logprobs(counter, ids, ans, opts.top_logprobs),
                 "refusal": None,
             }
-        return {
+        completion = {
             "id": self._ids.new("chatcmpl-", 29),
             "object": "chat.completion",
             "created": self._now(),
@@ -1946,6 +1949,9 @@ class FakeOpenAI:
             "service_tier": "default",
             "system_fingerprint": "fp_offline",
         }
+        if opts.stream:
+            return _event_stream(completion, opts.include_usage)
+        return completion
 
 
 # ======================================================================= route helpers
@@ -2146,10 +2152,17 @@ class _ChatOptions:
     logprobs: bool
     top_logprobs: int
 
+    stream: bool = False
+    include_usage: bool = False
+
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> _ChatOptions:
-        if body.get("stream"):
-            raise _bad("Streaming is not supported by the offline backend.", "stream")
+        stream = body.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise _bad("'stream' must be a boolean.", "stream")
+        stream_options = body.get("stream_options")
+        if stream_options is not None and (not stream or not isinstance(stream_options, dict)):
+            raise _bad("'stream_options' is only allowed with 'stream': true.", "stream_options")
         n = body.get("n")
         if n not in (None, 1):
             raise _bad("The offline backend answers with one choice only (n=1).", "n")
@@ -2189,7 +2202,51 @@ class _ChatOptions:
             max_tokens=max_tokens,
             logprobs=logprobs,
             top_logprobs=top or 0,
+            stream=bool(stream),
+            include_usage=bool((stream_options or {}).get("include_usage")),
         )
+
+
+class _EventStream(bytes):
+    """A handler's result sent as server-sent events (``text/event-stream``)."""
+
+
+def _event_stream(completion: dict[str, Any], include_usage: bool) -> _EventStream:
+    """A chat completion as the API streams it: role, content pieces, finish, usage, [DONE].
+
+    Content arrives word by word (with its spacing); with ``logprobs`` it arrives in one
+    piece carrying them. With ``include_usage`` a last chunk has no choices and the usage.
+    """
+    choice = completion["choices"][0]
+    text: str = choice["message"]["content"]
+    base = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+        "system_fingerprint": None,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+        body = {
+            **base,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            ],
+        }
+        return b"data: " + _dumps(body) + b"\n\n"
+
+    parts = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    if choice["logprobs"] is not None:
+        parts.append(chunk({"content": text}, logprobs=choice["logprobs"]))
+    else:
+        parts.extend(chunk({"content": piece}) for piece in re.findall(r"\s*\S+\s*", text))
+    parts.append(chunk({}, choice["finish_reason"]))
+    if include_usage:
+        usage = {**base, "choices": [], "usage": completion["usage"]}
+        parts.append(b"data: " + _dumps(usage) + b"\n\n")
+    parts.append(b"data: [DONE]\n\n")
+    return _EventStream(b"".join(parts))
 
 
 def _generate(

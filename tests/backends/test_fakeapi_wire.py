@@ -49,6 +49,7 @@ def test_http_family_follows_the_installed_openai() -> None:
 
 def test_mock_transport_builds_responses_of_the_requested_family() -> None:
     import httpx  # installed with respx (a dev dependency)
+
     fake = FakeOpenAI()
     with httpx.Client(
         transport=mock_transport(fake, family="httpx"), base_url="https://x.invalid"
@@ -180,3 +181,54 @@ def test_http_server_serves_any_openai_client() -> None:
         server.server_close()
         thread.join(timeout=5)
         fake.clock.freeze()
+
+
+def test_chat_completions_stream_as_server_sent_events() -> None:
+    """Issue #13, finding 9: clients that stream by default work against the offline API."""
+    client = openai_client(FakeOpenAI(), max_retries=0)
+    messages = [{"role": "user", "content": "What is Star Wars?"}]
+    whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages, temperature=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content and len(chunks) > 3
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    # without stream_options there is no usage chunk; stream_options alone is refused
+    plain = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, temperature=0, stream=True
+        )
+    )
+    assert all(c.usage is None for c in plain)
+    with pytest.raises(openai.BadRequestError, match="stream_options"):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream_options={"include_usage": True}
+        )
+
+
+def test_serve_streams_to_the_official_client_over_http() -> None:
+    server = serve(FakeOpenAI(), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Hello there?"}],
+            stream=True,
+        )
+        pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+        assert "".join(pieces).strip()
+    finally:
+        server.shutdown()
+        server.server_close()
