@@ -102,7 +102,8 @@ def serve_load(workers: int, per_worker: int) -> bool:
     import subprocess
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "finetune_qa", "serve", "--port", "0"],
+        # -q: no log line per request (nobody drains this pipe after the first line)
+        [sys.executable, "-m", "finetune_qa", "serve", "--port", "0", "-q"],
         stderr=subprocess.PIPE,
         text=True,
     )

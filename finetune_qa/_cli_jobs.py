@@ -782,7 +782,10 @@ def register(cli: click.Group) -> None:
         default=None,
         help="Serve this local model instead (local:JOB_ID, a run or model directory).",
     )
-    def serve(host: str, port: int, speedup: float, model: str | None) -> None:
+    @click.option(
+        "-q", "--quiet", is_flag=True, help="No line on standard error per request answered."
+    )
+    def serve(host: str, port: int, speedup: float, model: str | None, quiet: bool) -> None:
         """Serve the offline OpenAI API under /v1, for any OpenAI client to point at.
 
         With --model, serve a model trained by the local backend (chat completions and
@@ -795,13 +798,21 @@ def register(cli: click.Group) -> None:
 
         try:
             if model is None:
-                run_server(host=host, port=port, realtime=True, speedup=speedup)
+                run_server(
+                    host=host,
+                    port=port,
+                    realtime=True,
+                    speedup=speedup,
+                    request_log=None if quiet else lambda line: click.echo(line, err=True),
+                )
                 return
             from finetune_qa.backends.local import LocalBackend
             from finetune_qa.backends.local._serve import LocalChatAPI
 
             api = LocalChatAPI(
-                LocalBackend(), model, on_request=lambda line: click.echo(line, err=True)
+                LocalBackend(),
+                model,
+                on_request=None if quiet else lambda line: click.echo(line, err=True),
             )
             api.warm()
 

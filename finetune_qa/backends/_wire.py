@@ -235,6 +235,7 @@ class _FakeHTTPHandler(BaseHTTPRequestHandler):
     """
 
     fake: ClassVar[APIHandler]
+    request_log: ClassVar[Callable[[str], None] | None] = None
     max_body: ClassVar[int] = MAX_BODY_BYTES
     timeout = IDLE_TIMEOUT_SECONDS
     protocol_version = "HTTP/1.1"
@@ -268,6 +269,10 @@ class _FakeHTTPHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        log = type(self).request_log
+        if log is not None:
+            took = time.monotonic() - getattr(self, "_started", time.monotonic())
+            log(f"{self.command} {urlsplit(self.path).path} {status} {took:.3f}s")
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -286,6 +291,7 @@ class _FakeHTTPHandler(BaseHTTPRequestHandler):
         self._send(status, {"content-type": "application/json"}, body)
 
     def _serve(self) -> None:
+        self._started = time.monotonic()
         split = urlsplit(self.path)
         try:
             body = self._read_body()
@@ -359,6 +365,7 @@ def serve(
     speedup: float = 60.0,
     max_body: int = MAX_BODY_BYTES,
     idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+    request_log: Callable[[str], None] | None = None,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not started) serving ``fake`` under ``/v1`` to any OpenAI client.
 
@@ -372,6 +379,8 @@ def serve(
             one-minute phase takes one second).
         max_body: largest request body read; a larger one is answered 413.
         idle_timeout: seconds a connection may stay silent before it is closed.
+        request_log: called with one line per request answered (method, path, status,
+            seconds), e.g. to print it.
 
     Returns:
         A ``ThreadingHTTPServer``; call ``serve_forever()`` (in a thread, if needed),
@@ -389,7 +398,12 @@ def serve(
     handler = type(
         "FakeOpenAIHandler",
         (_FakeHTTPHandler,),
-        {"fake": fake, "max_body": max_body, "timeout": idle_timeout},
+        {
+            "fake": fake,
+            "max_body": max_body,
+            "timeout": idle_timeout,
+            "request_log": staticmethod(request_log) if request_log else None,
+        },
     )
     return _Server((host, port), handler)
 
@@ -402,6 +416,7 @@ def run_server(
     realtime: bool = True,
     speedup: float = 60.0,
     ready: Callable[[str], None] | None = None,
+    request_log: Callable[[str], None] | None = None,
 ) -> None:
     """Serve a fake until interrupted (Ctrl-C); the blocking form of :func:`serve`.
 
@@ -412,8 +427,16 @@ def run_server(
         realtime: see :func:`serve`.
         speedup: see :func:`serve`.
         ready: called with the base URL once listening (default: print it to stderr).
+        request_log: see :func:`serve`.
     """
-    server = serve(fake or FakeOpenAI(), host, port, realtime=realtime, speedup=speedup)
+    server = serve(
+        fake or FakeOpenAI(),
+        host,
+        port,
+        realtime=realtime,
+        speedup=speedup,
+        request_log=request_log,
+    )
     if not is_loopback(host):
         print(
             f"warning: listening on {host}, not only this machine: anyone who can reach it "

@@ -232,3 +232,43 @@ def test_serve_streams_to_the_official_client_over_http() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_serve_logs_one_line_per_request() -> None:
+    """Issue #13, finding 9: `serve` says what it answered, one line per request."""
+    lines: list[str] = []
+    server = serve(FakeOpenAI(), port=0, request_log=lines.append)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        client.models.list()
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("no-such-model")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [
+        "GET /v1/models 200",
+        "GET /v1/models/no-such-model 404",
+    ]
+    assert all(line.endswith("s") for line in lines)
+
+
+def test_the_serve_command_logs_requests_unless_quiet() -> None:
+    import re
+
+    for quiet in (False, True):
+        argv = [sys.executable, "-m", "finetune_qa", "serve", "--port", "0"] + (
+            ["-q"] if quiet else []
+        )
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            url = re.search(r"http://\S+/v1", proc.stderr.readline())
+            assert url is not None
+            openai.OpenAI(base_url=url.group(0), api_key="x", max_retries=0).models.list()
+        finally:
+            proc.terminate()
+            _, rest = proc.communicate(timeout=30)
+        assert ("GET /v1/models 200" in rest) is not quiet
