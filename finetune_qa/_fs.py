@@ -29,6 +29,7 @@ what to do.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tempfile
@@ -48,7 +49,10 @@ __all__ = [
     "check_outputs",
     "file_lock",
     "long_line",
+    "numbered_lines",
     "open_regular",
+    "plan_line_ranges",
+    "read_range",
     "same_file",
     "shrunk",
     "umask",
@@ -196,6 +200,100 @@ def capped_lines(
             raise long_line(path, n, limit, raw[:64])
         yield raw
         n += 1
+
+
+def numbered_lines(
+    path: StrPath,
+    *,
+    kind: str = "file",
+    directory_hint: str = "pass the file itself",
+    pipe_hint: str = "save the data to a file and pass that",
+    skip_blank: bool = False,
+    limit: int | None = MAX_LINE_BYTES,
+) -> Iterator[tuple[int, bytes]]:
+    r"""The lines of an input file with their 1-based numbers, opened by :func:`open_regular`.
+
+    Args:
+        path: the file to read.
+        kind: what the file should be (for the message about a directory).
+        directory_hint: what to do when ``path`` is a directory.
+        pipe_hint: what to do when ``path`` is a pipe, socket or device.
+        skip_blank: leave out lines that hold only white space (their numbers are skipped).
+        limit: the longest line taken in (:func:`long_line` beyond it); None for no limit.
+
+    Raises:
+        InputFileError: as :func:`open_regular`, or a line over ``limit``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.jsonl"
+        >>> _ = p.write_bytes(b"{}\n\n{}\n")
+        >>> list(numbered_lines(p, skip_blank=True))
+        [(1, b'{}\n'), (3, b'{}\n')]
+    """
+    with open_regular(path, kind=kind, directory_hint=directory_hint, pipe_hint=pipe_hint) as f:
+        lines: Iterable[bytes] = f if limit is None else capped_lines(f, path, limit=limit)
+        for n, raw in enumerate(lines, 1):
+            if not skip_blank or raw.strip():
+                yield n, raw
+
+
+def plan_line_ranges(
+    f: IO[bytes],
+    path: object,
+    target: int,
+    *,
+    start: int = 0,
+    first_line: int = 1,
+    quoted: bool = False,
+    limit: int = MAX_LINE_BYTES,
+) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, first_line)`` byte ranges of ``f`` of about ``target`` bytes each.
+
+    For workers that read one range each. Ranges start at ``start`` (line ``first_line``)
+    and each ends on a line break; with ``quoted`` only on one outside double quotes (an
+    even number of quote characters since ``start``: a CSV record boundary for any file the
+    strict CSV parser accepts). Yielded lazily, so work on the first ranges can begin while
+    the rest of the file is scanned. A file that gets shorter meanwhile raises
+    :func:`shrunk`; a line over ``limit`` raises :func:`long_line`.
+    """
+    size = os.fstat(f.fileno()).st_size
+    pos, line = start, first_line
+    f.seek(pos)
+    while pos < size:
+        block = f.read(target)
+        if not block:  # truncated since it was opened: end, do not plan empty ranges
+            raise shrunk(path)
+        end = pos + len(block)
+        lines = block.count(b"\n")
+        odd = block.count(b'"') & 1 if quoted else 0
+        if end < size and (odd or not block.endswith(b"\n")):
+            for rest in capped_lines(f, path, first_line=line + lines, limit=limit):
+                end += len(rest)
+                lines += 1
+                if quoted:
+                    odd ^= rest.count(b'"') & 1
+                if not odd:
+                    break
+        yield pos, end, line
+        line += lines
+        pos = end
+        f.seek(pos)
+
+
+def read_range(f: IO[bytes], start: int, end: int, path: object) -> Iterator[bytes]:
+    """The lines of ``f`` from byte ``start`` to byte ``end`` (a range of :func:`plan_line_ranges`).
+
+    A range is a few MiB: reading it at once and splitting in C is faster than a generator
+    over the file's lines. A range that reads short raises :func:`shrunk`.
+    """
+    f.seek(start)
+    data = f.read(end - start)
+    if len(data) != end - start:
+        raise shrunk(path)
+    # BytesIO splits on b"\n" only, as iterating the file does (splitlines would also split
+    # on a lone b"\r" and shift line numbers)
+    return iter(io.BytesIO(data))
 
 
 @contextlib.contextmanager
