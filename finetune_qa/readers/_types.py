@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
+from finetune_qa.data import Provenance
+
 RawPair: TypeAlias = tuple[str, str, int | None, int | None, int | None, tuple[str, ...]]
 """``(question, answer, line, row, item, changes)``: the fast form :meth:`QASource.iter_raw` yields.
 
@@ -94,16 +96,9 @@ class ReadIssue:
 
     def render(self) -> str:
         """Short ``file:line (row R, item I): message`` form for reports and logs."""
-        where = self.file or "<input>"
-        if self.line is not None:
-            where += f":{self.line}"
-        extra = []
-        if self.row is not None:
-            extra.append(f"row {self.row}")
-        if self.item is not None:
-            extra.append(f"item {self.item}")
-        if extra:
-            where += f" ({', '.join(extra)})"
+        where = Provenance.model_construct(
+            file=self.file, line=self.line, row=self.row, item=self.item
+        ).render()
         return f"{where}: {self.message}"
 
 
