@@ -40,10 +40,19 @@ from finetune_qa.validation._providers import (
 from finetune_qa.validation._report import (
     CostEstimate,
     Distribution,
+    Severity,
     ValidationIssue,
     ValidationReport,
 )
 from finetune_qa.validation._rules import (
+    MAX_DEFAULT_EPOCHS,
+    MAX_TARGET_EXAMPLES,
+    MESSAGE_KEYS,
+    MIN_DEFAULT_EPOCHS,
+    MIN_TARGET_EXAMPLES,
+    ROLES,
+    TARGET_EPOCHS,
+    TOP_LEVEL_KEYS,
     CheckedExample,
     check_example,
     check_tool_calls,
@@ -52,10 +61,19 @@ from finetune_qa.validation._rules import (
 from finetune_qa.validation._validator import Validator, validate_examples
 
 __all__ = [
+    "MAX_DEFAULT_EPOCHS",
+    "MAX_TARGET_EXAMPLES",
+    "MESSAGE_KEYS",
+    "MIN_DEFAULT_EPOCHS",
+    "MIN_TARGET_EXAMPLES",
+    "ROLES",
+    "TARGET_EPOCHS",
+    "TOP_LEVEL_KEYS",
     "CheckedExample",
     "CostEstimate",
     "Distribution",
     "ProviderRules",
+    "Severity",
     "ValidationIssue",
     "ValidationReport",
     "Validator",
