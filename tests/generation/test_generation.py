@@ -35,7 +35,7 @@ from finetune_qa.generation import (
 from finetune_qa.readers import QASource, read_qa
 from finetune_qa.tokens import TokenCounter
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SITE = DATA / "markdown_site"
 BAD = DATA / "bad_markdown"
 
@@ -734,6 +734,17 @@ def test_missing_and_directory_paths_are_errors(tmp_path: Path) -> None:
         list(iter_pages([]))
 
 
+def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    # read through _fs.open_regular, as every other input is: a FIFO with no writer
+    # used to block the read forever
+    fifo = tmp_path / "page.md"
+    os.mkfifo(fifo)
+    with pytest.raises(InputFileError, match=r"page\.md: is not a regular file \(a pipe"):
+        load_markdown(fifo)
+    with pytest.raises(InputFileError, match="save the page to a file"):
+        list(iter_pages([fifo]))
+
+
 def test_a_bad_file_in_a_folder_stops_the_run_before_any_request(tmp_path: Path) -> None:
     (tmp_path / "good.md").write_text("# Good\n\nThe Pro plan costs €6.\n", encoding="utf-8")
     (tmp_path / "zbad.md").write_bytes(b"caf\xe9\n")
@@ -822,14 +833,15 @@ def test_threads_writing_the_same_file_do_not_collide(site_result: object, tmp_p
 
 
 def test_the_library_and_the_offline_backend_share_their_text_helpers() -> None:
-    from finetune_qa import _text, generation
+    from finetune_qa import _text
     from finetune_qa.backends import _answers
+    from finetune_qa.generation import _chunks
 
-    assert generation.SENTENCE_BREAK is _text.SENTENCE_BREAK
+    assert _chunks.SENTENCE_BREAK is _text.SENTENCE_BREAK
     assert _fake_generate.SENTENCE_BREAK is _text.SENTENCE_BREAK
     assert _answers.last_user_text is _text.last_user_text
     assert not hasattr(_fake_generate, "_last_user_text")
-    assert not hasattr(generation, "_SENTENCE_BREAK")
+    assert not hasattr(_chunks, "_SENTENCE_BREAK")
     # the offline generator now reads prompts sent as content parts, as the API allows
     chunk = QAGenerator(ChatModel.offline("gpt-4o-mini")).chunks(SITE / "pricing.md")[0]
     prompt = build_prompt(chunk, 3)
