@@ -13,6 +13,12 @@ from finetune_qa.chat import BatchItem, ChatModel
 from finetune_qa.config import EXAMPLES_PER_REASON
 from finetune_qa.exceptions import InputError, UnknownModelError, UsageError
 from finetune_qa.generation._chunks import chunk_page
+from finetune_qa.generation._coverage import (
+    CoverageReport,
+    FactSentence,
+    coverage,
+    fact_sentences,
+)
 from finetune_qa.generation._models import (
     DEFAULT_MAX_CHUNK_TOKENS,
     DEFAULT_PAIRS_PER_CHUNK,
@@ -31,6 +37,9 @@ from finetune_qa.generation._result import (
 )
 from finetune_qa.tokens import TokenCounter
 
+_MAX_PAIRS = 50
+"""The most pairs one request asks for (the top of pairs_per_chunk's range)."""
+
 
 @dataclass
 class _Work:
@@ -40,7 +49,25 @@ class _Work:
     skipped: list[PageIssue] = field(default_factory=list)
     removed: Counter[str] = field(default_factory=Counter)
     chunks: list[Chunk] = field(default_factory=list)
+    facts: list[list[FactSentence]] = field(default_factory=list)  # per chunk
     prompts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """What the replies gave so far: kept pairs, issues and the counts of the report."""
+
+    pairs: list[GeneratedPair] = field(default_factory=list)
+    issues: list[ReplyIssue] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    examples: list[str] = field(default_factory=list)
+    parsed: int = 0
+    duplicates: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    malformed: int = 0
+    failed: int = 0
+    followups: int = 0
 
 
 class QAGenerator:
@@ -64,6 +91,9 @@ class QAGenerator:
             default model's).
         max_tokens: cap on each reply's tokens (``None``: the provider's limit); a reply
             cut by it is reported as ``truncated``.
+        cover_facts: after the replies, send one more request per chunk whose
+            fact-bearing sentences no pair covers yet, asking a pair for each of them
+            (``False``: none; the coverage report still lists them).
 
     Raises:
         UsageError: an argument is out of range.
@@ -88,6 +118,7 @@ class QAGenerator:
         system_prompt: str | None = GENERATION_SYSTEM_PROMPT,
         counter: TokenCounter | None = None,
         max_tokens: int | None = None,
+        cover_facts: bool = True,
     ) -> None:
         if not isinstance(chat, ChatModel):
             raise UsageError(f"chat must be a ChatModel, got {type(chat).__name__}")
@@ -116,6 +147,7 @@ class QAGenerator:
             card=False,  # a task of its own: the model's training prompt does not apply
         )
         self.pairs_per_chunk = pairs_per_chunk
+        self.cover_facts = bool(cover_facts)
         self.max_chunk_tokens = max_chunk_tokens
         self.concurrency = concurrency
         self.glob = glob
@@ -185,8 +217,15 @@ class QAGenerator:
                 "loop (a notebook, an async app); use `await generator.agenerate(paths)` there"
             )
         work = self._prepare(paths)
+        run = _Run()
         items = self.chat.ask_many(work.prompts, concurrency=self.concurrency)
-        return self._collect(work, items)
+        self._collect(run, work.chunks, items)
+        again = self._followups(work, run)
+        if again:
+            prompts = [build_prompt(c, len(f)) for c, f in again]
+            items = self.chat.ask_many(prompts, concurrency=self.concurrency)
+            self._collect(run, [c for c, _ in again], items, followup=True)
+        return self._result(work, run)
 
     async def agenerate(
         self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
@@ -206,8 +245,15 @@ class QAGenerator:
             InputError: as :meth:`generate`.
         """
         work = self._prepare(paths)
+        run = _Run()
         items = await self.chat.aask_many(work.prompts, concurrency=self.concurrency)
-        return self._collect(work, items)
+        self._collect(run, work.chunks, items)
+        again = self._followups(work, run)
+        if again:
+            prompts = [build_prompt(c, len(f)) for c, f in again]
+            items = await self.chat.aask_many(prompts, concurrency=self.concurrency)
+            self._collect(run, [c for c, _ in again], items, followup=True)
+        return self._result(work, run)
 
     def _prepare(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> _Work:
         """Read, clean and chunk every page, and build the prompts (no request yet)."""
@@ -225,45 +271,41 @@ class QAGenerator:
                 hint="pass pages with text; navigation, code and front matter are removed",
             )
         for page in work.pages:
-            work.chunks.extend(
-                chunk_page(
-                    page,
-                    max_tokens=self.max_chunk_tokens,
-                    counter=self.counter,
-                    first_index=len(work.chunks),
-                )
+            chunks = chunk_page(
+                page,
+                max_tokens=self.max_chunk_tokens,
+                counter=self.counter,
+                first_index=len(work.chunks),
             )
-        work.prompts = [build_prompt(c, self.pairs_per_chunk) for c in work.chunks]
+            work.chunks.extend(chunks)
+            work.facts.extend(fact_sentences(page, chunks))
+        # pairs_per_chunk is a floor: a chunk stating more facts is asked for one pair each
+        work.prompts = [
+            build_prompt(c, min(_MAX_PAIRS, max(self.pairs_per_chunk, len(f))))
+            for c, f in zip(work.chunks, work.facts, strict=True)
+        ]
         return work
 
-    def _collect(self, work: _Work, items: list[BatchItem]) -> GenerationResult:
-        pages, chunks, skipped, removed = work.pages, work.chunks, work.skipped, work.removed
-        issues: list[ReplyIssue] = []
-        pairs: list[GeneratedPair] = []
-        seen: set[str] = set()
-        parsed_total = duplicates = 0
-        prompt_tokens = completion_tokens = 0
-        malformed = failed = 0
-        examples: list[str] = []
-        per_reason: Counter[str] = Counter()
-        dup_examples = 0
+    def _collect(
+        self, run: _Run, chunks: list[Chunk], items: list[BatchItem], *, followup: bool = False
+    ) -> None:
+        """Parse the replies for ``chunks`` into ``run``: pairs kept, duplicates, issues."""
         for chunk, item in zip(chunks, items, strict=True):
+            run.followups += followup
             where = chunk.render()
             if item.answer is None:
-                failed += 1
-                malformed += 1
-                issues.append(
+                run.failed += 1
+                run.malformed += 1
+                message = item.error or "the request failed"
+                run.issues.append(
                     ReplyIssue(
-                        reason="request_failed",
-                        message=item.error or "the request failed",
-                        chunk=chunk.index,
-                        where=where,
+                        reason="request_failed", message=message, chunk=chunk.index, where=where
                     )
                 )
                 continue
             answer = item.answer
-            prompt_tokens += answer.usage.prompt_tokens
-            completion_tokens += answer.usage.completion_tokens
+            run.prompt_tokens += answer.usage.prompt_tokens
+            run.completion_tokens += answer.usage.completion_tokens
             parsed = parse_reply(answer.text)
             found = list(parsed.issues)
             got = list(parsed.pairs)
@@ -273,42 +315,64 @@ class QAGenerator:
                     ("truncated", "the reply hit the token limit; its last pair was dropped", 1)
                 )
             if any(reason != "extra_text" for reason, _, _ in found):
-                malformed += 1
-            for reason, message, lost in found:
-                issues.append(
-                    ReplyIssue(
-                        reason=reason,
-                        message=message,
-                        chunk=chunk.index,
-                        where=where,
-                        dropped=lost,
-                    )
-                )
-            parsed_total += len(got)
+                run.malformed += 1
+            run.issues.extend(
+                ReplyIssue(reason=r, message=m, chunk=chunk.index, where=where, dropped=lost)
+                for r, m, lost in found
+            )
+            run.parsed += len(got)
             for question, text in got:
-                key = question_key(question)
-                if key in seen:
-                    duplicates += 1
-                    if dup_examples < EXAMPLES_PER_REASON:
-                        dup_examples += 1
-                        examples.append(f"{where}: duplicate_question: {question!r}")
-                    continue
-                seen.add(key)
-                pairs.append(
-                    GeneratedPair(
-                        question=question,
-                        answer=text,
-                        file=chunk.file,
-                        title=chunk.title,
-                        heading=chunk.heading,
-                        start_line=chunk.start_line,
-                        end_line=chunk.end_line,
-                        chunk=chunk.index,
-                    )
-                )
+                self._keep(run, chunk, question, text)
+
+    @staticmethod
+    def _keep(run: _Run, chunk: Chunk, question: str, answer: str) -> None:
+        """Keep a pair unless an earlier one asked the same question."""
+        key = question_key(question)
+        if key in run.seen:
+            run.duplicates += 1
+            if run.duplicates <= EXAMPLES_PER_REASON:
+                run.examples.append(f"{chunk.render()}: duplicate_question: {question!r}")
+            return
+        run.seen.add(key)
+        run.pairs.append(
+            GeneratedPair(
+                question=question,
+                answer=answer,
+                file=chunk.file,
+                title=chunk.title,
+                heading=chunk.heading,
+                start_line=chunk.start_line,
+                end_line=chunk.end_line,
+                chunk=chunk.index,
+            )
+        )
+
+    def _coverage(self, work: _Work, run: _Run) -> CoverageReport:
+        facts = [f for per_chunk in work.facts for f in per_chunk]
+        return coverage(facts, ((p.file, p.question, p.answer) for p in run.pairs))
+
+    def _followups(self, work: _Work, run: _Run) -> list[tuple[Chunk, list[FactSentence]]]:
+        """A request per chunk whose fact-bearing sentences no pair covers yet, when asked."""
+        if not self.cover_facts:
+            return []
+        missing: dict[int, list[FactSentence]] = {}
+        for fact in self._coverage(work, run).uncovered:
+            missing.setdefault(fact.chunk, []).append(fact)
+        again = []
+        for index, facts in sorted(missing.items()):
+            chunk = work.chunks[index]
+            text = "\n\n".join(f.text for f in facts[:_MAX_PAIRS])
+            piece = chunk.model_copy(update={"text": text, "tokens": self.counter.count(text)})
+            again.append((piece, facts[:_MAX_PAIRS]))
+        return again
+
+    def _result(self, work: _Work, run: _Run) -> GenerationResult:
+        """The result and its report, once every reply is in."""
+        examples = list(run.examples)
+        per_reason: Counter[str] = Counter()
         reply_issues: Counter[str] = Counter()
         dropped: Counter[str] = Counter()
-        for issue in issues:
+        for issue in run.issues:
             reply_issues[issue.reason] += 1
             if issue.dropped:
                 dropped[issue.reason] += issue.dropped
@@ -317,7 +381,7 @@ class QAGenerator:
                 examples.append(issue.render())
         page_skips: Counter[str] = Counter()
         sections = 0
-        for skip in skipped:
+        for skip in work.skipped:
             if skip.reason == "empty_section":
                 sections += 1
             else:
@@ -327,23 +391,29 @@ class QAGenerator:
                 examples.append(f"{skip.render()} ({skip.reason})")
         report = GenerationReport(
             model=self.chat.model,
-            pages_found=len(pages) + sum(page_skips.values()),
-            pages_read=len(pages),
+            pages_found=len(work.pages) + sum(page_skips.values()),
+            pages_read=len(work.pages),
             pages_skipped=dict(sorted(page_skips.items())),
             sections_skipped=sections,
-            removed=dict(sorted(removed.items())),
-            chunks=len(chunks),
-            requests_failed=failed,
-            replies_malformed=malformed,
+            removed=dict(sorted(work.removed.items())),
+            chunks=len(work.chunks),
+            followup_requests=run.followups,
+            requests_failed=run.failed,
+            replies_malformed=run.malformed,
             reply_issues=dict(sorted(reply_issues.items())),
             pairs_dropped=dict(sorted(dropped.items())),
-            pairs_parsed=parsed_total,
-            duplicates_dropped=duplicates,
-            pairs_kept=len(pairs),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            pairs_parsed=run.parsed,
+            duplicates_dropped=run.duplicates,
+            pairs_kept=len(run.pairs),
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            coverage=self._coverage(work, run),
             examples=examples,
         )
         return GenerationResult(
-            pairs=pairs, chunks=chunks, issues=issues, skipped=skipped, report=report
+            pairs=run.pairs,
+            chunks=work.chunks,
+            issues=run.issues,
+            skipped=work.skipped,
+            report=report,
         )

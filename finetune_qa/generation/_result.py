@@ -16,6 +16,7 @@ from finetune_qa._fs import atomic_write
 from finetune_qa.config import EXAMPLES_PER_REASON
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import InputFileError
+from finetune_qa.generation._coverage import CoverageReport
 from finetune_qa.generation._models import _STRICT, Chunk, PageIssue, _one_line
 
 
@@ -78,6 +79,11 @@ class GenerationReport(BaseModel):
     sections_skipped: int = Field(description="Sections skipped (empty_section).")
     removed: dict[str, int] = Field(description="Noise removed from all pages, by kind.")
     chunks: int = Field(description="Chunks sent (one request each).")
+    followup_requests: int = Field(
+        default=0,
+        description="Requests sent after the first replies, one per chunk whose fact-bearing "
+        "sentences no pair covered yet, asking a pair for each.",
+    )
     requests_failed: int = Field(description="Requests that failed after their retries.")
     replies_malformed: int = Field(
         description="Replies with at least one issue other than extra_text (failures included)."
@@ -89,6 +95,11 @@ class GenerationReport(BaseModel):
     pairs_kept: int = Field(description="Pairs in the result.")
     prompt_tokens: int = Field(description="Prompt tokens of the successful requests.")
     completion_tokens: int = Field(description="Completion tokens of the successful requests.")
+    coverage: CoverageReport = Field(
+        default_factory=CoverageReport,
+        description="Fact-bearing sentences of the pages, how many the pairs cover, and the "
+        "uncovered ones with file and line.",
+    )
     examples: list[str] = Field(
         description=f"Up to {EXAMPLES_PER_REASON} rendered examples per skip or issue reason."
     )
@@ -111,7 +122,9 @@ class GenerationReport(BaseModel):
             + (f" ({counts(self.pages_skipped)})" if skipped else "")
             + f"; empty sections skipped: {self.sections_skipped}",
             f"  noise removed: {counts(self.removed)}",
-            f"  replies: {self.chunks}, malformed: {self.replies_malformed}"
+            f"  replies: {self.chunks + self.followup_requests}"
+            + (f" ({self.followup_requests} follow-ups)" if self.followup_requests else "")
+            + f", malformed: {self.replies_malformed}"
             + (f" ({counts(self.reply_issues)})" if self.reply_issues else "")
             + f", requests failed: {self.requests_failed}",
             f"  pairs parsed: {self.pairs_parsed}, duplicates dropped: "
@@ -120,6 +133,7 @@ class GenerationReport(BaseModel):
         ]
         if self.pairs_dropped:
             lines.insert(5, f"  pairs dropped: {counts(self.pairs_dropped)}")
+        lines.append(self.coverage.to_text())
         if self.examples:
             lines.append("  examples:")
             lines.extend(f"    {e}" for e in self.examples)
