@@ -411,7 +411,7 @@ class QAGenerator:
             examples=examples,
         )
         return GenerationResult(
-            pairs=run.pairs,
+            pairs=sorted(run.pairs, key=lambda pair: pair.chunk),  # follow-ups join their chunk
             chunks=work.chunks,
             issues=run.issues,
             skipped=work.skipped,
