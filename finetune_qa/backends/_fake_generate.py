@@ -23,7 +23,8 @@ The pairs come from the excerpt's headings and sentences:
   ``You can export your notes as PDF.`` -> ``Can I export my notes as PDF?``;
   ``To reset your password, open ...`` -> ``How do I reset my password?``;
   ``There is a free plan ...`` -> ``Is there a free plan ...?``;
-* the steps under a "How to ..." heading give ``How do I ...?``, answered by the steps;
+* the steps under a "How to ..." heading give ``How do I ...?``, answered by the steps,
+  and ``What is the first step to ...?`` for each;
   a table row with a price column gives ``How much does the <row> cost?``;
 * any other sentence gives ``What should I know about <its subject>?``. A heading is
   never asked about as a topic ("What is careers?").
@@ -447,6 +448,7 @@ def _summary(sentences: list[str]) -> str:
 
 
 _HOW_TO = re.compile(r"^How to (?P<rest>.+?)\??$", re.IGNORECASE)
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 _PRICE_COLUMN = re.compile(r"(?:^|; )(?:Price|Cost|Fee|Rate)s?: ")
 
 
@@ -462,7 +464,11 @@ def _candidates(section: _Section, excerpt: str) -> list[tuple[str, str]]:
     steps = _HOW_TO.match(heading)
     if steps is not None and section.list_items:
         items = [i if i.endswith((".", "!", "?")) else f"{i}." for i in section.list_items]
-        out.append((f"How do I {_me(steps['rest'])}?", " ".join(items)))
+        goal = _me(steps["rest"])
+        out.append((f"How do I {goal}?", " ".join(items)))
+        for k, item in enumerate(items):
+            nth = _ORDINALS[k] if k < len(_ORDINALS) else f"number {k + 1}"
+            out.append((f"What is the {nth} step to {goal}?", item))
         answered.update(section.list_items)
     topic = _me(_noun(re.sub(r"^About ", "", heading), excerpt)) if heading else ""
     asked: set[str] = set()

@@ -28,6 +28,17 @@ from (file, heading path, line range).
    by number and never pairs unnumbered lists of different lengths; every malformed
    reply is reported with its chunk and reason (:data:`REPLY_ISSUE_REASONS`). Questions
    repeated across chunks are dropped (counted).
+4. **Cover every fact** (:func:`fact_sentences`, :class:`CoverageReport`): the sentences
+   of a chunk that state a fact (a number, price, duration, date, name, place, rule or
+   step) are found first; ``pairs_per_chunk`` is a floor, so a chunk stating 8 facts is
+   asked for 8 pairs, and after the replies one more request per chunk asks for the
+   sentences no pair covers yet. The report's ``coverage`` counts the fact-bearing
+   sentences and lists those still uncovered with file and line.
+
+The package's private modules follow these steps: ``_pages`` (reading), ``_cleaning``,
+``_chunks``, ``_prompt`` (the prompt and the reply parser), ``_coverage``, ``_result``
+(the result, the report and the writers), ``_generator`` (:class:`QAGenerator`) and
+``_models`` (constants, pages, blocks and chunks).
 
 Reading fails loudly for files that are not Markdown text: a missing or unreadable path,
 a directory without Markdown, an empty file, bytes that are not UTF-8, a NUL byte, a
@@ -54,6 +65,12 @@ from __future__ import annotations
 
 from finetune_qa.generation._chunks import chunk_page
 from finetune_qa.generation._cleaning import clean_markdown
+from finetune_qa.generation._coverage import (
+    CoverageReport,
+    FactSentence,
+    fact_sentences,
+    is_fact_bearing,
+)
 from finetune_qa.generation._generator import QAGenerator
 from finetune_qa.generation._models import (
     DEFAULT_MAX_CHUNK_TOKENS,
@@ -89,6 +106,8 @@ __all__ = [
     "SKIP_REASONS",
     "Block",
     "Chunk",
+    "CoverageReport",
+    "FactSentence",
     "GeneratedPair",
     "GenerationReport",
     "GenerationResult",
@@ -100,6 +119,8 @@ __all__ = [
     "build_prompt",
     "chunk_page",
     "clean_markdown",
+    "fact_sentences",
+    "is_fact_bearing",
     "iter_pages",
     "load_markdown",
     "parse_reply",

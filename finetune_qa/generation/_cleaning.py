@@ -143,6 +143,7 @@ class _Cleaner:
     stack: list[tuple[int, str]] = field(default_factory=list)
     para: list[str] = field(default_factory=list)
     para_kind: Literal["paragraph", "list"] = "paragraph"
+    para_lines: list[int] = field(default_factory=list)  # the file line of each item of para
     para_start: int = 0
     para_end: int = 0
     first_heading: str | None = None
@@ -153,16 +154,21 @@ class _Cleaner:
     def flush(self) -> None:
         if self.para:
             text = "\n".join(self.para) if self.para_kind == "list" else " ".join(self.para)
-            self.blocks.append(
-                Block(
-                    kind=self.para_kind,
-                    text=text,
-                    headings=self.headings(),
-                    start_line=self.para_start,
-                    end_line=self.para_end,
-                )
+            block = Block(
+                kind=self.para_kind,
+                text=text,
+                headings=self.headings(),
+                start_line=self.para_start,
+                end_line=self.para_end,
             )
+            starts, offset = [], 0
+            for part, number in zip(self.para, self.para_lines, strict=True):
+                starts.append((offset, number))
+                offset += len(part) + 1
+            block._starts = tuple(starts)
+            self.blocks.append(block)
         self.para = []
+        self.para_lines = []
         self.para_kind = "paragraph"
 
     def heading(self, level: int, raw: str, line: int, end: int | None = None) -> None:
@@ -212,6 +218,7 @@ class _Cleaner:
                 self.para_kind = "list"
                 self.para_start = line
             self.para.append(f"- {clean}")
+            self.para_lines.append(line)
         elif self.para and self.para_kind == "list" and raw[:1] in " \t":
             self.para[-1] += f" {clean}"  # an indented continuation of the item above
         else:
@@ -220,6 +227,7 @@ class _Cleaner:
             if not self.para:
                 self.para_start = line
             self.para.append(clean)
+            self.para_lines.append(line)
         self.para_end = line
 
     def table(self, lines: Sequence[str], start: int) -> int:
@@ -382,6 +390,7 @@ class _Pass(_Cleaner):
             and len(self.para) == 1
         ):
             text = self.para.pop()
+            self.para_lines.pop()
             self.heading(1 if setext[1][0] == "=" else 2, text, self.para_start, i + 1)
             return i + 1
         return None

@@ -110,16 +110,18 @@ class CoverageReport(BaseModel):
 
 
 def _split(block: Block) -> list[tuple[int, str]]:
-    """The block's sentences with the line each starts on (list items and rows: their own)."""
+    """The block's sentences, each with the file line it starts on."""
+    if block.kind == "table":
+        rows = block.text.split("\n")
+        return [(block.start_line + 2 + k, row) for k, row in enumerate(rows)]
     out: list[tuple[int, str]] = []
-    if block.kind == "paragraph":
-        units = [(block.start_line, block.text)]
-    elif block.kind == "table":
-        units = [(block.start_line + 2 + k, row) for k, row in enumerate(block.text.split("\n"))]
-    else:
-        units = [(block.start_line + k, item) for k, item in enumerate(block.text.split("\n"))]
-    for line, unit in units:
-        out.extend((line, s.strip()) for s in SENTENCE_BREAK.split(unit) if s.strip())
+    cursor = 0
+    for unit in block.text.split("\n"):
+        for sentence in SENTENCE_BREAK.split(unit):
+            if sentence.strip():
+                at = block.text.find(sentence, cursor)
+                cursor = max(cursor, at)
+                out.append((block.line_of(max(at, 0)), sentence.strip()))
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 DEFAULT_PAIRS_PER_CHUNK = 5
 """Question/answer pairs asked for per chunk."""
@@ -106,6 +106,22 @@ class Block(BaseModel):
     )
     start_line: int = Field(ge=1, description="First line in the file, 1-based.")
     end_line: int = Field(ge=1, description="Last line in the file, 1-based.")
+    # (offset in text, line in the file) where each source line of a paragraph or list
+    # starts, so a sentence inside a joined paragraph can be traced to its own line
+    _starts: tuple[tuple[int, int], ...] = PrivateAttr(default=())
+
+    def line_of(self, offset: int) -> int:
+        """The file line that holds the character at ``offset`` of :attr:`text`.
+
+        Exact for blocks that :func:`~finetune_qa.generation.clean_markdown` made (each
+        source line of a paragraph is remembered); else the block's first line.
+        """
+        line = self.start_line
+        for start, number in self._starts:
+            if start > offset:
+                break
+            line = number
+        return line
 
     def render(self) -> str:
         """The block as Markdown (headings with their #)."""
