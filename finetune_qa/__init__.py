@@ -123,6 +123,8 @@ from finetune_qa.export import (
 )
 from finetune_qa.generation import (
     Chunk,
+    CoverageReport,
+    FactSentence,
     GeneratedPair,
     GenerationReport,
     GenerationResult,
@@ -210,6 +212,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CostEstimate",
+    "CoverageReport",
     "DataCounts",
     "DataFile",
     "DatasetBuilder",
@@ -221,6 +224,7 @@ __all__ = [
     "EvalResult",
     "EvalSuite",
     "ExportReport",
+    "FactSentence",
     "FileInfo",
     "FineTuneJob",
     "FineTuneQAError",

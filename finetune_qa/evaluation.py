@@ -992,9 +992,7 @@ class EvalResult(BaseModel):
             sets=self.sets,
         )
 
-    def compare(
-        self, other: EvalResult, *, labels: tuple[str, str] | None = None
-    ) -> Comparison:
+    def compare(self, other: EvalResult, *, labels: tuple[str, str] | None = None) -> Comparison:
         """This result (a) side by side with ``other`` (b); see :func:`compare`."""
         return compare(self, other, labels=labels)
 
@@ -1128,18 +1126,14 @@ def default_label(chat: Answering) -> str:
         'gpt-4o-mini'
     """
     gates = [
-        name
-        for name in ("question", "answer")
-        if getattr(chat, f"{name}_gate", None) is not None
+        name for name in ("question", "answer") if getattr(chat, f"{name}_gate", None) is not None
     ]
     if not gates:
         return chat.model
     return f"{chat.model} (guarded: {' + '.join(gates)} gate{'s' if len(gates) > 1 else ''})"
 
 
-def compare(
-    a: EvalResult, b: EvalResult, *, labels: tuple[str, str] | None = None
-) -> Comparison:
+def compare(a: EvalResult, b: EvalResult, *, labels: tuple[str, str] | None = None) -> Comparison:
     """Put two results side by side; cases are matched by id (and question).
 
     Each side keeps its run's label (the model, and the gates guarding it), or takes the

@@ -47,15 +47,15 @@ def test_generate_then_build_with_clirunner(tmp_path: Path) -> None:
         cli_module.cli, ["generate", str(SITE), "--out", "qa.csv", "--backend", "offline"]
     )
     assert result.exit_code == 0, result.output
-    assert "Generated 59 QA pairs from 11 pages (12 chunks)" in result.output
-    assert result.output.rstrip().endswith("Wrote 59 pairs to qa.csv")
+    assert "Generated 132 QA pairs from 11 pages (12 chunks)" in result.output
+    assert result.output.rstrip().endswith("Wrote 132 pairs to qa.csv")
     pairs = list(QASource(tmp_path / "qa.csv").pairs())
-    assert len(pairs) == 59
+    assert len(pairs) == 132
     built = runner.invoke(cli_module.cli, ["build", "qa.csv", "-o", "train.jsonl", "--json"])
     assert built.exit_code == 0, built.output
     report = json.loads(built.output)
-    assert report["kept"] == 59 and report["dropped"] == 0
-    assert len((tmp_path / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 59
+    assert report["kept"] == 132 and report["dropped"] == 0
+    assert len((tmp_path / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 132
 
 
 def test_generate_jsonl_with_options_and_json_report(
@@ -82,7 +82,7 @@ def test_generate_jsonl_with_options_and_json_report(
     report = json.loads(out)
     assert report["pages_read"] == 2 and report["chunks"] >= 4
     pairs = list(read_qa(tmp_path / "qa.jsonl"))
-    assert len(pairs) == report["pairs_kept"] <= 3 * report["chunks"]
+    assert len(pairs) == report["pairs_kept"] >= 3 * report["chunks"]  # a floor, not a cap
     lines = [json.loads(x) for x in (tmp_path / "qa.jsonl").read_text().splitlines()]
     assert {Path(x["file"]).name for x in lines} == {"pricing.md", "faq.md"}
 

@@ -7,18 +7,30 @@ The pairs come from the excerpt's headings and sentences:
 
 * a heading that is a question (an FAQ entry) is asked as is, answered by the first
   sentences under it;
-* sentences of a few common shapes become questions answered by the sentence itself:
-  ``The Pro plan costs $8 per month.`` -> ``What does the Pro plan cost?``;
+* a sentence that states a fact is asked about the way a visitor would ask, answered by
+  the sentence itself: ``X was founded in 2011 by A and B.`` -> ``Who founded X?``;
+  ``The team has 24 people.`` -> ``How many people does the team have?``;
+  ``The tune-up costs €45.`` -> ``How much does the tune-up cost?``;
+  ``The full service takes 3 days.`` -> ``How long does the full service take?``;
+  ``The workshop is at Sleepstraat 42.`` -> ``Where is the workshop?``;
+  ``The counter is open Tuesday to Friday ...`` -> ``When is the counter open?``;
+  ``Members get 15% off ...`` -> ``What discount do members get?``;
+  ``If you book twice, ...`` -> ``What happens if I book twice?``;
+  ``The feed updates every 15 minutes.`` -> ``How often does the feed update?``;
+* sentences of other common shapes become questions answered by the sentence itself:
   ``Lumen Notes is a note-taking app.`` -> ``What is Lumen Notes?``;
   ``Sync is end-to-end encrypted.`` -> ``Is sync end-to-end encrypted?``;
   ``You can export your notes as PDF.`` -> ``Can I export my notes as PDF?``;
   ``To reset your password, open ...`` -> ``How do I reset my password?``;
   ``There is a free plan ...`` -> ``Is there a free plan ...?``;
-* a heading gives ``What is <heading>?`` answered by the first sentences of its section,
-  or, over a list, ``What are the <heading>?`` answered by the list's items.
+* the steps under a "How to ..." heading give ``How do I ...?``, answered by the steps,
+  and ``What is the first step to ...?`` for each;
+  a table row with a price column gives ``How much does the <row> cost?``;
+* any other sentence gives ``What should I know about <its subject>?``. A heading is
+  never asked about as a topic ("What is careers?").
 
 Sections are visited in turn so the pairs cover the whole excerpt; fewer than N pairs
-come back when the excerpt holds fewer facts, as the prompt allows. The sampling
+come back when the excerpt holds fewer sentences, as the prompt allows. The sampling
 ``variant`` is ignored: the same excerpt always gives the same pairs.
 
 This module must not import :mod:`finetune_qa.generation` (backends sit below it);
@@ -28,7 +40,7 @@ This module must not import :mod:`finetune_qa.generation` (backends sit below it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +83,6 @@ _TO_DO = re.compile(r"^To (?P<rest>[^,]{3,80}), .+$")
 _THERE = re.compile(r"^There (?P<verb>is|are) (?P<rest>.+)$")
 _DEFINITE = re.compile(r"^(?:a|an|the|one of|our|your)\b")
 _ROW = re.compile(r"^([A-Z][\w ]{0,20}): ([^;]{1,40}); .+$")
-_NOT_A_TOPIC = _words(
-    "about other more next related introducing welcome our your how why what when where "
-    "who contact overview summary install installing setup sign get start use"
-)
 _IRREGULAR = {"has": "have", "lets you": "let me do", "allows you to": "allow me to do"}
 
 
@@ -101,7 +109,6 @@ class _Section:
     paragraphs: list[list[str]] = field(default_factory=list)  # sentences per paragraph
     list_items: list[str] = field(default_factory=list)
     table_rows: list[str] = field(default_factory=list)
-    first_is_list: bool = False
 
 
 def _sections(excerpt: str, context: str) -> list[_Section]:
@@ -129,14 +136,11 @@ def _sections(excerpt: str, context: str) -> list[_Section]:
             sections[-1].table_rows.append(line)
         elif line.startswith("- "):
             flush()
-            current = sections[-1]
-            if not current.paragraphs and not current.list_items:
-                current.first_is_list = True
-            current.list_items.append(line[2:].strip())
+            sections[-1].list_items.append(line[2:].strip())
         else:
             paragraph.append(line)
     flush()
-    return [s for s in sections if s.paragraphs or s.list_items]
+    return [s for s in sections if s.paragraphs or s.list_items or s.table_rows]
 
 
 def _proper(word: str, excerpt: str) -> bool:
@@ -189,6 +193,9 @@ def _question_for(sentence: str, excerpt: str) -> str | None:
     text = _bare(sentence)
     if text.endswith("?") or len(text) < 12:
         return None
+    natural = _natural(text, excerpt)
+    if natural is not None:
+        return natural
     if m := _TO_DO.match(text):
         return f"How do I {_me(m['rest'])}?"
     if m := _YOU_CAN.match(text):
@@ -231,6 +238,199 @@ def _question_for(sentence: str, excerpt: str) -> str | None:
     return None
 
 
+# a subject: a capitalized word and up to six more, none of them a verb, pronoun or preposition
+# that would show the subject has ended ("Membership starts on the day you pay")
+_S = (
+    r"(?P<subj>[A-Z][\w'’&.+-]*(?: (?!(?:on|at|from|to|by|when|if|you|your|we|our|they|it|is|"
+    r"are|was|were|has|have|can|will|keep|keeps)\b)[\w'’&.+-]+){0,6}?)"
+)
+_UNIT = r"(?:minutes?|hours?|(?:working )?days?|weeks?|months?|years?)"
+_NUM = r"(?:\d[\d,.]*|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty)"
+_DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?"
+_MONEY = re.compile(r"[€$£] ?\d|\d ?(?:euros?|dollars?|pounds?)\b")
+_WHEN = re.compile(rf"^(?:on |every |from \d|daily|weekly|monthly|{_DAY}|\d{{1,2}}:\d\d)")
+_EVERY = re.compile(rf"^(?P<obj>.*?) ?\bevery (?:{_NUM} )?{_UNIT}\b")
+_FOUNDED = re.compile(
+    rf"^{_S} (?:was|were) (?P<verb>founded|started|set up|established|created)\b(?P<rest>.*)$"
+)
+_SINCE = re.compile(rf"^{_S} (?P<verb>is|are|has been|have been) (?P<what>.+?) since .+$")
+_MADE_BY = re.compile(rf"^{_S} (?:is|are) (?:made|run|owned) by .+$")
+_IF = re.compile(r"^If (?P<cond>[^,]{3,90}), .+$")
+_ON_WHEN = re.compile(
+    r"^(?P<prep>On|During|After|Before|In) (?P<when>[^,]+?),? (?P<subj>the [\w -]+?) "
+    r"(?P<verb>is|are) (?P<rest>.+)$"
+)
+_PLEASE_BEFORE = re.compile(r"^Please (?P<verb>\w+) at least .+? before (?P<obj>.+)$")
+_PLEASE = re.compile(r"^Please (?P<rest>.+)$")
+_WE = re.compile(r"^We (?P<verb>[a-z]+) (?P<rest>.+)$")
+_HAPPENS = re.compile(
+    rf"^{_S} (?P<rel>that|who|which) (?P<clause>.+?) (?P<verb>is|are) "
+    r"(?P<rest>(?:\w+ed|given|sent|kept|taken|shown|done|moved)\b.*)$"
+)
+_COST = re.compile(rf"^{_S} (?P<verb>costs?|pays?|charges?) .+$")
+_OFF = re.compile(rf"^{_S} (?P<verb>gets?|receives?|pays?) \d+ ?% (?:off|less|discount)\b.*$")
+_COUNTED = re.compile(
+    rf"^{_S} (?P<verb>has|have|includes?|takes?|comes? with|employs?|offers?|lasts?|"
+    rf"(?:is|are) made up of) (?:at most |up to |about |more than |over |around )?"
+    rf"(?P<n>{_NUM}) (?P<noun>[a-z][\w-]*(?: [a-z][\w-]*){{0,2}})"
+)
+_WITHIN = re.compile(rf"^{_S} (?:is|are) (?:ready |done |\w+ed )?within {_NUM} {_UNIT}\b.*$")
+_VALID_FOR = re.compile(
+    rf"^{_S} (?P<verb>is|are) (?P<adj>valid|kept|stored|available|open) for {_NUM} {_UNIT}\b.*$"
+)
+_PLACE = re.compile(
+    rf"^{_S} (?P<verb>is|are) (?P<part>based|located|stored|kept|hosted|held) in [A-Z].*$"
+)
+_AT = re.compile(rf"^{_S} (?:is|are) at [A-Z0-9].*$")
+_WHERE_VERB = re.compile(
+    rf"^{_S} (?P<verb>stops|meets|operates|works|lives|sits) (?:at|in) [A-Z].*$"
+)
+_QUICK = re.compile(
+    rf"^{_S} (?P<verb>gets?|receives?|answers?|replies|reply|responds?) (?P<obj>.*?) ?within .+$"
+)
+_OPEN = re.compile(rf"^{_S} (?P<verb>is|are) (?P<state>open|closed)\b.*$")
+_BE_WHEN = re.compile(rf"^{_S} (?P<verb>is|are) (?P<rest>.+)$")
+_DOES = re.compile(rf"^{_S} (?P<verb>[a-z]+s|meet|work|open|close|run) (?P<rest>.+)$")
+_NOUN_END = _words("and or of for in on per who that which with to a an the so but")
+_UNIT_WORD = re.compile(rf"^{_UNIT}$")
+
+
+def _subject(m: re.Match[str], excerpt: str) -> str | None:
+    """The match's subject as it reads mid-sentence, or None for a pronoun."""
+    subject = m["subj"]
+    first = subject.split(" ")[0].lower()
+    if first in _PRONOUNS or first == "you" or subject.lower() in _LOWER_WORDS:
+        return None
+    return _me(_noun(subject, excerpt))
+
+
+def _base(verb: str) -> tuple[str, str]:
+    """``(do or does, the verb's base form)`` for a verb as the sentence writes it."""
+    head, _, tail = verb.partition(" ")
+    if head in ("has", "have"):
+        return ("does" if head == "has" else "do"), "have"
+    if head.endswith("s") and not head.endswith("ss"):
+        stem = head[:-2] if head.endswith(("ches", "shes", "sses")) else head[:-1]
+        return "does", f"{stem} {tail}".strip()
+    return "do", verb
+
+
+def _natural(text: str, excerpt: str) -> str | None:
+    """The question a visitor asks about a fact sentence (who, how many, how much, ...)."""
+    if m := _IF.match(text):
+        return f"What happens if {_me(m['cond'])}?"
+    if m := _PLEASE_BEFORE.match(text):
+        return f"How long before {_me(m['obj'])} should I {m['verb']}?"
+    if m := _PLEASE.match(text):
+        return f"Should I {_me(_clause(m['rest']))}?"
+    if m := _WE.match(text):
+        return f"Do you {_base(m['verb'])[1]} {_me(_clause(m['rest']))}?"
+    if m := _ON_WHEN.match(text):
+        state = m["rest"].split(" ")[0]
+        if state in ("open", "closed"):
+            return f"When {m['verb']} {m['subj']} {state} {m['prep'].lower()} {m['when']}?"
+        if m["prep"] == "On":
+            return f"What happens on {_me(m['when'])}?"
+        return f"What happens to {_me(m['subj'])} {m['prep'].lower()} {_me(m['when'])}?"
+    return _about_subject(text, excerpt)
+
+
+def _about_subject(text: str, excerpt: str) -> str | None:
+    """A wh-question about the subject of a sentence, chosen by what the sentence states."""
+    for rule, ask in _RULES:
+        m = rule.match(text)
+        if m is None:
+            continue
+        subject = _subject(m, excerpt)
+        if subject is None:
+            return None
+        question = ask(m, subject)
+        if question is not None:
+            return question
+    return None
+
+
+def _cost(m: re.Match[str], subject: str) -> str:
+    do, base = _base(m["verb"])
+    return f"How much {do} {subject} {'cost' if base.startswith('cost') else base}?"
+
+
+def _since(verb: str, subject: str) -> str:
+    if verb in ("is", "are"):
+        return f"{verb} {subject}"
+    aux = verb.split(" ")[0]
+    return f"{aux} {subject} been"
+
+
+def _how_many(m: re.Match[str], subject: str) -> str:
+    words = []
+    for word in m["noun"].split(" "):
+        if word in _NOUN_END:
+            break
+        words.append(word)
+    noun = " ".join(words) or m["noun"].split(" ")[0]
+    verb = m["verb"]
+    if _UNIT_WORD.match(noun) or noun.startswith("working"):
+        do, base = _base(verb)
+        return f"How long {do} {subject} {base}?"
+    if verb.endswith("made up of"):
+        return f"How many {noun} are in {subject}?"
+    do, base = _base(verb)
+    return f"How many {noun} {do} {subject} {base}?"
+
+
+def _quick(m: re.Match[str], subject: str) -> str:
+    do, base = _base(m["verb"])
+    obj = f" {_me(m['obj'])}" if m["obj"] else ""
+    return f"How quickly {do} {subject} {base}{obj}?"
+
+
+def _be_when(m: re.Match[str], subject: str) -> str | None:
+    rest = m["rest"]
+    every = _EVERY.match(rest)
+    if every is not None and every["obj"]:
+        return f"How often {m['verb']} {subject} {_me(every['obj'].split(' and ')[0])}?"
+    if _WHEN.match(rest):
+        return f"When {m['verb']} {subject}?"
+    return None
+
+
+def _does_when(m: re.Match[str], subject: str) -> str | None:
+    do, base = _base(m["verb"])
+    rest = m["rest"]
+    every = _EVERY.match(rest)
+    if every is not None:
+        obj = f" {_me(every['obj'])}" if every["obj"] else ""
+        return f"How often {do} {subject} {base}{obj}?"
+    if _WHEN.match(rest):
+        return f"When {do} {subject} {base}?"
+    return None
+
+
+# the first rule that matches a sentence asks its question; the order matters
+_RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str | None]], ...] = (
+    (
+        _FOUNDED,
+        lambda m, s: f"Who founded {s}?" if " by " in m["rest"] else f"When was {s} {m['verb']}?",
+    ),
+    (_MADE_BY, lambda m, s: f"Who makes {s}?"),
+    (_HAPPENS, lambda m, s: f"What happens to {s} {m['rel']} {_me(m['clause'])}?"),
+    (_OFF, lambda m, s: f"What discount {_base(m['verb'])[0]} {s} get?"),
+    (_COST, lambda m, s: _cost(m, s)),
+    (_COUNTED, _how_many),
+    (_WITHIN, lambda m, s: f"How long does {s} take?"),
+    (_VALID_FOR, lambda m, s: f"How long {m['verb']} {s} {m['adj']}?"),
+    (_SINCE, lambda m, s: f"Since when {_since(m['verb'], s)} {_me(m['what'])}?"),
+    (_PLACE, lambda m, s: f"Where {m['verb']} {s} {m['part']}?"),
+    (_AT, lambda m, s: f"Where is {s}?"),
+    (_WHERE_VERB, lambda m, s: f"Where {_base(m['verb'])[0]} {s} {_base(m['verb'])[1]}?"),
+    (_OPEN, lambda m, s: f"When {m['verb']} {s} {m['state']}?"),
+    (_QUICK, lambda m, s: _quick(m, s)),
+    (_BE_WHEN, lambda m, s: _be_when(m, s)),
+    (_DOES, lambda m, s: _does_when(m, s)),
+)
+
+
 _CLAUSE_END = re.compile(r",? and (?:has|have|is|are|never|does|do|can|will)\b|, and |; ")
 
 
@@ -247,42 +447,63 @@ def _summary(sentences: list[str]) -> str:
     return sentences[0]
 
 
+_HOW_TO = re.compile(r"^How to (?P<rest>.+?)\??$", re.IGNORECASE)
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+_PRICE_COLUMN = re.compile(r"(?:^|; )(?:Price|Cost|Fee|Rate)s?: ")
+
+
 def _candidates(section: _Section, excerpt: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     heading = section.heading
     first = section.paragraphs[0] if section.paragraphs else []
+    answered: set[str] = set()
     if heading.endswith("?") and (first or section.list_items):
         answer_text = _summary(first) if first else "; ".join(section.list_items)
         out.append((heading, answer_text))
-    for paragraph in section.paragraphs:
-        for sentence in paragraph:
-            question = _question_for(sentence, excerpt)
-            if question is not None:
-                out.append((question, sentence))
-    for item in section.list_items:
-        question = _question_for(item, excerpt)
+        answered.update(first[:2] if first else [])
+    steps = _HOW_TO.match(heading)
+    if steps is not None and section.list_items:
+        items = [i if i.endswith((".", "!", "?")) else f"{i}." for i in section.list_items]
+        goal = _me(steps["rest"])
+        out.append((f"How do I {goal}?", " ".join(items)))
+        for k, item in enumerate(items):
+            nth = _ORDINALS[k] if k < len(_ORDINALS) else f"number {k + 1}"
+            out.append((f"What is the {nth} step to {goal}?", item))
+        answered.update(section.list_items)
+    topic = _me(_noun(re.sub(r"^About ", "", heading), excerpt)) if heading else ""
+    asked: set[str] = set()
+    for sentence in [*(s for p in section.paragraphs for s in p), *section.list_items]:
+        if sentence in answered:
+            continue
+        question = _question_for(sentence, excerpt)
+        if question is None:
+            question = _fallback(sentence, topic, asked)
         if question is not None:
-            out.append((question, item))
-    words = heading.split()
-    if (
-        words
-        and not heading.endswith("?")
-        and len(words) <= 5
-        and words[0].lower() not in _NOT_A_TOPIC
-        and not words[0].lower().endswith("ing")
-    ):
-        name = _noun(heading, excerpt)
-        if section.first_is_list and section.list_items:
-            items = [_bare(i) for i in section.list_items]
-            out.append((f"What are the {name}?", "; ".join(items) + "."))
-        elif first:
-            verb = "are" if words[-1].endswith("s") and not words[-1].endswith("ss") else "is"
-            out.append((f"What {verb} {name}?", _summary(first)))
+            asked.add(question.casefold())
+            out.append((question, sentence))
     for row in section.table_rows:
         m = _ROW.match(row)
         if m is not None:
-            out.append((f"What are the details of the {m[2]} {m[1].lower()}?", row))
+            thing = f"{m[2]} {m[1].lower()}"
+            if _PRICE_COLUMN.search(row):
+                out.append((f"What is the price of the {thing}?", row))
+            else:
+                out.append((f"What are the details of the {thing}?", row))
     return out
+
+
+def _fallback(sentence: str, topic: str, asked: set[str]) -> str | None:
+    """A plain question for a sentence of no known shape: what to know about its section."""
+    if len(_bare(sentence).split()) < 3 or sentence.rstrip().endswith("?") or not topic:
+        return None
+    for question in (
+        f"What should I know about {topic}?",
+        f"What else should I know about {topic}?",
+        f"Is there anything more to know about {topic}?",
+    ):
+        if question.casefold() not in asked:
+            return question
+    return None
 
 
 def pairs_for_excerpt(excerpt: str, wanted: int, *, context: str = "") -> list[tuple[str, str]]:
