@@ -67,7 +67,7 @@ import orjson
 from finetune_qa._fs import atomic_write, open_regular
 from finetune_qa._text import key_hash
 from finetune_qa._version import __version__
-from finetune_qa.backends._answers import (
+from finetune_qa.backends._fake._answers import (
     Answer,
     Answerer,
     detect_stop_marker,

@@ -33,7 +33,8 @@ FORMAT = "finetune_qa offline API state"
 
 
 def _classes() -> dict[str, Any]:
-    from finetune_qa.backends import _answers, _fakeapi
+    from finetune_qa.backends import _fakeapi
+    from finetune_qa.backends._fake import _answers
     from finetune_qa.catalog import ModelCatalog
 
     names = [
@@ -60,7 +61,7 @@ def _classes() -> dict[str, Any]:
 
 
 def _functions() -> dict[str, Any]:
-    from finetune_qa.backends import _answers
+    from finetune_qa.backends._fake import _answers
 
     return {"_features": _answers._features, "_word_features": _answers._word_features}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from finetune_qa.backends import _fake_eval, _fake_generate
+from finetune_qa.backends._fake import _fake_eval, _fake_generate
 
 __all__ = ["answer_task"]
 
