@@ -2,7 +2,7 @@
 
 It is :class:`~finetune_qa.backends.openai.OpenAIBackend` itself, over a real ``openai``
 client whose transport is a stateful, deterministic fake of the OpenAI API
-(:class:`~finetune_qa.backends._fakeapi.FakeOpenAI`): files and uploads, fine-tuning
+(:class:`~finetune_qa.backends._fake.FakeOpenAI`): files and uploads, fine-tuning
 jobs that validate their files and move through the real statuses on a virtual clock,
 events, metrics, results files, checkpoints, models and chat completions. Code that
 works here takes the same path through the openai SDK as it does against OpenAI.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.backends.openai import OpenAIBackend
 
