@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from finetune_qa.exceptions import UsageError
+
 __all__ = ["FakeResponse", "RecordedRequest"]
 
 
@@ -262,6 +264,37 @@ class _Fault:
     @property
     def fails(self) -> bool:
         return bool(self.status or self.drop or self.timeout)
+
+    def check(self) -> None:
+        """Raise UsageError when the fault asks for something a request cannot do."""
+        status, times = self.status, self.remaining
+        if status is not None and not 400 <= status <= 599:
+            raise UsageError(f"inject status must be an HTTP error (400-599), got {status}")
+        if times is not None and times < 1:
+            raise UsageError(f"times must be at least 1 (or None for always), got {times}")
+        if self.latency < 0:
+            raise UsageError("latency cannot be negative")
+        kinds = [
+            name
+            for name, on in (
+                ("status", status is not None),
+                ("drop", self.drop),
+                ("timeout", self.timeout),
+            )
+            if on
+        ]
+        if len(kinds) > 1:
+            raise UsageError(
+                f"inject takes one way to fail a request, got {' and '.join(kinds)}: "
+                "inject them separately (each fires on its own request)"
+            )
+        if self.retry_after is not None and status is None:
+            raise UsageError("retry_after goes with an error status (429 or 5xx); pass status= too")
+        if self.after_effect and not kinds:
+            raise UsageError(
+                "after_effect needs a failure to follow the work: pass status=, drop=True or "
+                "timeout=True"
+            )
 
 
 _FAULT_TEXT = {

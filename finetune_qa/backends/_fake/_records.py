@@ -208,6 +208,32 @@ class _Job:
         """``ft:<base>:<org>:<suffix>:<short id>[:<extra>...]``, OpenAI's naming."""
         return ":".join(["ft", self.base.name, org, self.suffix or "", self.short_id, *extra])
 
+    def to_api(self, organization: str, estimated_finish: int | None) -> dict[str, Any]:
+        """The job as the API shows it."""
+        hp = self.hyperparameters()
+        return {
+            "id": self.id,
+            "object": "fine_tuning.job",
+            "created_at": int(self.created_at),
+            "error": self.error,
+            "fine_tuned_model": self.fine_tuned_model,
+            "finished_at": self.finished_at,
+            "hyperparameters": {k: v for k, v in hp.items() if k != "beta"},
+            "model": self.model,
+            "organization_id": organization,
+            "result_files": list(self.result_files),
+            "seed": self.seed,
+            "status": self.status,
+            "trained_tokens": self.trained_tokens,
+            "training_file": self.training_file,
+            "validation_file": self.validation_file,
+            "estimated_finish": estimated_finish,
+            "integrations": self.integrations,
+            "metadata": self.metadata,
+            "method": {"type": self.method, self.method: {"hyperparameters": hp}},
+            "user_provided_suffix": self.suffix,
+        }
+
     def hyperparameters(self) -> dict[str, Any]:
         """As requested ("auto" included) until validation, then the values used."""
         if self.plan is None:
