@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -108,7 +109,9 @@ class FakeOpenAI:
 
     Args:
         seed: seeds every id and every simulated loss; the same seed and the same
-            requests give the same responses.
+            requests give the same responses. Without one, each new fake draws its own
+            (kept in its saved state), so two fakes never hand out the same file, job or
+            model ids; pass one where a test needs the same ids on every run.
         organization: owner of fine-tuned models and part of their names.
         clock: the virtual clock (a new one starting 2026-01-01 by default).
         durations: how long job phases take in virtual seconds.
@@ -126,7 +129,7 @@ class FakeOpenAI:
     def __init__(
         self,
         *,
-        seed: int = 0,
+        seed: int | None = None,
         organization: str = "org-offline",
         clock: VirtualClock | None = None,
         durations: JobDurations | None = None,
@@ -135,7 +138,7 @@ class FakeOpenAI:
     ) -> None:
         if advance_per_request < 0:
             raise UsageError("advance_per_request cannot be negative")
-        self.seed = seed
+        self.seed = secrets.randbits(63) if seed is None else seed
         self.instance_id = uuid.uuid4().hex[:12]  # names this API's state in journals
         self.organization = organization
         self.clock = clock or VirtualClock()
@@ -144,7 +147,7 @@ class FakeOpenAI:
         self.catalog = catalog or default_catalog()
         self.requests: list[RecordedRequest] = []
         self._lock = threading.RLock()
-        self._ids = _Ids(seed)
+        self._ids = _Ids(self.seed)
         self._state = _State()
         self._engine = _JobEngine(self._state, self._ids, self.durations, organization)
         self._faults: list[_Fault] = []
