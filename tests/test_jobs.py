@@ -139,7 +139,7 @@ FAULTS = [
 def _run(
     train: Path, journal: Path, fault: tuple[str, dict[str, Any]] | None
 ) -> tuple[OfflineBackend, FineTuneJob]:
-    backend = OfflineBackend(max_retries=0)
+    backend = OfflineBackend(max_retries=0, seed=0)
     if fault is not None:
         route, kwargs = fault
         backend.fake.inject(route, **kwargs)
