@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 import orjson
 
 from finetune_qa._fs import atomic_write, open_regular
+from finetune_qa.backends._fake import _answers, _clock, _engine, _records
+from finetune_qa.catalog import ModelCatalog, ModelInfo
 from finetune_qa.exceptions import InputFileError, UsageError
 
 __all__ = ["FORMAT", "decode", "encode", "is_pickle", "read_state", "save_state"]
@@ -42,12 +44,10 @@ T = TypeVar("T")
 FORMAT = "finetune_qa offline API state"
 
 
-def _classes() -> dict[str, Any]:
-    from finetune_qa.backends._fake import _answers, _clock, _engine, _records, _router
-    from finetune_qa.catalog import ModelCatalog
-
+def _classes(root: type) -> dict[str, Any]:
+    """Every class a state may hold, by the name written for it; ``root`` is the fake's."""
     return {
-        "FakeOpenAI": _router.FakeOpenAI,
+        root.__name__: root,
         "VirtualClock": _clock.VirtualClock,
         "JobDurations": _clock.JobDurations,
         "_Ids": _records._Ids,
@@ -68,14 +68,10 @@ def _classes() -> dict[str, Any]:
 
 
 def _functions() -> dict[str, Any]:
-    from finetune_qa.backends._fake import _answers
-
     return {"_features": _answers._features, "_word_features": _answers._word_features}
 
 
 def _models() -> dict[str, Any]:
-    from finetune_qa.catalog import ModelInfo
-
     return {"ModelInfo": ModelInfo}
 
 
@@ -85,8 +81,8 @@ def is_pickle(data: bytes) -> bool:
 
 
 def encode(obj: object) -> bytes:
-    """``obj`` (a FakeOpenAI) as JSON bytes; raises UsageError on a type it cannot write."""
-    classes = {cls: name for name, cls in _classes().items()}
+    """``obj`` (a FakeOpenAI, the root) as JSON bytes; UsageError on a type it cannot write."""
+    classes = {cls: name for name, cls in _classes(type(obj)).items()}
     functions = {id(f): name for name, f in _functions().items()}
     models = {cls: name for name, cls in _models().items()}
     seen: dict[int, int] = {}
@@ -124,14 +120,15 @@ def encode(obj: object) -> bytes:
     return orjson.dumps(enc(obj))
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes, root: type) -> Any:
     """The object graph written by :func:`encode`.
 
     Raises:
         ValueError: the data is not such a graph (bad JSON, an unknown tag or class).
-        UsageError: the state was saved by another version (from ``FakeOpenAI``).
+        UsageError: the state was saved by another version: it names a class this version
+            does not have, or ``root`` refuses its version.
     """
-    classes = _classes()
+    classes = _classes(root)
     functions = _functions()
     models = _models()
     made: dict[int, Any] = {}
@@ -241,7 +238,7 @@ def read_state(path: str | os.PathLike[str], cls: type[T]) -> T:
     if not data.startswith(head) or not data.rstrip().endswith(b"}"):
         raise InputFileError("does not hold a saved offline API", path=where, hint=delete)
     try:
-        obj = decode(data[len(head) : data.rstrip().rindex(b"}")])
+        obj = decode(data[len(head) : data.rstrip().rindex(b"}")], cls)
     except ValueError as exc:
         if isinstance(exc, UsageError):
             raise
