@@ -16,7 +16,7 @@ Example:
     >>> client = openai_client(fake, max_retries=0)
 """
 
-from finetune_qa.backends._fakeapi import FakeOpenAI, JobDurations, VirtualClock
+from finetune_qa.backends._fake import FakeOpenAI, JobDurations, VirtualClock
 from finetune_qa.backends._wire import openai_client, run_server, serve
 
 __all__ = ["FakeOpenAI", "JobDurations", "VirtualClock", "openai_client", "run_server", "serve"]

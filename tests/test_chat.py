@@ -20,7 +20,7 @@ from finetune_qa.backends import (
     OpenAIBackend,
     Usage,
 )
-from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.chat import Answer, BatchItem, ChatModel
 from finetune_qa.data import QAPair, TrainingExample

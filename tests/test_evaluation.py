@@ -17,8 +17,9 @@ import pytest
 
 from finetune_qa import DatasetBuilder, FineTuneJob, OfflineBackend
 from finetune_qa import evaluation as ev
-from finetune_qa.backends import Usage, _fake_eval
-from finetune_qa.backends._answers import Answerer
+from finetune_qa.backends import Usage
+from finetune_qa.backends._fake import _fake_eval
+from finetune_qa.backends._fake._answers import Answerer
 from finetune_qa.chat import Answer, ChatModel
 from finetune_qa.data import QAPair
 from finetune_qa.evaluation import (

@@ -37,7 +37,7 @@ import pytest
 from finetune_qa import DatasetBuilder, FineTuneJob, QAPair
 from finetune_qa import exceptions as exc
 from finetune_qa.backends import FileInfo, OfflineBackend
-from finetune_qa.backends._fakeapi import FakeOpenAI, FakeResponse
+from finetune_qa.backends._fake import FakeOpenAI, FakeResponse
 from finetune_qa.jobs import Journal
 
 MODEL = "gpt-4o-mini"

@@ -16,7 +16,7 @@ import pytest
 from finetune_qa import DatasetBuilder, FineTuneJob, QAPair
 from finetune_qa import exceptions as exc
 from finetune_qa.backends import OfflineBackend
-from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.catalog import ModelCatalog
 from finetune_qa.cli import main
 from finetune_qa.jobs import Journal
@@ -215,7 +215,7 @@ def test_a_state_saved_by_another_version_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An old state would load, then fail halfway through a request with an AttributeError."""
-    from finetune_qa.backends import _fakeapi
+    from finetune_qa.backends._fake import _router as _fakeapi
 
     path = tmp_path / "state.pickle"
     monkeypatch.setattr(_fakeapi, "__version__", "0.0.1")

@@ -332,7 +332,7 @@ def test_7_the_json_state_keeps_jobs_and_models_between_commands(
 def server() -> object:
     import threading
 
-    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.backends._fake import FakeOpenAI
     from finetune_qa.backends._wire import serve
 
     srv = serve(FakeOpenAI(), port=0, speedup=600)
@@ -397,7 +397,7 @@ def test_13_nan_and_inf_are_refused(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_13_the_library_refuses_them_too() -> None:
-    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.backends._fake import FakeOpenAI
     from finetune_qa.exceptions import UsageError
 
     with pytest.raises(UsageError, match="finite"):
@@ -777,7 +777,7 @@ def test_11_an_idle_connection_is_closed() -> None:
     import threading
     import time
 
-    from finetune_qa.backends._fakeapi import FakeOpenAI
+    from finetune_qa.backends._fake import FakeOpenAI
     from finetune_qa.backends._wire import serve
 
     srv = serve(FakeOpenAI(), port=0, idle_timeout=0.5)

@@ -12,7 +12,7 @@ import pytest
 from finetune_qa import DatasetBuilder, QAPair
 from finetune_qa import exceptions as exc
 from finetune_qa.backends import JobRequest, OfflineBackend, OpenAIBackend
-from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.jobs import TOKEN_KEY, FineTuneJob, Journal
 
@@ -139,7 +139,7 @@ FAULTS = [
 def _run(
     train: Path, journal: Path, fault: tuple[str, dict[str, Any]] | None
 ) -> tuple[OfflineBackend, FineTuneJob]:
-    backend = OfflineBackend(max_retries=0)
+    backend = OfflineBackend(max_retries=0, seed=0)
     if fault is not None:
         route, kwargs = fault
         backend.fake.inject(route, **kwargs)

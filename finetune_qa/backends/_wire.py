@@ -1,4 +1,4 @@
-"""Wire a :class:`~finetune_qa.backends._fakeapi.FakeOpenAI` to real clients.
+"""Wire a :class:`~finetune_qa.backends._fake.FakeOpenAI` to real clients.
 
 Three ways in, all serving the same fake:
 
@@ -13,7 +13,7 @@ Neither ``httpx`` nor ``httpx2`` (nor openai, which imports one of them) is impo
 this module is; they are imported on first use.
 
 Example:
-    >>> from finetune_qa.backends._fakeapi import FakeOpenAI
+    >>> from finetune_qa.backends._fake import FakeOpenAI
     >>> client = openai_client(FakeOpenAI(), max_retries=0)
     >>> client.models.retrieve("gpt-4o-mini").owned_by
     'system'
@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from finetune_qa.backends._fakeapi import FakeOpenAI, FakeResponse
+from finetune_qa.backends._fake import FakeOpenAI, FakeResponse
 from finetune_qa.exceptions import UsageError
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from finetune_qa.backends import (
     get_backend,
     register_backend,
 )
-from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.data import QAPair, TrainingExample
 

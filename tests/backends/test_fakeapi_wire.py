@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from finetune_qa import QAPair, TrainingExample
-from finetune_qa.backends._fakeapi import FakeOpenAI
+from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import http_family, mock_transport, openai_client, serve
 
 STOP = "**STOP**"
@@ -35,7 +35,7 @@ def anyio_backend() -> str:
 
 def test_importing_the_backend_imports_no_http_library() -> None:
     code = (
-        "import sys, finetune_qa.backends._wire, finetune_qa.backends._fakeapi; "
+        "import sys, finetune_qa.backends._wire, finetune_qa.backends._fake; "
         "print(sorted(m for m in ('httpx', 'httpx2', 'openai') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune_qa import DatasetBuilder, FineTuneJob, OfflineBackend
-from finetune_qa.backends import _fake_generate
+from finetune_qa.backends._fake import _fake_generate
 from finetune_qa.backends.base import ChatRequest, ChatResponse, Usage
 from finetune_qa.chat import ChatModel
 from finetune_qa.exceptions import InputError, InputFileError, RecordError, UsageError
@@ -841,7 +841,7 @@ def test_threads_writing_the_same_file_do_not_collide(site_result: object, tmp_p
 
 def test_the_library_and_the_offline_backend_share_their_text_helpers() -> None:
     from finetune_qa import _text
-    from finetune_qa.backends import _answers
+    from finetune_qa.backends._fake import _answers
     from finetune_qa.generation import _chunks
 
     assert _chunks.SENTENCE_BREAK is _text.SENTENCE_BREAK

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from finetune_qa.backends._fakeapi import FakeResponse
+from finetune_qa.backends._fake import FakeResponse
 from finetune_qa.backends.base import ChatRequest, ChatResponse
 from finetune_qa.backends.local._backend import LocalBackend
 from finetune_qa.exceptions import BackendError

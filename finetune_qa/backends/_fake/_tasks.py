@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from finetune_qa.backends import _fake_eval, _fake_generate
+from finetune_qa.backends._fake._fake_eval import answer as _answer_eval
+from finetune_qa.backends._fake._fake_generate import answer as _answer_generate
 
 __all__ = ["answer_task"]
 
 TaskHandler = Callable[[Sequence[Mapping[str, Any]], int], "str | None"]
 
-_HANDLERS: tuple[TaskHandler, ...] = (_fake_generate.answer, _fake_eval.answer)
+_HANDLERS: tuple[TaskHandler, ...] = (_answer_generate, _answer_eval)
 
 
 def answer_task(messages: Sequence[Mapping[str, Any]], variant: int = 0) -> str | None:

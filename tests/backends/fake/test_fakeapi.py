@@ -21,8 +21,8 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from finetune_qa import QAPair, TokenCounter, TrainingExample, validate_examples
-from finetune_qa.backends._answers import Answerer, detect_stop_marker, topic_of
-from finetune_qa.backends._fakeapi import EPOCH_START, FakeOpenAI, JobDurations, VirtualClock
+from finetune_qa.backends._fake import EPOCH_START, FakeOpenAI, JobDurations, VirtualClock
+from finetune_qa.backends._fake._answers import Answerer, detect_stop_marker, topic_of
 from finetune_qa.backends._wire import openai_client
 
 SYSTEM = "You are Acme Anvils' support bot."
