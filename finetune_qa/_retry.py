@@ -121,6 +121,7 @@ class RetryPolicy:
         lookup: Callable[[], T | None] | None = None,
         retry_also: Callable[[BackendError], bool] | None = None,
         unsettled_hint: str | None = None,
+        maybe_done: bool = False,
     ) -> T:
         """``fn()``, tried again by the rules above; its last error is raised.
 
@@ -133,8 +134,10 @@ class RetryPolicy:
             retry_also: admits more errors as transient (called once per such error).
             unsettled_hint: added to the error raised when a try may have been carried
                 out and ``lookup`` found nothing.
+            maybe_done: an earlier run's try may have been carried out unheard: ask
+                ``lookup`` before the first try too.
         """
-        unsettled = False
+        unsettled = maybe_done
         retry = 0
         while True:
             if unsettled and lookup is not None:

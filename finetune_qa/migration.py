@@ -55,6 +55,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_qa._fs import atomic_write
+from finetune_qa._limits import MAX_EPOCHS, check_epochs
 from finetune_qa.backends import Backend, JobInfo, JobRequest, get_backend
 from finetune_qa.backends.together import MAX_SUFFIX as TOGETHER_MAX_SUFFIX
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
@@ -67,6 +68,7 @@ from finetune_qa.exceptions import (
     ValidationFailed,
 )
 from finetune_qa.jobs import FineTuneJob
+from finetune_qa.jobs import _preflight as preflight
 from finetune_qa.validation import ValidationReport, validate_file
 
 __all__ = [
@@ -391,35 +393,23 @@ def _download(backend: Backend, file_id: str, path: Path, *, job_id: str, what: 
     atomic_write(path, data, hint="choose a writable workdir")
 
 
-def _check_epochs(n_epochs: object, most: int = 50) -> None:
-    if n_epochs is None or n_epochs == "auto":
-        return
-    if type(n_epochs) is not int or not 1 <= n_epochs <= most:
-        raise UsageError(
-            f"n_epochs must be 'auto' or a whole number from 1 to {most}, got {n_epochs!r}"
-        )
+def _check_epochs(n_epochs: object, most: int = MAX_EPOCHS) -> None:
+    problem = check_epochs(n_epochs, most=most)
+    if problem is not None:
+        raise UsageError(f"n_{problem}")  # the argument here is named n_epochs
 
 
 def max_epochs(backend: str | Backend) -> int:
     """The most epochs a backend's jobs take: 50 as on OpenAI, unless it says otherwise."""
-    if isinstance(backend, str):
-        if backend == "local":
-            from finetune_qa.backends.local import MAX_EPOCHS
-
-            return MAX_EPOCHS
-        return 50
-    return int(getattr(backend, "max_epochs", 50))
+    return preflight.epoch_limit(backend)
 
 
 def _target_problems(
     backend: Backend, request: JobRequest, train: Path, val: Path | None
 ) -> tuple[list[str], str | None]:
     """What the target's own ``check_request`` refuses, as plan problems; or a note."""
-    check = getattr(backend, "check_request", None)
-    if not callable(check):
-        return [], None
     try:
-        check(request, training_path=train, validation_path=val)
+        preflight.provider_check(backend, request, training_path=train, validation_path=val)
     except UsageError as exc:
         return [f"{exc} {_advice(backend, request)}"], None
     except NotFoundError as exc:
@@ -437,14 +427,12 @@ def _target_problems(
 
 def _advice(backend: Backend, request: JobRequest) -> str:
     """What to do about a refused setting: the epochs to pass, when that is the trouble."""
-    limits_of = getattr(backend, "model_limits", None)
-    top: object = None
-    if callable(limits_of) and request.n_epochs != "auto":
-        try:
-            top = getattr(limits_of(request.model), "max_num_epochs", None)
-        except BackendError:
-            top = None
-    if isinstance(top, int) and request.n_epochs != "auto" and request.n_epochs > top:
+    top = (
+        preflight.provider_epoch_limit(backend, request.model)
+        if request.n_epochs != "auto"
+        else None
+    )
+    if top is not None and request.n_epochs != "auto" and request.n_epochs > top:
         return (
             f"Pass n_epochs={top} or fewer (`--epochs {top}` on the command line) to migrate "
             "this job."
@@ -549,7 +537,7 @@ def plan_migration(
         model=_target_info(target_model, target_name, cat),
         validation_path=val_path,
         # priced for OpenAI's 1-50; beyond (the local backend's 1000) the default is priced
-        n_epochs=epochs if isinstance(epochs, int) and epochs <= 50 else None,
+        n_epochs=epochs if isinstance(epochs, int) and epochs <= MAX_EPOCHS else None,
         catalog=cat,
     )
     notes: list[str] = []

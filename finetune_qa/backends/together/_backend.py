@@ -152,10 +152,11 @@ class TogetherBackend(BackendDefaults, LoopClients["together.AsyncTogether"]):
         """The client with the SDK's retries off, for requests finetune_qa retries itself.
 
         Those are the ones that create something, and chat (``ChatModel`` retries it by
-        the one policy, :mod:`finetune_qa._retry`). The SDK resends a request after a dropped connection or a timeout with no
-        idempotency Together honours, so a resent ``POST /fine-tunes`` could start a second
-        (billed) job; :class:`~finetune_qa.jobs.FineTuneJob` retries instead, after
-        looking for what the lost request may have created.
+        the one policy, :mod:`finetune_qa._retry`). The SDK resends a request after a
+        dropped connection or a timeout with no idempotency Together honours, so a resent
+        ``POST /fine-tunes`` could start a second (billed) job;
+        :class:`~finetune_qa.jobs.FineTuneJob` retries instead, after looking for what the
+        lost request may have created.
         """
         with_options = getattr(self.client, "with_options", None)
         return with_options(max_retries=0) if callable(with_options) else self.client
