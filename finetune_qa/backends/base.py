@@ -489,8 +489,10 @@ class HasEndpoint(Protocol):
 class BackendDefaults:
     """Defaults for the optional capabilities, for a backend class to inherit and override.
 
-    A backend that inherits this has every capability attribute above with the value a
-    backend without it gets, and the real clock.
+    A backend that inherits this has every declared attribute above with the value a
+    backend without it gets. The clock is not among them: only a backend with a clock of
+    its own is a :class:`HasClock` (dates are judged by it, so the real monotonic clock
+    would not do).
     """
 
     supports_metadata: bool = True
@@ -503,14 +505,6 @@ class BackendDefaults:
     """The most epochs a job takes."""
     poll_interval: float = DEFAULT_POLL_INTERVAL
     """Seconds between polls when following a job."""
-
-    def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` of real time."""
-        time.sleep(seconds)
-
-    def monotonic(self) -> float:
-        """Real monotonic time."""
-        return time.monotonic()
 
 
 def backend_sleep(backend: object) -> Callable[[float], None]:
