@@ -14,7 +14,9 @@ The rules, in the order they are applied to a failed request:
 
 Waiting goes through the ``sleep`` the caller passes (the backend's, when it has a clock
 of its own: the offline backend's virtual clock), so tests never sleep on the real clock.
-The SDK clients' own retries are off where this policy runs (see the backends).
+The built-in backends send creates (uploads, jobs) and chat completions with their SDK
+client's own retries off, so for those this policy's are the only ones; reads keep the
+client's retries underneath (they change nothing when repeated).
 """
 
 from __future__ import annotations

@@ -252,7 +252,6 @@ class FineTuneJob:
         """
         be = get_backend(backend)
         jr = journal if isinstance(journal, Journal) else Journal(journal)
-        cat = catalog or default_catalog()
         path = Path(training_file)
         vpath = Path(validation_file) if validation_file is not None else None
         preflight.check_files(path, vpath)
@@ -272,15 +271,9 @@ class FineTuneJob:
             integrations=[dict(i) for i in integrations or []],
             provider_options=options,
         )
-        # a backend with its own clock (the offline one) judges dates by that clock
-        today = today or preflight.job_today(be)
-        # hosted trainers stop at 50 epochs; a backend may allow more (the local one does)
-        preflight.check_request(probe, cat, today, max_epochs=preflight.epoch_limit(be))
-        detected_stop = (
-            _validated_stop(be, path, vpath, model, cat, stop, today) if validate else stop
+        detected_stop = _check_before_upload(
+            be, probe, path, vpath, catalog or default_catalog(), today, stop, validate
         )
-        # the provider's own limits (hyperparameters, example length), before any upload
-        preflight.provider_check(be, probe, training_path=path, validation_path=vpath)
         sys_prompt = (
             system_prompt if system_prompt is not None else preflight.first_system_prompt(path)
         )
@@ -292,43 +285,7 @@ class FineTuneJob:
             part_threshold=upload_threshold,
             parallel=upload_parallel,
         )
-        # one process at a time reads the journal, uploads, creates and records: two runs
-        # of the same request at once would each find nothing and each upload and create
-        with jr.lock():
-            train_id = runner.upload(path)
-            val_id = runner.upload(vpath) if vpath else None
-            request = probe.model_copy(
-                update={
-                    "training_file": train_id,
-                    "validation_file": val_id,
-                    "metadata": {
-                        **user_meta,
-                        **card_metadata(be, user_meta, sys_prompt, detected_stop),
-                    },
-                }
-            )
-            info = runner.create(request)
-            jr.append(
-                {
-                    "op": "job",
-                    "state": "settings",
-                    "backend": runner.label,
-                    "job_id": info.id,
-                    "system_prompt": sys_prompt,
-                    "stop": detected_stop,
-                    # what the model card needs once the job succeeds
-                    "backend_name": be.name,
-                    "base_model": model,
-                    "training_file": file_record(path, train_id),
-                    "validation_file": file_record(vpath, val_id) if vpath else None,
-                    "split": split,
-                    "hyperparameters": {
-                        k: v
-                        for k, v in request.model_dump(mode="json").items()
-                        if k in _SETTINGS and v not in (None, {}, [])
-                    },
-                }
-            )
+        info = _submit(runner, probe, user_meta, path, vpath, sys_prompt, detected_stop, split)
         job = cls(
             info,
             backend=be,
@@ -687,3 +644,84 @@ def _validated_stop(
     if not report.ok:
         raise ValidationFailed(report)
     return stop or report.stop_marker
+
+
+def _check_before_upload(
+    backend: Backend,
+    probe: JobRequest,
+    path: Path,
+    vpath: Path | None,
+    catalog: ModelCatalog,
+    today: dt.date | None,
+    stop: str | None,
+    validate: bool,
+) -> str | None:
+    """Every check of a request before anything is uploaded; the stop marker to record.
+
+    Raises:
+        UsageError: a setting is out of range, or the provider would refuse it.
+        ValidationFailed: a file has format errors.
+    """
+    # a backend with its own clock (the offline one) judges dates by that clock
+    today = today or preflight.job_today(backend)
+    # hosted trainers stop at 50 epochs; a backend may allow more (the local one does)
+    preflight.check_request(probe, catalog, today, max_epochs=preflight.epoch_limit(backend))
+    detected_stop = (
+        _validated_stop(backend, path, vpath, probe.model, catalog, stop, today)
+        if validate
+        else stop
+    )
+    # the provider's own limits (hyperparameters, example length), before any upload
+    preflight.provider_check(backend, probe, training_path=path, validation_path=vpath)
+    return detected_stop
+
+
+def _submit(
+    runner: Runner,
+    probe: JobRequest,
+    user_meta: Mapping[str, str],
+    path: Path,
+    vpath: Path | None,
+    sys_prompt: str | None,
+    stop: str | None,
+    split: str | None,
+) -> JobInfo:
+    """Upload the files and create the job (each once), and journal its settings.
+
+    One process at a time reads the journal, uploads, creates and records: two runs of
+    the same request at once would each find nothing and each upload and create.
+    """
+    be, jr = runner.backend, runner.journal
+    with jr.lock():
+        train_id = runner.upload(path)
+        val_id = runner.upload(vpath) if vpath else None
+        request = probe.model_copy(
+            update={
+                "training_file": train_id,
+                "validation_file": val_id,
+                "metadata": {**user_meta, **card_metadata(be, user_meta, sys_prompt, stop)},
+            }
+        )
+        info = runner.create(request)
+        jr.append(
+            {
+                "op": "job",
+                "state": "settings",
+                "backend": runner.label,
+                "job_id": info.id,
+                "system_prompt": sys_prompt,
+                "stop": stop,
+                # what the model card needs once the job succeeds
+                "backend_name": be.name,
+                "base_model": probe.model,
+                "training_file": file_record(path, train_id),
+                "validation_file": file_record(vpath, val_id) if vpath else None,
+                "split": split,
+                "hyperparameters": {
+                    k: v
+                    for k, v in request.model_dump(mode="json").items()
+                    if k in _SETTINGS and v not in (None, {}, [])
+                },
+            }
+        )
+    return info
