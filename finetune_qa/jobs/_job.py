@@ -232,7 +232,8 @@ class FineTuneJob:
                 model's card (``finetune-qa train`` fills it in).
             validate: validate the file(s) first and refuse to upload on errors.
             journal: journal file or instance (default: the cache directory's).
-            retries: attempts for rate limits, 5xx and dropped connections.
+            retries: tries of each request (the first included) after a rate limit (never
+                a quota error), a 5xx or a dropped connection; also for the job's polls.
             force_new: start a new job even if the journal shows the same request (same
                 files, model and settings) already made one; by default that job is
                 returned instead, so re-running a script never pays twice.
