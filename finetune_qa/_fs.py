@@ -29,13 +29,14 @@ what to do.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Literal, TextIO, cast, overload
 
 from finetune_qa.exceptions import InputFileError, UsageError
 
@@ -48,7 +49,10 @@ __all__ = [
     "check_outputs",
     "file_lock",
     "long_line",
+    "numbered_lines",
     "open_regular",
+    "plan_line_ranges",
+    "read_range",
     "same_file",
     "shrunk",
     "umask",
@@ -198,6 +202,100 @@ def capped_lines(
         n += 1
 
 
+def numbered_lines(
+    path: StrPath,
+    *,
+    kind: str = "file",
+    directory_hint: str = "pass the file itself",
+    pipe_hint: str = "save the data to a file and pass that",
+    skip_blank: bool = False,
+    limit: int | None = MAX_LINE_BYTES,
+) -> Iterator[tuple[int, bytes]]:
+    r"""The lines of an input file with their 1-based numbers, opened by :func:`open_regular`.
+
+    Args:
+        path: the file to read.
+        kind: what the file should be (for the message about a directory).
+        directory_hint: what to do when ``path`` is a directory.
+        pipe_hint: what to do when ``path`` is a pipe, socket or device.
+        skip_blank: leave out lines that hold only white space (their numbers are skipped).
+        limit: the longest line taken in (:func:`long_line` beyond it); None for no limit.
+
+    Raises:
+        InputFileError: as :func:`open_regular`, or a line over ``limit``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.jsonl"
+        >>> _ = p.write_bytes(b"{}\n\n{}\n")
+        >>> list(numbered_lines(p, skip_blank=True))
+        [(1, b'{}\n'), (3, b'{}\n')]
+    """
+    with open_regular(path, kind=kind, directory_hint=directory_hint, pipe_hint=pipe_hint) as f:
+        lines: Iterable[bytes] = f if limit is None else capped_lines(f, path, limit=limit)
+        for n, raw in enumerate(lines, 1):
+            if not skip_blank or raw.strip():
+                yield n, raw
+
+
+def plan_line_ranges(
+    f: IO[bytes],
+    path: object,
+    target: int,
+    *,
+    start: int = 0,
+    first_line: int = 1,
+    quoted: bool = False,
+    limit: int = MAX_LINE_BYTES,
+) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, first_line)`` byte ranges of ``f`` of about ``target`` bytes each.
+
+    For workers that read one range each. Ranges start at ``start`` (line ``first_line``)
+    and each ends on a line break; with ``quoted`` only on one outside double quotes (an
+    even number of quote characters since ``start``: a CSV record boundary for any file the
+    strict CSV parser accepts). Yielded lazily, so work on the first ranges can begin while
+    the rest of the file is scanned. A file that gets shorter meanwhile raises
+    :func:`shrunk`; a line over ``limit`` raises :func:`long_line`.
+    """
+    size = os.fstat(f.fileno()).st_size
+    pos, line = start, first_line
+    f.seek(pos)
+    while pos < size:
+        block = f.read(target)
+        if not block:  # truncated since it was opened: end, do not plan empty ranges
+            raise shrunk(path)
+        end = pos + len(block)
+        lines = block.count(b"\n")
+        odd = block.count(b'"') & 1 if quoted else 0
+        if end < size and (odd or not block.endswith(b"\n")):
+            for rest in capped_lines(f, path, first_line=line + lines, limit=limit):
+                end += len(rest)
+                lines += 1
+                if quoted:
+                    odd ^= rest.count(b'"') & 1
+                if not odd:
+                    break
+        yield pos, end, line
+        line += lines
+        pos = end
+        f.seek(pos)
+
+
+def read_range(f: IO[bytes], start: int, end: int, path: object) -> Iterator[bytes]:
+    """The lines of ``f`` from byte ``start`` to byte ``end`` (a range of :func:`plan_line_ranges`).
+
+    A range is a few MiB: reading it at once and splitting in C is faster than a generator
+    over the file's lines. A range that reads short raises :func:`shrunk`.
+    """
+    f.seek(start)
+    data = f.read(end - start)
+    if len(data) != end - start:
+        raise shrunk(path)
+    # BytesIO splits on b"\n" only, as iterating the file does (splitlines would also split
+    # on a lone b"\r" and shift line numbers)
+    return iter(io.BytesIO(data))
+
+
 @contextlib.contextmanager
 def file_lock(
     path: StrPath, *, on_wait: Callable[[], None] | None = None, directory: bool = False
@@ -287,7 +385,9 @@ _NOT_REGULAR = "is not a regular file (a device, pipe or socket): writing would 
 _NOT_REGULAR_HINT = "write to a regular file or a new path"
 
 
-def _existing_target(path: Path) -> os.stat_result | None:
+def _existing_target(
+    path: Path, directory_hint: str = "pass a file path to write"
+) -> os.stat_result | None:
     """``path``'s status (links followed) when it exists; refuse what is not a regular file."""
     try:
         st = os.stat(path)
@@ -298,7 +398,7 @@ def _existing_target(path: Path) -> os.stat_result | None:
             f"cannot be checked ({exc.strerror or exc})", path=path, hint="check the path"
         ) from exc
     if stat.S_ISDIR(st.st_mode):
-        raise InputFileError("is a directory", path=path, hint="pass a file path to write")
+        raise InputFileError("is a directory", path=path, hint=directory_hint)
     if not stat.S_ISREG(st.st_mode):
         raise InputFileError(_NOT_REGULAR, path=path, hint=_NOT_REGULAR_HINT)
     return st
@@ -397,6 +497,7 @@ class AtomicFile:
         mode: permission bits of the result, narrowed by the umask (``0o600``: owner only).
         problem: the message's first words when writing fails.
         hint: what to do when writing fails.
+        directory_hint: what to do when ``path`` is a directory.
         buffering: the temporary file's buffer size.
 
     Example:
@@ -415,12 +516,14 @@ class AtomicFile:
         mode: int = 0o644,
         problem: str = "cannot write here",
         hint: str = "choose a writable directory",
+        directory_hint: str = "pass a file path to write",
         buffering: int = 1 << 20,
     ) -> None:
         self.path = Path(path)
         self.mode = mode
         self.problem = problem
         self.hint = hint
+        self.directory_hint = directory_hint
         self._buffering = buffering
         self._file: IO[bytes] | None = None
         self._tmp: str | None = None
@@ -443,7 +546,7 @@ class AtomicFile:
 
     def __enter__(self) -> AtomicFile:
         self._target = Path(os.path.realpath(self.path))
-        old = _existing_target(self.path)
+        old = _existing_target(self.path, self.directory_hint)
         self._final_mode = self.mode & ~_UMASK
         if old is not None:
             self._final_mode &= stat.S_IMODE(old.st_mode)
@@ -480,6 +583,13 @@ class AtomicFile:
         except OSError as exc:
             raise self.error(exc) from exc
 
+    def discard(self) -> None:
+        """Give up the write: remove what was written; ``path`` is left as it was.
+
+        The ``with`` block then ends without replacing anything.
+        """
+        self.__exit__(UsageError, None, None)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -515,23 +625,60 @@ class AtomicFile:
             self._made = []
 
 
+@overload
 def atomic_write(
     path: StrPath,
     data: bytes | str | Callable[[IO[bytes]], None],
     *,
+    text: Literal[False] = False,
     mode: int = 0o644,
     problem: str = "cannot write here",
     hint: str = "choose a writable directory",
-) -> None:
-    """Write ``data`` to ``path`` atomically (see :class:`AtomicFile`); parents are created.
+    directory_hint: str = "pass a file path to write",
+) -> Path: ...
+
+
+@overload
+def atomic_write(
+    path: StrPath,
+    data: Callable[[TextIO], None],
+    *,
+    text: Literal[True],
+    mode: int = 0o644,
+    problem: str = "cannot write here",
+    hint: str = "choose a writable directory",
+    directory_hint: str = "pass a file path to write",
+) -> Path: ...
+
+
+def atomic_write(
+    path: StrPath,
+    data: bytes | str | Callable[[IO[bytes]], None] | Callable[[TextIO], None],
+    *,
+    text: bool = False,
+    mode: int = 0o644,
+    problem: str = "cannot write here",
+    hint: str = "choose a writable directory",
+    directory_hint: str = "pass a file path to write",
+) -> Path:
+    r"""Write ``data`` to ``path`` atomically (see :class:`AtomicFile`); parents are created.
+
+    The one writer of whole output files: every module writes through it (or through
+    :class:`AtomicFile` when it streams to several files at once).
 
     Args:
         path: the file to write.
         data: bytes, text (written as UTF-8), or a callback that writes to the open
             binary file it is given (for streaming or for writers such as pyarrow's).
+        text: the callback is given a UTF-8 text file instead (no newline translation,
+            as ``csv.writer`` wants).
         mode: permission bits of the result, narrowed by the umask (``0o600``: owner only).
         problem: the message's first words when writing fails.
         hint: what to do when writing fails.
+        directory_hint: what to do when ``path`` is a directory.
+
+    Returns:
+        ``path``, as a :class:`~pathlib.Path`.
 
     Raises:
         InputFileError: the file cannot be written; an ``OSError`` from the callback is
@@ -540,17 +687,36 @@ def atomic_write(
     Example:
         >>> import pathlib, tempfile
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "report.json"
-        >>> atomic_write(p, "{}", mode=0o600)
+        >>> atomic_write(p, "{}", mode=0o600) == p
+        True
         >>> p.read_text(), oct(p.stat().st_mode & 0o777)
         ('{}', '0o600')
+        >>> _ = atomic_write(p, lambda f: f.write("é,\n"), text=True)
+        >>> p.read_bytes()
+        b'\xc3\xa9,\n'
     """
-    with AtomicFile(path, mode=mode, problem=problem, hint=hint) as out:
+    with AtomicFile(
+        path, mode=mode, problem=problem, hint=hint, directory_hint=directory_hint
+    ) as out:
         if isinstance(data, str):
             out.write(data.encode("utf-8"))
         elif isinstance(data, bytes):
             out.write(data)
         else:
             try:
-                data(out.file)
+                if text:
+                    _write_text(out.file, cast("Callable[[TextIO], None]", data))
+                else:
+                    cast("Callable[[IO[bytes]], None]", data)(out.file)
             except OSError as exc:
                 raise out.error(exc) from exc
+    return Path(path)
+
+
+def _write_text(raw: IO[bytes], write: Callable[[TextIO], None]) -> None:
+    wrapper = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    try:
+        write(wrapper)
+        wrapper.flush()
+    finally:
+        wrapper.detach()  # the binary file is closed by AtomicFile, not by the wrapper

@@ -1,13 +1,65 @@
-"""Text keys, hashes and exact streaming statistics shared by dataset building and validation."""
+"""Small text helpers shared across the package, written once.
+
+Text keys, hashes and exact streaming statistics (dataset building and validation);
+byte-order marks, plurals, number formatting and timestamps (readers, reports, journals).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+UTF8_BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte-order mark some editors (Excel, Notepad) put at the start of a file."""
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+"""The UTF-16 byte-order marks (little-endian, big-endian): a file that is not UTF-8."""
+
+
+def plural(count: int, word: str) -> str:
+    """``count`` and ``word``, with an ``s`` unless ``count`` is 1.
+
+    Example:
+        >>> plural(1, "answer"), plural(3, "question")
+        ('1 answer', '3 questions')
+    """
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def is_int(value: object) -> bool:
+    """True for a whole number that is not a bool (JSON's ``true`` is not a count).
+
+    Example:
+        >>> is_int(3), is_int(True), is_int(3.0)
+        (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def fmt_number(x: float) -> str:
+    """A number for a report: thousands separated, one decimal unless it is whole.
+
+    Example:
+        >>> fmt_number(1234), fmt_number(2.25)
+        ('1,234', '2.2')
+    """
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+
+def utc_now() -> dt.datetime:
+    """The current UTC time, to the second (for records and file headers)."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def utc_now_iso() -> str:
+    """:func:`utc_now` as ISO 8601 text, e.g. ``2026-12-02T19:51:56+00:00``."""
+    return utc_now().isoformat(timespec="seconds")
+
 
 _EDGE_PUNCT = " \t\n\r.?!,;:¿¡\"'“”‘’()[]"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from finetune_qa._fs import open_regular
 from finetune_qa.config import RETIREMENT_WARNING_DAYS
 from finetune_qa.exceptions import InputFileError, RecordError, UnknownModelError, UsageError
 
@@ -153,15 +154,7 @@ class ModelCatalog:
         """Load a catalogue from a JSON file shaped like the packaged ``catalog.json``."""
         p = Path(path)
         hint = "fix the file; it must look like finetune_qa/catalog.json"
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problem = (
-                f"cannot read the catalogue ({exc.strerror})"
-                if isinstance(exc, OSError)
-                else "the catalogue is not UTF-8 text"
-            )
-            raise InputFileError(problem, path=p, hint="pass an existing UTF-8 JSON file") from exc
+        text = _read_text(p)
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -247,3 +240,25 @@ def default_catalog() -> ModelCatalog:
 def get_model_info(model: str | ModelInfo, *, catalog: ModelCatalog | None = None) -> ModelInfo:
     """Look a model up in ``catalog`` (default: the packaged one). See :meth:`ModelCatalog.get`."""
     return (catalog or default_catalog()).get(model)
+
+
+def _read_text(path: Path) -> str:
+    """The catalogue file's text; a pipe, a directory or a file that is not UTF-8 is refused."""
+    hint = "pass an existing UTF-8 JSON file"
+    with open_regular(
+        path,
+        kind="JSON file",
+        directory_hint=hint,
+        pipe_hint="save the catalogue to a file and pass that",
+        missing_hint=hint,
+    ) as f:
+        try:
+            data = f.read()
+        except OSError as exc:
+            raise InputFileError(
+                f"cannot read the catalogue ({exc.strerror})", path=path, hint=hint
+            ) from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError("the catalogue is not UTF-8 text", path=path, hint=hint) from exc

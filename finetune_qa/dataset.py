@@ -32,9 +32,9 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 import orjson
@@ -72,7 +72,7 @@ from finetune_qa.config import (
     EXAMPLES_PER_REASON,
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
-from finetune_qa.exceptions import DatasetError, InputError, InputFileError, UsageError
+from finetune_qa.exceptions import DatasetError, InputError, UsageError
 from finetune_qa.readers import (
     CHANGE_REASONS,
     ISSUE_REASONS,
@@ -114,6 +114,7 @@ _STRIPPED = ("whitespace_stripped",)
 _BATCH = 4096
 _RANGE_BYTES = 2 * 1024 * 1024
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
+_OUTPUT_HINT = "give a file name for the output, e.g. train.jsonl"
 
 
 class ReasonExample(BaseModel):
@@ -629,8 +630,14 @@ class DatasetBuilder:
             if cut == 0:
                 val_path = None
         opts = self._options(encoding, settings=(prompt, stop), cut=cut)
-        with _AtomicFile(out_path) as train_f, _AtomicFile(val_path) as val_f:
-            assert train_f is not None
+        with (
+            AtomicFile(out_path, directory_hint=_OUTPUT_HINT) as train_f,
+            (
+                AtomicFile(val_path, directory_hint=_OUTPUT_HINT)
+                if val_path is not None
+                else nullcontext()
+            ) as val_f,
+        ):
             if parallel:
                 n_train, n_val = self._write_parallel(acc, opts, train_f, val_f, validator, workers)
             else:
@@ -668,8 +675,8 @@ class DatasetBuilder:
         self,
         acc: Accounts,
         opts: Options,
-        train_f: _AtomicFile,
-        val_f: _AtomicFile | None,
+        train_f: AtomicFile,
+        val_f: AtomicFile | None,
         validator: Validator | None,
         workers: int,
     ) -> tuple[int, int]:
@@ -753,8 +760,8 @@ class DatasetBuilder:
         self,
         acc: Accounts,
         opts: Options,
-        train_f: _AtomicFile | None,
-        val_f: _AtomicFile | None,
+        train_f: AtomicFile | None,
+        val_f: AtomicFile | None,
         validator: Validator | None,
         workers: int,
         collect: array[int] | None = None,
@@ -956,8 +963,8 @@ class _Merger:
         builder: DatasetBuilder,
         acc: Accounts,
         opts: Options,
-        train_f: _AtomicFile | None,
-        val_f: _AtomicFile | None,
+        train_f: AtomicFile | None,
+        val_f: AtomicFile | None,
         validator: Validator | None,
         collect: array[int] | None = None,
     ) -> None:
@@ -1069,49 +1076,3 @@ def _refuse_overwriting_input(source: Path, target: Path) -> None:
             f"{target} is also an input of this build; writing the output there would "
             "destroy the input: choose another output path"
         )
-
-
-class _AtomicFile:
-    """Write to a temporary file beside ``path``; move it into place only on success.
-
-    A thin wrapper of :class:`finetune_qa._fs.AtomicFile` that accepts no path (no file
-    to write: ``with`` gives None) and refuses a directory with a build-specific hint.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._out: AtomicFile | None = None
-
-    def __enter__(self) -> _AtomicFile | None:
-        if self.path is None:
-            return None
-        if self.path.is_dir():
-            raise InputFileError(
-                "is a directory",
-                path=self.path,
-                hint="give a file name for the output, e.g. train.jsonl",
-            )
-        out = AtomicFile(self.path)
-        out.__enter__()
-        self._out = out
-        return self
-
-    def write(self, data: bytes) -> None:
-        assert self._out is not None
-        self._out.write(data)
-
-    def discard(self) -> None:
-        """Remove what was written; the file at ``path`` is left as it was."""
-        out, self._out = self._out, None
-        if out is not None:
-            out.__exit__(UsageError, UsageError("discarded"), None)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        out, self._out = self._out, None
-        if out is not None:
-            out.__exit__(exc_type, exc, tb)

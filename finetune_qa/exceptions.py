@@ -45,11 +45,9 @@ Every message says what went wrong *and* what to do about it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from finetune_qa.validation import ValidationReport
+from typing import Any, Protocol
 
 __all__ = [
     "APIConnectionError",
@@ -240,14 +238,34 @@ class TokenizerError(FineTuneQAError):
     """An encoding could not be loaded (no network and no verified offline rank file)."""
 
 
+class _Issue(Protocol):
+    def render(self) -> str: ...
+
+
+class _FormatReport(Protocol):
+    """What :class:`ValidationFailed` reads of a report (a ``ValidationReport``).
+
+    A protocol, so that this module imports nothing from the package.
+    """
+
+    @property
+    def path(self) -> str | None: ...
+
+    @property
+    def error_count(self) -> int: ...
+
+    @property
+    def errors(self) -> Sequence[_Issue]: ...
+
+
 class ValidationFailed(FineTuneQAError):
     """A training file has format errors; ``report`` holds every one with its line.
 
     Attributes:
-        report: the full validation report.
+        report: the full validation report (a :class:`~finetune_qa.ValidationReport`).
     """
 
-    def __init__(self, report: ValidationReport) -> None:
+    def __init__(self, report: _FormatReport) -> None:
         self.report = report
         n = report.error_count
         first = report.errors[0] if report.errors else None

@@ -61,13 +61,14 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from finetune_qa._fs import atomic_write, open_regular, same_file
+from finetune_qa._fs import atomic_write, numbered_lines, same_file
 from finetune_qa.exceptions import (
     ConfigError,
     JSONLFormatError,
     RecordError,
     UsageError,
 )
+from finetune_qa.validation import check_tool_calls
 
 if TYPE_CHECKING:
     from finetune_qa.dataset import BuildReport
@@ -172,15 +173,14 @@ class _Shape:
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     # a regular file only: the export reads its input twice (check, then write), so a
     # pipe would be empty the second time, and opening a FIFO with no writer would hang
-    with open_regular(
+    return numbered_lines(
         path,
         kind="JSONL file",
         directory_hint="pass the .jsonl file itself",
         pipe_hint="save the JSONL to a file and pass that: the export reads it twice",
-    ) as f:
-        for n, raw in enumerate(f, 1):
-            if raw.strip():
-                yield n, raw
+        skip_blank=True,
+        limit=None,
+    )
 
 
 def _bad(path: Path, line: int, problem: str) -> RecordError:
@@ -265,19 +265,13 @@ def _check(path: Path, line: int, obj: dict[str, Any], shape: _Shape) -> None:
 def _check_tool_calls(path: Path, line: int, i: int, m: dict[str, Any]) -> None:
     calls = m.get("tool_calls")
     if calls is not None:
-        ok = isinstance(calls, list) and all(
-            isinstance(c, dict)
-            and isinstance(c.get("id"), str)
-            and isinstance(c.get("function"), dict)
-            and isinstance(c["function"].get("name"), str)
-            and isinstance(c["function"].get("arguments"), str)
-            for c in calls
-        )
-        if not ok:
+        # the validator's rule, so that a file `finetune-qa validate` passes exports
+        problem = check_tool_calls(calls)
+        if problem is not None:
             raise _bad(
                 path,
                 line,
-                f"message {i}: 'tool_calls' must be a list of "
+                f"message {i}: {problem}; 'tool_calls' must be a list of "
                 '{"id", "type": "function", "function": {"name", "arguments"}}',
             )
     call_id = m.get("tool_call_id")

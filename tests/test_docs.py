@@ -232,9 +232,10 @@ def test_drop_and_change_reasons_are_documented() -> None:
 
 def _validation_kinds() -> set[str]:
     """Every issue kind validation.py can emit: errors.append((kind, ...)) and _issue(kind, ...)."""
-    tree = ast.parse(Path(validation.__file__).read_text(encoding="utf-8"))
+    package = Path(validation.__file__).parent
+    sources = [*package.glob("*.py"), package.parent / "backends" / "together" / "_rules.py"]
     kinds = set()
-    for node in ast.walk(tree):
+    for node in (n for p in sources for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         first = node.args[0] if node.args else None

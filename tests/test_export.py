@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from finetune_qa import DatasetBuilder, TrainingExample, sample_csv
+from finetune_qa import DatasetBuilder, TrainingExample, sample_csv, validate_examples
 from finetune_qa import export as export_mod
 from finetune_qa.cli import main
 from finetune_qa.exceptions import (
@@ -447,3 +448,39 @@ def test_the_export_never_sets_the_umask(
     from finetune_qa._fs import umask
 
     assert Path(report.path).stat().st_mode & 0o777 == 0o644 & ~umask()
+
+
+@pytest.mark.parametrize(
+    ("calls", "problem"),
+    [
+        ([], "tool_calls must be a non-empty list"),
+        (
+            [{"id": "", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            "tool_calls[0] has no string 'id'",
+        ),
+        (
+            [{"id": "c1", "type": "retrieval", "function": {"name": "f", "arguments": "{}"}}],
+            "tool_calls[0].type must be 'function'",
+        ),
+        (
+            [{"id": "c1", "function": {"name": "f", "arguments": "{}"}, "extra": 1}],
+            "tool_calls[0] has unknown keys ['extra']",
+        ),
+    ],
+)
+def test_tool_calls_follow_the_validators_rule(
+    tmp_path: Path, calls: list[Any], problem: str
+) -> None:
+    row = {
+        "messages": [
+            {"role": "user", "content": "Look up x"},
+            {"role": "assistant", "content": "One moment.", "tool_calls": calls},
+        ]
+    }
+    src = write_jsonl(tmp_path / "calls.jsonl", [row])
+    with pytest.raises(RecordError, match=re.escape(problem)) as info:
+        export_hf(src, tmp_path / "out.jsonl", format="jsonl")
+    assert info.value.line == 1
+    # the same words as `finetune-qa validate`, so the two never disagree about a file
+    report = validate_examples([row] * 10, model="gpt-4o-mini")
+    assert any(problem in e.message for e in report.errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -219,3 +220,109 @@ def test_writes_never_set_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert errors == []
     assert {p.read_text() for p in tmp_path.iterdir()} == {str(i) for i in range(8)}
     assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o644 & ~umask()}
+
+
+# --------------------------------------------------- one writer for text, one for streams
+
+
+def test_atomic_write_hands_a_text_file_and_returns_the_path(tmp_path: Path) -> None:
+    import csv
+
+    target = tmp_path / "new" / "pairs.csv"
+
+    def write(f: IO[str]) -> None:
+        csv.writer(f, lineterminator="\n").writerow(["é", "a\nb"])
+
+    assert atomic_write(target, write, text=True) == target
+    # UTF-8, and no newline translation inside a quoted cell
+    assert target.read_bytes() == b'\xc3\xa9,"a\nb"\n'
+    assert atomic_write(str(target), b"x") == target
+
+
+def test_atomic_write_says_what_to_do_about_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="is a directory") as info:
+        atomic_write(tmp_path, "x", directory_hint="give a file name, e.g. out.jsonl")
+    assert info.value.hint == "give a file name, e.g. out.jsonl"
+    with pytest.raises(InputFileError) as info:
+        atomic_write(tmp_path, "x")
+    assert info.value.hint == "pass a file path to write"
+
+
+def test_a_discarded_atomic_file_leaves_the_old_file_and_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "val.jsonl"
+    with AtomicFile(target) as out:
+        out.write(b"half")
+        out.discard()
+    assert not target.exists() and not (tmp_path / "sub").exists()
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    with AtomicFile(target) as out:
+        out.write(b"new")
+        out.discard()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["val.jsonl"]
+
+
+# ------------------------------------------------------------- lines and byte ranges
+
+
+def test_numbered_lines_skips_blanks_and_refuses_what_open_regular_refuses(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "a.jsonl"
+    p.write_bytes(b"one\n \n\ntwo\r\nthree")
+    assert list(_fs.numbered_lines(p)) == [
+        (1, b"one\n"),
+        (2, b" \n"),
+        (3, b"\n"),
+        (4, b"two\r\n"),
+        (5, b"three"),
+    ]
+    assert list(_fs.numbered_lines(p, skip_blank=True)) == [
+        (1, b"one\n"),
+        (4, b"two\r\n"),
+        (5, b"three"),
+    ]
+    with pytest.raises(InputFileError, match="longer than"):
+        list(_fs.numbered_lines(p, limit=3))
+    assert len(list(_fs.numbered_lines(p, limit=None))) == 5
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(InputFileError, match="not a regular file"):
+        list(_fs.numbered_lines(tmp_path / "pipe"))
+
+
+@pytest.mark.parametrize("target", [1, 7, 20, 1000])
+def test_line_ranges_cover_the_file_on_line_breaks(tmp_path: Path, target: int) -> None:
+    data = b"".join(b"line %d %s\n" % (i, b"x" * (i % 5)) for i in range(40))
+    p = tmp_path / "a.txt"
+    p.write_bytes(data)
+    with open_regular(p) as f:
+        ranges = list(_fs.plan_line_ranges(f, p, target))
+        lines = [
+            (n, raw)
+            for s, e, first in ranges
+            for n, raw in enumerate(_fs.read_range(f, s, e, p), first)
+        ]
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert lines == list(enumerate(data.splitlines(keepends=True), 1))
+
+
+def test_quoted_line_ranges_never_split_a_quoted_cell(tmp_path: Path) -> None:
+    rows = [b'%d,"multi\nline %d"\n' % (i, i) for i in range(30)]
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"".join(rows))
+    with open_regular(p) as f:
+        ranges = list(_fs.plan_line_ranges(f, p, 5, quoted=True))
+        chunks = [b"".join(_fs.read_range(f, s, e, p)) for s, e, _ in ranges]
+    assert all(c.count(b'"') % 2 == 0 for c in chunks)
+    assert [first for _, _, first in ranges][:3] == [1, 3, 5]
+
+
+def test_a_range_read_short_means_the_file_shrank(tmp_path: Path) -> None:
+    p = tmp_path / "a.txt"
+    p.write_bytes(b"a\n" * 100)
+    with open_regular(p) as f:
+        os.truncate(p, 50)
+        with pytest.raises(InputFileError, match="shorter now"):
+            _fs.read_range(f, 0, 200, p)

@@ -463,7 +463,7 @@ def test_3_the_range_planner_stops_on_a_file_that_shrinks(tmp_path: Path, kind: 
 
     from finetune_qa.exceptions import InputFileError
     from finetune_qa.readers import QASource
-    from finetune_qa.validation import _line_ranges
+    from finetune_qa.validation._parallel import _line_ranges
 
     path = tmp_path / f"big.{kind}"
     if kind == "csv":

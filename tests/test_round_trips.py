@@ -94,20 +94,30 @@ def test_finding1_replaced_settings_are_reported(
     assert f"system prompt {DEMO_PROMPT[:59] + '…'!r} replaced by 'Hi.'" in out
     assert "stop marker '**STOP**' removed and '###' appended instead" in out
     assert re.search(r"stop_marker_removed: 24 ", out)  # the Changed section counts them
-    assert all(a.endswith(" ###") and "**STOP**" not in a for a in assistant_answers(tmp_path / "o.jsonl"))
+    assert all(
+        a.endswith(" ###") and "**STOP**" not in a for a in assistant_answers(tmp_path / "o.jsonl")
+    )
 
 
 def test_finding1_a_pair_read_back_from_training_data_is_the_pair_that_went_in(
     tmp_path: Path,
 ) -> None:
-    pairs = [QAPair(question=f"What is plan {i}?", answer=f"Plan {i} costs {i} euros.") for i in range(12)]
+    pairs = [
+        QAPair(question=f"What is plan {i}?", answer=f"Plan {i} costs {i} euros.")
+        for i in range(12)
+    ]
     for stop in ("**STOP**", "###", "<|end|>"):
         out = tmp_path / f"t{len(stop)}.jsonl"
         DatasetBuilder(stop=stop).add_pairs(pairs).build(out)
         source = QASource(out)
         assert (source.stop, source.stop_detected) == (stop, True)
-        assert source.system_prompt == "You are a factual chatbot that answers questions about our website."
-        assert [(p.question, p.answer) for p in source.pairs()] == [(p.question, p.answer) for p in pairs]
+        assert (
+            source.system_prompt
+            == "You are a factual chatbot that answers questions about our website."
+        )
+        assert [(p.question, p.answer) for p in source.pairs()] == [
+            (p.question, p.answer) for p in pairs
+        ]
     # stop="" reads the answers as they are
     assert next(read_qa(out, stop="")).answer == "Plan 0 costs 0 euros. <|end|>"
 
@@ -192,7 +202,9 @@ def test_finding1_build_read_build_is_the_identity(
     kind: str, pairs: list[tuple[str, str]], prompt: str | None, stop: str | None
 ) -> None:
     # a marker other than the default is told from prose on two answers or more
-    assume(len(pairs) >= 2 or (kind != "chat_jsonl" and stop in (None, "", "**STOP**", "__default__")))
+    assume(
+        len(pairs) >= 2 or (kind != "chat_jsonl" and stop in (None, "", "**STOP**", "__default__"))
+    )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         src = _write_kind(kind, pairs, tmp / "input")
@@ -216,11 +228,16 @@ def test_finding1_build_read_build_is_the_identity(
 
 
 def _pairs(n: int) -> list[QAPair]:
-    return [QAPair(question=f"What does plan {i} include?", answer=f"Plan {i} includes {i} anvils.") for i in range(n)]
+    return [
+        QAPair(question=f"What does plan {i} include?", answer=f"Plan {i} includes {i} anvils.")
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize(("fraction", "expected"), [(0.1, 2), (0.15, 4), (0.2, 5), (0.5, 12)])
-def test_finding3_an_explicit_fraction_is_exact(tmp_path: Path, fraction: float, expected: int) -> None:
+def test_finding3_an_explicit_fraction_is_exact(
+    tmp_path: Path, fraction: float, expected: int
+) -> None:
     report = (
         DatasetBuilder()
         .add_source(sample_csv())  # 24 distinct questions
@@ -232,7 +249,9 @@ def test_finding3_an_explicit_fraction_is_exact(tmp_path: Path, fraction: float,
     assert report.validation_mode == "holdout"
 
 
-def test_finding3_a_split_too_small_for_one_example_writes_no_validation_file(tmp_path: Path) -> None:
+def test_finding3_a_split_too_small_for_one_example_writes_no_validation_file(
+    tmp_path: Path,
+) -> None:
     report = (
         DatasetBuilder()
         .add_pairs(_pairs(4))
@@ -248,7 +267,9 @@ def test_finding3_train_never_uploads_an_empty_validation_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     src = tmp_path / "qa.jsonl"
-    src.write_text("".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n" for p in _pairs(12)))
+    src.write_text(
+        "".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n" for p in _pairs(12))
+    )
     code, out, err = run(capsys, "train", str(src), "--validation-fraction", "0.01")
     assert code == 0, err
     assert "built 12 training examples (no validation file)" in out
@@ -275,15 +296,31 @@ def test_finding4_train_trains_on_every_pair_by_default(
 def test_finding4_build_validation_repeats_training_examples(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, _ = run(capsys, "build", str(sample_csv()), "-o", "t.jsonl", "--validation", "v.jsonl")
+    code, out, _ = run(
+        capsys, "build", str(sample_csv()), "-o", "t.jsonl", "--validation", "v.jsonl"
+    )
     assert code == 0
-    assert "train: 24 -> t.jsonl" in out and "validation: 2 -> v.jsonl (copies of training examples)" in out
+    assert (
+        "train: 24 -> t.jsonl" in out
+        and "validation: 2 -> v.jsonl (copies of training examples)" in out
+    )
     assert "read 29 pairs = kept 24 + dropped 5 (reconciles)" in out
-    train, val = (tmp_path / "t.jsonl").read_text().splitlines(), (tmp_path / "v.jsonl").read_text().splitlines()
+    train, val = (
+        (tmp_path / "t.jsonl").read_text().splitlines(),
+        (tmp_path / "v.jsonl").read_text().splitlines(),
+    )
     assert set(val) <= set(train)
     # an explicit fraction still holds questions out
     code, out, _ = run(
-        capsys, "build", str(sample_csv()), "-o", "t.jsonl", "--validation", "v.jsonl", "--validation-fraction", "0.25"
+        capsys,
+        "build",
+        str(sample_csv()),
+        "-o",
+        "t.jsonl",
+        "--validation",
+        "v.jsonl",
+        "--validation-fraction",
+        "0.25",
     )
     assert "train: 18 -> t.jsonl" in out and "validation: 6 -> v.jsonl\n" in out
 
@@ -295,7 +332,12 @@ def test_finding4_sample_validation_in_python(tmp_path: Path) -> None:
         .sample_validation(0.2, seed=3)
         .build(tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl")
     )
-    assert (report.train, report.validation, report.kept, report.validation_mode) == (30, 6, 30, "sample")
+    assert (report.train, report.validation, report.kept, report.validation_mode) == (
+        30,
+        6,
+        30,
+        "sample",
+    )
     assert report.reconciles
     train = set((tmp_path / "t.jsonl").read_text().splitlines())
     assert set((tmp_path / "v.jsonl").read_text().splitlines()) <= train
@@ -304,7 +346,9 @@ def test_finding4_sample_validation_in_python(tmp_path: Path) -> None:
 # --- finding 5: a comparison names its sides ---------------------------------------------
 
 
-def test_finding5_comparisons_tell_their_sides_apart(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_finding5_comparisons_tell_their_sides_apart(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, _, err = run(capsys, "demo", "--workdir", str(tmp_path / "demo"))
     assert code == 0, err
     html = (tmp_path / "demo" / "report.html").read_text("utf-8")
@@ -339,23 +383,34 @@ def test_finding4_a_sampled_validation_file_is_not_an_overlap_warning(tmp_path: 
 
 
 @pytest.mark.parametrize("mode", ["sample", "holdout"])
-def test_finding3_the_parallel_path_splits_exactly_as_the_sequential_one(tmp_path: Path, mode: str) -> None:
+def test_finding3_the_parallel_path_splits_exactly_as_the_sequential_one(
+    tmp_path: Path, mode: str
+) -> None:
     from unittest import mock
 
     from finetune_qa import dataset as dataset_module
 
     src = tmp_path / "qa.jsonl"
-    src.write_text("".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n" for p in _pairs(40)))
+    src.write_text(
+        "".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n" for p in _pairs(40))
+    )
     out = []
     for workers in (0, 1):
         builder = DatasetBuilder().add_source(src).add_source(src)  # the second copy: duplicates
         builder = builder.sample_validation(0.2) if mode == "sample" else builder.split(0.2)
         with mock.patch.object(dataset_module, "_RANGE_BYTES", 300):
             report = builder.build(
-                tmp_path / f"t{workers}.jsonl", validation_output=tmp_path / f"v{workers}.jsonl",
-                processes=workers, model="gpt-4o-mini",
+                tmp_path / f"t{workers}.jsonl",
+                validation_output=tmp_path / f"v{workers}.jsonl",
+                processes=workers,
+                model="gpt-4o-mini",
             )
-        out.append(((tmp_path / f"t{workers}.jsonl").read_bytes(), (tmp_path / f"v{workers}.jsonl").read_bytes()))
+        out.append(
+            (
+                (tmp_path / f"t{workers}.jsonl").read_bytes(),
+                (tmp_path / f"v{workers}.jsonl").read_bytes(),
+            )
+        )
         assert report.validation == 8 and report.train == (40 if mode == "sample" else 32)
         assert report.token_report is not None and report.token_report.examples == report.train
     assert out[0] == out[1]
@@ -371,7 +426,10 @@ def test_finding3_an_empty_validation_file_is_refused_before_upload(tmp_path: Pa
     backend = OfflineBackend()
     with pytest.raises(ValidationFailed, match="empty_validation_file"):
         FineTuneJob.create(
-            tmp_path / "t.jsonl", validation_file=tmp_path / "v.jsonl", model="gpt-4o-mini",
-            backend=backend, journal=tmp_path / "j.jsonl",
+            tmp_path / "t.jsonl",
+            validation_file=tmp_path / "v.jsonl",
+            model="gpt-4o-mini",
+            backend=backend,
+            journal=tmp_path / "j.jsonl",
         )
     assert not [r for r in backend.fake.requests if r.method == "POST"]  # nothing was sent

@@ -370,7 +370,7 @@ def test_line_errors_come_before_file_level_errors(tmp_path: Path) -> None:
 def test_parallel_validation_equals_sequential(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import finetune_qa.validation as validation_mod
+    from finetune_qa.validation import _parallel as validation_mod
 
     monkeypatch.setattr(validation_mod, "_PROCESS_THRESHOLD_BYTES", 1)
     monkeypatch.setattr(validation_mod, "_RANGE_BYTES", 700)  # many small ranges

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from finetune_qa import _fs, exceptions, readers
+from finetune_qa import _fs, exceptions
 from finetune_qa.data import Provenance, QAPair
 from finetune_qa.exceptions import (
     CSVFormatError,
@@ -33,7 +33,7 @@ from finetune_qa.readers import (
     strip_numbering,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 GOOD = DATA / "good"
 BAD = DATA / "bad"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((BAD / "MANIFEST.json").read_text("utf-8"))
@@ -154,28 +154,6 @@ def test_strip_numbering(item: str, expected: tuple[str, int | None]) -> None:
 def test_strip_numbering_property(n: int, text: str) -> None:
     assert strip_numbering(f"{n}. {text}") == (text, n)
     assert strip_numbering(f"{n}) {text}") == (text, n)
-
-
-_line = st.one_of(
-    st.builds(
-        lambda n, sep, t: f"{n}{sep} {t}",
-        st.integers(0, 30),
-        st.sampled_from([".", ")"]),
-        st.text(alphabet="ab 1.\t\r", max_size=8),
-    ),
-    st.text(alphabet="ab -*•().Q:\t\r 12", max_size=8),
-)
-
-
-@given(lines=st.lists(_line, max_size=8))
-def test_fast_cell_parser_agrees_with_line_parser(lines: list[str]) -> None:
-    cell = "\n".join(lines)
-    assert readers._parse_list(cell) == readers._parse_lines(cell)
-
-
-@given(cell=st.text())
-def test_fast_cell_parser_agrees_on_any_text(cell: str) -> None:
-    assert readers._parse_list(cell) == readers._parse_lines(cell)
 
 
 # --- seed layout ---------------------------------------------------------------------
@@ -854,15 +832,3 @@ def test_bad_corpus(name: str) -> None:
         assert f"{name}:{spec['line']}" in message
     assert spec["contains"] in message
     assert exc.hint, "every input error says what to do"
-
-
-def test_marked_list_continuation_lines_join_the_item_above() -> None:
-    from finetune_qa.readers import _parse_lines
-
-    texts, numbers, _flags = _parse_lines(
-        "A: Yes, no time limit.\nA: Two on Free,\nand more on Pro."
-    )
-    assert texts == ["Yes, no time limit.", "Two on Free,\nand more on Pro."]
-    assert numbers is None
-    texts, _, _ = _parse_lines("plain one\nplain two")  # unmarked lists have no continuations
-    assert texts == ["plain one", "plain two"]
