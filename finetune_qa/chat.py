@@ -45,16 +45,22 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Self
 
+from finetune_qa._retry import RetryPolicy
 from finetune_qa.backends import get_backend
-from finetune_qa.backends.base import Backend, ChatRequest, ChatResponse, Usage
+from finetune_qa.backends.base import (
+    Backend,
+    ChatRequest,
+    ChatResponse,
+    HasClock,
+    MakesLoopClients,
+    Usage,
+    backend_sleep,
+)
 from finetune_qa.config import DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
 from finetune_qa.exceptions import (
-    APIConnectionError,
     BackendError,
     FineTuneQAError,
-    InternalServerError,
     NotFoundError,
-    RateLimitError,
     UsageError,
     redact,
 )
@@ -153,13 +159,15 @@ class ChatModel:
         seed: sampling seed, for repeatable answers at temperature > 0.
         logprobs: also return per-token log-probabilities.
         top_logprobs: alternatives per token with ``logprobs``, 0-20.
-        retries: retries of one question after a rate limit, a 5xx error, a dropped
-            connection or a not-yet-visible fine-tune (0: none). These come on top of
-            any retries the backend's own client makes.
+        retries: retries of one question after a rate limit (never a quota or billing
+            error), a 5xx error, a dropped connection or a not-yet-visible fine-tune
+            (0: none), by finetune_qa's one retry policy. The built-in backends send
+            chat requests with their SDK's own retries off, so these are all there are.
         not_found_retries: at most this many of those retries for "model not found",
             and only for ``ft:`` models.
-        backoff: seconds before the first retry, doubled for each one after it; a rate
-            limit's ``retry-after`` is used instead when the provider sends one.
+        backoff: seconds before the first retry, doubled for each one after it, less
+            up to a quarter at random (jitter); a rate limit's ``retry-after`` is used
+            instead when the provider sends one (0: at once). No wait is over 60 s.
         sleep: how to wait between retries, called with seconds. The async methods
             await what it returns if that is awaitable (so ``asyncio.sleep`` works
             there; the sync ones need a blocking function). Default: the backend's
@@ -319,7 +327,7 @@ class ChatModel:
 
     def __repr__(self) -> str:
         return (
-            f"ChatModel({self.model!r}, backend={getattr(self.backend, 'name', '?')!r}, "
+            f"ChatModel({self.model!r}, backend={self.backend.name!r}, "
             f"stop={list(self.stop)!r}, temperature={self.temperature!r})"
         )
 
@@ -378,16 +386,11 @@ class ChatModel:
         """
         request = self._request(question, history, temperature, max_tokens, logprobs)
         start = time.perf_counter()
-        retry = _RetryState(self)
-        while True:
-            try:
-                response = self.backend.chat(request)
-                break
-            except BackendError as exc:
-                delay = retry.delay_after(exc)
-                if delay is None:
-                    raise
-            self._wait(delay)
+        response = self._policy().call(
+            lambda: self.backend.chat(request),
+            sleep=self._wait,
+            retry_also=self._not_found_yet(),
+        )
         return self._answer(request, response, time.perf_counter() - start)
 
     async def aask(
@@ -402,16 +405,11 @@ class ChatModel:
         """Ask one question asynchronously (the backend's ``achat``); see :meth:`ask`."""
         request = self._request(question, history, temperature, max_tokens, logprobs)
         start = time.perf_counter()
-        retry = _RetryState(self)
-        while True:
-            try:
-                response = await self.backend.achat(request)
-                break
-            except BackendError as exc:
-                delay = retry.delay_after(exc)
-                if delay is None:
-                    raise
-            await self._await(delay)
+        response = await self._policy().acall(
+            lambda: self.backend.achat(request),
+            sleep=self._await,
+            retry_also=self._not_found_yet(),
+        )
         return self._answer(request, response, time.perf_counter() - start)
 
     # ---------------------------------------------------------------- many questions
@@ -459,7 +457,7 @@ class ChatModel:
         results: list[BatchItem | None] = [None] * len(items)
         if not items:
             return []
-        if getattr(self.backend, "async_per_loop", False):
+        if isinstance(self.backend, MakesLoopClients) and self.backend.async_per_loop:
             # the backend makes a fresh async client for this loop: no thread per request
             return asyncio.run(self._run_async_batch(items, limit, on_result))
         todo = iter(enumerate(items))
@@ -502,9 +500,8 @@ class ChatModel:
         try:
             return await self.aask_many(items, concurrency=limit, on_result=on_result)
         finally:
-            close = getattr(self.backend, "aclose_loop_client", None)
-            if close is not None:
-                await close()
+            if isinstance(self.backend, MakesLoopClients):
+                await self.backend.aclose_loop_client()
 
     async def aask_many(
         self,
@@ -598,12 +595,34 @@ class ChatModel:
         except Exception as exc:
             return _failed(index, question, exc)
 
+    def _policy(self) -> RetryPolicy:
+        """The one retry policy, with this model's retries and backoff."""
+        return RetryPolicy(attempts=self.retries + 1, backoff=self.backoff)
+
+    def _not_found_yet(self) -> Callable[[BackendError], bool]:
+        """For one question: whether "model not found" is worth a retry (a new fine-tune).
+
+        A fine-tune (``ft:``) can take a few minutes to appear after its job succeeds;
+        at most ``not_found_retries`` of the retries are spent waiting for it.
+        """
+        spent = 0
+
+        def admit(exc: BackendError) -> bool:
+            nonlocal spent
+            if not isinstance(exc, NotFoundError) or not self.model.startswith("ft:"):
+                return False
+            if spent >= self.not_found_retries:
+                return False
+            spent += 1
+            return True
+
+        return admit
+
     def _wait(self, seconds: float) -> None:
-        sleep = self._sleep if self._sleep is not None else getattr(self.backend, "sleep", None)
-        if not callable(sleep):
-            time.sleep(seconds)
+        if self._sleep is None:
+            backend_sleep(self.backend)(seconds)
             return
-        result = sleep(seconds)
+        result = self._sleep(seconds)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()  # never awaited: close it rather than leak a warning
@@ -613,42 +632,15 @@ class ChatModel:
             )
 
     async def _await(self, seconds: float) -> None:
-        sleep = self._sleep if self._sleep is not None else getattr(self.backend, "sleep", None)
-        if not callable(sleep):
+        sleep: Callable[[float], object] | None = self._sleep
+        if sleep is None and isinstance(self.backend, HasClock):
+            sleep = self.backend.sleep
+        if sleep is None:
             await asyncio.sleep(seconds)
             return
         result = sleep(seconds)  # a virtual clock's sleep returns at once
         if inspect.isawaitable(result):
             await result
-
-
-class _RetryState:
-    """Counts one question's retries and says how long to wait before the next, if any."""
-
-    def __init__(self, chat: ChatModel) -> None:
-        self.chat = chat
-        self.retries = 0
-        self.not_found = 0
-
-    def delay_after(self, exc: BackendError) -> float | None:
-        """Seconds to wait before retrying after ``exc``, or None to give up and raise it."""
-        chat = self.chat
-        if self.retries >= chat.retries:
-            return None
-        delay = chat.backoff * 2.0**self.retries
-        if isinstance(exc, RateLimitError):
-            if exc.code == "insufficient_quota":  # waiting does not buy quota
-                return None
-            if exc.retry_after is not None:
-                delay = max(0.0, exc.retry_after)
-        elif isinstance(exc, NotFoundError):
-            if not chat.model.startswith("ft:") or self.not_found >= chat.not_found_retries:
-                return None
-            self.not_found += 1
-        elif not isinstance(exc, (InternalServerError, APIConnectionError)):
-            return None
-        self.retries += 1
-        return delay
 
 
 def _get(done: queue.SimpleQueue[BatchItem | BaseException]) -> BatchItem | BaseException:

@@ -55,6 +55,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from finetune_qa._fs import atomic_write
+from finetune_qa._limits import MAX_EPOCHS, check_epochs
 from finetune_qa.backends import Backend, JobInfo, JobRequest, get_backend
 from finetune_qa.backends.together import MAX_SUFFIX as TOGETHER_MAX_SUFFIX
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
@@ -67,6 +68,7 @@ from finetune_qa.exceptions import (
     ValidationFailed,
 )
 from finetune_qa.jobs import FineTuneJob
+from finetune_qa.jobs import _preflight as preflight
 from finetune_qa.validation import ValidationReport, validate_file
 
 __all__ = [
@@ -391,35 +393,23 @@ def _download(backend: Backend, file_id: str, path: Path, *, job_id: str, what: 
     atomic_write(path, data, hint="choose a writable workdir")
 
 
-def _check_epochs(n_epochs: object, most: int = 50) -> None:
-    if n_epochs is None or n_epochs == "auto":
-        return
-    if type(n_epochs) is not int or not 1 <= n_epochs <= most:
-        raise UsageError(
-            f"n_epochs must be 'auto' or a whole number from 1 to {most}, got {n_epochs!r}"
-        )
+def _check_epochs(n_epochs: object, most: int = MAX_EPOCHS) -> None:
+    problem = check_epochs(n_epochs, most=most)
+    if problem is not None:
+        raise UsageError(f"n_{problem}")  # the argument here is named n_epochs
 
 
 def max_epochs(backend: str | Backend) -> int:
     """The most epochs a backend's jobs take: 50 as on OpenAI, unless it says otherwise."""
-    if isinstance(backend, str):
-        if backend == "local":
-            from finetune_qa.backends.local import MAX_EPOCHS
-
-            return MAX_EPOCHS
-        return 50
-    return int(getattr(backend, "max_epochs", 50))
+    return preflight.epoch_limit(backend)
 
 
 def _target_problems(
     backend: Backend, request: JobRequest, train: Path, val: Path | None
 ) -> tuple[list[str], str | None]:
     """What the target's own ``check_request`` refuses, as plan problems; or a note."""
-    check = getattr(backend, "check_request", None)
-    if not callable(check):
-        return [], None
     try:
-        check(request, training_path=train, validation_path=val)
+        preflight.provider_check(backend, request, training_path=train, validation_path=val)
     except UsageError as exc:
         return [f"{exc} {_advice(backend, request)}"], None
     except NotFoundError as exc:
@@ -437,14 +427,12 @@ def _target_problems(
 
 def _advice(backend: Backend, request: JobRequest) -> str:
     """What to do about a refused setting: the epochs to pass, when that is the trouble."""
-    limits_of = getattr(backend, "model_limits", None)
-    top: object = None
-    if callable(limits_of) and request.n_epochs != "auto":
-        try:
-            top = getattr(limits_of(request.model), "max_num_epochs", None)
-        except BackendError:
-            top = None
-    if isinstance(top, int) and request.n_epochs != "auto" and request.n_epochs > top:
+    top = (
+        preflight.provider_epoch_limit(backend, request.model)
+        if request.n_epochs != "auto"
+        else None
+    )
+    if top is not None and request.n_epochs != "auto" and request.n_epochs > top:
         return (
             f"Pass n_epochs={top} or fewer (`--epochs {top}` on the command line) to migrate "
             "this job."
@@ -521,89 +509,26 @@ def plan_migration(
             f"{job_id} used the {kind!r} method; only supervised and dpo jobs can be migrated"
         )
     source_model = _canonical(info.model, cat)
-    if model is not None:
-        target_model, choice = model, "given"
-    else:
-        suggested = suggest_model(info.model, target_name, catalog=cat)
-        if suggested is None:
-            raise UsageError(
-                f"no suggested {target_name} model for {source_model}; pass model= "
-                "(`--model` on the command line) with the base model to fine-tune"
-            )
-        target_model = suggested
-        choice = "same" if target_name in OPENAI_COMPATIBLE_BACKENDS else "suggested"
+    target_model, choice = _target_model(info.model, source_model, model, target_name, cat)
     compatible = target_name in OPENAI_COMPATIBLE_BACKENDS
     hyper = _map_hyperparameters(hp, kind, compatible, target_name, n_epochs)
-
     wd = Path(workdir) if workdir is not None else DEFAULT_WORKDIR / job_id
-    train_path = wd / "train.jsonl"
-    _download(src, info.training_file, train_path, job_id=job_id, what="training")
-    val_path: Path | None = None
-    if info.validation_file:
-        val_path = wd / "validation.jsonl"
-        _download(src, info.validation_file, val_path, job_id=job_id, what="validation")
-
+    train_path, val_path = _download_data(src, info, wd, job_id)
     epochs = hyper[0].target
     report = validate_file(
         train_path,
         model=_target_info(target_model, target_name, cat),
         validation_path=val_path,
         # priced for OpenAI's 1-50; beyond (the local backend's 1000) the default is priced
-        n_epochs=epochs if isinstance(epochs, int) and epochs <= 50 else None,
+        n_epochs=epochs if isinstance(epochs, int) and epochs <= MAX_EPOCHS else None,
         catalog=cat,
     )
     notes: list[str] = []
-    problems: list[str] = []
-    suffix = _suffix(info)
-    limit = _SUFFIX_LIMITS.get(target_name)
-    if suffix is not None and limit is not None and len(suffix) > limit:
-        cut = suffix[:limit].rstrip("-_.") or None
-        notes.append(
-            f"the suffix {suffix!r} is {len(suffix)} characters; {target_name} takes at most "
-            f"{limit}, so the new job gets {cut!r}"
-        )
-        suffix = cut
-    if not isinstance(target, str):
-        value = {h.name: h.target for h in hyper}
-        probe = JobRequest.model_validate(
-            {
-                "model": target_model,
-                "training_file": "file-pending",
-                "validation_file": "file-pending" if val_path is not None else None,
-                "method": kind,
-                "n_epochs": value["n_epochs"],
-                "batch_size": value["batch_size"],
-                "learning_rate_multiplier": value["learning_rate_multiplier"],
-                "beta": value.get("beta"),
-                "suffix": suffix,
-            }
-        )
-        problems, note = _target_problems(target, probe, train_path, val_path)
-        if note:
-            notes.append(note)
-    elif not compatible:
-        notes.append(
-            f"{target_name}'s own limits (epochs, batch size, example length) were not checked: "
-            "they are checked before the job is started (pass the backend itself, not its "
-            "name, to check them in the plan)"
-        )
-    if info.status != "succeeded":
-        notes.append(f"the source job {info.status}: its data is moved all the same")
-    if not compatible:
-        notes.append(
-            f"token counts use {report.encoding} (OpenAI's tokenizer); "
-            f"{target_model}'s own tokenizer gives somewhat different counts"
-        )
-    if hp.get("learning_rate_multiplier") not in (None, "auto") and not compatible:
-        notes.append(
-            f"the source job used learning_rate_multiplier={hp['learning_rate_multiplier']}; "
-            f"to tune the rate on {target_name}, set its absolute learning rate through the "
-            "backend's provider options, starting from its documented default"
-        )
-    notes.append(
-        "evaluate the new model against the source fine-tune on the same questions before "
-        "switching traffic"
+    suffix = _fitted_suffix(_suffix(info), target_name, notes)
+    problems = _target_checks(
+        target, target_model, kind, hyper, suffix, train_path, val_path, notes
     )
+    notes += _advice_notes(info, hp, compatible, report, target_model, target_name)
 
     def migrated(file_id: str, path: Path, examples: int | None) -> MigratedFile:
         return MigratedFile(
@@ -634,6 +559,115 @@ def plan_migration(
         problems=problems,
         notes=notes,
     )
+
+
+def _target_model(
+    model_of_job: str, source_model: str, model: str | None, target_name: str, cat: ModelCatalog
+) -> tuple[str, str]:
+    """The target base model and how it was chosen: given, the same, or suggested."""
+    if model is not None:
+        return model, "given"
+    suggested = suggest_model(model_of_job, target_name, catalog=cat)
+    if suggested is None:
+        raise UsageError(
+            f"no suggested {target_name} model for {source_model}; pass model= "
+            "(`--model` on the command line) with the base model to fine-tune"
+        )
+    return suggested, "same" if target_name in OPENAI_COMPATIBLE_BACKENDS else "suggested"
+
+
+def _download_data(src: Backend, info: JobInfo, wd: Path, job_id: str) -> tuple[Path, Path | None]:
+    """The job's training (and validation) file, downloaded into ``wd``."""
+    train_path = wd / "train.jsonl"
+    _download(src, info.training_file, train_path, job_id=job_id, what="training")
+    val_path: Path | None = None
+    if info.validation_file:
+        val_path = wd / "validation.jsonl"
+        _download(src, info.validation_file, val_path, job_id=job_id, what="validation")
+    return train_path, val_path
+
+
+def _fitted_suffix(suffix: str | None, target_name: str, notes: list[str]) -> str | None:
+    """The suffix, cut to the target's limit (with a note saying so)."""
+    limit = _SUFFIX_LIMITS.get(target_name)
+    if suffix is None or limit is None or len(suffix) <= limit:
+        return suffix
+    cut = suffix[:limit].rstrip("-_.") or None
+    notes.append(
+        f"the suffix {suffix!r} is {len(suffix)} characters; {target_name} takes at most "
+        f"{limit}, so the new job gets {cut!r}"
+    )
+    return cut
+
+
+def _target_checks(
+    target: str | Backend,
+    target_model: str,
+    kind: str,
+    hyper: list[HyperparameterChange],
+    suffix: str | None,
+    train_path: Path,
+    val_path: Path | None,
+    notes: list[str],
+) -> list[str]:
+    """What the target backend (an instance) refuses, as problems; a note for a name."""
+    target_name = _backend_name(target)
+    if isinstance(target, str):
+        if target_name not in OPENAI_COMPATIBLE_BACKENDS:
+            notes.append(
+                f"{target_name}'s own limits (epochs, batch size, example length) were not "
+                "checked: they are checked before the job is started (pass the backend "
+                "itself, not its name, to check them in the plan)"
+            )
+        return []
+    value = {h.name: h.target for h in hyper}
+    probe = JobRequest.model_validate(
+        {
+            "model": target_model,
+            "training_file": "file-pending",
+            "validation_file": "file-pending" if val_path is not None else None,
+            "method": kind,
+            "n_epochs": value["n_epochs"],
+            "batch_size": value["batch_size"],
+            "learning_rate_multiplier": value["learning_rate_multiplier"],
+            "beta": value.get("beta"),
+            "suffix": suffix,
+        }
+    )
+    problems, note = _target_problems(target, probe, train_path, val_path)
+    if note:
+        notes.append(note)
+    return problems
+
+
+def _advice_notes(
+    info: JobInfo,
+    hp: Mapping[str, Any],
+    compatible: bool,
+    report: ValidationReport,
+    target_model: str,
+    target_name: str,
+) -> list[str]:
+    """What the plan's reader should know: the source's status, tokenizers, the rate."""
+    notes: list[str] = []
+    if info.status != "succeeded":
+        notes.append(f"the source job {info.status}: its data is moved all the same")
+    if not compatible:
+        notes.append(
+            f"token counts use {report.encoding} (OpenAI's tokenizer); "
+            f"{target_model}'s own tokenizer gives somewhat different counts"
+        )
+    if hp.get("learning_rate_multiplier") not in (None, "auto") and not compatible:
+        notes.append(
+            f"the source job used learning_rate_multiplier={hp['learning_rate_multiplier']}; "
+            f"to tune the rate on {target_name}, set its absolute learning rate through the "
+            "backend's provider options, starting from its documented default"
+        )
+    notes.append(
+        "evaluate the new model against the source fine-tune on the same questions before "
+        "switching traffic"
+    )
+    return notes
 
 
 def migrate(

@@ -12,24 +12,45 @@ the provider's own record in ``raw`` for anything they do not name.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from finetune_qa._limits import MAX_EPOCHS
+
 __all__ = [
+    "DEFAULT_MAX_EPOCHS",
+    "DEFAULT_POLL_INTERVAL",
     "TERMINAL_STATUSES",
     "Backend",
+    "BackendDefaults",
     "ChatRequest",
     "ChatResponse",
     "Checkpoint",
+    "ChecksRequests",
+    "DeclaresMaxEpochs",
+    "DeclaresMetadata",
+    "DeclaresPollInterval",
+    "DeclaresProviderOptions",
+    "DeclaresValidationRules",
+    "EpochLimits",
     "FileInfo",
+    "HasClock",
+    "HasEndpoint",
     "JobEvent",
     "JobInfo",
     "JobRequest",
     "JobStatus",
     "ListsModels",
+    "MakesLoopClients",
+    "MatchesRequests",
+    "ReportsModelLimits",
+    "ReportsTrainingMetrics",
     "ServedModel",
+    "UploadsPaths",
     "Usage",
 ]
 
@@ -200,19 +221,16 @@ class Backend(Protocol):
     name: str
     """Registry name of the backend, e.g. 'openai'.
 
-    Optional attributes, read with ``getattr`` (the defaults in brackets):
-
-    * ``supports_metadata`` (True): False when its jobs carry no metadata;
-      :class:`~finetune_qa.jobs.FineTuneJob` then finds a job after a dropped connection
-      by its model, files and suffix instead of by an idempotency token, and asks
-      ``matches_request(job, request)`` (if defined) whether the job's echoed settings
-      are the request's;
-    * ``provider_option_names`` (none): the keys it accepts in
-      ``JobRequest.provider_options``;
-    * ``validation_provider`` ("openai"): whose data rules the validator applies before
-      upload ("together" for Together AI);
-    * ``check_request(request, training_path=..., validation_path=...)``: a check before
-      anything is uploaded (limits, options), raising ``UsageError``.
+    Capabilities beyond these methods are optional, each declared by a protocol below
+    and checked with ``isinstance`` (a backend without one gets the default in
+    brackets): :class:`HasClock` (the real clock), :class:`DeclaresMetadata` (jobs carry
+    metadata), :class:`DeclaresProviderOptions` (none), :class:`DeclaresValidationRules`
+    (OpenAI's), :class:`DeclaresMaxEpochs` (50), :class:`DeclaresPollInterval` (5 s),
+    :class:`ChecksRequests`, :class:`MatchesRequests`, :class:`UploadsPaths`,
+    :class:`ReportsTrainingMetrics`, :class:`ReportsModelLimits`,
+    :class:`MakesLoopClients`, :class:`ListsModels`, and :class:`HasEndpoint` (which
+    account a journal record belongs to). :class:`BackendDefaults` gives a backend
+    class the defaults to override.
 
     State-creating calls (uploads, job creation) must not be retried by the client
     underneath: FineTuneJob retries them itself, after looking for what a lost request
@@ -304,3 +322,230 @@ class ListsModels(Protocol):
     def list_models(self) -> list[ServedModel]:
         """Every model the account can query: base models and its fine-tunes."""
         ...
+
+
+# ------------------------------------------------------------------ optional capabilities
+DEFAULT_MAX_EPOCHS = MAX_EPOCHS
+"""Epochs a backend takes unless it declares otherwise (``finetune_qa._limits.MAX_EPOCHS``)."""
+
+DEFAULT_POLL_INTERVAL = 5.0
+"""Seconds between polls of a job unless the backend declares otherwise."""
+
+
+@runtime_checkable
+class HasClock(Protocol):
+    """A backend with a clock of its own: waits and timeouts are measured on it.
+
+    The offline backend's is virtual (its jobs progress as it sleeps, nothing actually
+    waits); retries, polling and date checks go through it.
+    """
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this backend's clock."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on this backend's clock (a Unix time for the offline backend's)."""
+        ...
+
+
+@runtime_checkable
+class DeclaresMetadata(Protocol):
+    """Whether the backend's jobs carry metadata (and so an idempotency token).
+
+    When False, :class:`~finetune_qa.jobs.FineTuneJob` finds a job after a dropped
+    connection by its model, files and suffix, and asks :class:`MatchesRequests` (if
+    the backend has it) whether the job's echoed settings are the request's.
+    """
+
+    supports_metadata: bool
+
+
+@runtime_checkable
+class DeclaresProviderOptions(Protocol):
+    """The keys a backend accepts in ``JobRequest.provider_options``."""
+
+    provider_option_names: frozenset[str]
+
+
+@runtime_checkable
+class DeclaresValidationRules(Protocol):
+    """Whose data rules the validator applies before upload ("together", "openai")."""
+
+    validation_provider: str
+
+
+@runtime_checkable
+class DeclaresMaxEpochs(Protocol):
+    """The most epochs the backend's jobs take (the local trainer takes more than 50)."""
+
+    max_epochs: int
+
+
+@runtime_checkable
+class DeclaresPollInterval(Protocol):
+    """Seconds between polls when following one of its jobs."""
+
+    poll_interval: float
+
+
+@runtime_checkable
+class ChecksRequests(Protocol):
+    """A check of a request against the provider's own limits, before anything is uploaded."""
+
+    def check_request(
+        self,
+        request: JobRequest,
+        *,
+        training_path: str | os.PathLike[str] | None = None,
+        validation_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Raise ``UsageError`` for a setting or example the provider would refuse."""
+        ...
+
+
+@runtime_checkable
+class MatchesRequests(Protocol):
+    """For jobs without metadata: whether a job's echoed settings are a request's."""
+
+    def matches_request(self, job: JobInfo, request: JobRequest) -> bool:
+        """True when ``job`` may have been made by ``request``."""
+        ...
+
+
+@runtime_checkable
+class UploadsPaths(Protocol):
+    """Uploads of a large file from disk, in parts, without reading it into memory."""
+
+    def upload_path(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        filename: str,
+        purpose: str = "fine-tune",
+        parallel: int = 4,
+    ) -> FileInfo:
+        """Upload the file at ``path`` as ``filename``."""
+        ...
+
+
+@runtime_checkable
+class ReportsTrainingMetrics(Protocol):
+    """A metrics endpoint: per-step rows (``step`` and metric names to values)."""
+
+    def training_metrics(self, job_id: str) -> list[dict[str, float | None]]:
+        """The job's metrics, one row per step and source."""
+        ...
+
+
+@runtime_checkable
+class EpochLimits(Protocol):
+    """What :class:`ReportsModelLimits` gives back, at least."""
+
+    max_num_epochs: int
+
+
+@runtime_checkable
+class ReportsModelLimits(Protocol):
+    """The provider's limits for fine-tuning one model."""
+
+    def model_limits(self, model: str) -> EpochLimits:
+        """The limits for ``model``; ``NotFoundError`` when it is not fine-tunable."""
+        ...
+
+
+@runtime_checkable
+class MakesLoopClients(Protocol):
+    """A backend whose ``achat`` uses an async client made for the running event loop.
+
+    ``ask_many`` then runs its questions as coroutines on a fresh loop (no thread per
+    request) and closes that loop's client at the end.
+    """
+
+    @property
+    def async_per_loop(self) -> bool:
+        """True when ``achat`` uses a client made for the running event loop."""
+        ...
+
+    async def aclose_loop_client(self) -> None:
+        """Close the async client made for the running event loop, if any."""
+        ...
+
+
+@runtime_checkable
+class HasEndpoint(Protocol):
+    """Which provider account or server the backend talks to, for journal records.
+
+    A label such as ``"openai:https://api.openai.com/v1/"``; never a key. A backend
+    without it is labelled with its name.
+    """
+
+    @property
+    def endpoint(self) -> str:
+        """The label of the account or server (no key, no credentials in the URL)."""
+        ...
+
+
+class BackendDefaults:
+    """Defaults for the optional capabilities, for a backend class to inherit and override.
+
+    A backend that inherits this has every declared attribute above with the value a
+    backend without it gets. The clock is not among them: only a backend with a clock of
+    its own is a :class:`HasClock` (dates are judged by it, so the real monotonic clock
+    would not do).
+    """
+
+    supports_metadata: bool = True
+    """Jobs carry metadata (an idempotency token finds them again)."""
+    provider_option_names: frozenset[str] = frozenset()
+    """No provider-specific options."""
+    validation_provider: str = "openai"
+    """Validated with OpenAI's format rules."""
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    """The most epochs a job takes."""
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    """Seconds between polls when following a job."""
+
+
+def backend_sleep(backend: object) -> Callable[[float], None]:
+    """The backend's ``sleep`` (:class:`HasClock`), else :func:`time.sleep`."""
+    return backend.sleep if isinstance(backend, HasClock) else time.sleep
+
+
+def backend_clock(backend: object) -> Callable[[], float]:
+    """The backend's ``monotonic`` (:class:`HasClock`), else :func:`time.monotonic`."""
+    return backend.monotonic if isinstance(backend, HasClock) else time.monotonic
+
+
+def supports_metadata(backend: object) -> bool:
+    """Whether the backend's jobs carry metadata (True unless it declares otherwise)."""
+    return backend.supports_metadata if isinstance(backend, DeclaresMetadata) else True
+
+
+def provider_option_names(backend: object) -> frozenset[str]:
+    """The keys the backend takes in ``JobRequest.provider_options`` (none by default)."""
+    if isinstance(backend, DeclaresProviderOptions):
+        return frozenset(backend.provider_option_names)
+    return frozenset()
+
+
+def validation_provider(backend: object) -> str | None:
+    """Whose format rules to validate with (None: the validator's default, OpenAI's)."""
+    return backend.validation_provider if isinstance(backend, DeclaresValidationRules) else None
+
+
+def max_epochs(backend: object) -> int:
+    """The most epochs the backend's jobs take (50 unless it declares otherwise)."""
+    return int(backend.max_epochs) if isinstance(backend, DeclaresMaxEpochs) else DEFAULT_MAX_EPOCHS
+
+
+def poll_interval(backend: object) -> float:
+    """Seconds between polls of the backend's jobs (5 unless it declares otherwise)."""
+    if isinstance(backend, DeclaresPollInterval):
+        return float(backend.poll_interval)
+    return DEFAULT_POLL_INTERVAL
+
+
+def endpoint(backend: Backend) -> str:
+    """Which provider account or server a record belongs to; never a key."""
+    return backend.endpoint if isinstance(backend, HasEndpoint) else backend.name

@@ -88,6 +88,11 @@ class OfflineBackend(OpenAIBackend):
 
         self._async_factory = make_async
 
+    @property
+    def endpoint(self) -> str:
+        """The fake API this backend serves (its instance id): journals keep fakes apart."""
+        return f"offline:{getattr(self.fake, 'instance_id', f'{id(self.fake):x}')}"
+
     def monotonic(self) -> float:
         """The virtual clock's time, for timeouts measured in the same time as :meth:`sleep`."""
         return self.fake.clock.now()

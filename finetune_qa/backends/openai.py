@@ -9,13 +9,15 @@ library types appear in this module's signatures.
 Errors from the client are translated into :mod:`finetune_qa.exceptions` (with the
 request id, status, code and param kept, and anything key-like redacted).
 
-Requests that create something (file uploads, the Uploads API, fine-tuning jobs) go
-through a copy of the client with the SDK's retries off
-(``client.with_options(max_retries=0)``): the SDK would resend them after a dropped
-connection or a timeout with no idempotency key, and a resent ``POST /fine_tuning/jobs``
-can start a second, billed job. :class:`~finetune_qa.jobs.FineTuneJob` retries them
-itself, after looking for what the lost request may have created. Everything else keeps
-the client's own retries.
+Requests that finetune_qa retries itself with its one policy (:mod:`finetune_qa._retry`)
+go through a copy of the client with the SDK's retries off
+(``client.with_options(max_retries=0)``): those that create something (file uploads,
+the Uploads API, fine-tuning jobs), which the SDK would resend after a dropped
+connection or a timeout with no idempotency key (a resent ``POST /fine_tuning/jobs``
+can start a second, billed job; :class:`~finetune_qa.jobs.FineTuneJob` retries them
+after looking for what the lost request may have created), and chat completions
+(:class:`~finetune_qa.chat.ChatModel` retries them, honouring ``Retry-After`` and never
+retrying a quota error). Everything else keeps the client's own retries.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from finetune_qa.backends._errors import retry_after, sentence, status_error_cla
 from finetune_qa.backends._logscrub import protect_secrets
 from finetune_qa.backends._loops import LoopClients
 from finetune_qa.backends.base import (
+    BackendDefaults,
     ChatRequest,
     ChatResponse,
     Checkpoint,
@@ -210,7 +213,7 @@ def _chat_response(completion: Any) -> ChatResponse:
     )
 
 
-class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
+class OpenAIBackend(BackendDefaults, LoopClients["openai.AsyncOpenAI"]):
     """The lifecycle over an ``openai`` client: OpenAI, Azure OpenAI or a compatible server.
 
     Args:
@@ -242,6 +245,7 @@ class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
     """No provider-specific options: every setting has a common ``JobRequest`` field."""
     validation_provider = "openai"
     """Training files are validated with OpenAI's format rules (``validate_file(provider=)``)."""
+    _once: tuple[openai.OpenAI, openai.OpenAI] | None = None
 
     def __init__(
         self,
@@ -280,10 +284,22 @@ class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
 
         return f"OpenAIBackend(base_url={scrub_url(str(self.client.base_url))!r})"
 
+    @property
+    def endpoint(self) -> str:
+        """Which server (and so account) this backend talks to: its name and base URL."""
+        from finetune_qa._text import scrub_url
+
+        return f"{self.name}:{scrub_url(str(self.client.base_url))}"
+
     def _writer(self) -> openai.OpenAI:
-        """The client with the SDK's retries off, for requests that create something."""
+        """The client with the SDK's retries off, for requests finetune_qa retries itself."""
+        made = self._once
+        if made is not None and made[0] is self.client:
+            return made[1]
         with_options = getattr(self.client, "with_options", None)
-        return with_options(max_retries=0) if callable(with_options) else self.client
+        once = with_options(max_retries=0) if callable(with_options) else self.client
+        self._once = (self.client, once)  # one copy per client, not one per request
+        return once
 
     # -- files
     def upload_file(self, data: bytes, *, filename: str, purpose: str = "fine-tune") -> FileInfo:
@@ -451,13 +467,14 @@ class OpenAIBackend(LoopClients["openai.AsyncOpenAI"]):
     def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion."""
         with map_openai_errors():
-            return _chat_response(self.client.chat.completions.create(**_chat_kwargs(request)))
+            return _chat_response(self._writer().chat.completions.create(**_chat_kwargs(request)))
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion on the async client (or the sync one in a thread)."""
         client = self._async_client()
         if client is None:
             return await asyncio.to_thread(self.chat, request)
+        once = client.with_options(max_retries=0)  # ChatModel retries by its own policy
         with map_openai_errors():
-            completion = await client.chat.completions.create(**_chat_kwargs(request))
+            completion = await once.chat.completions.create(**_chat_kwargs(request))
         return _chat_response(completion)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from finetune_qa._fs import atomic_write
 from finetune_qa.backends.base import (
     TERMINAL_STATUSES,
+    BackendDefaults,
     ChatRequest,
     ChatResponse,
     Checkpoint,
@@ -74,7 +75,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class LocalBackend:
+class LocalBackend(BackendDefaults):
     """Train open models with TRL/PEFT/accelerate and answer with them, on this machine.
 
     A job is a run directory (see :mod:`finetune_qa.backends.local._store`) and a training

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from finetune_qa.backends._logscrub import protect_secrets
 from finetune_qa.backends._loops import LoopClients
 from finetune_qa.backends.base import (
+    BackendDefaults,
     ChatRequest,
     ChatResponse,
     Checkpoint,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["TogetherBackend"]
 
 
-class TogetherBackend(LoopClients["together.AsyncTogether"]):
+class TogetherBackend(BackendDefaults, LoopClients["together.AsyncTogether"]):
     """The lifecycle on Together AI, through a ``together.Together`` client.
 
     Args:
@@ -137,16 +138,25 @@ class TogetherBackend(LoopClients["together.AsyncTogether"]):
     def __repr__(self) -> str:
         return f"TogetherBackend(base_url={str(self.client.base_url)!r})"
 
+    @property
+    def endpoint(self) -> str:
+        """Which server (and so account) this backend talks to: its name and base URL."""
+        from finetune_qa._text import scrub_url
+
+        return f"{self.name}:{scrub_url(str(self.client.base_url))}"
+
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return map_together_errors(str(getattr(self.client, "api_key", "") or ""))
 
     def _writer(self) -> Any:
-        """The client with the SDK's retries off, for requests that create something.
+        """The client with the SDK's retries off, for requests finetune_qa retries itself.
 
-        The SDK resends a request after a dropped connection or a timeout with no
-        idempotency Together honours, so a resent ``POST /fine-tunes`` could start a second
-        (billed) job; :class:`~finetune_qa.jobs.FineTuneJob` retries instead, after
-        looking for what the lost request may have created.
+        Those are the ones that create something, and chat (``ChatModel`` retries it by
+        the one policy, :mod:`finetune_qa._retry`). The SDK resends a request after a
+        dropped connection or a timeout with no idempotency Together honours, so a resent
+        ``POST /fine-tunes`` could start a second (billed) job;
+        :class:`~finetune_qa.jobs.FineTuneJob` retries instead, after looking for what the
+        lost request may have created.
         """
         with_options = getattr(self.client, "with_options", None)
         return with_options(max_retries=0) if callable(with_options) else self.client
@@ -589,8 +599,8 @@ class TogetherBackend(LoopClients["together.AsyncTogether"]):
     # -- chat
     def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion (Together's chat API is OpenAI-compatible)."""
-        with self._errors():
-            raw = self.client.chat.completions.with_raw_response.create(**chat_kwargs(request))
+        with self._errors():  # ChatModel retries by its own policy: the SDK's are off
+            raw = self._writer().chat.completions.with_raw_response.create(**chat_kwargs(request))
             completion = raw.parse()
         return chat_response(completion, raw.headers.get("x-request-id"))
 
@@ -599,8 +609,9 @@ class TogetherBackend(LoopClients["together.AsyncTogether"]):
         client = self._async_client()
         if client is None:
             return await asyncio.to_thread(self.chat, request)
+        once = client.with_options(max_retries=0)  # ChatModel retries by its own policy
         with self._errors():
-            raw = await client.chat.completions.with_raw_response.create(**chat_kwargs(request))
+            raw = await once.chat.completions.with_raw_response.create(**chat_kwargs(request))
             completion = await raw.parse()
         return chat_response(completion, raw.headers.get("x-request-id"))
 
