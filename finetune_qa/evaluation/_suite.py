@@ -1,0 +1,764 @@
+"""The suite: build it from QA pairs or files, add rephrasings, run it on a model."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from finetune_qa._text import question_key
+from finetune_qa.chat import Answer, BatchItem, ChatModel
+from finetune_qa.data import QAPair
+from finetune_qa.evaluation._banks import (
+    DEFAULT_EVAL_CONCURRENCY,
+    EVAL_SETS,
+    PARAPHRASE_PROMPT,
+    UNRELATED_QUESTIONS,
+    EvalSet,
+)
+from finetune_qa.evaluation._build import _CaseIds, _limit_of, _now, _sample
+from finetune_qa.evaluation._files import _lines, _write_atomic, read_questions
+from finetune_qa.evaluation._judge import JudgeGrade, JudgeScorer, _task_model
+from finetune_qa.evaluation._metrics import _plain
+from finetune_qa.evaluation._results import (
+    CaseResult,
+    Comparison,
+    EvalResult,
+    SetSummary,
+    _summarize,
+    compare,
+    default_label,
+)
+from finetune_qa.evaluation._scorers import Answering, EvalCase, Scorer, default_scorers
+from finetune_qa.evaluation._variations import _load_cache, _parse_paraphrases, _save_cache
+from finetune_qa.exceptions import JSONLFormatError, RecordError, UsageError
+
+
+class _MarkerProbe(ChatModel):
+    """A copy of a ChatModel that does not send its stop marker and cuts at it itself.
+
+    The API, sent ``stop``, removes the marker and reports ``finish_reason == "stop"``
+    whether the model wrote the marker or just ended; unsent, the marker stays in the text,
+    so this copy can tell. ``stopped_at_marker`` of its answers says whether it was there.
+    """
+
+    def __init__(self, chat: ChatModel) -> None:
+        super().__init__(
+            chat.model,
+            backend=chat.backend,
+            system_prompt=chat.system_prompt,
+            stop=None,
+            temperature=chat.temperature,
+            max_tokens=chat.max_tokens,
+            seed=chat.seed,
+            logprobs=chat.logprobs,
+            top_logprobs=chat.top_logprobs,
+            retries=chat.retries,
+            not_found_retries=chat.not_found_retries,
+            backoff=chat.backoff,
+            sleep=getattr(chat, "_sleep", None),
+            concurrency=chat.concurrency,
+            card=False,  # a probe of ``chat``, marker unsent on purpose: nothing to warn about
+        )
+        self.card = chat.card
+        self.markers = chat.stop
+
+    def _cut(self, answer: Answer) -> Answer:
+        text = answer.text
+        cut = min((i for i in (text.find(m) for m in self.markers) if i >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut].strip()
+        return answer.model_copy(update={"text": text, "stopped_at_marker": cut >= 0})
+
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        """:meth:`ChatModel.ask`, the marker unsent, cut here."""
+        return self._cut(super().ask(question, **kwargs))
+
+    async def aask(self, question: str, **kwargs: Any) -> Answer:
+        """:meth:`ChatModel.aask`, the marker unsent, cut here."""
+        return self._cut(await super().aask(question, **kwargs))
+
+
+def _probing(chat: Answering) -> Answering | None:
+    """``chat`` asking through a :class:`_MarkerProbe`, or None when that is not possible.
+
+    Possible for a ChatModel with a stop marker, and for a wrapper holding one as
+    ``.chat`` (a GuardedChatModel): a shallow copy of the wrapper with the probe inside.
+    """
+    if isinstance(chat, ChatModel):
+        return _MarkerProbe(chat) if chat.stop else None
+    inner = getattr(chat, "chat", None)
+    if isinstance(inner, ChatModel) and inner.stop:
+        wrapper = copy.copy(chat)
+        wrapper.chat = _MarkerProbe(inner)  # type: ignore[attr-defined]
+        return wrapper
+    return None
+
+
+class EvalSuite:
+    """Questions to evaluate a QA bot with: verbatim, variations and unrelated sets.
+
+    Build one with :meth:`from_pairs`, :meth:`from_file` or :meth:`from_jsonl`; run it
+    with :meth:`run`. A suite is immutable: :meth:`generate_variations` returns a new one.
+
+    Attributes:
+        dropped: questions left out while building, per reason (``blank_question``,
+            ``duplicate_question``, ``blank_variation``, ``duplicate_variation``,
+            ``variation_is_a_training_question``, ``blank_unrelated``,
+            ``duplicate_unrelated``, ``over_limit``), so the questions read equal
+            ``len(suite) + sum(suite.dropped.values())``.
+        generation_errors: questions :meth:`generate_variations` got no rephrasing for,
+            with why.
+
+    Args:
+        cases: the cases; ids must be unique.
+        name: a name for reports.
+
+    Raises:
+        UsageError: two cases share an id.
+    """
+
+    def __init__(self, cases: Iterable[EvalCase], *, name: str | None = None) -> None:
+        self.cases: tuple[EvalCase, ...] = tuple(cases)
+        self.name = name
+        self.generation_errors: list[str] = []
+        self.dropped: dict[str, int] = {}
+        seen: set[str] = set()
+        for case in self.cases:
+            if case.id in seen:
+                raise UsageError(f"two cases have the id {case.id!r}; ids must be unique")
+            seen.add(case.id)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __iter__(self) -> Iterator[EvalCase]:
+        return iter(self.cases)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
+        return f"EvalSuite({counts})"
+
+    def counts(self) -> dict[str, int]:
+        """Cases per set, e.g. ``{"verbatim": 24, "variations": 24, "unrelated": 65}``."""
+        return {s: sum(1 for c in self.cases if c.set == s) for s in EVAL_SETS}
+
+    def of_set(self, set: EvalSet) -> list[EvalCase]:
+        """The cases of one set, in order."""
+        return [c for c in self.cases if c.set == set]
+
+    # -- building -----------------------------------------------------------------------
+    @classmethod
+    def from_pairs(
+        cls,
+        pairs: Iterable[QAPair | tuple[str, str]],
+        *,
+        variations: Mapping[str, str | Sequence[str]]
+        | Iterable[QAPair | tuple[str, str]]
+        | None = None,
+        unrelated: Iterable[str] | None = None,
+        builtin_unrelated: bool = True,
+        limit: int | Mapping[str, int] | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> EvalSuite:
+        """A suite from QA pairs: their questions verbatim, variations, unrelated questions.
+
+        Args:
+            pairs: the training pairs (:class:`~finetune_qa.data.QAPair` or
+                ``(question, answer)``); a repeated question keeps its first answer.
+            variations: rephrased questions, either a mapping ``{training question:
+                rephrasing or [rephrasings]}``, or pairs ``(rephrasing, expected answer)``
+                (a pair whose answer is a training answer is linked to that question).
+            unrelated: your own off-topic questions, added to the built-in bank.
+            builtin_unrelated: include :data:`UNRELATED_QUESTIONS`.
+            limit: at most this many cases per set (or ``{"set": n}``), sampled with
+                ``seed`` and kept in their original order.
+            seed: the sampling seed.
+            name: a name for reports.
+
+        Raises:
+            UsageError: a variation names a question that is not among the pairs, or a
+                bad ``limit``.
+        """
+        dropped: Counter[str] = Counter()
+        verbatim: list[tuple[str, str]] = []
+        answers: dict[str, str] = {}
+        for pair in pairs:
+            q, a = (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
+            key = question_key(q)
+            if not key:
+                dropped["blank_question"] += 1
+                continue
+            if key in answers:
+                dropped["duplicate_question"] += 1
+                continue
+            answers[key] = a
+            verbatim.append((q.strip(), a))
+        by_answer = {" ".join(_plain(a)): q for q, a in verbatim}
+        var_rows: list[tuple[str, str, str | None]] = []
+        if isinstance(variations, Mapping):
+            questions = {question_key(q): q for q, _ in verbatim}
+            for source, texts in variations.items():
+                key = question_key(source)
+                if key not in answers:
+                    raise UsageError(
+                        f"variations name the question {source!r}, which is not among the "
+                        "pairs; key variations by a training question"
+                    )
+                for text in [texts] if isinstance(texts, str) else texts:
+                    var_rows.append((text, answers[key], questions[key]))
+        elif variations is not None:
+            for pair in variations:
+                q, a = (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
+                var_rows.append((q, a, by_answer.get(" ".join(_plain(a)))))
+        seen_var: set[str] = set()
+        var_cases: list[tuple[str, str, str | None]] = []
+        for q, a, src in var_rows:
+            key = question_key(q)
+            reason = (
+                "blank_variation"
+                if not key
+                else "variation_is_a_training_question"
+                if key in answers
+                else "duplicate_variation"
+                if key in seen_var
+                else None
+            )
+            if reason is not None:
+                dropped[reason] += 1
+                continue
+            seen_var.add(key)
+            var_cases.append((q.strip(), a, src))
+        off: list[str] = []
+        seen_off: set[str] = set()
+        for q in [*(UNRELATED_QUESTIONS if builtin_unrelated else ()), *(unrelated or ())]:
+            key = question_key(q)
+            if not key or key in seen_off:
+                dropped["duplicate_unrelated" if key else "blank_unrelated"] += 1
+                continue
+            seen_off.add(key)
+            off.append(q.strip())
+        v_rows = _sample(verbatim, _limit_of(limit, "verbatim"), seed)
+        var_rows2 = _sample(var_cases, _limit_of(limit, "variations"), seed)
+        off_rows = _sample(off, _limit_of(limit, "unrelated"), seed)
+        over = sum(
+            len(rows) - len(kept)
+            for rows, kept in ((verbatim, v_rows), (var_cases, var_rows2), (off, off_rows))
+        )
+        if over:
+            dropped["over_limit"] = over
+        ids = _CaseIds()
+        cases = [
+            EvalCase(
+                id=ids.new("verbatim", q),
+                set="verbatim",
+                question=q,
+                reference=a,
+                source_question=q,
+            )
+            for q, a in v_rows
+        ]
+        cases += [
+            EvalCase(
+                id=ids.new("variations", q),
+                set="variations",
+                question=q,
+                reference=a,
+                source_question=s,
+            )
+            for q, a, s in var_rows2
+        ]
+        cases += [
+            EvalCase(id=ids.new("unrelated", q), set="unrelated", question=q) for q in off_rows
+        ]
+        suite = cls(cases, name=name)
+        suite.dropped = dict(sorted(dropped.items()))
+        return suite
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        variations: str | os.PathLike[str] | None = None,
+        unrelated: str | os.PathLike[str] | Iterable[str] | None = None,
+        builtin_unrelated: bool = True,
+        limit: int | Mapping[str, int] | None = None,
+        seed: int = 0,
+        stop: str | None = None,
+        name: str | None = None,
+    ) -> EvalSuite:
+        """A suite from a QA file (seed CSV, pair CSV, pair JSONL or training JSONL).
+
+        Args:
+            path: the QA file, read with :class:`~finetune_qa.readers.QASource`.
+            variations: a QA file of rephrased questions with their expected answers.
+            unrelated: a text file of off-topic questions (one per line; blank lines and
+                lines starting with ``#`` skipped), or the questions themselves.
+            builtin_unrelated: include :data:`UNRELATED_QUESTIONS`.
+            limit: at most this many cases per set; see :meth:`from_pairs`.
+            seed: the sampling seed.
+            stop: stop marker removed from the end of training-JSONL answers (None: the
+                one the file's answers end with, detected; ``""``: none).
+            name: a name for reports (default: the file's name).
+
+        Raises:
+            InputError: a file is missing or unreadable (named, with the line).
+        """
+        from finetune_qa.readers import QASource
+
+        pairs = list(QASource(path, stop=stop).pairs())
+        var_pairs = list(QASource(variations, stop=stop).pairs()) if variations else None
+        if isinstance(unrelated, (str, os.PathLike)):
+            unrelated = read_questions(unrelated)
+        return cls.from_pairs(
+            pairs,
+            variations=var_pairs,
+            unrelated=unrelated,
+            builtin_unrelated=builtin_unrelated,
+            limit=limit,
+            seed=seed,
+            name=name or Path(path).name,
+        )
+
+    # -- saving -------------------------------------------------------------------------
+    def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
+        """Write the cases to ``path``, one JSON object per line, atomically."""
+        text = "".join(c.model_dump_json() + "\n" for c in self.cases)
+        return _write_atomic(path, text)
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike[str], *, name: str | None = None) -> EvalSuite:
+        """Load a suite saved with :meth:`to_jsonl`.
+
+        Raises:
+            InputFileError: the file is missing or unreadable.
+            JSONLFormatError: a line is not JSON.
+            RecordError: a line is not a case (named, with what is wrong).
+        """
+        cases: list[EvalCase] = []
+        seen: set[str] = set()
+        for line_no, raw in _lines(path):
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise JSONLFormatError(
+                    f"not JSON ({exc})", path=str(path), line=line_no, hint="fix or remove the line"
+                ) from None
+            try:
+                case = EvalCase.model_validate(obj)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "record"
+                raise RecordError(
+                    f"not an evaluation case: {where}: {err['msg']}",
+                    path=str(path),
+                    line=line_no,
+                    hint="each line needs id, set, question, reference and source_question",
+                ) from None
+            if case.id in seen:
+                raise RecordError(
+                    f"the id {case.id!r} appears twice",
+                    path=str(path),
+                    line=line_no,
+                    hint="give each case its own id",
+                )
+            seen.add(case.id)
+            cases.append(case)
+        return cls(cases, name=name or Path(path).name)
+
+    # -- variations ---------------------------------------------------------------------
+    def generate_variations(
+        self,
+        chat: ChatModel,
+        n_per_question: int = 1,
+        *,
+        cache: str | os.PathLike[str] | None = None,
+        concurrency: int | None = None,
+        prompt: str = PARAPHRASE_PROMPT,
+        max_tokens: int | None = 400,
+    ) -> EvalSuite:
+        """A new suite with rephrasings of every verbatim question, written by ``chat``.
+
+        ``chat`` gets :data:`PARAPHRASE_PROMPT` as its system prompt (its own system prompt
+        and stop marker are not used). With ``cache``, rephrasings are kept in a JSONL file
+        keyed by question and model, so running again asks only for new questions. A
+        question whose request fails or whose reply holds no rephrasing gets none; see
+        :attr:`generation_errors` of the returned suite.
+
+        Args:
+            chat: the model that rephrases (a base model, not the fine-tune under test).
+            n_per_question: rephrasings per question.
+            cache: JSONL file to read and update.
+            concurrency: requests in flight at once (default: the model's).
+            prompt: the system prompt.
+            max_tokens: cap on each reply.
+
+        Raises:
+            UsageError: ``n_per_question`` is not a whole number >= 1.
+            InputFileError: the cache cannot be written.
+        """
+        if isinstance(n_per_question, bool) or not isinstance(n_per_question, int):
+            raise UsageError(f"n_per_question must be a whole number, got {n_per_question!r}")
+        if n_per_question < 1:
+            raise UsageError(f"n_per_question must be at least 1, got {n_per_question}")
+        sources = self.of_set("verbatim")
+        stored = _load_cache(cache) if cache is not None else {}
+        found: dict[str, list[str]] = {}
+        todo: list[EvalCase] = []
+        for case in sources:
+            hit = stored.get((chat.model, question_key(case.question)))
+            if hit is not None and len(hit) >= n_per_question:
+                found[case.id] = hit[:n_per_question]
+            else:
+                todo.append(case)
+        errors: list[str] = []
+        if todo:
+            task = _task_model(chat, prompt, max_tokens)
+            messages = [
+                f"Rephrasings wanted: {n_per_question}\nQuestion: {c.question}" for c in todo
+            ]
+            for case, item in zip(
+                todo, task.ask_many(messages, concurrency=concurrency), strict=True
+            ):
+                if item.answer is None:
+                    errors.append(f"{case.question}: {item.error}")
+                    continue
+                texts = _parse_paraphrases(item.answer.text, case.question)
+                if not texts:
+                    reply = " ".join(item.answer.text.split())
+                    shown = reply if len(reply) <= 120 else reply[:119] + "…"
+                    errors.append(f"{case.question}: no rephrasing in the reply {shown!r}")
+                    continue
+                found[case.id] = texts[:n_per_question]
+                stored[(chat.model, question_key(case.question))] = texts
+            if cache is not None:
+                _save_cache(cache, stored)
+        variations = list(self.of_set("variations"))
+        trained = {question_key(c.question) for c in sources}
+        keys = {question_key(c.question) for c in variations}
+        dropped = Counter(self.dropped)
+        ids = _CaseIds(c.id for c in self.cases)
+        for case in sources:
+            for text in found.get(case.id, []):
+                key = question_key(text)
+                if key in trained or key in keys:
+                    trained_q = key in trained
+                    dropped[
+                        "variation_is_a_training_question" if trained_q else "duplicate_variation"
+                    ] += 1
+                    continue
+                keys.add(key)
+                variations.append(
+                    EvalCase(
+                        id=ids.new("variations", text),
+                        set="variations",
+                        question=text,
+                        reference=case.reference,
+                        source_question=case.source_question or case.question,
+                    )
+                )
+        cases = [*self.of_set("verbatim"), *variations, *self.of_set("unrelated")]
+        suite = EvalSuite(cases, name=self.name)
+        suite.generation_errors = errors
+        suite.dropped = dict(sorted(dropped.items()))
+        return suite
+
+    # -- running ------------------------------------------------------------------------
+    def run(
+        self,
+        chat: Answering,
+        *,
+        concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
+        scorers: Sequence[Scorer] | None = None,
+        judge: JudgeScorer | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        refusal_texts: Sequence[str] = (),
+        label: str | None = None,
+    ) -> EvalResult:
+        """Ask ``chat`` every question, ``concurrency`` at a time, and score the answers.
+
+        A question that fails (after the model's retries) is recorded in its row with
+        its error and counted in ``errors``; the others go on.
+
+        The stop sequence is *not* sent to the API: a :class:`~finetune_qa.chat.ChatModel`
+        (or a wrapper holding one as ``.chat``, such as a
+        :class:`~finetune_qa.guardrails.GuardedChatModel`) is asked through a copy that
+        cuts the answer at the marker itself, so the ``stop`` score says whether the
+        model wrote the marker (see :class:`StopScorer`). The answers are the same; a
+        model that writes on after its marker costs those extra tokens (``max_tokens``
+        caps them). For any other :class:`Answering` the default ``stop`` score is left
+        out.
+
+        Args:
+            chat: the model under test (query a fine-tune as trained: its system prompt
+                and stop marker; :meth:`~finetune_qa.jobs.FineTuneJob.chat_model` does).
+            concurrency: questions in flight at once. The default,
+                :data:`DEFAULT_EVAL_CONCURRENCY` (32), is higher than a ChatModel's own
+                (8), since a suite is a batch job; ``None`` uses ``chat``'s own default.
+                The judge runs with the same.
+            scorers: the scorers (default :func:`default_scorers` with ``chat``'s stop
+                marker and ``refusal_texts``). A :class:`JudgeScorer` goes in ``judge=``.
+            judge: an LLM judge, run on every answered case with a reference, in batches.
+            progress: called with ``(done, total)`` as requests complete.
+            refusal_texts: your bot's own refusal texts, for the default ``answered``
+                (a guarded model's ``refusal_texts`` are added by themselves).
+            label: display name in reports (default: the model name).
+
+        Raises:
+            UsageError: the suite is empty, a bad ``concurrency``, or a
+                :class:`JudgeScorer` in ``scorers``.
+        """
+        self._check_runnable(concurrency, scorers)
+        start, started_at = time.perf_counter(), _now()
+        total = len(self.cases) + (self._n_judged_upper() if judge else 0)
+        tick = _Progress(progress, total)
+        asker = _probing(chat)
+        items = (asker or chat).ask_many(
+            [c.question for c in self.cases], concurrency=concurrency, on_result=tick
+        )
+        grades: dict[int, JudgeGrade] = {}
+        if judge is not None:
+            todo = self._judge_todo(items, tick)
+            graded = judge.grade_many([t for _, t in todo], concurrency=concurrency, on_result=tick)
+            grades = {i: g for (i, _), g in zip(todo, graded, strict=True)}
+        return self._result(
+            chat,
+            items,
+            grades,
+            scorers,
+            refusal_texts,
+            judge,
+            label,
+            started_at,
+            start,
+            concurrency,
+            probed=asker is not None,
+        )
+
+    async def arun(
+        self,
+        chat: Answering,
+        *,
+        concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
+        scorers: Sequence[Scorer] | None = None,
+        judge: JudgeScorer | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        refusal_texts: Sequence[str] = (),
+        label: str | None = None,
+    ) -> EvalResult:
+        """Async twin of :meth:`run`, on the running event loop."""
+        self._check_runnable(concurrency, scorers)
+        start, started_at = time.perf_counter(), _now()
+        total = len(self.cases) + (self._n_judged_upper() if judge else 0)
+        tick = _Progress(progress, total)
+        asker = _probing(chat)
+        items = await (asker or chat).aask_many(
+            [c.question for c in self.cases], concurrency=concurrency, on_result=tick
+        )
+        grades: dict[int, JudgeGrade] = {}
+        if judge is not None:
+            todo = self._judge_todo(items, tick)
+            graded = await judge.agrade_many(
+                [t for _, t in todo], concurrency=concurrency, on_result=tick
+            )
+            grades = {i: g for (i, _), g in zip(todo, graded, strict=True)}
+        return self._result(
+            chat,
+            items,
+            grades,
+            scorers,
+            refusal_texts,
+            judge,
+            label,
+            started_at,
+            start,
+            concurrency,
+            probed=asker is not None,
+        )
+
+    def compare(
+        self,
+        chat_a: Answering,
+        chat_b: Answering,
+        *,
+        concurrency: int | None = DEFAULT_EVAL_CONCURRENCY,
+        scorers: Sequence[Scorer] | None = None,
+        judge: JudgeScorer | None = None,
+        refusal_texts: Sequence[str] = (),
+        labels: tuple[str, str] | None = None,
+    ) -> Comparison:
+        """Run the suite on two models and compare them (``a`` first, e.g. the base model).
+
+        Args:
+            chat_a: the first model (e.g. the base model).
+            chat_b: the second model (e.g. the fine-tune).
+            concurrency: questions in flight at once, per run (see :meth:`run`).
+            scorers: as :meth:`run`.
+            judge: as :meth:`run`.
+            refusal_texts: as :meth:`run`.
+            labels: display names of the two runs (default: the model names).
+        """
+        la, lb = labels or (None, None)
+        common: dict[str, Any] = {
+            "concurrency": concurrency,
+            "scorers": scorers,
+            "judge": judge,
+            "refusal_texts": refusal_texts,
+        }
+        a = self.run(chat_a, label=la, **common)
+        b = self.run(chat_b, label=lb, **common)
+        return compare(a, b)
+
+    # -- internals ----------------------------------------------------------------------
+    def _check_runnable(self, concurrency: int | None, scorers: Sequence[Scorer] | None) -> None:
+        if not self.cases:
+            raise UsageError("the suite has no cases; build it from some QA pairs")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise UsageError(
+                f"concurrency must be a whole number >= 1 or None, got {concurrency!r}"
+            )
+        for scorer in scorers or ():
+            if isinstance(scorer, JudgeScorer):
+                raise UsageError(
+                    f"pass the JudgeScorer {scorer!r} as judge=, not in scorers=: judge= "
+                    "grades every answer in one concurrent batch (in scorers= it would ask "
+                    "one request at a time, and cannot run inside arun's event loop)"
+                )
+
+    def _n_judged_upper(self) -> int:
+        return sum(1 for c in self.cases if c.reference is not None)
+
+    def _judge_todo(
+        self, items: Sequence[BatchItem], tick: _Progress
+    ) -> list[tuple[int, tuple[str, str, str]]]:
+        todo: list[tuple[int, tuple[str, str, str]]] = []
+        for i, (case, item) in enumerate(zip(self.cases, items, strict=True)):
+            if case.reference is None:
+                continue
+            if item.answer is None:
+                tick.skip()
+                continue
+            todo.append((i, (case.question, case.reference, item.answer.text)))
+        return todo
+
+    def _result(
+        self,
+        chat: Answering,
+        items: Sequence[BatchItem],
+        grades: Mapping[int, JudgeGrade],
+        scorers: Sequence[Scorer] | None,
+        refusal_texts: Sequence[str],
+        judge: JudgeScorer | None,
+        label: str | None,
+        started_at: str,
+        start: float,
+        concurrency: int | None,
+        *,
+        probed: bool,
+    ) -> EvalResult:
+        # a guarded model's own replies instead of an answer (its refusal, withheld text)
+        own = getattr(chat, "refusal_texts", None) or (getattr(chat, "refusal", None),)
+        refusal_texts = (
+            *refusal_texts,
+            *(t for t in own if isinstance(t, str) and t.strip()),
+        )
+        # a stop score only where the marker was not sent, so its absence can be seen
+        active = (
+            list(scorers)
+            if scorers is not None
+            else default_scorers(stop=chat.stop if probed else None, refusal_texts=refusal_texts)
+        )
+        names = [s.name for s in active]
+        if judge is not None:
+            names.append(judge.name)
+        if len(set(names)) != len(names):
+            raise UsageError(f"scorer names must be unique, got {names}")
+        rows: list[CaseResult] = []
+        for i, (case, item) in enumerate(zip(self.cases, items, strict=True)):
+            base: dict[str, Any] = {
+                "id": case.id,
+                "set": case.set,
+                "question": case.question,
+                "reference": case.reference,
+                "source_question": case.source_question,
+            }
+            if item.answer is None:
+                rows.append(CaseResult(**base, error=item.error, error_type=item.error_type))
+                continue
+            answer = item.answer
+            scores = {s.name: _checked(s, s.score(case, answer)) for s in active}
+            grade = grades.get(i)
+            if judge is not None:
+                scores[judge.name] = grade.normalized if grade is not None else None
+            rows.append(
+                CaseResult(
+                    **base,
+                    output=answer.text,
+                    finish_reason=answer.finish_reason,
+                    latency=answer.latency,
+                    scores=scores,
+                    judge=grade,
+                )
+            )
+        sets: dict[str, SetSummary] = {
+            name: _summarize([r for r in rows if r.set == name], names)
+            for name in EVAL_SETS
+            if any(r.set == name for r in rows)
+        }
+        errors = sum(1 for r in rows if not r.ok)
+        return EvalResult(
+            label=label or default_label(chat),
+            model=chat.model,
+            backend=str(getattr(chat.backend, "name", type(chat.backend).__name__)),
+            started_at=started_at,
+            seconds=time.perf_counter() - start,
+            concurrency=concurrency if concurrency is not None else _own_concurrency(chat),
+            n=len(rows),
+            errors=errors,
+            dropped=dict(self.dropped),
+            scorers=names,
+            sets=sets,
+            cases=rows,
+        )
+
+
+class _Progress:
+    """Counts completed requests and reports ``(done, total)``; usable as ``on_result``."""
+
+    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
+        self.callback = callback
+        self.total = total
+        self.done = 0
+
+    def __call__(self, item: BatchItem) -> None:
+        self.skip()
+
+    def skip(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _own_concurrency(chat: Answering) -> int | None:
+    value = getattr(chat, "concurrency", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _checked(scorer: Scorer, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise UsageError(f"scorer {scorer.name!r} returned {value!r}; return a number or None")
+    return float(value)
