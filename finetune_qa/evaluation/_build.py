@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from finetune_qa._text import key_hash, question_key
+from finetune_qa.data import QAPair
+from finetune_qa.evaluation._metrics import _plain
 from finetune_qa.exceptions import UsageError
 
 
@@ -62,3 +65,86 @@ class _CaseIds:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _pair(pair: QAPair | tuple[str, str]) -> tuple[str, str]:
+    return (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
+
+
+def _verbatim_rows(
+    pairs: Iterable[QAPair | tuple[str, str]], dropped: Counter[str]
+) -> list[tuple[str, str]]:
+    """``(question, answer)`` of the training pairs: blank and repeated questions dropped."""
+    verbatim: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for pair in pairs:
+        q, a = _pair(pair)
+        key = question_key(q)
+        if not key:
+            dropped["blank_question"] += 1
+            continue
+        if key in seen:
+            dropped["duplicate_question"] += 1
+            continue
+        seen.add(key)
+        verbatim.append((q.strip(), a))
+    return verbatim
+
+
+def _variation_rows(
+    variations: Mapping[str, str | Sequence[str]] | Iterable[QAPair | tuple[str, str]] | None,
+    verbatim: Sequence[tuple[str, str]],
+    dropped: Counter[str],
+) -> list[tuple[str, str, str | None]]:
+    """``(rephrasing, answer, training question)`` rows, each linked to its training question."""
+    answers = {question_key(q): a for q, a in verbatim}
+    var_rows: list[tuple[str, str, str | None]] = []
+    if isinstance(variations, Mapping):
+        questions = {question_key(q): q for q, _ in verbatim}
+        for source, texts in variations.items():
+            key = question_key(source)
+            if key not in answers:
+                raise UsageError(
+                    f"variations name the question {source!r}, which is not among the "
+                    "pairs; key variations by a training question"
+                )
+            for text in [texts] if isinstance(texts, str) else texts:
+                var_rows.append((text, answers[key], questions[key]))
+    elif variations is not None:
+        by_answer = {" ".join(_plain(a)): q for q, a in verbatim}
+        for pair in variations:
+            q, a = _pair(pair)
+            var_rows.append((q, a, by_answer.get(" ".join(_plain(a)))))
+    seen: set[str] = set()
+    out: list[tuple[str, str, str | None]] = []
+    for q, a, src in var_rows:
+        key = question_key(q)
+        reason = (
+            "blank_variation"
+            if not key
+            else "variation_is_a_training_question"
+            if key in answers
+            else "duplicate_variation"
+            if key in seen
+            else None
+        )
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        seen.add(key)
+        out.append((q.strip(), a, src))
+    return out
+
+
+def _unrelated_rows(questions: Iterable[str], dropped: Counter[str]) -> list[str]:
+    """The off-topic questions, blank and repeated ones dropped."""
+    off: list[str] = []
+    seen: set[str] = set()
+    for q in questions:
+        key = question_key(q)
+        if not key or key in seen:
+            dropped["duplicate_unrelated" if key else "blank_unrelated"] += 1
+            continue
+        seen.add(key)
+        off.append(q.strip())
+    return off

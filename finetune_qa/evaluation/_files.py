@@ -6,20 +6,26 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from finetune_qa._fs import atomic_write
+from finetune_qa._fs import atomic_write, open_regular
 from finetune_qa.exceptions import InputFileError
+
+
+def _read(path: str | os.PathLike[str], *, kind: str = "file") -> bytes:
+    """The bytes of a regular file (:func:`~finetune_qa._fs.open_regular`: no pipes)."""
+    with open_regular(path, kind=kind) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise InputFileError(
+                f"cannot be read: {exc.strerror or exc}",
+                path=os.fspath(path),
+                hint="check the file",
+            ) from exc
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
     """Non-blank lines of a file with their 1-based numbers; errors name the file."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputFileError("no such file", path=str(path), hint="check the path") from None
-    except IsADirectoryError:
-        raise InputFileError("is a directory", path=str(path), hint="give a file") from None
-    except OSError as exc:
-        raise InputFileError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    data = _read(path)
     for i, raw in enumerate(data.splitlines(), 1):
         if raw.strip():
             yield i, raw

@@ -24,10 +24,17 @@ from finetune_qa.evaluation._banks import (
     UNRELATED_QUESTIONS,
     EvalSet,
 )
-from finetune_qa.evaluation._build import _CaseIds, _limit_of, _now, _sample
+from finetune_qa.evaluation._build import (
+    _CaseIds,
+    _limit_of,
+    _now,
+    _sample,
+    _unrelated_rows,
+    _variation_rows,
+    _verbatim_rows,
+)
 from finetune_qa.evaluation._files import _lines, _write_atomic, read_questions
-from finetune_qa.evaluation._judge import JudgeGrade, JudgeScorer, _task_model
-from finetune_qa.evaluation._metrics import _plain
+from finetune_qa.evaluation._judge import JudgeGrade, JudgeScorer
 from finetune_qa.evaluation._results import (
     CaseResult,
     Comparison,
@@ -38,7 +45,7 @@ from finetune_qa.evaluation._results import (
     default_label,
 )
 from finetune_qa.evaluation._scorers import Answering, EvalCase, Scorer, default_scorers
-from finetune_qa.evaluation._variations import _load_cache, _parse_paraphrases, _save_cache
+from finetune_qa.evaluation._variations import _rephrase
 from finetune_qa.exceptions import JSONLFormatError, RecordError, UsageError
 
 
@@ -190,69 +197,17 @@ class EvalSuite:
                 bad ``limit``.
         """
         dropped: Counter[str] = Counter()
-        verbatim: list[tuple[str, str]] = []
-        answers: dict[str, str] = {}
-        for pair in pairs:
-            q, a = (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
-            key = question_key(q)
-            if not key:
-                dropped["blank_question"] += 1
-                continue
-            if key in answers:
-                dropped["duplicate_question"] += 1
-                continue
-            answers[key] = a
-            verbatim.append((q.strip(), a))
-        by_answer = {" ".join(_plain(a)): q for q, a in verbatim}
-        var_rows: list[tuple[str, str, str | None]] = []
-        if isinstance(variations, Mapping):
-            questions = {question_key(q): q for q, _ in verbatim}
-            for source, texts in variations.items():
-                key = question_key(source)
-                if key not in answers:
-                    raise UsageError(
-                        f"variations name the question {source!r}, which is not among the "
-                        "pairs; key variations by a training question"
-                    )
-                for text in [texts] if isinstance(texts, str) else texts:
-                    var_rows.append((text, answers[key], questions[key]))
-        elif variations is not None:
-            for pair in variations:
-                q, a = (pair.question, pair.answer) if isinstance(pair, QAPair) else pair
-                var_rows.append((q, a, by_answer.get(" ".join(_plain(a)))))
-        seen_var: set[str] = set()
-        var_cases: list[tuple[str, str, str | None]] = []
-        for q, a, src in var_rows:
-            key = question_key(q)
-            reason = (
-                "blank_variation"
-                if not key
-                else "variation_is_a_training_question"
-                if key in answers
-                else "duplicate_variation"
-                if key in seen_var
-                else None
-            )
-            if reason is not None:
-                dropped[reason] += 1
-                continue
-            seen_var.add(key)
-            var_cases.append((q.strip(), a, src))
-        off: list[str] = []
-        seen_off: set[str] = set()
-        for q in [*(UNRELATED_QUESTIONS if builtin_unrelated else ()), *(unrelated or ())]:
-            key = question_key(q)
-            if not key or key in seen_off:
-                dropped["duplicate_unrelated" if key else "blank_unrelated"] += 1
-                continue
-            seen_off.add(key)
-            off.append(q.strip())
+        verbatim = _verbatim_rows(pairs, dropped)
+        var_rows = _variation_rows(variations, verbatim, dropped)
+        off = _unrelated_rows(
+            [*(UNRELATED_QUESTIONS if builtin_unrelated else ()), *(unrelated or ())], dropped
+        )
         v_rows = _sample(verbatim, _limit_of(limit, "verbatim"), seed)
-        var_rows2 = _sample(var_cases, _limit_of(limit, "variations"), seed)
+        var_kept = _sample(var_rows, _limit_of(limit, "variations"), seed)
         off_rows = _sample(off, _limit_of(limit, "unrelated"), seed)
         over = sum(
             len(rows) - len(kept)
-            for rows, kept in ((verbatim, v_rows), (var_cases, var_rows2), (off, off_rows))
+            for rows, kept in ((verbatim, v_rows), (var_rows, var_kept), (off, off_rows))
         )
         if over:
             dropped["over_limit"] = over
@@ -275,7 +230,7 @@ class EvalSuite:
                 reference=a,
                 source_question=s,
             )
-            for q, a, s in var_rows2
+            for q, a, s in var_kept
         ]
         cases += [
             EvalCase(id=ids.new("unrelated", q), set="unrelated", question=q) for q in off_rows
@@ -412,44 +367,22 @@ class EvalSuite:
         if n_per_question < 1:
             raise UsageError(f"n_per_question must be at least 1, got {n_per_question}")
         sources = self.of_set("verbatim")
-        stored = _load_cache(cache) if cache is not None else {}
-        found: dict[str, list[str]] = {}
-        todo: list[EvalCase] = []
-        for case in sources:
-            hit = stored.get((chat.model, question_key(case.question)))
-            if hit is not None and len(hit) >= n_per_question:
-                found[case.id] = hit[:n_per_question]
-            else:
-                todo.append(case)
-        errors: list[str] = []
-        if todo:
-            task = _task_model(chat, prompt, max_tokens)
-            messages = [
-                f"Rephrasings wanted: {n_per_question}\nQuestion: {c.question}" for c in todo
-            ]
-            for case, item in zip(
-                todo, task.ask_many(messages, concurrency=concurrency), strict=True
-            ):
-                if item.answer is None:
-                    errors.append(f"{case.question}: {item.error}")
-                    continue
-                texts = _parse_paraphrases(item.answer.text, case.question)
-                if not texts:
-                    reply = " ".join(item.answer.text.split())
-                    shown = reply if len(reply) <= 120 else reply[:119] + "…"
-                    errors.append(f"{case.question}: no rephrasing in the reply {shown!r}")
-                    continue
-                found[case.id] = texts[:n_per_question]
-                stored[(chat.model, question_key(case.question))] = texts
-            if cache is not None:
-                _save_cache(cache, stored)
+        found, errors = _rephrase(
+            chat,
+            [c.question for c in sources],
+            n_per_question,
+            cache=cache,
+            concurrency=concurrency,
+            prompt=prompt,
+            max_tokens=max_tokens,
+        )
         variations = list(self.of_set("variations"))
         trained = {question_key(c.question) for c in sources}
         keys = {question_key(c.question) for c in variations}
         dropped = Counter(self.dropped)
         ids = _CaseIds(c.id for c in self.cases)
         for case in sources:
-            for text in found.get(case.id, []):
+            for text in found.get(question_key(case.question), []):
                 key = question_key(text)
                 if key in trained or key in keys:
                     trained_q = key in trained

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
 
 from finetune_qa._text import question_key
+from finetune_qa.chat import ChatModel
 from finetune_qa.evaluation._files import _lines, _write_atomic
-from finetune_qa.evaluation._judge import _FENCE
+from finetune_qa.evaluation._judge import _FENCE, _task_model
 from finetune_qa.evaluation._metrics import is_refusal
 
 
@@ -77,3 +78,45 @@ def _parse_paraphrases(reply: str, question: str) -> list[str]:
             seen.add(key)
             out.append(clean)
     return out
+
+
+def _rephrase(
+    chat: ChatModel,
+    questions: Sequence[str],
+    n: int,
+    *,
+    cache: str | os.PathLike[str] | None,
+    concurrency: int | None,
+    prompt: str,
+    max_tokens: int | None,
+) -> tuple[dict[str, list[str]], list[str]]:
+    """``n`` rephrasings per question (by its key), from the cache or asked; and the failures."""
+    stored = _load_cache(cache) if cache is not None else {}
+    found: dict[str, list[str]] = {}
+    todo: list[str] = []
+    for question in questions:
+        hit = stored.get((chat.model, question_key(question)))
+        if hit is not None and len(hit) >= n:
+            found[question_key(question)] = hit[:n]
+        else:
+            todo.append(question)
+    errors: list[str] = []
+    if not todo:
+        return found, errors
+    task = _task_model(chat, prompt, max_tokens)
+    messages = [f"Rephrasings wanted: {n}\nQuestion: {q}" for q in todo]
+    for question, item in zip(todo, task.ask_many(messages, concurrency=concurrency), strict=True):
+        if item.answer is None:
+            errors.append(f"{question}: {item.error}")
+            continue
+        texts = _parse_paraphrases(item.answer.text, question)
+        if not texts:
+            reply = " ".join(item.answer.text.split())
+            shown = reply if len(reply) <= 120 else reply[:119] + "…"
+            errors.append(f"{question}: no rephrasing in the reply {shown!r}")
+            continue
+        found[question_key(question)] = texts[:n]
+        stored[(chat.model, question_key(question))] = texts
+    if cache is not None:
+        _save_cache(cache, stored)
+    return found, errors
