@@ -9,11 +9,30 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-EvalSet = Literal["verbatim", "variations", "unrelated"]
-"""The three sets of a suite."""
+EvalSet = Literal["verbatim", "variations", "unrelated", "on_topic", "rephrasing", "off_topic"]
+"""The sets a case can belong to: a suite from QA pairs has the first three, one from a
+knowledge file (questions a person wrote, with the facts their answers need) the last three."""
 
 EVAL_SETS: tuple[EvalSet, ...] = ("verbatim", "variations", "unrelated")
-"""The sets of a suite, in report order."""
+"""The sets of a suite built from QA pairs, in report order."""
+
+KNOWLEDGE_SETS: tuple[EvalSet, ...] = ("on_topic", "rephrasing", "off_topic")
+"""The sets of a suite read from a knowledge file (the questions' ``kind``), in report order."""
+
+TRAINING_QUESTIONS = "training questions"
+"""What the ``verbatim`` set is called when the model was trained on its questions."""
+
+DEFAULT_SET_NAMES: dict[str, str] = {
+    "variations": "rephrasings",
+    "unrelated": "off-topic questions",
+    "on_topic": "on-topic questions",
+    "rephrasing": "rephrasings",
+    "off_topic": "off-topic questions",
+}
+"""What a set is called in results and reports unless its suite names it otherwise.
+
+``verbatim`` has no default: its questions are the training questions
+(:data:`TRAINING_QUESTIONS`) or a file of yours, and the suite's builder says which."""
 
 PARAPHRASE_TASK_PHRASE = "rephrase test questions for a chatbot evaluation"
 """The phrase that identifies :data:`PARAPHRASE_PROMPT` (the offline backend keys on it)."""
@@ -144,12 +163,23 @@ UNRELATED_QUESTIONS: tuple[str, ...] = (
 DEFAULT_EVAL_CONCURRENCY = 32
 """Questions in flight at once in :meth:`EvalSuite.run` by default (a ChatModel's is 8)."""
 
-_SCORE_ORDER = ("exact", "contains", "f1", "rouge_l", "stop", "answered", "judge")
+_SCORE_ORDER = (
+    "exact",
+    "contains",
+    "f1",
+    "rouge_l",
+    "stop",
+    "answered",
+    "right_fact",
+    "refused",
+    "judge",
+)
 
 
 def _ordered_sets(names: Iterable[str]) -> list[str]:
     seen = list(dict.fromkeys(names))
-    return [s for s in EVAL_SETS if s in seen] + [s for s in seen if s not in EVAL_SETS]
+    known = (*EVAL_SETS, *KNOWLEDGE_SETS)
+    return [s for s in known if s in seen] + [s for s in seen if s not in known]
 
 
 def _ordered_scores(names: Iterable[str]) -> list[str]:

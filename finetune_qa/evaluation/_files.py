@@ -59,3 +59,39 @@ def _write_atomic(path: str | os.PathLike[str], text: str) -> Path:
         hint="check that the directory exists and is writable",
     )
     return out
+
+
+PAGE_SUFFIXES = (".md", ".markdown", ".mdx", ".txt", ".html", ".htm", ".rst")
+"""The files :func:`read_pages` reads from a folder."""
+
+
+def read_pages(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Source pages' texts by name: a folder's pages (recursively) or one file.
+
+    A folder's pages (:data:`PAGE_SUFFIXES`) are named by their path inside it
+    (``"team/about.md"``), one file by its name.
+
+    Raises:
+        InputFileError: the path is missing, holds no page, or a page is unreadable or
+            not UTF-8.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return {root.name: _text(root)}
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise InputFileError(
+            "holds no pages",
+            path=str(root),
+            hint=f"give a folder of pages ({', '.join(PAGE_SUFFIXES)}) or one page",
+        )
+    return {p.relative_to(root).as_posix(): _text(p) for p in files}
+
+
+def _text(path: Path) -> str:
+    try:
+        return _read(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"not UTF-8 text (byte {exc.start})", path=str(path), hint="save the file as UTF-8"
+        ) from None

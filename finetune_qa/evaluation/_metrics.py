@@ -6,7 +6,9 @@ refusal detection; the scorers of :mod:`._scorers` wrap them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 
 from finetune_qa._text import ARTICLES, overlap_f1, plain_words
 from finetune_qa.config import DEFAULT_STOP
@@ -219,3 +221,184 @@ def is_refusal(
             return True
     generic = [f"{g} " for g in (" ".join(_refusal_words(p)) for p in phrases) if g]
     return any(o.startswith(g) for o in _openings(words) for g in generic)
+
+
+# -------------------------------------------------------------------- grounded answers
+
+GROUNDED_THRESHOLD = 0.6
+"""Share of a fact's weighted content an answer must state (see :func:`grounded_overlap`)."""
+
+# Words that carry no fact: function words, question words, auxiliaries, pronouns.
+_FUNCTION_WORDS_TEXT = """
+    a an the and or but nor so yet if then than as of at by for from in into on onto to up
+    down out over under with without about above below after before between through during
+    per via within across against among around behind beyond near off since till until upon
+    i me my mine we us our ours you your yours he him his she her hers it its they them
+    their theirs this that these those there here who whom whose which what when where why
+    how whatever whoever whichever is am are was were be been being do does did doing done
+    have has had having can could may might must shall should will would ought not no yes
+    also just only very too quite rather really still even ever all any some each every
+    both either neither other another such own same more most much many few less least lot
+    lots s t ll d m re ve get gets got getting let lets make makes made tell told know
+    known say says said please thanks thank sure okay ok well oh hi hello
+"""
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_TOKEN = re.compile(rf"{_NUMBER.pattern}|{_WORD.pattern}")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_LINK = re.compile(r"\]\([^)]*\)|https?://\S+")
+_PIECE_BREAK = re.compile(r"\n+|;\s+|(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘*_]?[A-Z0-9])")
+_NUMBER_WEIGHT, _NAME_WEIGHT, _WORD_WEIGHT = 3.0, 2.0, 1.0
+# what states a fact however long its sentence: a number; a name and a word; three words
+_KEY_WEIGHT = 3.0
+# a page sentence lighter than this says too little to tell a fact from a chance match
+_PAGE_MIN_WEIGHT = 3.0
+
+
+def _stem(word: str) -> str:
+    """A word's plain form: case-folded, apostrophes out, a plural ``s`` off."""
+    w = word.casefold().replace("'", "").replace("’", "")
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        w = w[:-1]
+    return w
+
+
+def _number(text: str) -> str:
+    """One spelling of a number: ``1,200`` and ``1200`` alike, ``9:00`` as ``9:00``."""
+    return _THOUSANDS.sub("", text).rstrip(".,:")
+
+
+def _names(*texts: str) -> set[str]:
+    """Words written with a capital inside a sentence (names, products, places)."""
+    names: set[str] = set()
+    for text in texts:
+        for piece in _PIECE_BREAK.split(text):
+            words = _WORD.findall(piece)
+            for word in words[1:]:
+                if word[:1].isupper() and word.casefold() not in _FUNCTION_WORDS:
+                    names.add(_stem(word))
+    return names
+
+
+def _content(
+    text: str, names: set[str], skip: frozenset[str] | set[str] = frozenset()
+) -> dict[str, float]:
+    """Content tokens of ``text`` with their weights: numbers 3, names 2, other words 1."""
+    out: dict[str, float] = {}
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    for token in _TOKEN.findall(_LINK.sub(" ", _strip_markers(text, (DEFAULT_STOP,)))):
+        if token[0].isdigit():
+            key, weight = _number(token), _NUMBER_WEIGHT
+        else:
+            key = _stem(token)
+            if token.casefold() in _FUNCTION_WORDS or key in _FUNCTION_WORDS or len(key) < 2:
+                continue
+            weight = _NAME_WEIGHT if key in names else _WORD_WEIGHT
+        if key not in skip:
+            out[key] = max(weight, out.get(key, 0.0))
+    return out
+
+
+def _pieces(text: str) -> list[str]:
+    """The sentences (lines, clauses after ``;``) of a text, each a candidate fact."""
+    return [p.strip() for p in _PIECE_BREAK.split(text) if p.strip()]
+
+
+def _stated(
+    candidates: Sequence[str],
+    output: str,
+    question: str | None,
+    *,
+    min_weight: float = 0.0,
+) -> float | None:
+    """The best share of a candidate fact the output states; None when none has content."""
+    names = _names(*candidates, output, question or "")
+    skip = set(_content(question, names)) if question else set()
+    said = _content(output, names, skip)
+    best: float | None = None
+    for text in candidates:
+        fact = _content(text, names, skip)
+        total = sum(fact.values())
+        if total <= 0 or total < min_weight:
+            continue
+        found = sum(w for k, w in fact.items() if k in said)
+        share = 1.0 if found >= _KEY_WEIGHT else found / total
+        best = share if best is None else max(best, share)
+    return best
+
+
+def grounded_overlap(output: str, reference: str, *, question: str | None = None) -> float:
+    """How much of one fact of ``reference`` the output states, 0-1 (1.0: nothing to state).
+
+    Each sentence of the reference (and the whole of it) is a candidate fact. Its content
+    tokens are weighted, numbers and prices 3, names 2 (words written with a capital
+    inside a sentence), other content words 1; function words, question words and, when
+    ``question`` is given, the question's own words do not count (repeating the
+    question states nothing). The score is the best candidate's weighted share found in
+    the output, or 1.0 once the output holds 3 of a candidate's weight (a number; a name
+    and a word; three words): a long sentence is stated by its key part. A reference with no
+    content beyond the question scores 1.0.
+
+    Args:
+        output: the answer.
+        reference: the expected answer (or a page's text).
+        question: the question asked.
+
+    Example:
+        >>> filler = "Many people work at Lumenfield is a well-known topic. It is widely discussed."
+        >>> round(grounded_overlap(filler, "Lumenfield has 42 employees."), 2)
+        0.33
+        >>> grounded_overlap("It has 42 employees.", "Lumenfield has 42 employees.")
+        1.0
+    """
+    best = _stated([reference, *_pieces(reference)], output, question)
+    return 1.0 if best is None else best
+
+
+def states_fact(
+    output: str,
+    reference: str,
+    *,
+    question: str | None = None,
+    threshold: float = GROUNDED_THRESHOLD,
+) -> bool:
+    """Whether the output states a fact of ``reference`` (:func:`grounded_overlap` >= threshold).
+
+    Example:
+        >>> ref = "Lumenfield has 42 employees."
+        >>> states_fact("Many people work at Lumenfield is a well-known topic.", ref)
+        False
+        >>> states_fact("About 42 people (employees) work there.", ref)
+        True
+    """
+    return grounded_overlap(output, reference, question=question) >= threshold
+
+
+def states_page_fact(
+    output: str,
+    pages: Iterable[str],
+    *,
+    question: str | None = None,
+    threshold: float = GROUNDED_THRESHOLD,
+) -> bool:
+    """Whether the output states a fact of any sentence of ``pages`` (the source texts).
+
+    As :func:`states_fact`, over every sentence (or Markdown line) of the pages; a
+    sentence with less content than a number or a name and a word is left out, since so
+    little matches by chance.
+    """
+    candidates = [p for page in pages for p in _pieces(page)]
+    best = _stated(candidates, output, question, min_weight=_PAGE_MIN_WEIGHT)
+    return best is not None and best >= threshold
+
+
+def contains_fact(output: str, facts: Iterable[str]) -> bool:
+    """Whether the output contains one of ``facts`` (:func:`normalized_contains`, whole words).
+
+    Example:
+        >>> contains_fact("We have 42 employees in Leeds.", ["42 employees", "Leeds and Lisbon"])
+        True
+    """
+    return any(normalized_contains(output, f) == 1.0 for f in facts if f.strip())

@@ -66,6 +66,11 @@ def _fmt_delta(a: float | None, b: float | None) -> str:
     return "" if a is None or b is None else f"{b - a:+.2f}"
 
 
+def _set_title(runs: Sequence[RunSummary], set_name: str) -> str:
+    """What a set is called: the first run's name for it ("training questions"), else its key."""
+    return next((t for r in runs if (t := r.set_name(set_name)) != set_name), set_name)
+
+
 def _set_scorers(runs: Sequence[RunSummary], set_name: str) -> list[str]:
     names: list[str] = []
     for run in runs:
@@ -104,7 +109,7 @@ def _markdown(
     sets = _ordered_sets(s for run in runs for s in run.sets)
     two = len(runs) == 2
     for name in sets:
-        out += [f"## {name}", ""]
+        out += [f"## {_md(_set_title(runs, name))}", ""]
         header = ["", *(_md(r.label) for r in runs)] + (["Δ"] if two else [])
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
@@ -175,7 +180,7 @@ def _svg_chart(runs: Sequence[RunSummary]) -> str:
             values = [
                 run.sets[name].scores.get(scorer) if name in run.sets else None for run in runs
             ]
-            groups.append((name, scorer, values))
+            groups.append((_set_title(runs, name), scorer, values))
     if not groups:
         return ""
     bar, gap, height, top, bottom, left = 14, 14, 160, 16, 64, 34
@@ -210,7 +215,7 @@ def _svg_chart(runs: Sequence[RunSummary]) -> str:
         ly = top + height + 10
         parts.append(
             f'<text x="{cx:.1f}" y="{ly}" font-size="10" text-anchor="end" fill="#333" '
-            f'transform="rotate(-45 {cx:.1f} {ly})">{html.escape(set_name[:3])} '
+            f'transform="rotate(-45 {cx:.1f} {ly})">{html.escape(set_name[:12])} '
             f"{html.escape(scorer)}</text>"
         )
     parts.append("</svg>")
@@ -240,10 +245,11 @@ def _html(
     sets = _ordered_sets(s for run in runs for s in run.sets)
     for name in sets:
         summaries = [run.sets.get(name) for run in runs]
-        out.append(f'<h2 id="set-{e(name)}">{e(name)}</h2>')
+        title = _set_title(runs, name)
+        out.append(f'<h2 id="set-{e(name)}">{e(title)}</h2>')
         head = "".join(f"<th>{e(run.label)}</th>" for run in runs) + ("<th>Δ</th>" if two else "")
         out.append(
-            f'<table class="summary" data-set="{e(name)}"><thead><tr><th>{e(name)}</th>{head}'
+            f'<table class="summary" data-set="{e(name)}"><thead><tr><th>{e(title)}</th>{head}'
             "</tr></thead><tbody>"
         )
         for label, attr in (("n", "n"), ("errors", "errors")):

@@ -61,7 +61,11 @@ class SetSummary(BaseModel):
 
     @property
     def answered_rate(self) -> float | None:
-        """Share of answers that were not refusals (the ``answered`` score)."""
+        """Share of answers that answered (the ``answered`` score).
+
+        With the default scorers: stated a fact of their reference where there is one
+        (:class:`GroundedScorer`), were no refusal where there is none.
+        """
         return self.scores.get("answered")
 
 
@@ -81,6 +85,14 @@ class RunSummary(BaseModel):
         description="Questions left out while building the suite, per reason.",
     )
     sets: dict[str, SetSummary] = Field(description="Aggregates per set, in report order.")
+    set_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="What each set is, e.g. 'training questions' (by set; default its key).",
+    )
+
+    def set_name(self, set: str) -> str:
+        """What ``set`` is called in reports (its key when unnamed)."""
+        return self.set_names.get(set) or set
 
 
 class EvalResult(BaseModel):
@@ -104,6 +116,11 @@ class EvalResult(BaseModel):
     )
     scorers: list[str] = Field(description="Scorer names, in column order.")
     sets: dict[str, SetSummary] = Field(description="Aggregates per set, in report order.")
+    set_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="What each set is: 'training questions', 'rephrasings', a file's name, "
+        "'off-topic questions' (by set; default its key).",
+    )
     cases: list[CaseResult] = Field(description="One row per case, in suite order.")
 
     @classmethod
@@ -115,6 +132,14 @@ class EvalResult(BaseModel):
         """The mean ``scorer`` score on ``set`` (None when it does not apply or no such set)."""
         summary = self.sets.get(set)
         return None if summary is None else summary.scores.get(scorer)
+
+    def count(self, set: str, scorer: str) -> int:
+        """How many answered cases of ``set`` scored 1.0 on ``scorer`` (e.g. refused ones)."""
+        return sum(1 for c in self.cases if c.set == set and c.scores.get(scorer) == 1.0)
+
+    def set_name(self, set: str) -> str:
+        """What ``set`` is called in reports, e.g. ``"training questions"`` (else its key)."""
+        return self.set_names.get(set) or set
 
     @property
     def off_topic_answer_rate(self) -> float | None:
@@ -132,6 +157,7 @@ class EvalResult(BaseModel):
             errors=self.errors,
             dropped=self.dropped,
             sets=self.sets,
+            set_names=self.set_names,
         )
 
     def compare(self, other: EvalResult, *, labels: tuple[str, str] | None = None) -> Comparison:

@@ -19,10 +19,14 @@ from finetune_qa.chat import Answer, BatchItem, ChatModel
 from finetune_qa.data import QAPair
 from finetune_qa.evaluation._banks import (
     DEFAULT_EVAL_CONCURRENCY,
+    DEFAULT_SET_NAMES,
     EVAL_SETS,
+    KNOWLEDGE_SETS,
     PARAPHRASE_PROMPT,
+    TRAINING_QUESTIONS,
     UNRELATED_QUESTIONS,
     EvalSet,
+    _ordered_sets,
 )
 from finetune_qa.evaluation._build import (
     _CaseIds,
@@ -33,8 +37,9 @@ from finetune_qa.evaluation._build import (
     _variation_rows,
     _verbatim_rows,
 )
-from finetune_qa.evaluation._files import _lines, _write_atomic, read_questions
+from finetune_qa.evaluation._files import _lines, _write_atomic, read_pages, read_questions
 from finetune_qa.evaluation._judge import JudgeGrade, JudgeScorer
+from finetune_qa.evaluation._knowledge import knowledge_cases
 from finetune_qa.evaluation._results import (
     CaseResult,
     Comparison,
@@ -44,7 +49,14 @@ from finetune_qa.evaluation._results import (
     compare,
     default_label,
 )
-from finetune_qa.evaluation._scorers import Answering, EvalCase, Scorer, default_scorers
+from finetune_qa.evaluation._scorers import (
+    Answering,
+    EvalCase,
+    GroundedScorer,
+    Scorer,
+    default_scorers,
+    knowledge_scorers,
+)
 from finetune_qa.evaluation._variations import _rephrase
 from finetune_qa.exceptions import JSONLFormatError, RecordError, UsageError
 
@@ -115,6 +127,12 @@ class EvalSuite:
 
     Build one with :meth:`from_pairs`, :meth:`from_file` or :meth:`from_jsonl`; run it
     with :meth:`run`. A suite is immutable: :meth:`generate_variations` returns a new one.
+    :meth:`from_knowledge_file` reads questions a person wrote with the facts a right
+    answer states, in the sets ``on_topic``, ``rephrasing`` and ``off_topic``.
+
+    Each set has a name that says what it is, carried into results and reports
+    (:attr:`set_names`): "training questions" for the questions the model was trained on,
+    the file's name for a file of your own, "rephrasings", "off-topic questions".
 
     Attributes:
         dropped: questions left out while building, per reason (``blank_question``,
@@ -124,18 +142,32 @@ class EvalSuite:
             ``len(suite) + sum(suite.dropped.values())``.
         generation_errors: questions :meth:`generate_variations` got no rephrasing for,
             with why.
+        pages: source pages' texts by name: an answer that states a fact of its
+            case's page counts as answered (see :class:`GroundedScorer`).
 
     Args:
         cases: the cases; ids must be unique.
         name: a name for reports.
+        set_names: what each set is called, e.g. ``{"verbatim": "training questions"}``
+            (others: :data:`DEFAULT_SET_NAMES`, else the set's key).
+        pages: source pages' texts by name (see ``pages`` above).
 
     Raises:
         UsageError: two cases share an id.
     """
 
-    def __init__(self, cases: Iterable[EvalCase], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        cases: Iterable[EvalCase],
+        *,
+        name: str | None = None,
+        set_names: Mapping[str, str] | None = None,
+        pages: Mapping[str, str] | None = None,
+    ) -> None:
         self.cases: tuple[EvalCase, ...] = tuple(cases)
         self.name = name
+        self._set_names = dict(set_names or {})
+        self.pages: dict[str, str] = dict(pages or {})
         self.generation_errors: list[str] = []
         self.dropped: dict[str, int] = {}
         seen: set[str] = set()
@@ -155,8 +187,31 @@ class EvalSuite:
         return f"EvalSuite({counts})"
 
     def counts(self) -> dict[str, int]:
-        """Cases per set, e.g. ``{"verbatim": 24, "variations": 24, "unrelated": 65}``."""
-        return {s: sum(1 for c in self.cases if c.set == s) for s in EVAL_SETS}
+        """Cases per set, e.g. ``{"verbatim": 24, "variations": 24, "unrelated": 65}``.
+
+        The three sets of QA pairs always; a knowledge file's sets when they have cases.
+        """
+        counts: dict[str, int] = {s: sum(1 for c in self.cases if c.set == s) for s in EVAL_SETS}
+        for s in KNOWLEDGE_SETS:
+            if n := sum(1 for c in self.cases if c.set == s):
+                counts[s] = n
+        return counts
+
+    @property
+    def set_names(self) -> dict[str, str]:
+        """What each set is called in results and reports, e.g. ``"training questions"``.
+
+        Example:
+            >>> EvalSuite.from_pairs([("What is Acme?", "Anvils.")]).set_names["verbatim"]
+            'training questions'
+        """
+        keys = (*EVAL_SETS, *KNOWLEDGE_SETS)
+        return {k: self._set_names.get(k) or DEFAULT_SET_NAMES.get(k, k) for k in keys}
+
+    @property
+    def knowledge(self) -> bool:
+        """True when the suite holds a knowledge file's questions (the sets of kinds)."""
+        return any(c.set in KNOWLEDGE_SETS for c in self.cases)
 
     def of_set(self, set: EvalSet) -> list[EvalCase]:
         """The cases of one set, in order."""
@@ -176,6 +231,7 @@ class EvalSuite:
         limit: int | Mapping[str, int] | None = None,
         seed: int = 0,
         name: str | None = None,
+        set_names: Mapping[str, str] | None = None,
     ) -> EvalSuite:
         """A suite from QA pairs: their questions verbatim, variations, unrelated questions.
 
@@ -191,6 +247,8 @@ class EvalSuite:
                 ``seed`` and kept in their original order.
             seed: the sampling seed.
             name: a name for reports.
+            set_names: what the sets are called (default: the pairs' questions are
+                "training questions", see :attr:`set_names`).
 
         Raises:
             UsageError: a variation names a question that is not among the pairs, or a
@@ -235,7 +293,8 @@ class EvalSuite:
         cases += [
             EvalCase(id=ids.new("unrelated", q), set="unrelated", question=q) for q in off_rows
         ]
-        suite = cls(cases, name=name)
+        names = {"verbatim": TRAINING_QUESTIONS, **(set_names or {})}
+        suite = cls(cases, name=name, set_names=names)
         suite.dropped = dict(sorted(dropped.items()))
         return suite
 
@@ -251,8 +310,13 @@ class EvalSuite:
         seed: int = 0,
         stop: str | None = None,
         name: str | None = None,
+        trained: bool | None = None,
     ) -> EvalSuite:
         """A suite from a QA file (seed CSV, pair CSV, pair JSONL or training JSONL).
+
+        The file's questions are named by what they are: "training questions" when the
+        model was trained on them (``trained``), else the file's name; a ``variations``
+        file's by its name too.
 
         Args:
             path: the QA file, read with :class:`~finetune_qa.readers.QASource`.
@@ -265,13 +329,22 @@ class EvalSuite:
             stop: stop marker removed from the end of training-JSONL answers (None: the
                 one the file's answers end with, detected; ``""``: none).
             name: a name for reports (default: the file's name).
+            trained: whether the model under test was trained on the file's questions
+                (None: True for training JSONL, a file written to fine-tune on; False for
+                any other file, which may be anyone's questions).
 
         Raises:
             InputError: a file is missing or unreadable (named, with the line).
         """
         from finetune_qa.readers import QASource
 
-        pairs = list(QASource(path, stop=stop).pairs())
+        source = QASource(path, stop=stop)
+        if trained is None:
+            trained = source.format == "chat_jsonl"
+        names = {"verbatim": TRAINING_QUESTIONS if trained else Path(path).name}
+        if variations:
+            names["variations"] = Path(variations).name
+        pairs = list(source.pairs())
         var_pairs = list(QASource(variations, stop=stop).pairs()) if variations else None
         if isinstance(unrelated, (str, os.PathLike)):
             unrelated = read_questions(unrelated)
@@ -283,12 +356,57 @@ class EvalSuite:
             limit=limit,
             seed=seed,
             name=name or Path(path).name,
+            set_names=names,
         )
+
+    @classmethod
+    def from_knowledge_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        pages: str | os.PathLike[str] | Mapping[str, str] | None = None,
+        name: str | None = None,
+        set_names: Mapping[str, str] | None = None,
+    ) -> EvalSuite:
+        """A suite from a knowledge file: a person's questions with the facts of a right answer.
+
+        Each line ``{"question", "kind", "facts", "page"}`` becomes a case of the set
+        named by its ``kind`` (``on_topic``, ``rephrasing``, ``off_topic``; see
+        :func:`read_knowledge`), its ``facts`` joined as its reference. :meth:`run` then
+        scores with :func:`knowledge_scorers`: per set ``answered`` (a fact stated),
+        ``right_fact`` (one of the question's facts) and ``refused``.
+
+        Example:
+            ```python
+            suite = EvalSuite.from_knowledge_file("site.jsonl", pages="site/")
+            result = suite.run(bot)
+            result.score("on_topic", "right_fact"), result.count("off_topic", "refused")
+            ```
+
+        Args:
+            path: the knowledge file (JSONL).
+            pages: the site's pages (a folder, one file, or texts by name): an answer
+                stating a fact of its question's page counts as answered; each line's
+                ``page`` must name one of them.
+            name: a name for reports (default: the file's name).
+            set_names: what the sets are called (default :data:`DEFAULT_SET_NAMES`).
+
+        Raises:
+            InputFileError: the file or a page is missing or unreadable.
+            JSONLFormatError: a line is not JSON.
+            RecordError: a line is not a knowledge question, or names a page not given.
+        """
+        texts = read_pages(pages) if isinstance(pages, (str, os.PathLike)) else pages
+        dropped: Counter[str] = Counter()
+        cases = knowledge_cases(path, texts or {}, dropped)
+        suite = cls(cases, name=name or Path(path).name, set_names=set_names, pages=texts)
+        suite.dropped = dict(sorted(dropped.items()))
+        return suite
 
     # -- saving -------------------------------------------------------------------------
     def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
         """Write the cases to ``path``, one JSON object per line, atomically."""
-        text = "".join(c.model_dump_json() + "\n" for c in self.cases)
+        text = "".join(_case_json(c) + "\n" for c in self.cases)
         return _write_atomic(path, text)
 
     @classmethod
@@ -401,7 +519,7 @@ class EvalSuite:
                     )
                 )
         cases = [*self.of_set("verbatim"), *variations, *self.of_set("unrelated")]
-        suite = EvalSuite(cases, name=self.name)
+        suite = EvalSuite(cases, name=self.name, set_names=self._set_names, pages=self.pages)
         suite.generation_errors = errors
         suite.dropped = dict(sorted(dropped.items()))
         return suite
@@ -586,6 +704,63 @@ class EvalSuite:
             todo.append((i, (case.question, case.reference, item.answer.text)))
         return todo
 
+    def _scorers(
+        self,
+        chat: Answering,
+        scorers: Sequence[Scorer] | None,
+        refusal_texts: Sequence[str],
+        *,
+        probed: bool,
+    ) -> list[Scorer]:
+        if scorers is not None:
+            return list(scorers)
+        # a guarded model's own replies instead of an answer (its refusal, withheld text)
+        own = getattr(chat, "refusal_texts", None) or (getattr(chat, "refusal", None),)
+        texts = (*refusal_texts, *(t for t in own if isinstance(t, str) and t.strip()))
+        # a stop score only where the marker was not sent, so its absence can be seen
+        stop = chat.stop if probed else None
+        build = knowledge_scorers if self.knowledge else default_scorers
+        return build(stop=stop, refusal_texts=texts, pages=self.pages)
+
+    def _row(
+        self,
+        case: EvalCase,
+        item: BatchItem,
+        active: Sequence[Scorer],
+        judge: JudgeScorer | None,
+        grade: JudgeGrade | None,
+    ) -> CaseResult:
+        base: dict[str, Any] = {
+            "id": case.id,
+            "set": case.set,
+            "question": case.question,
+            "reference": case.reference,
+            "source_question": case.source_question,
+        }
+        if item.answer is None:
+            return CaseResult(**base, error=item.error, error_type=item.error_type)
+        answer = item.answer
+        verdict = grade.normalized if grade is not None else None
+        scores = {
+            s.name: _checked(
+                s,
+                s.judged(case, answer, verdict)
+                if isinstance(s, GroundedScorer) and judge is not None
+                else s.score(case, answer),
+            )
+            for s in active
+        }
+        if judge is not None:
+            scores[judge.name] = verdict
+        return CaseResult(
+            **base,
+            output=answer.text,
+            finish_reason=answer.finish_reason,
+            latency=answer.latency,
+            scores=scores,
+            judge=grade,
+        )
+
     def _result(
         self,
         chat: Answering,
@@ -601,56 +776,20 @@ class EvalSuite:
         *,
         probed: bool,
     ) -> EvalResult:
-        # a guarded model's own replies instead of an answer (its refusal, withheld text)
-        own = getattr(chat, "refusal_texts", None) or (getattr(chat, "refusal", None),)
-        refusal_texts = (
-            *refusal_texts,
-            *(t for t in own if isinstance(t, str) and t.strip()),
-        )
-        # a stop score only where the marker was not sent, so its absence can be seen
-        active = (
-            list(scorers)
-            if scorers is not None
-            else default_scorers(stop=chat.stop if probed else None, refusal_texts=refusal_texts)
-        )
+        active = self._scorers(chat, scorers, refusal_texts, probed=probed)
         names = [s.name for s in active]
         if judge is not None:
             names.append(judge.name)
         if len(set(names)) != len(names):
             raise UsageError(f"scorer names must be unique, got {names}")
-        rows: list[CaseResult] = []
-        for i, (case, item) in enumerate(zip(self.cases, items, strict=True)):
-            base: dict[str, Any] = {
-                "id": case.id,
-                "set": case.set,
-                "question": case.question,
-                "reference": case.reference,
-                "source_question": case.source_question,
-            }
-            if item.answer is None:
-                rows.append(CaseResult(**base, error=item.error, error_type=item.error_type))
-                continue
-            answer = item.answer
-            scores = {s.name: _checked(s, s.score(case, answer)) for s in active}
-            grade = grades.get(i)
-            if judge is not None:
-                scores[judge.name] = grade.normalized if grade is not None else None
-            rows.append(
-                CaseResult(
-                    **base,
-                    output=answer.text,
-                    finish_reason=answer.finish_reason,
-                    latency=answer.latency,
-                    scores=scores,
-                    judge=grade,
-                )
-            )
+        rows = [
+            self._row(case, item, active, judge, grades.get(i))
+            for i, (case, item) in enumerate(zip(self.cases, items, strict=True))
+        ]
         sets: dict[str, SetSummary] = {
             name: _summarize([r for r in rows if r.set == name], names)
-            for name in EVAL_SETS
-            if any(r.set == name for r in rows)
+            for name in _ordered_sets(r.set for r in rows)
         }
-        errors = sum(1 for r in rows if not r.ok)
         return EvalResult(
             label=label or default_label(chat),
             model=chat.model,
@@ -659,10 +798,11 @@ class EvalSuite:
             seconds=time.perf_counter() - start,
             concurrency=concurrency if concurrency is not None else _own_concurrency(chat),
             n=len(rows),
-            errors=errors,
+            errors=sum(1 for r in rows if not r.ok),
             dropped=dict(self.dropped),
             scorers=names,
             sets=sets,
+            set_names={k: self.set_names[k] for k in sets},
             cases=rows,
         )
 
@@ -695,3 +835,9 @@ def _checked(scorer: Scorer, value: float | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise UsageError(f"scorer {scorer.name!r} returned {value!r}; return a number or None")
     return float(value)
+
+
+def _case_json(case: EvalCase) -> str:
+    """A case as one JSON line; a knowledge file's fields only where the case has them."""
+    unset = {k for k in ("facts", "page") if not getattr(case, k)}
+    return case.model_dump_json(exclude=unset)

@@ -521,7 +521,9 @@ def test_markdown_and_json_reports(results: tuple[EvalResult, EvalResult], tmp_p
     base, tuned = results
     md = compare(_planted(base), tuned).to_markdown()
     assert md.startswith("# Comparison: base &lt;model&gt; vs ")
-    assert "## verbatim" in md and "## variations" in md and "## unrelated" in md
+    # sets are named by what they are: the QA file's own name, rephrasings, off-topic ones
+    assert f"## {sample_csv().name}" in md and "## verbatim" not in md
+    assert "## rephrasings" in md and "## off-topic questions" in md
     assert "| exact | 0.00 | 0.96 | +0.96 |" in md
     assert "<script>" not in md and "&lt;script&gt;" in md
     rows = [line for line in md.splitlines() if line.startswith("| verbatim-")]
