@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from eval_helpers import Scripted
 
 from finetune_qa import DatasetBuilder, FineTuneJob, OfflineBackend
 from finetune_qa import evaluation as ev
@@ -618,30 +619,6 @@ def test_html_report_renders_in_chromium(
 # ------------------------------------------------------------------ review fixes (regressions)
 
 
-class _Scripted:
-    """A backend that replies with fixed texts (by the question), recording each request."""
-
-    name = "scripted"
-
-    def __init__(self, replies: dict[str, str]) -> None:
-        self.replies = replies
-        self.requests: list[object] = []
-
-    def _reply(self, request: object) -> object:
-        from finetune_qa.backends import ChatResponse
-
-        self.requests.append(request)
-        question = str(request.messages[-1]["content"])  # type: ignore[attr-defined]
-        text = next((r for q, r in self.replies.items() if q in question), "Fine.")
-        return ChatResponse(id="c", model="m", content=text, finish_reason="stop")
-
-    def chat(self, request: object) -> object:
-        return self._reply(request)
-
-    async def achat(self, request: object) -> object:
-        return self._reply(request)
-
-
 def test_compare_pairs_the_same_question_not_the_same_position(
     lab: tuple[OfflineBackend, ChatModel, ChatModel],
 ) -> None:
@@ -675,7 +652,7 @@ def test_compare_pairs_the_same_question_not_the_same_position(
 
 def test_rejected_paraphrase_replies_are_generation_errors() -> None:
     refusal = "I am sorry, but I cannot rephrase that question."
-    backend = _Scripted({"What is Lumen Notes?": refusal, "Who makes": "Who builds Lumen Notes?"})
+    backend = Scripted({"What is Lumen Notes?": refusal, "Who makes": "Who builds Lumen Notes?"})
     chat = ChatModel("gpt-4o-mini", backend=backend, retries=0)  # type: ignore[arg-type]
     suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False).generate_variations(chat)
     assert [c.question for c in suite.of_set("variations")] == ["Who builds Lumen Notes?"]
@@ -695,7 +672,7 @@ def test_stop_score_means_the_model_wrote_the_marker(
 
 
 def test_the_suite_asks_without_stop_and_cuts_itself() -> None:
-    backend = _Scripted({"marker": "Yes. **STOP** and then some", "plain": "Yes."})
+    backend = Scripted({"marker": "Yes. **STOP** and then some", "plain": "Yes."})
     chat = ChatModel("m", backend=backend, retries=0)  # type: ignore[arg-type]
     suite = EvalSuite(
         [
@@ -774,7 +751,7 @@ def test_dropped_questions_are_counted_and_reported(
 
 
 def test_generated_rephrasings_that_repeat_a_question_are_counted() -> None:
-    backend = _Scripted({"Who makes": "1. Who makes Lumen Notes?\n2. WHAT is Lumen Notes?"})
+    backend = Scripted({"Who makes": "1. Who makes Lumen Notes?\n2. WHAT is Lumen Notes?"})
     chat = ChatModel("m", backend=backend, retries=0)  # type: ignore[arg-type]
     suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False)
     out = suite.generate_variations(chat, 2)
