@@ -7,7 +7,9 @@ One JSON object per line::
 
 ``kind`` is ``on_topic`` (a question the site answers), ``rephrasing`` (one asked in other
 words) or ``off_topic`` (one the bot should refuse); ``facts`` are the phrases one of
-which a right answer contains; ``page`` names the source page. Other keys are ignored.
+which a right answer contains (whole words, case and punctuation aside: "€6" is not found
+in "€60"); ``page`` names the source page, relative to the site's folder (empty or absent
+for an off-topic question). Other keys are ignored.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def knowledge_cases(
             dropped[f"duplicate_{item.kind}"] += 1
             continue
         seen.add((item.kind, key))
-        page = item.page
+        page = item.page or None  # an off-topic question's page is often ""
         if page is not None and pages:
             page = _page_key(page, pages)
             if page is None:

@@ -190,3 +190,23 @@ def test_repeated_questions_in_a_knowledge_file_are_counted(tmp_path: Path) -> N
     path, _ = _site(tmp_path, lines)
     suite = EvalSuite.from_knowledge_file(path)
     assert suite.dropped == {"duplicate_on_topic": 1} and len(suite) == len(LINES)
+
+
+@pytest.mark.parametrize("site", ["markdown_site", "velokoop_site"])
+def test_the_hand_written_sites_read_and_tell_facts_from_filler(data_dir: Path, site: str) -> None:
+    path = data_dir / "knowledge" / f"{site}.jsonl"
+    suite = EvalSuite.from_knowledge_file(path, pages=data_dir / site)
+    lines = read_knowledge(path)
+    for kind in ("on_topic", "rephrasing", "off_topic"):
+        assert suite.counts()[kind] == sum(1 for q in lines if q.kind == kind) > 0
+    assert all(c.page in suite.pages for c in suite if c.set != "off_topic")
+    oracle = {c.question: f"That would be {c.facts[0]}." if c.facts else REFUSAL for c in suite}
+    right = suite.run(ChatModel("oracle", backend=Scripted(oracle), stop=None))  # type: ignore[arg-type]
+    for kind in ("on_topic", "rephrasing"):
+        assert right.score(kind, "right_fact") == right.score(kind, "answered") == 1.0
+    assert right.score("off_topic", "refused") == 1.0
+    filler = {c.question: f"{c.question.rstrip('?')} is a well-known topic." for c in suite}
+    vague = suite.run(ChatModel("filler", backend=Scripted(filler), stop=None))  # type: ignore[arg-type]
+    # a fact the question itself holds ("Are you open on Mondays?": "Mondays") is said back
+    assert (vague.score("on_topic", "answered") or 0) <= 0.1
+    assert vague.score("off_topic", "refused") == 0.0
