@@ -45,9 +45,10 @@ Example:
     True
 
 Modules (private): ``_banks`` (the sets, task prompts, refusal phrases, off-topic bank),
-``_metrics`` (scoring functions), ``_scorers`` (cases, :class:`Answering`, the scorers),
-``_judge`` (:class:`JudgeScorer`), ``_results`` (results, comparisons), ``_suite``
-(:class:`EvalSuite`), ``_build`` (case ids, sampling), ``_knowledge`` (knowledge files:
+``_metrics`` (scoring functions, the grounded check), ``_scorers`` (cases,
+:class:`Answering`, the scorers), ``_judge`` (:class:`JudgeScorer`), ``_results``
+(results, comparisons), ``_suite`` (:class:`EvalSuite`), ``_asking`` (asking without the
+stop marker, progress), ``_build`` (case ids, sampling), ``_knowledge`` (knowledge files:
 a person's questions with their facts), ``_variations`` (the paraphrase cache and reply
 parser), ``_files`` (reading inputs and pages, writing reports), ``_render`` (Markdown,
 HTML, SVG).

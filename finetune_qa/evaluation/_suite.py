@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import math
 import os
 import time
 from collections import Counter
@@ -15,8 +13,9 @@ import orjson
 from pydantic import ValidationError
 
 from finetune_qa._text import question_key
-from finetune_qa.chat import Answer, BatchItem, ChatModel
+from finetune_qa.chat import BatchItem, ChatModel
 from finetune_qa.data import QAPair
+from finetune_qa.evaluation._asking import _checked, _own_concurrency, _probing, _Progress
 from finetune_qa.evaluation._banks import (
     DEFAULT_EVAL_CONCURRENCY,
     DEFAULT_SET_NAMES,
@@ -59,67 +58,6 @@ from finetune_qa.evaluation._scorers import (
 )
 from finetune_qa.evaluation._variations import _rephrase
 from finetune_qa.exceptions import JSONLFormatError, RecordError, UsageError
-
-
-class _MarkerProbe(ChatModel):
-    """A copy of a ChatModel that does not send its stop marker and cuts at it itself.
-
-    The API, sent ``stop``, removes the marker and reports ``finish_reason == "stop"``
-    whether the model wrote the marker or just ended; unsent, the marker stays in the text,
-    so this copy can tell. ``stopped_at_marker`` of its answers says whether it was there.
-    """
-
-    def __init__(self, chat: ChatModel) -> None:
-        super().__init__(
-            chat.model,
-            backend=chat.backend,
-            system_prompt=chat.system_prompt,
-            stop=None,
-            temperature=chat.temperature,
-            max_tokens=chat.max_tokens,
-            seed=chat.seed,
-            logprobs=chat.logprobs,
-            top_logprobs=chat.top_logprobs,
-            retries=chat.retries,
-            not_found_retries=chat.not_found_retries,
-            backoff=chat.backoff,
-            sleep=getattr(chat, "_sleep", None),
-            concurrency=chat.concurrency,
-            card=False,  # a probe of ``chat``, marker unsent on purpose: nothing to warn about
-        )
-        self.card = chat.card
-        self.markers = chat.stop
-
-    def _cut(self, answer: Answer) -> Answer:
-        text = answer.text
-        cut = min((i for i in (text.find(m) for m in self.markers) if i >= 0), default=-1)
-        if cut >= 0:
-            text = text[:cut].strip()
-        return answer.model_copy(update={"text": text, "stopped_at_marker": cut >= 0})
-
-    def ask(self, question: str, **kwargs: Any) -> Answer:
-        """:meth:`ChatModel.ask`, the marker unsent, cut here."""
-        return self._cut(super().ask(question, **kwargs))
-
-    async def aask(self, question: str, **kwargs: Any) -> Answer:
-        """:meth:`ChatModel.aask`, the marker unsent, cut here."""
-        return self._cut(await super().aask(question, **kwargs))
-
-
-def _probing(chat: Answering) -> Answering | None:
-    """``chat`` asking through a :class:`_MarkerProbe`, or None when that is not possible.
-
-    Possible for a ChatModel with a stop marker, and for a wrapper holding one as
-    ``.chat`` (a GuardedChatModel): a shallow copy of the wrapper with the probe inside.
-    """
-    if isinstance(chat, ChatModel):
-        return _MarkerProbe(chat) if chat.stop else None
-    inner = getattr(chat, "chat", None)
-    if isinstance(inner, ChatModel) and inner.stop:
-        wrapper = copy.copy(chat)
-        wrapper.chat = _MarkerProbe(inner)  # type: ignore[attr-defined]
-        return wrapper
-    return None
 
 
 class EvalSuite:
@@ -805,36 +743,6 @@ class EvalSuite:
             set_names={k: self.set_names[k] for k in sets},
             cases=rows,
         )
-
-
-class _Progress:
-    """Counts completed requests and reports ``(done, total)``; usable as ``on_result``."""
-
-    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
-        self.callback = callback
-        self.total = total
-        self.done = 0
-
-    def __call__(self, item: BatchItem) -> None:
-        self.skip()
-
-    def skip(self) -> None:
-        self.done += 1
-        if self.callback is not None:
-            self.callback(self.done, self.total)
-
-
-def _own_concurrency(chat: Answering) -> int | None:
-    value = getattr(chat, "concurrency", None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _checked(scorer: Scorer, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise UsageError(f"scorer {scorer.name!r} returned {value!r}; return a number or None")
-    return float(value)
 
 
 def _case_json(case: EvalCase) -> str:
