@@ -225,7 +225,7 @@ class GroundedScorer:
 
     refusal_texts: tuple[str, ...] = ()
     phrases: tuple[str, ...] = DEFAULT_REFUSAL_PHRASES
-    pages: Mapping[str, str] = field(default_factory=dict)
+    pages: Mapping[str, str] = field(default_factory=dict, repr=False)
     threshold: float = GROUNDED_THRESHOLD
     name: str = "answered"
 
