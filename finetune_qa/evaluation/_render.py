@@ -174,13 +174,13 @@ _COLORS = ("#4c78a8", "#f58518")
 
 def _svg_chart(runs: Sequence[RunSummary]) -> str:
     """Grouped bars: one group per set and scorer, one bar per run, scale 0-1."""
-    groups: list[tuple[str, str, list[float | None]]] = []
+    groups: list[tuple[str, str, str, list[float | None]]] = []
     for name in _ordered_sets(s for run in runs for s in run.sets):
         for scorer in _set_scorers(runs, name):
             values = [
                 run.sets[name].scores.get(scorer) if name in run.sets else None for run in runs
             ]
-            groups.append((_set_title(runs, name), scorer, values))
+            groups.append((name, _set_title(runs, name), scorer, values))
     if not groups:
         return ""
     bar, gap, height, top, bottom, left = 14, 14, 160, 16, 64, 34
@@ -199,7 +199,7 @@ def _svg_chart(runs: Sequence[RunSummary]) -> str:
             f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
             f'fill="#555">{tick:g}</text>'
         )
-    for g, (set_name, scorer, values) in enumerate(groups):
+    for g, (set_name, title, scorer, values) in enumerate(groups):
         x0 = left + gap + g * group_w
         for k, value in enumerate(values):
             if value is None:
@@ -215,7 +215,7 @@ def _svg_chart(runs: Sequence[RunSummary]) -> str:
         ly = top + height + 10
         parts.append(
             f'<text x="{cx:.1f}" y="{ly}" font-size="10" text-anchor="end" fill="#333" '
-            f'transform="rotate(-45 {cx:.1f} {ly})">{html.escape(set_name[:12])} '
+            f'transform="rotate(-45 {cx:.1f} {ly})">{html.escape(title[:12])} '
             f"{html.escape(scorer)}</text>"
         )
     parts.append("</svg>")
