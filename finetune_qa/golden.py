@@ -51,10 +51,10 @@ from finetune_qa.evaluation import (
     EvalSuite,
     JudgeScorer,
     Scorer,
-    _summarize,
     default_scorers,
     is_refusal,
 )
+from finetune_qa.evaluation._results import _summarize
 from finetune_qa.exceptions import JSONLFormatError, RecordError, UsageError
 
 __all__ = [

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from eval_helpers import Scripted
 
 from finetune_qa import DatasetBuilder, FineTuneJob, OfflineBackend
 from finetune_qa import evaluation as ev
@@ -91,112 +92,6 @@ def _answer(text: str, finish: str = "stop") -> Answer:
     )
 
 
-# --------------------------------------------------------------------------- scorers
-
-
-def test_exact_and_normalized_contains() -> None:
-    assert ev.exact_match("  Yes, it is.\n", "Yes, it is.") == 1.0
-    assert ev.exact_match("Yes it is.", "Yes, it is.") == 0.0
-    # case, spacing, punctuation and the stop marker are ignored; whole words only
-    assert (
-        ev.normalized_contains("Sure:  it COSTS €5 per month! **STOP**", "It costs €5, per month.")
-        == 1.0
-    )
-    assert ev.normalized_contains("It costs €50 per month", "costs €5") == 0.0
-    assert ev.normalized_contains("Per month it costs €5", "It costs €5 per month") == 0.0
-    assert ev.normalize_answer("The Pro plan: 8 dollars! **STOP**") == "pro plan 8 dollars"
-
-
-def test_token_f1_by_hand() -> None:
-    # normalized: [cat, sat, on, mat] vs [cat, lay, on, mat]: 3 shared, P = R = 3/4
-    assert ev.token_f1("The cat sat on the mat", "the cat lay on a mat") == pytest.approx(0.75)
-    # [lumen, pro, costs, 5, euros] vs [lumen, pro, costs, 5, per, month]: 4 shared
-    # P = 4/5, R = 4/6, F1 = 2 * 0.8 * 0.6667 / 1.4667 = 0.72727
-    assert ev.token_f1("Lumen Pro costs 5 euros", "Lumen Pro costs €5 per month") == pytest.approx(
-        8 / 11
-    )
-    assert (
-        ev.token_f1("", "") == 1.0
-        and ev.token_f1("x", "") == 0.0
-        and ev.token_f1("a b", "c d") == 0.0
-    )
-    assert ev.token_f1("yes yes yes", "yes") == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
-
-
-def test_rouge_l_by_hand() -> None:
-    # LCS of [the cat sat on the mat] and [the cat lay on a mat] = the cat on mat = 4; P = R = 4/6
-    assert ev.rouge_l("the cat lay on a mat", "The cat sat on the mat") == pytest.approx(2 / 3)
-    # LCS = 6 of 6 (candidate) and 7 (reference): F = 2 * 1 * 6/7 / (1 + 6/7) = 12/13
-    assert ev.rouge_l(
-        "the cat was under the bed", "the cat was found under the bed"
-    ) == pytest.approx(12 / 13)
-    # order matters for ROUGE-L but not for F1
-    assert ev.rouge_l("c b a", "a b c") == pytest.approx(1 / 3)
-    assert ev.token_f1("c b a", "a b c") == 1.0
-    assert ev.rouge_l("", "") == 1.0 and ev.rouge_l("x y", "z") == 0.0
-
-
-def test_stop_compliance_and_refusals() -> None:
-    # the raw output of a request sent without ``stop``: the marker is there or it is not
-    assert ev.stop_compliance("Yes. **STOP**") == 1.0
-    assert ev.stop_compliance("Yes.") == 0.0  # a natural end: finish_reason "stop" all the same
-    assert ev.stop_compliance("Yes. <END> more", markers=["<END>"]) == 1.0
-    assert ev.stop_compliance("Yes. **STOP**", markers=["<END>"]) == 0.0
-    case = EvalCase(id="x", set="unrelated", question="q")
-    assert ev.StopScorer().score(case, _answer("Yes.")) == 1.0
-    assert ev.StopScorer().score(case, _answer("Yes, and", finish="length")) == 0.0
-
-    assert ev.is_refusal("I'm sorry, but I can’t help with THAT.")
-    assert ev.is_refusal("")
-    assert not ev.is_refusal("Star Wars is a film series by George Lucas.")
-    custom = "Ask me about Lumen Notes instead!"
-    assert not ev.is_refusal(custom) and ev.is_refusal(custom + " ", refusal_texts=[custom])
-    scorer = ev.AnsweredScorer(refusal_texts=(custom,))
-    case = EvalCase(id="u", set="unrelated", question="What is Star Wars?")
-    assert (
-        scorer.score(case, _answer(custom)) == 0.0 and scorer.score(case, _answer("A film.")) == 1.0
-    )
-
-
-def test_reference_scorers_skip_cases_without_reference() -> None:
-    case = EvalCase(id="u", set="unrelated", question="What is Star Wars?")
-    assert all(s.score(case, _answer("A film.")) is None for s in ev.default_scorers()[:4])
-    assert [s.name for s in ev.default_scorers()] == [
-        "exact",
-        "contains",
-        "f1",
-        "rouge_l",
-        "stop",
-        "answered",
-    ]
-    assert [s.name for s in ev.default_scorers(stop=None)] == [
-        "exact",
-        "contains",
-        "f1",
-        "rouge_l",
-        "answered",
-    ]
-    assert all(isinstance(s, ev.Scorer) for s in ev.default_scorers())
-
-
-@pytest.mark.parametrize(
-    ("reply", "expected"),
-    [
-        ('{"score": 4, "reason": "close"}', (4.0, "close")),
-        ('Sure!\n```json\n{"reason": "all facts", "score": "5"}\n```', (5.0, "all facts")),
-        ('Grade: {"score": 2.5}', (2.5, None)),
-        ("score: 3 - partly right", (3.0, None)),
-        ("4", (4.0, None)),
-        ('{"score": 9}', None),
-        ('{"score": true}', None),
-        ("The answer is good.", None),
-        ("{not json", None),
-    ],
-)
-def test_judge_reply_parsing(reply: str, expected: tuple[float, str | None] | None) -> None:
-    assert ev._parse_judge_reply(reply) == expected
-
-
 # ------------------------------------------------------------------------ offline task prompts
 
 
@@ -223,29 +118,6 @@ def test_fake_paraphrases_keep_content_so_a_fine_tune_finds_most() -> None:
             total += 1
             found += hit.kind == "neighbour" and hit.matched == question
     assert 0.7 <= found / total < 1.0  # most are found, some rephrasings are missed
-
-
-def test_offline_base_model_follows_both_prompts(
-    lab: tuple[OfflineBackend, ChatModel, ChatModel],
-) -> None:
-    base = lab[2]
-    para = ev._task_model(base, ev.PARAPHRASE_PROMPT, None)
-    reply = para.ask(
-        "Rephrasings wanted: 3\nQuestion: What does Lumen Pro add to the Free plan?"
-    ).text
-    lines = reply.splitlines()
-    assert [line[:3] for line in lines] == ["1. ", "2. ", "3. "]
-    assert all("Lumen Pro" in line for line in lines)
-
-    judge = JudgeScorer(base)
-    ref = "Lumen Pro costs €5 per month, or €48 per year when billed annually."
-    same = judge.grade("How much is Pro?", ref, ref)
-    off = judge.grade("How much is Pro?", ref, "Star Wars is a film series.")
-    half = judge.grade("How much is Pro?", ref, "Lumen Pro costs €5 per month.")
-    assert (same.status, same.score, same.normalized) == ("ok", 5.0, 1.0)
-    assert off.score == 1.0 and off.normalized == 0.0
-    assert half.score is not None and 1 < half.score < 5 and half.reason and "F1" in half.reason
-    assert json.loads(same.reply or "")["score"] == 5
 
 
 # ------------------------------------------------------------------------------- suites
@@ -651,7 +523,9 @@ def test_markdown_and_json_reports(results: tuple[EvalResult, EvalResult], tmp_p
     base, tuned = results
     md = compare(_planted(base), tuned).to_markdown()
     assert md.startswith("# Comparison: base &lt;model&gt; vs ")
-    assert "## verbatim" in md and "## variations" in md and "## unrelated" in md
+    # sets are named by what they are: the QA file's own name, rephrasings, off-topic ones
+    assert f"## {sample_csv().name}" in md and "## verbatim" not in md
+    assert "## rephrasings" in md and "## off-topic questions" in md
     assert "| exact | 0.00 | 0.96 | +0.96 |" in md
     assert "<script>" not in md and "&lt;script&gt;" in md
     rows = [line for line in md.splitlines() if line.startswith("| verbatim-")]
@@ -746,30 +620,6 @@ def test_html_report_renders_in_chromium(
 # ------------------------------------------------------------------ review fixes (regressions)
 
 
-class _Scripted:
-    """A backend that replies with fixed texts (by the question), recording each request."""
-
-    name = "scripted"
-
-    def __init__(self, replies: dict[str, str]) -> None:
-        self.replies = replies
-        self.requests: list[object] = []
-
-    def _reply(self, request: object) -> object:
-        from finetune_qa.backends import ChatResponse
-
-        self.requests.append(request)
-        question = str(request.messages[-1]["content"])  # type: ignore[attr-defined]
-        text = next((r for q, r in self.replies.items() if q in question), "Fine.")
-        return ChatResponse(id="c", model="m", content=text, finish_reason="stop")
-
-    def chat(self, request: object) -> object:
-        return self._reply(request)
-
-    async def achat(self, request: object) -> object:
-        return self._reply(request)
-
-
 def test_compare_pairs_the_same_question_not_the_same_position(
     lab: tuple[OfflineBackend, ChatModel, ChatModel],
 ) -> None:
@@ -801,62 +651,9 @@ def test_compare_pairs_the_same_question_not_the_same_position(
     assert (compare(ra, rb).matched, compare(ra, rb).only_a, compare(ra, rb).only_b) == (0, 1, 1)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Custom hardware is outside the scope of our warranty.",
-        "Moderators hide off-topic posts after a day.",
-        'Click "I don\'t know my password" on the sign-in page.',
-        "Exports are PDF only. I don't know of plans for Word export, but Pro adds Markdown.",
-        "I can't say for sure, but Lumen Pro costs €5 per month.",
-    ],
-)
-def test_answers_that_mention_a_refusal_phrase_are_not_refusals(text: str) -> None:
-    assert not ev.is_refusal(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "I'm sorry, but I can't help with that.",
-        "Sorry, I can only answer questions about Lumen Notes.",
-        "Unfortunately, I don't have information about that.",
-        "I do not know.",
-        "I am sorry, but I cannot rephrase that question.",
-        "  No. I cannot help with that request.",
-        "That's outside the scope of what I can answer.",
-    ],
-)
-def test_refusals_are_still_recognised(text: str) -> None:
-    assert ev.is_refusal(text)
-
-
-def test_own_refusal_texts_count_anywhere() -> None:
-    own = "Please ask me about Lumen Notes."
-    assert ev.is_refusal(f"Hmm. {own.upper()}", refusal_texts=[own])
-    assert not ev.is_refusal(f"Hmm. {own}")
-
-
-def test_paraphrase_replies_without_numbering_keep_only_questions() -> None:
-    q = "How much does Lumen Pro cost?"
-    assert ev._parse_paraphrases("I am sorry, but I cannot rephrase that question.", q) == []
-    reply = "Sure! Here you go.\nWhat is the price of Lumen Pro?\nIs Lumen Pro expensive?\nHope this helps!"
-    assert ev._parse_paraphrases(reply, q) == [
-        "What is the price of Lumen Pro?",
-        "Is Lumen Pro expensive?",
-    ]
-    assert ev._parse_paraphrases(
-        "1. What is the price of Lumen Pro?\n2. Sorry, I can't help with that.", q
-    ) == ["What is the price of Lumen Pro?"]
-    # numbered rephrasings need no question mark ("I would like to know ...")
-    assert ev._parse_paraphrases("1. I would like to know the price of Lumen Pro.", q) == [
-        "I would like to know the price of Lumen Pro."
-    ]
-
-
 def test_rejected_paraphrase_replies_are_generation_errors() -> None:
     refusal = "I am sorry, but I cannot rephrase that question."
-    backend = _Scripted({"What is Lumen Notes?": refusal, "Who makes": "Who builds Lumen Notes?"})
+    backend = Scripted({"What is Lumen Notes?": refusal, "Who makes": "Who builds Lumen Notes?"})
     chat = ChatModel("gpt-4o-mini", backend=backend, retries=0)  # type: ignore[arg-type]
     suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False).generate_variations(chat)
     assert [c.question for c in suite.of_set("variations")] == ["Who builds Lumen Notes?"]
@@ -876,7 +673,7 @@ def test_stop_score_means_the_model_wrote_the_marker(
 
 
 def test_the_suite_asks_without_stop_and_cuts_itself() -> None:
-    backend = _Scripted({"marker": "Yes. **STOP** and then some", "plain": "Yes."})
+    backend = Scripted({"marker": "Yes. **STOP** and then some", "plain": "Yes."})
     chat = ChatModel("m", backend=backend, retries=0)  # type: ignore[arg-type]
     suite = EvalSuite(
         [
@@ -955,7 +752,7 @@ def test_dropped_questions_are_counted_and_reported(
 
 
 def test_generated_rephrasings_that_repeat_a_question_are_counted() -> None:
-    backend = _Scripted({"Who makes": "1. Who makes Lumen Notes?\n2. WHAT is Lumen Notes?"})
+    backend = Scripted({"Who makes": "1. Who makes Lumen Notes?\n2. WHAT is Lumen Notes?"})
     chat = ChatModel("m", backend=backend, retries=0)  # type: ignore[arg-type]
     suite = EvalSuite.from_pairs(PAIRS[:2], builtin_unrelated=False)
     out = suite.generate_variations(chat, 2)
