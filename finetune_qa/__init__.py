@@ -53,7 +53,13 @@ from finetune_qa.data import (
     ToolCall,
     TrainingExample,
 )
-from finetune_qa.dataset import BuildReport, DatasetBuilder, ReasonCount, ReasonExample
+from finetune_qa.dataset import (
+    AugmentReport,
+    BuildReport,
+    DatasetBuilder,
+    ReasonCount,
+    ReasonExample,
+)
 from finetune_qa.evaluation import (
     UNRELATED_QUESTIONS,
     AnsweredScorer,
@@ -167,6 +173,7 @@ from finetune_qa.migration import (
     plan_migration,
 )
 from finetune_qa.readers import QASource, ReadIssue, detect_stop_marker, read_qa, strip_numbering
+from finetune_qa.rephrase import Rephraser, RephraseStats, parse_rephrasings
 from finetune_qa.samples import sample_csv
 from finetune_qa.shutdown import FineTunedModel, inventory
 from finetune_qa.tokens import BatchCounter, TokenCounter, encoding_name_for_model, get_encoding
@@ -191,6 +198,7 @@ __all__ = [
     "AnsweredAgreementScorer",
     "AnsweredScorer",
     "Answering",
+    "AugmentReport",
     "AuthenticationError",
     "Backend",
     "BackendError",
@@ -278,6 +286,8 @@ __all__ = [
     "RecordError",
     "RecordReport",
     "ReferenceScorer",
+    "RephraseStats",
+    "Rephraser",
     "ReplyIssue",
     "Role",
     "RunSummary",
@@ -332,6 +342,7 @@ __all__ = [
     "migrate",
     "model_card",
     "normalized_contains",
+    "parse_rephrasings",
     "parse_reply",
     "plan_migration",
     "probability_from_logprobs",

@@ -15,13 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from finetune_qa.backends import _fake_eval, _fake_generate
+from finetune_qa.backends import _fake_eval, _fake_generate, _fake_rephrase
 
 __all__ = ["answer_task"]
 
 TaskHandler = Callable[[Sequence[Mapping[str, Any]], int], "str | None"]
 
-_HANDLERS: tuple[TaskHandler, ...] = (_fake_generate.answer, _fake_eval.answer)
+_HANDLERS: tuple[TaskHandler, ...] = (
+    _fake_generate.answer,
+    _fake_eval.answer,
+    _fake_rephrase.answer,
+)
 
 
 def answer_task(messages: Sequence[Mapping[str, Any]], variant: int = 0) -> str | None:
