@@ -314,7 +314,14 @@ def test_trained_gates_report_on_held_out_data(world: World) -> None:
     again = world.question_gate.evaluate(
         [e.question for e in held if e.on_topic], [e.question for e in held if not e.on_topic]
     )
-    assert again == world.question_gate.report
+    report = world.question_gate.report
+    assert report is not None and (report.basis, report.margin) == ("questions", None)
+    assert report.heldout_pairs == report.on_topic  # no rephrasings: one question a pair
+    assert "chosen on " in report.to_text() and f"{report.on_topic} held-out questions" in (
+        report.to_text()
+    )
+    training_only = {"basis", "heldout_pairs", "margin", "warnings"}
+    assert again.model_dump(exclude=training_only) == report.model_dump(exclude=training_only)
 
 
 def test_guarded_model_refuses_unrelated_and_answers_training_questions(world: World) -> None:
@@ -499,7 +506,8 @@ def test_tiny_held_out_data_is_warned_about(caplog: pytest.LogCaptureFixture) ->
     assert report is not None and (report.on_topic, report.off_topic) == (1, 4)
     assert report.warnings == [
         "only 1 on-topic input scored (fewer than 10): precision, recall and the threshold "
-        "are unreliable; give more QA pairs (or, when training, a larger heldout_fraction)",
+        "are unreliable; add rephrasings of each pair (augment=3, `--augment 3`), or give "
+        "more QA pairs (or, when training, a larger heldout_fraction)",
         "only 4 off-topic inputs scored (fewer than 10): precision, recall and the "
         "threshold are unreliable; give more QA pairs (or, when training, a larger "
         "heldout_fraction)",

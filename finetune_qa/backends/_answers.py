@@ -103,6 +103,7 @@ CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
 _LABEL_CHARS = 24
 _NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
 _UNSEEN_WEIGHT = 0.2  # vote an input made only of unseen words gives the varied label
+_EVIDENCE_WEIGHT = 0.1  # weight of the labels' word evidence (log-likelihood per word)
 _SOFTMAX_TEMPERATURE = 0.08  # similarity gap of 0.08 between labels ~ odds of e : 1
 
 AnswerKind = Literal["exact", "neighbour", "off_domain", "unsure", "generic", "task", "label"]
@@ -591,11 +592,45 @@ class Answerer:
             votes[label] = sum(w * v for w, v in zip(CLASSIFIER_WEIGHTS, best, strict=False))
             if label == self._varied:
                 votes[label] += _UNSEEN_WEIGHT * unseen
+        for label, evidence in self._word_evidence(text).items():
+            votes[label] += _EVIDENCE_WEIGHT * evidence
         top = max(votes.values())
         weights = {lb: math.exp((v - top) / _SOFTMAX_TEMPERATURE) for lb, v in votes.items()}
         total = sum(weights.values())
         ranked = sorted(((lb, w / total) for lb, w in weights.items()), key=lambda x: -x[1])
         return ranked
+
+    def _word_evidence(self, text: str) -> dict[str, float]:
+        """Per label, the mean log-likelihood of the input's known words (naive Bayes).
+
+        A classifier fine-tune learns which words go with which label: a name found
+        only in on-topic inputs says "on topic" even in a sentence unlike any trained
+        one. Words never trained on are no evidence here (the unseen share is).
+        """
+        counts = getattr(self, "_label_words", None)
+        if counts is None:
+            counts = self._label_words = self._count_label_words()
+        totals = {lb: counts[lb].get("", 0) for lb in self.labels}
+        words = {w for w in _word_features(text) if w.startswith("w:")}
+        known = [w for w in words if any(w in counts[lb] for lb in self.labels)]
+        if not known:
+            return {lb: 0.0 for lb in self.labels}
+        out = {}
+        for lb in self.labels:
+            logp = sum(math.log((counts[lb].get(w, 0) + 0.5) / (totals[lb] + 1)) for w in known)
+            out[lb] = logp / len(words)
+        top = max(out.values())
+        return {lb: v - top for lb, v in out.items()}
+
+    def _count_label_words(self) -> dict[str, dict[str, int]]:
+        # per label: in how many trained inputs each word occurs ("" : the inputs)
+        counts: dict[str, dict[str, int]] = {lb: {"": 0} for lb in self.labels}
+        for q, label in zip(self._questions, self._answers, strict=True):
+            mine = counts[label]
+            mine[""] += 1
+            for w in {w for w in _word_features(q) if w.startswith("w:")}:
+                mine[w] = mine.get(w, 0) + 1
+        return counts
 
     def _label(self, question: str, variant: int) -> Answer:
         ranked = self.classify(question)

@@ -40,11 +40,17 @@ their split), ``_verdicts`` (probabilities, held-out reports, thresholds),
 
 from __future__ import annotations
 
-from finetune_qa.guardrails._bank import OFF_TOPIC_TRAINING_QUESTIONS
+from finetune_qa.guardrails._bank import (
+    NEAR_MISS_QUESTIONS,
+    OFF_TOPIC_TRAINING_QUESTIONS,
+    company_name,
+    company_swaps,
+)
 from finetune_qa.guardrails._common import (
     DEFAULT_HELDOUT_FRACTION,
     DEFAULT_MAX_NEGATIVES_PER_POSITIVE,
     DEFAULT_REFUSAL,
+    DEFAULT_THRESHOLD_MARGIN,
     DEFAULT_WITHHELD,
     DISCRIMINATOR_SYSTEM_PROMPT,
     MAX_SEED,
@@ -69,10 +75,12 @@ __all__ = [
     "DEFAULT_HELDOUT_FRACTION",
     "DEFAULT_MAX_NEGATIVES_PER_POSITIVE",
     "DEFAULT_REFUSAL",
+    "DEFAULT_THRESHOLD_MARGIN",
     "DEFAULT_WITHHELD",
     "DISCRIMINATOR_SYSTEM_PROMPT",
     "MAX_SEED",
     "MIN_HELDOUT_PER_CLASS",
+    "NEAR_MISS_QUESTIONS",
     "OFF_TOPIC_LABEL",
     "OFF_TOPIC_TRAINING_QUESTIONS",
     "ON_TOPIC_LABEL",
@@ -88,6 +96,8 @@ __all__ = [
     "GuardedChatModel",
     "Verdict",
     "choose_threshold",
+    "company_name",
+    "company_swaps",
     "gate_input",
     "gate_report",
     "probability_from_logprobs",

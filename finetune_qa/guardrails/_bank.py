@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-__all__ = ["OFF_TOPIC_TRAINING_QUESTIONS"]
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from finetune_qa._text import key_hash, question_key
+
+__all__ = [
+    "NEAR_MISS_QUESTIONS",
+    "OFF_TOPIC_TRAINING_QUESTIONS",
+    "OTHER_COMPANIES",
+    "company_name",
+    "company_swaps",
+]
+
+_NAME = re.compile(r"[A-Z][\w'-]*[a-z][\w'-]*")
+_EDGE = " \t.,;:!?\"'()[]“”‘’"
 
 # The discriminator's negatives. finetune_qa.evaluation has its own, separate bank of
 # unrelated questions for evaluation suites, so a guard is never scored on its training data.
@@ -118,3 +133,100 @@ OFF_TOPIC_TRAINING_QUESTIONS: tuple[str, ...] = (
 """Varied off-topic questions (trivia, pop culture, science, cooking, sport, travel, code,
 finance, health, everyday life): the discriminator's built-in negatives. Separate from
 the unrelated questions of :mod:`finetune_qa.evaluation`, which are for scoring."""
+
+
+# Near-misses: questions a company's bot must refuse although they sound like its own.
+NEAR_MISS_QUESTIONS: tuple[str, ...] = (
+    # the same kinds of question about other companies
+    "Who founded Apple?",
+    "How many people work at Amazon?",
+    "Where is IKEA based?",
+    "How much does Spotify Premium cost?",
+    "What are the opening hours of the Louvre?",
+    "Does Tesla offer a warranty on its batteries?",
+    "How do I cancel my Amazon Prime membership?",
+    "Who is the CEO of Unilever?",
+    "When was Airbnb started?",
+    "What is the refund policy of Ryanair?",
+    "Does Decathlon repair bikes?",
+    "How long does shipping from Zalando take?",
+    "Is there a student discount at Adobe?",
+    "Where are the data centres of Dropbox?",
+    "How many members does the REI cooperative have?",
+    "Can I pay Uber rides in cash?",
+    "What plans does Slack offer?",
+    "How do I contact Samsung support?",
+    # general questions in the domains a company site covers
+    "What is a cooperative?",
+    "How does a B Corporation differ from a normal company?",
+    "How do I write a business plan?",
+    "What is the average salary of a software developer?",
+    "How much should a website cost?",
+    "What is the best project management method?",
+    "How often should I service my car?",
+    "What does GDPR require from companies?",
+    "How do I choose a good accountant?",
+    "What is a fair hourly rate for a freelancer?",
+    "How do I negotiate a pay rise?",
+    "What is venture capital?",
+    "How do I start my own company?",
+    "Which bank has the lowest fees?",
+)
+"""General questions in a company site's domains, and the same kinds of question about
+other companies: the near-misses a gate must refuse although they sound on topic.
+:func:`company_swaps` adds the site's own questions with another company's name."""
+
+OTHER_COMPANIES: tuple[str, ...] = (
+    "Microsoft",
+    "Google",
+    "Amazon",
+    "Apple",
+    "IKEA",
+    "Netflix",
+    "Spotify",
+    "Tesla",
+    "Siemens",
+    "Deloitte",
+    "Nike",
+    "Samsung",
+    "Airbnb",
+    "Decathlon",
+    "Accenture",
+    "Unilever",
+)
+"""Companies whose names :func:`company_swaps` puts in place of the site's own."""
+
+
+def company_name(questions: Iterable[str]) -> str | None:
+    """The name the questions are about, if at least two questions use it.
+
+    The capitalised word (not a question's first) that the most questions use.
+
+    Example:
+        >>> company_name(["Who founded Acme?", "Where is Acme based?", "What is a plan?"])
+        'Acme'
+    """
+    counts: Counter[str] = Counter()
+    for q in questions:
+        words = {w.strip(_EDGE) for w in q.split()[1:]}
+        counts.update(w for w in words if _NAME.fullmatch(w))
+    if not counts:
+        return None
+    name, hits = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return name if hits >= 2 else None
+
+
+def company_swaps(questions: Iterable[str], name: str) -> list[str]:
+    """The questions that name ``name``, with another company's name instead (one each).
+
+    Example:
+        >>> company_swaps(["Who founded Acme?", "What is a plan?"], "Acme")
+        ['Who founded Deloitte?']
+    """
+    word = re.compile(rf"(?<![\w./@]){re.escape(name)}(?![\w@]|\.\w)", re.IGNORECASE)
+    out: list[str] = []
+    for q in questions:
+        if word.search(q):
+            other = OTHER_COMPANIES[key_hash(question_key(q)) % len(OTHER_COMPANIES)]
+            out.append(word.sub(other, q))
+    return out

@@ -8,6 +8,7 @@ __all__ = [
     "DEFAULT_HELDOUT_FRACTION",
     "DEFAULT_MAX_NEGATIVES_PER_POSITIVE",
     "DEFAULT_REFUSAL",
+    "DEFAULT_THRESHOLD_MARGIN",
     "DEFAULT_TOPIC",
     "DEFAULT_WITHHELD",
     "DISCRIMINATOR_SYSTEM_PROMPT",
@@ -47,6 +48,11 @@ DEFAULT_MAX_NEGATIVES_PER_POSITIVE = 4.0
 Without a cap, a handful of QA pairs against the ~100-question bank would train a gate
 that says "no" to almost everything and still looks accurate."""
 
+DEFAULT_THRESHOLD_MARGIN = 0.05
+"""How far above the highest held-out off-topic score a threshold chosen on held-out
+rephrasings is kept when it is lowered towards the off-topic side (see
+:meth:`Discriminator.train`)."""
+
 MIN_HELDOUT_PER_CLASS = 10
 """Fewer held-out inputs than this in a class make a :class:`GateReport` carry a warning:
 precision, recall and the threshold chosen from them rest on too few examples."""
@@ -64,4 +70,4 @@ DEFAULT_WITHHELD = (
 
 DEFAULT_TOPIC = "our website"
 
-NegativeSource = Literal["bank", "user"]
+NegativeSource = Literal["bank", "user", "near_miss"]

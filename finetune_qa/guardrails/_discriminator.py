@@ -23,11 +23,13 @@ from finetune_qa.jobs import FineTuneJob, Journal
 
 if TYPE_CHECKING:
     from finetune_qa.guardrails._guarded import GuardedChatModel
+    from finetune_qa.rephrase import Rephraser
 
 from finetune_qa.guardrails._bank import OFF_TOPIC_TRAINING_QUESTIONS
 from finetune_qa.guardrails._common import (
     DEFAULT_HELDOUT_FRACTION,
     DEFAULT_MAX_NEGATIVES_PER_POSITIVE,
+    DEFAULT_THRESHOLD_MARGIN,
     DISCRIMINATOR_SYSTEM_PROMPT,
     ON_TOPIC_LABEL,
     Gate,
@@ -206,8 +208,20 @@ class Discriminator:
         timeout: float | None = None,
         max_negatives_per_positive: float | None = DEFAULT_MAX_NEGATIVES_PER_POSITIVE,
         provider_options: Mapping[str, Any] | None = None,
+        augment: int = 0,
+        writer: ChatModel | Rephraser | None = None,
+        rephrasings: Mapping[str, Sequence[str]] | None = None,
+        near_misses: bool | None = None,
+        margin: float = DEFAULT_THRESHOLD_MARGIN,
     ) -> Discriminator:
         """Build the data, fine-tune a classifier, and choose its threshold on held-out data.
+
+        To generalise to questions worded unlike the QA pairs, give rephrasings
+        (``augment=3`` with a ``writer``, or ``rephrasings=``): they become positives, the
+        negatives gain near-misses (other companies, general questions in the domain),
+        and the threshold is chosen on the held-out pairs' *rephrasings* (pairs are held
+        out whole: never a pair whose wordings were trained on), then lowered towards
+        the off-topic side, keeping ``margin`` above the held-out off-topic scores.
 
         Args:
             pairs: the on-topic QA pairs.
@@ -221,7 +235,7 @@ class Discriminator:
             seed: seed of the split (and of the job), 0 to :data:`MAX_SEED`.
             heldout_fraction: share of each class held out to choose the threshold.
             target_precision: choose the threshold for this precision instead of the
-                best F1 (see :func:`choose_threshold`).
+                best F1 (see :func:`choose_threshold`); no margin is applied then.
             workdir: where the JSONL files (``<gate>-gate-train.jsonl``,
                 ``<gate>-gate-heldout.jsonl``) are written; a temporary directory if None.
             n_epochs: epochs of the job.
@@ -235,11 +249,20 @@ class Discriminator:
             provider_options: the backend's own job settings (see
                 :meth:`FineTuneJob.create`), e.g. the local backend's
                 ``{"method": "full", "learning_rate": 1e-4}``.
+            augment: rephrasings per QA question, written by ``writer`` (cached: the
+                same as ``DatasetBuilder(augment=...)`` asks nothing again).
+            writer: the writer model (a ChatModel) or a
+                :class:`~finetune_qa.rephrase.Rephraser`.
+            rephrasings: rephrasings you already have (question -> its rephrasings).
+            near_misses: near-miss negatives (default: when there are rephrasings).
+            margin: how far above the highest held-out off-topic score the threshold is
+                kept when it is lowered (0 to 0.5).
 
         Returns:
             The trained discriminator, with its held-out :attr:`report` and :attr:`counts`.
-            With fewer than :data:`MIN_HELDOUT_PER_CLASS` held-out inputs in a class, the
-            report carries ``warnings`` (also logged): its figures rest on too few inputs.
+            The report says what the threshold rested on; with fewer than
+            :data:`MIN_HELDOUT_PER_CLASS` held-out inputs in a class it carries
+            ``warnings`` (also logged) that say how to get more.
 
         Raises:
             UsageError: a bad argument.
@@ -247,6 +270,10 @@ class Discriminator:
             BackendError: the provider failed (after retries), or a held-out check did.
             JobError: the job failed, was cancelled or timed out.
         """
+        _check_margin(margin)
+        pairs = list(pairs) if not isinstance(pairs, (str, bytes, os.PathLike)) else pairs
+        if augment:
+            rephrasings = {**_rephrase(pairs, augment, writer), **(rephrasings or {})}
         data = DiscriminatorData.build(
             pairs,
             gate=gate,
@@ -257,19 +284,10 @@ class Discriminator:
             seed=seed,
             concurrency=concurrency,
             max_negatives_per_positive=max_negatives_per_positive,
+            rephrasings=rephrasings,
+            near_misses=near_misses,
         )
-        if len(data.train) < MIN_TRAINING_EXAMPLES:
-            capped = data.counts.dropped.get("capped", 0)
-            raise DatasetError(
-                f"only {len(data.train)} training examples for the {gate} gate; a job needs "
-                f"at least {MIN_TRAINING_EXAMPLES}: give more QA pairs"
-                + (
-                    f" ({capped} bank questions were left out to keep at most "
-                    f"{max_negatives_per_positive:g} off-topic examples per QA pair)"
-                    if capped
-                    else " or negatives"
-                )
-            )
+        _check_enough(data, gate, max_negatives_per_positive)
         with tempfile.TemporaryDirectory(prefix="finetune-qa-gate-") as tmp:
             folder = Path(workdir) if workdir is not None else Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
@@ -301,27 +319,53 @@ class Discriminator:
             concurrency=concurrency,
             counts=data.counts,
         )
-        if data.heldout:
-            on = [e for e in data.heldout if e.on_topic]
-            off = [e for e in data.heldout if not e.on_topic]
-            on_scores = disc._scores([e.text(gate) for e in on])
-            off_scores = disc._scores([e.text(gate) for e in off])
-            if on_scores and off_scores:
-                disc.threshold = choose_threshold(
-                    on_scores, off_scores, target_precision=target_precision
-                )
-            disc.report = gate_report(on_scores, off_scores, threshold=disc.threshold, gate=gate)
-            for warning in disc.report.warnings:
-                logger.warning("%s gate %s: held-out report: %s", gate, disc.model, warning)
-        else:
+        disc._calibrate(data, target_precision, margin)
+        return disc
+
+    def _calibrate(
+        self, data: DiscriminatorData, target_precision: float | None, margin: float
+    ) -> None:
+        """Choose the threshold on the held-out data and keep the report (see :meth:`train`)."""
+        gate = self.gate
+        if not data.heldout:
             logger.warning(
                 "%s gate %s: nothing was held out, so the threshold stays %s and precision "
                 "and recall are unknown",
                 gate,
-                disc.model,
-                disc.threshold,
+                self.model,
+                self.threshold,
             )
-        return disc
+            return
+        held_on = [e for e in data.heldout if e.on_topic]
+        rephrased = [e for e in held_on if e.source == "rephrasing"]
+        basis: Literal["rephrasings", "questions"] = "rephrasings" if rephrased else "questions"
+        on = rephrased or held_on
+        off = [e for e in data.heldout if not e.on_topic]
+        on_scores = self._scores([e.text(gate) for e in on])
+        off_scores = self._scores([e.text(gate) for e in off])
+        used_margin: float | None = None
+        if on_scores and off_scores:
+            best = choose_threshold(on_scores, off_scores, target_precision=target_precision)
+            self.threshold = best
+            if target_precision is None and basis == "rephrasings":
+                self.threshold = _lowered(best, off_scores, margin)
+                used_margin = margin
+        fix = (
+            "add rephrasings of each pair (augment=3, `--augment 3`), or give more QA "
+            "pairs (or, when training, a larger heldout_fraction)"
+            if basis == "questions"
+            else None
+        )
+        report = gate_report(on_scores, off_scores, threshold=self.threshold, gate=gate, fix=fix)
+        self.report = report.model_copy(
+            update={
+                "basis": basis,
+                "heldout_pairs": len({e.group or e.question for e in on}),
+                "margin": used_margin,
+            }
+        )
+        for warning in self.report.warnings:
+            logger.warning("%s gate %s: held-out report: %s", gate, self.model, warning)
 
     # ---------------------------------------------------------------- persistence
     def settings(self) -> DiscriminatorSettings:
@@ -525,6 +569,57 @@ class Discriminator:
                 f"{item.index}): {error}. To fix: {todo}"
             )
         return self.verdict(item.answer)
+
+
+def _check_margin(margin: object) -> None:
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 0.5:
+        raise UsageError(f"margin must be a number from 0 to 0.5, got {margin!r}")
+
+
+def _lowered(best: float, off_scores: Sequence[float], margin: float) -> float:
+    """``best``, lowered to ``margin`` above the highest off-topic score it stops.
+
+    Questions people write score lower than held-out rephrasings: the threshold goes as
+    far towards the off-topic side as the held-out off-topic questions allow.
+    """
+    stopped = [s for s in off_scores if s < best]
+    if not stopped:
+        return best
+    return round(min(best, max(stopped) + margin), 6)
+
+
+def _rephrase(
+    pairs: Iterable[PairInput], k: int, writer: ChatModel | Rephraser | None
+) -> dict[str, list[str]]:
+    from finetune_qa.rephrase import Rephraser
+
+    if writer is None:
+        raise UsageError(
+            f"augment={k} needs a writer model to rephrase the questions: pass writer="
+            "ChatModel(<a base model>, backend=...) (offline: ChatModel.offline('gpt-4o-mini'))"
+        )
+    rephraser = writer if isinstance(writer, Rephraser) else Rephraser(writer, k=k)
+    rephraser.k = k
+    questions = [_as_pair(p, "pair", i).question for i, p in enumerate(pairs)]
+    return dict(zip(questions, rephraser.rephrase_many(questions), strict=True))
+
+
+def _check_enough(
+    data: DiscriminatorData, gate: Gate, max_negatives_per_positive: float | None
+) -> None:
+    if len(data.train) >= MIN_TRAINING_EXAMPLES:
+        return
+    capped = data.counts.dropped.get("capped", 0)
+    raise DatasetError(
+        f"only {len(data.train)} training examples for the {gate} gate; a job needs "
+        f"at least {MIN_TRAINING_EXAMPLES}: give more QA pairs"
+        + (
+            f" ({capped} bank questions were left out to keep at most "
+            f"{max_negatives_per_positive:g} off-topic examples per QA pair)"
+            if capped
+            else " or negatives"
+        )
+    )
 
 
 def _check_threshold(threshold: float) -> float:

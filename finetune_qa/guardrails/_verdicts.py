@@ -121,6 +121,34 @@ class GateReport(BaseModel):
             f"{MIN_HELDOUT_PER_CLASS} inputs scored."
         ),
     )
+    basis: Literal["rephrasings", "questions"] | None = Field(
+        default=None,
+        description="What the threshold was chosen on (training): the held-out pairs' "
+        "rephrasings, or their questions when there were no rephrasings.",
+    )
+    heldout_pairs: int | None = Field(
+        default=None, description="QA pairs whose wordings the on-topic inputs were."
+    )
+    margin: float | None = Field(
+        default=None,
+        description="The threshold was lowered to this far above the highest held-out "
+        "off-topic score (None: the best-F1 midpoint was kept).",
+    )
+
+    def rested_on(self) -> str | None:
+        """What the threshold was chosen on, in words, when it was chosen in training."""
+        if self.basis is None:
+            return None
+        pairs = f" of {self.heldout_pairs} pairs" if self.heldout_pairs is not None else ""
+        how = (
+            f", lowered to {self.margin:g} above the highest off-topic score"
+            if self.margin is not None
+            else ""
+        )
+        return (
+            f"chosen on {self.on_topic} held-out {self.basis}{pairs} and {self.off_topic} "
+            f"off-topic questions{how}"
+        )
 
     def to_text(self) -> str:
         """One line for a terminal, then one ``warning:`` line per warning."""
@@ -130,6 +158,9 @@ class GateReport(BaseModel):
             f"(on-topic {self.true_positives}/{self.on_topic} passed, off-topic "
             f"{self.true_negatives}/{self.off_topic} stopped)"
         )
+        rested = self.rested_on()
+        if rested:
+            line += f"; {rested}"
         return "\n".join([line, *(f"  warning: {w}" for w in self.warnings)])
 
 
@@ -143,6 +174,7 @@ def gate_report(
     *,
     threshold: float,
     gate: Gate | None = None,
+    fix: str | None = None,
 ) -> GateReport:
     """Confusion counts and ratios of probabilities against ``threshold``.
 
@@ -151,16 +183,22 @@ def gate_report(
         off_scores: probabilities given to off-topic inputs.
         threshold: inputs with probability >= threshold pass.
         gate: recorded in the report.
+        fix: what the on-topic warning says to do (default: give more QA pairs, or a
+            larger held-out fraction).
 
     A class with fewer than :data:`MIN_HELDOUT_PER_CLASS` scores gets a warning in the
     report's ``warnings``: its ratios (and a threshold chosen from them) rest on too few
     inputs to be trusted.
     """
+    default = "give more QA pairs (or, when training, a larger heldout_fraction)"
     warnings = [
         f"only {n} {name} input{'s' if n != 1 else ''} scored (fewer than "
         f"{MIN_HELDOUT_PER_CLASS}): precision, recall and the threshold are unreliable; "
-        "give more QA pairs (or, when training, a larger heldout_fraction)"
-        for name, n in (("on-topic", len(on_scores)), ("off-topic", len(off_scores)))
+        f"{todo}"
+        for name, n, todo in (
+            ("on-topic", len(on_scores), fix or default),
+            ("off-topic", len(off_scores), default),
+        )
         if n < MIN_HELDOUT_PER_CLASS
     ]
     tp = sum(1 for s in on_scores if s >= threshold)
