@@ -103,7 +103,7 @@ CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
 _LABEL_CHARS = 24
 _NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
 _UNSEEN_WEIGHT = 0.2  # vote an input made only of unseen words gives the varied label
-_EVIDENCE_WEIGHT = 0.1  # weight of the labels' word evidence (log-likelihood per word)
+_EVIDENCE_WEIGHT = 0.03  # weight of the labels' word evidence (log-likelihood per word)
 _SOFTMAX_TEMPERATURE = 0.08  # similarity gap of 0.08 between labels ~ odds of e : 1
 
 AnswerKind = Literal["exact", "neighbour", "off_domain", "unsure", "generic", "task", "label"]
