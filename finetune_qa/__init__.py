@@ -53,7 +53,13 @@ from finetune_qa.data import (
     ToolCall,
     TrainingExample,
 )
-from finetune_qa.dataset import BuildReport, DatasetBuilder, ReasonCount, ReasonExample
+from finetune_qa.dataset import (
+    AugmentReport,
+    BuildReport,
+    DatasetBuilder,
+    ReasonCount,
+    ReasonExample,
+)
 from finetune_qa.evaluation import (
     UNRELATED_QUESTIONS,
     AnsweredScorer,
@@ -175,6 +181,7 @@ from finetune_qa.migration import (
     plan_migration,
 )
 from finetune_qa.readers import QASource, ReadIssue, detect_stop_marker, read_qa, strip_numbering
+from finetune_qa.rephrase import Rephraser, RephraseStats, parse_rephrasings
 from finetune_qa.samples import sample_csv
 from finetune_qa.shutdown import FineTunedModel, inventory
 from finetune_qa.tokens import BatchCounter, TokenCounter, encoding_name_for_model, get_encoding
@@ -199,6 +206,7 @@ __all__ = [
     "AnsweredAgreementScorer",
     "AnsweredScorer",
     "Answering",
+    "AugmentReport",
     "AuthenticationError",
     "Backend",
     "BackendError",
@@ -292,6 +300,8 @@ __all__ = [
     "RecordReport",
     "ReferenceScorer",
     "RefusedScorer",
+    "RephraseStats",
+    "Rephraser",
     "ReplyIssue",
     "Role",
     "RunSummary",
@@ -347,6 +357,7 @@ __all__ = [
     "migrate",
     "model_card",
     "normalized_contains",
+    "parse_rephrasings",
     "parse_reply",
     "plan_migration",
     "probability_from_logprobs",

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 import math
 import os
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -89,7 +90,11 @@ from finetune_qa.tokens import (
 )
 from finetune_qa.validation import ValidationReport, Validator
 
-__all__ = ["BuildReport", "DatasetBuilder", "ReasonCount", "ReasonExample"]
+if TYPE_CHECKING:
+    from finetune_qa.chat import ChatModel
+    from finetune_qa.rephrase import Rephraser
+
+__all__ = ["AugmentReport", "BuildReport", "DatasetBuilder", "ReasonCount", "ReasonExample"]
 
 REASONS: dict[str, str] = {
     **ISSUE_REASONS,  # the readers' reasons, described where they are raised
@@ -112,6 +117,7 @@ CHANGES: dict[str, str] = {
 
 _STRIPPED = ("whitespace_stripped",)
 _BATCH = 4096
+_REPHRASE_BATCH = 256  # questions sent to the writer at a time
 _RANGE_BYTES = 2 * 1024 * 1024
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
 _OUTPUT_HINT = "give a file name for the output, e.g. train.jsonl"
@@ -136,6 +142,37 @@ class ReasonCount(BaseModel):
     count: int = Field(description="Number of pairs.")
     description: str = Field(description="What the reason means.")
     examples: list[ReasonExample] = Field(description="The first few pairs it applied to.")
+
+
+class AugmentReport(BaseModel):
+    """What augmentation added to a build: rephrasings of each kept question, same answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(description="Rephrasings asked per question.")
+    writer: str = Field(description="The writer model that rephrased.")
+    questions: int = Field(description="Kept questions rephrased.")
+    added: int = Field(description="Rephrasings written (train + validation).")
+    added_train: int = Field(description="Rephrasings in the training file.")
+    added_validation: int = Field(description="Rephrasings in the validation file.")
+    skipped: dict[str, int] = Field(
+        description="Rephrasings not written, by reason: duplicate (the same as a kept "
+        "question or an earlier rephrasing), too_short (under the minimum length)."
+    )
+    cache_hits: int = Field(description="Questions whose rephrasings came from the cache.")
+    requests: int = Field(description="Requests sent to the writer.")
+    failed: int = Field(description="Questions the writer gave no usable rephrasing for.")
+
+    def to_text(self) -> str:
+        """One line for a report."""
+        skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(self.skipped.items()) if v)
+        return (
+            f"augmented: +{self.added:,} rephrasings of {self.questions:,} questions "
+            f"({self.k} asked each, writer {self.writer}; {self.added_train:,} train, "
+            f"{self.added_validation:,} validation); cache hits {self.cache_hits:,}, "
+            f"requests {self.requests:,}, failed {self.failed:,}"
+            + (f"; skipped: {skipped}" if skipped else "")
+        )
 
 
 class BuildReport(BaseModel):
@@ -174,6 +211,11 @@ class BuildReport(BaseModel):
     )
     token_report: ValidationReport | None = Field(
         default=None, description="Token figures and cost of the training file, when asked for."
+    )
+    augmentation: AugmentReport | None = Field(
+        default=None,
+        description="Rephrasings added (augment=K): counted apart from kept, which counts "
+        "the pairs read; train and validation count every example written.",
     )
 
     @property
@@ -225,6 +267,8 @@ class BuildReport(BaseModel):
         if self.validation_output:
             what = " (copies of training examples)" if self.validation_mode == "sample" else ""
             out.append(f"{b}validation: {self.validation:,} -> {self.validation_output}{what}")
+        if self.augmentation is not None:
+            out.append(f"{b}{self.augmentation.to_text()}")
         for note in self.notes:
             out.append(f"{b}note: {note}")
         for title, table in (
@@ -295,6 +339,11 @@ class DatasetBuilder:
         validation_fraction: share of distinct questions held out for the validation file
             (see :meth:`split`; :meth:`sample_validation` keeps every pair in training).
         seed: seed of the split.
+        augment: rephrasings to add per kept question, each with the same answer (0:
+            none); needs ``writer``. See :meth:`augment_with`.
+        writer: the writer model (a :class:`~finetune_qa.chat.ChatModel`, e.g. a base
+            model) or a :class:`~finetune_qa.rephrase.Rephraser`.
+        rephrase_cache: the rephrasings cache (see :class:`~finetune_qa.rephrase.Rephraser`).
 
     Example:
         ```python
@@ -319,7 +368,14 @@ class DatasetBuilder:
         normalize: bool = True,
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = DEFAULT_SEED,
+        augment: int = 0,
+        writer: ChatModel | Rephraser | None = None,
+        rephrase_cache: str | os.PathLike[str] | bool = True,
     ) -> None:
+        self._rephraser: Rephraser | None = None
+        self._aug: Counter[str] = Counter()
+        if augment or writer is not None:
+            self.augment_with(augment, writer=writer, cache=rephrase_cache)
         self._sources: list[_SourceSpec] = []
         self._filters: list[tuple[str, Filter]] = []
         self._prompt_set = system_prompt is not _FROM_SOURCE
@@ -367,6 +423,59 @@ class DatasetBuilder:
         """Add pairs already in memory (or any iterable, consumed once at build time)."""
         self._sources.append(_SourceSpec(None, pairs, label))
         return self
+
+    def augment_with(
+        self,
+        k: int,
+        *,
+        writer: ChatModel | Rephraser | None,
+        cache: str | os.PathLike[str] | bool = True,
+    ) -> Self:
+        """Add ``k`` rephrasings of every kept question, each with the question's answer.
+
+        A writer model rephrases (see :class:`~finetune_qa.rephrase.Rephraser`; its
+        replies are cached, so building again asks nothing). The rephrasings of a question
+        share its split value: all wordings of one pair land on the same side of any
+        split. A rephrasing that repeats a kept question or an earlier rephrasing, or is
+        under the minimum question length, is skipped and counted. The report's
+        ``augmentation`` says how many were added, from which writer, and the cache hits.
+        Large file builds then run in this process (the writer is asked in batches).
+
+        Args:
+            k: rephrasings per question, 0 (none) to 20.
+            writer: a :class:`~finetune_qa.chat.ChatModel` (any backend's base model) or a
+                :class:`~finetune_qa.rephrase.Rephraser` (whose own ``k`` is replaced).
+            cache: the rephrasings cache file, ``True`` for the default one, ``False``
+                for none (ignored when ``writer`` is a Rephraser).
+
+        Raises:
+            UsageError: a bad ``k``, or ``k`` above 0 without a writer.
+        """
+        from finetune_qa.rephrase import MAX_REPHRASINGS, Rephraser
+
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_REPHRASINGS:
+            raise UsageError(
+                f"augment must be a whole number from 0 to {MAX_REPHRASINGS}, got {k!r}"
+            )
+        if k == 0:
+            self._rephraser = None
+            return self
+        if writer is None:
+            raise UsageError(
+                f"augment={k} needs a writer model to rephrase the questions: pass writer="
+                "ChatModel(<a base model>, backend=...) (offline: ChatModel.offline('gpt-4o-mini'))"
+            )
+        if isinstance(writer, Rephraser):
+            writer.k = k
+            self._rephraser = writer
+        else:
+            self._rephraser = Rephraser(writer, k=k, cache=cache)
+        return self
+
+    @property
+    def augment(self) -> int:
+        """Rephrasings added per kept question (0: no augmentation)."""
+        return self._rephraser.k if self._rephraser is not None else 0
 
     def with_system_prompt(self, text: str | None) -> Self:
         """Set the system message (``None``: examples without one), over a source's own."""
@@ -493,7 +602,51 @@ class DatasetBuilder:
         notes = [_settings_note(src, prompt, stop) for src in chats]
         return prompt, stop, notes
 
-    def _iter_kept(self, acc: Accounts, opts: Options) -> Iterator[tuple[str, str, int]]:
+    def _iter_kept(
+        self, acc: Accounts, opts: Options, *, augment: bool = True
+    ) -> Iterator[tuple[str, str, int, bool]]:
+        """Yield (question, answer, split value, is a rephrasing) for every example.
+
+        Without augmentation (or ``augment=False``: the split plan ranks pairs, not
+        wordings) these are the kept pairs, in input order; with it, each kept pair is
+        followed by its rephrasings, which share its split value.
+        """
+        pairs = self._iter_pairs(acc, opts)
+        if not augment or self._rephraser is None:
+            for q, a, v in pairs:
+                yield q, a, v, False
+            return
+        yield from self._augmented(pairs, opts)
+
+    def _augmented(
+        self, pairs: Iterator[tuple[str, str, int]], opts: Options
+    ) -> Iterator[tuple[str, str, int, bool]]:
+        rephraser = self._rephraser
+        assert rephraser is not None
+        originals: set[int] = set()  # augmentation asks a writer: sizes stay moderate
+        added: set[int] = set()
+        while True:
+            chunk = list(itertools.islice(pairs, _REPHRASE_BATCH))
+            if not chunk:
+                return
+            for q, _a, _v in chunk:
+                originals.add(pair_key(question_key(q), opts.salt)[0])
+            rephrased = rephraser.rephrase_many(q for q, _a, _v in chunk)
+            for (q, a, v), texts in zip(chunk, rephrased, strict=True):
+                yield q, a, v, False
+                self._aug["questions"] += 1
+                for text in texts:
+                    text = " ".join(text.split())
+                    key = pair_key(question_key(text), opts.salt)[0]
+                    if len(text) < self.min_question_length:
+                        self._aug["too_short"] += 1
+                    elif key in originals or key in added:
+                        self._aug["duplicate"] += 1
+                    else:
+                        added.add(key)
+                        yield text, a, v, True
+
+    def _iter_pairs(self, acc: Accounts, opts: Options) -> Iterator[tuple[str, str, int]]:
         """Yield (question, answer, split value) for every kept pair, in input order."""
         seen = KeySet()
         salt, dedupe = opts.salt, self.dedupe
@@ -542,9 +695,12 @@ class DatasetBuilder:
                 yield (q, a, s.line, s.row, s.item, changed)
 
     def iter_examples(self) -> Iterator[TrainingExample]:
-        """Stream the kept pairs as :class:`TrainingExample` (train and validation alike)."""
+        """Stream the kept pairs as :class:`TrainingExample` (train and validation alike).
+
+        With augmentation, each pair's rephrasings follow it.
+        """
         prompt, stop, _ = self.settings()
-        for q, a, _split_value in self._iter_kept(Accounts(), self._options()):
+        for q, a, _split_value, _added in self._iter_kept(Accounts(), self._options()):
             yield TrainingExample.from_qa(
                 QAPair(question=q, answer=a), system_prompt=prompt, stop=stop
             )
@@ -613,8 +769,12 @@ class DatasetBuilder:
             validator = Validator(model=model, catalog=cat, stop=stop, path=str(out_path))
         workers = self._auto_processes(processes)
         parallel = bool(
-            workers and not self._filters and all(s.source is not None for s in self._sources)
+            workers
+            and not self._filters
+            and self._rephraser is None
+            and all(s.source is not None for s in self._sources)
         )
+        self._aug = Counter()
         cut = 0
         if self.validation_mode == "none" and val_path is not None:
             val_path = None
@@ -699,9 +859,15 @@ class DatasetBuilder:
             vbuf: list[bytes] = []
             texts: list[str] = []
             first_line = 1
-            for q, a, split_value in self._iter_kept(acc, opts):
+            for q, a, split_value, added in self._iter_kept(acc, opts):
                 answer = a + suffix
                 line = b"".join((head, dumps(q), mid, dumps(answer), tail, b"\n"))
+                if added:
+                    self._aug["added"] += 1
+                    side = "added_validation" if split_value < cut and val_f else "added_train"
+                    self._aug[side] += 1
+                    if side == "added_validation" and sample:
+                        self._aug["added_train"] += 1
                 if split_value < cut and val_f is not None:
                     n_val += 1
                     vbuf.append(line)
@@ -823,7 +989,7 @@ class DatasetBuilder:
         if workers:
             self._write_parallel(Accounts(), opts, None, None, None, workers, collect=values)
         else:
-            values.extend(v for _q, _a, v in self._iter_kept(Accounts(), opts))
+            values.extend(v for _q, _a, v, _x in self._iter_kept(Accounts(), opts, augment=False))
         n = len(values)
         fraction = self.validation_fraction
         want = math.floor(fraction * n + 0.5)
@@ -888,10 +1054,12 @@ class DatasetBuilder:
         if kept_marker == {stop}:
             # the marker read off the answers is appended again: the output did not change
             changes.pop("stop_marker_removed", None)
+        aug = self._aug
+        written = n_train - aug["added_train"] if opts.sample else n_train + n_val - aug["added"]
         return BuildReport(
             sources=[s.label for s in self._sources],
             read=acc.read,
-            kept=n_train if opts.sample else n_train + n_val,
+            kept=written,
             train=n_train,
             validation=n_val,
             dropped=dropped,
@@ -905,6 +1073,25 @@ class DatasetBuilder:
             validation_mode=self.validation_mode,
             seed=self.seed,
             notes=list(notes or []),
+            augmentation=self._augment_report(),
+        )
+
+    def _augment_report(self) -> AugmentReport | None:
+        rephraser = self._rephraser
+        if rephraser is None:
+            return None
+        aug, stats = self._aug, rephraser.stats
+        return AugmentReport(
+            k=rephraser.k,
+            writer=rephraser.writer,
+            questions=aug["questions"],
+            added=aug["added"],
+            added_train=aug["added_train"],
+            added_validation=aug["added_validation"],
+            skipped={k: aug[k] for k in ("duplicate", "too_short")},
+            cache_hits=stats.cache_hits,
+            requests=stats.requests,
+            failed=stats.failed,
         )
 
 

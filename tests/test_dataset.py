@@ -275,8 +275,10 @@ def _messy_seed_csv(path: Path, rows: int = 120) -> Path:
     out = []
     for r in range(rows):
         n = 3 + r % 5
-        qs = [f"{i}. What about topic {(r * 7 + i) % 90} and "
-              f"\"quoted\" things, number {i}?" for i in range(1, n + 1)]
+        qs = [
+            f'{i}. What about topic {(r * 7 + i) % 90} and "quoted" things, number {i}?'
+            for i in range(1, n + 1)
+        ]
         ans = [f"{i}. Answer {r}-{i}: café, 2.5 GB,\r\n  and more text." for i in range(1, n + 1)]
         if r % 11 == 0:
             ans = ans[:-1]  # a numbered gap: unmatched question
@@ -312,17 +314,26 @@ def test_parallel_build_equals_sequential(tmp_path: Path, monkeypatch: pytest.Mo
             .add_source(src)
             .add_source(src)  # a second file: everything in it is a duplicate
             .split(0.25, seed=5)
-            .build(d / "t.jsonl", validation_output=d / "v.jsonl", model="gpt-4o-mini", processes=workers)
+            .build(
+                d / "t.jsonl",
+                validation_output=d / "v.jsonl",
+                model="gpt-4o-mini",
+                processes=workers,
+            )
         )
     seq, par = reports[0], reports[2]
     assert (tmp_path / "w0" / "t.jsonl").read_bytes() == (tmp_path / "w2" / "t.jsonl").read_bytes()
     assert (tmp_path / "w0" / "v.jsonl").read_bytes() == (tmp_path / "w2" / "v.jsonl").read_bytes()
     assert _strip_paths(seq) == _strip_paths(par)
     assert par.reconciles and par.dropped_by_reason["duplicate_question"].count >= par.kept
-    assert {"unbalanced_row", "unmatched_question", "question_too_short"} <= set(par.dropped_by_reason)
+    assert {"unbalanced_row", "unmatched_question", "question_too_short"} <= set(
+        par.dropped_by_reason
+    )
 
 
-def test_parallel_build_reports_the_same_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_build_reports_the_same_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import finetune_qa.dataset as dataset_mod
 
     monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 1024)
@@ -332,7 +343,9 @@ def test_parallel_build_reports_the_same_error(tmp_path: Path, monkeypatch: pyte
     errors = []
     for workers in (0, 2):
         with pytest.raises(InputFileError) as info:
-            DatasetBuilder().add_source(src).build(tmp_path / f"t{workers}.jsonl", processes=workers)
+            DatasetBuilder().add_source(src).build(
+                tmp_path / f"t{workers}.jsonl", processes=workers
+            )
         errors.append((type(info.value), info.value.line, str(info.value)))
         assert not (tmp_path / f"t{workers}.jsonl").exists()
     assert errors[0] == errors[1]
@@ -345,12 +358,19 @@ def test_parallel_build_of_jsonl_pairs(tmp_path: Path, monkeypatch: pytest.Monke
     src = tmp_path / "pairs.jsonl"
     with src.open("w", encoding="utf-8") as f:
         for i in range(300):
-            f.write(json.dumps({"question": f"What is item {i % 250}?", "answer": f"Item {i} is fine."}) + "\n")
+            f.write(
+                json.dumps({"question": f"What is item {i % 250}?", "answer": f"Item {i} is fine."})
+                + "\n"
+            )
             if i % 50 == 0:
                 f.write("\n")
     outs = []
     for workers in (0, 2):
-        r = DatasetBuilder().add_source(src).build(tmp_path / f"t{workers}.jsonl", processes=workers)
+        r = (
+            DatasetBuilder()
+            .add_source(src)
+            .build(tmp_path / f"t{workers}.jsonl", processes=workers)
+        )
         outs.append(((tmp_path / f"t{workers}.jsonl").read_bytes(), _strip_paths(r)))
     assert outs[0] == outs[1]
     assert outs[1][1]["dropped_by_reason"]["duplicate_question"]["count"] == 50
@@ -368,3 +388,127 @@ def test_keyset_behaves_like_a_set() -> None:
         assert ks.add(k) == ((k or 1) not in ref)
         ref.add(k or 1)
     assert len(ks) == len(ref)
+
+
+# ------------------------------------------------------------------- augmentation
+
+
+def _acme_pairs(n: int = 20) -> list[QAPair]:
+    topics = [
+        ("Who founded Acme Labs?", "Ada and Max founded Acme Labs in 2012."),
+        ("How many people work at Acme Labs?", "Acme Labs has 42 employees."),
+        ("Where is Acme Labs based?", "Acme Labs is based in Leeds."),
+        ("How much does the audit cost?", "The audit costs 900 euros."),
+        ("How long does the audit take?", "The audit takes two weeks."),
+    ]
+    pairs = [QAPair(question=q, answer=a) for q, a in topics]
+    pairs += [
+        QAPair(question=f"What does Acme plan {i} include?", answer=f"Plan {i} includes {i} seats.")
+        for i in range(n - len(topics))
+    ]
+    return pairs
+
+
+def _chat_requests(writer: object) -> int:
+    fake = writer.backend.fake  # type: ignore[attr-defined]
+    return sum(1 for r in fake.requests if r.path.endswith("/chat/completions"))
+
+
+def test_augmentation_adds_k_rephrasings_with_the_same_answer(tmp_path: Path) -> None:
+    from finetune_qa import ChatModel
+
+    writer = ChatModel.offline("gpt-4o-mini")
+    pairs = _acme_pairs()
+    out = tmp_path / "train.jsonl"
+    report = (
+        DatasetBuilder(augment=3, writer=writer, rephrase_cache=tmp_path / "c.jsonl", stop=None)
+        .add_pairs(pairs)
+        .build(out)
+    )
+    rows = [(r["messages"][-2]["content"], r["messages"][-1]["content"]) for r in read_jsonl(out)]
+    aug = report.augmentation
+    assert aug is not None and (aug.k, aug.writer, aug.questions) == (3, "gpt-4o-mini", 20)
+    assert aug.added == len(rows) - 20 == aug.added_train and aug.added_validation == 0
+    assert aug.added + sum(aug.skipped.values()) == 60 and aug.added >= 55
+    assert (aug.requests, aug.cache_hits, aug.failed) == (20, 0, 0)
+    # counted apart: kept is the pairs read, train every example written
+    assert (report.read, report.kept, report.train) == (20, 20, len(rows)) and report.reconciles
+    assert "augmented: +" in report.to_text() and "writer gpt-4o-mini" in report.to_text()
+    by_answer: dict[str, list[str]] = {}
+    for q, a in rows:
+        by_answer.setdefault(a, []).append(q)
+    for p in pairs:
+        wordings = by_answer[p.answer]
+        assert wordings[0] == p.question and 3 <= len(wordings) <= 4  # the pair, then its own
+        assert len({question_key(w) for w in wordings}) == len(wordings)
+    founded = by_answer["Ada and Max founded Acme Labs in 2012."]
+    assert "Who started Acme Labs?" in founded  # other words, not only another frame
+    # iter_examples streams the same examples
+    assert [
+        e.messages[-2].content
+        for e in DatasetBuilder(
+            augment=3, writer=writer, rephrase_cache=tmp_path / "c.jsonl", stop=None
+        )
+        .add_pairs(pairs)
+        .iter_examples()
+    ] == [q for q, _ in rows]
+
+
+def test_all_wordings_of_a_pair_stay_on_one_side_of_the_split(tmp_path: Path) -> None:
+    from finetune_qa import ChatModel
+
+    writer = ChatModel.offline("gpt-4o-mini")
+    pairs = _acme_pairs(30)
+    for mode in ("holdout", "sample"):
+        b = DatasetBuilder(augment=2, writer=writer, rephrase_cache=False, stop=None)
+        b = b.split(0.3, seed=4) if mode == "holdout" else b.sample_validation(0.3, seed=4)
+        report = b.add_pairs(pairs).build(
+            tmp_path / "t.jsonl", validation_output=tmp_path / "v.jsonl"
+        )
+        train = [r["messages"][-1]["content"] for r in read_jsonl(tmp_path / "t.jsonl")]
+        val = [r["messages"][-1]["content"] for r in read_jsonl(tmp_path / "v.jsonl")]
+        aug = report.augmentation
+        assert aug is not None and report.reconciles and report.kept == 30
+        if mode == "holdout":
+            assert not set(train) & set(val)  # an answer (a pair) is on one side only
+            assert len(set(val)) == 9  # 30% of the pairs, not of the wordings
+            assert aug.added_validation == len(val) - 9
+        else:
+            assert set(val) <= set(train) and len(set(val)) == 9
+        for a in set(val):  # the pair and both its rephrasings
+            assert val.count(a) == 3
+
+
+def test_an_augmented_rebuild_asks_the_writer_nothing(tmp_path: Path) -> None:
+    from finetune_qa import ChatModel
+
+    writer = ChatModel.offline("gpt-4o-mini")
+    cache = tmp_path / "rephrasings.jsonl"
+
+    def build() -> object:
+        return (
+            DatasetBuilder(augment=2, writer=writer, rephrase_cache=cache)
+            .add_pairs(_acme_pairs(12))
+            .build(tmp_path / "train.jsonl")
+        )
+
+    first = build()
+    asked = _chat_requests(writer)
+    assert asked == 12 and first.augmentation.requests == 12  # type: ignore[attr-defined]
+    text = (tmp_path / "train.jsonl").read_text()
+    second = build()
+    assert _chat_requests(writer) == asked  # zero requests the second time
+    assert second.augmentation.cache_hits == 12  # type: ignore[attr-defined]
+    assert second.augmentation.requests == 0  # type: ignore[attr-defined]
+    assert (tmp_path / "train.jsonl").read_text() == text
+
+
+def test_augmentation_arguments_are_checked() -> None:
+    from finetune_qa import ChatModel
+
+    with pytest.raises(UsageError, match="needs a writer model"):
+        DatasetBuilder(augment=3)
+    with pytest.raises(UsageError, match="augment must be"):
+        DatasetBuilder(augment=-1, writer=ChatModel.offline("gpt-4o-mini"))
+    b = DatasetBuilder(augment=2, writer=ChatModel.offline("gpt-4o-mini"), rephrase_cache=False)
+    assert b.augment == 2 and b.augment_with(0, writer=None).augment == 0

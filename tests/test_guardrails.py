@@ -314,7 +314,14 @@ def test_trained_gates_report_on_held_out_data(world: World) -> None:
     again = world.question_gate.evaluate(
         [e.question for e in held if e.on_topic], [e.question for e in held if not e.on_topic]
     )
-    assert again == world.question_gate.report
+    report = world.question_gate.report
+    assert report is not None and (report.basis, report.margin) == ("questions", None)
+    assert report.heldout_pairs == report.on_topic  # no rephrasings: one question a pair
+    assert "chosen on " in report.to_text() and f"{report.on_topic} held-out questions" in (
+        report.to_text()
+    )
+    training_only = {"basis", "heldout_pairs", "margin", "warnings"}
+    assert again.model_dump(exclude=training_only) == report.model_dump(exclude=training_only)
 
 
 def test_guarded_model_refuses_unrelated_and_answers_training_questions(world: World) -> None:
@@ -499,7 +506,8 @@ def test_tiny_held_out_data_is_warned_about(caplog: pytest.LogCaptureFixture) ->
     assert report is not None and (report.on_topic, report.off_topic) == (1, 4)
     assert report.warnings == [
         "only 1 on-topic input scored (fewer than 10): precision, recall and the threshold "
-        "are unreliable; give more QA pairs (or, when training, a larger heldout_fraction)",
+        "are unreliable; add rephrasings of each pair (augment=3, `--augment 3`), or give "
+        "more QA pairs (or, when training, a larger heldout_fraction)",
         "only 4 off-topic inputs scored (fewer than 10): precision, recall and the "
         "threshold are unreliable; give more QA pairs (or, when training, a larger "
         "heldout_fraction)",
@@ -579,3 +587,142 @@ def test_saves_are_atomic_and_keep_the_old_file_on_failure(
     assert path.read_bytes() == before and settings.threshold != 0.9
     assert (tmp_path / "train.jsonl").read_bytes() == old_train
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gate.json", "train.jsonl"]
+
+
+# ------------------------------------------------- a gate that generalizes (issue #14)
+
+ACME = [
+    ("Who founded Acme Labs?", "Ada Lind and Max Berg founded Acme Labs in 2012."),
+    ("How many people work at Acme Labs?", "Acme Labs has 42 employees."),
+    ("Where is Acme Labs based?", "Acme Labs is based in Leeds."),
+    ("How much does the Acme audit cost?", "The audit costs 900 euros."),
+    ("How long does the Acme audit take?", "The audit takes two weeks."),
+    ("Does Acme Labs offer discounts for charities?", "Charities get 30% off."),
+    ("How do I book a workshop with Acme Labs?", "Book on acme.example/book."),
+    ("Can I cancel an Acme workshop?", "Cancel up to 48 hours before for free."),
+    ("What are the Acme Labs office hours?", "Monday to Friday, 9:00 to 17:00."),
+    ("Who is the CEO of Acme Labs?", "Ada Lind is the CEO."),
+    ("What does the Acme starter plan include?", "Two audits a year."),
+    ("Is there a free trial of Acme Cloud?", "Yes, for 30 days."),
+]
+
+
+def test_rephrasings_are_positives_held_out_with_their_pair() -> None:
+    from finetune_qa.guardrails import NEAR_MISS_QUESTIONS
+
+    pairs = [QAPair(question=q, answer=a) for q, a in ACME]
+    writer = ChatModel.offline("gpt-4o-mini")
+    from finetune_qa import Rephraser
+
+    reph = Rephraser(writer, k=3, cache=False)
+    rephrasings = dict(
+        zip([q for q, _ in ACME], reph.rephrase_many(q for q, _ in ACME), strict=True)
+    )
+    data = DiscriminatorData.build(pairs, rephrasings=rephrasings, heldout_fraction=0.25, seed=1)
+    c = data.counts
+    assert c.reconciles and c.rephrasings_read == sum(len(v) for v in rephrasings.values())
+    assert c.rephrasings == c.positives - 12 and c.rephrasings >= 30
+    assert c.heldout_pairs == 3 and c.heldout_rephrasings >= 8
+    # a pair is held out whole: no wording of a held-out pair is trained on
+    held = {e.group for e in data.heldout if e.on_topic}
+    assert len(held) == 3 and not held & {e.group for e in data.train if e.on_topic}
+    # near-misses come with rephrasings: the bank, and the site's questions about others
+    assert c.negatives["near_miss"] > 0 and "near_miss" in c.negatives_read
+    near = {e.question for e in data.train + data.heldout if e.source == "near_miss"}
+    assert near & set(NEAR_MISS_QUESTIONS)
+    swapped = [q for q in near if "Acme" not in q and q not in NEAR_MISS_QUESTIONS]
+    assert swapped and all(not q.startswith("Who founded Acme") for q in swapped)
+    # without rephrasings nothing changes: no near-misses unless asked for
+    plain = DiscriminatorData.build(pairs, seed=1).counts
+    assert "near_miss" not in plain.negatives and plain.rephrasings == 0
+    asked = DiscriminatorData.build(pairs, seed=1, near_misses=True).counts
+    assert asked.negatives["near_miss"] > 0
+    # wordings read back from an augmented file (same answer) are one pair too
+    flat = [*pairs, QAPair(question="Who started Acme Labs?", answer=ACME[0][1])]
+    groups = {e.question: e.group for e in DiscriminatorData.build(flat).train}
+    groups |= {e.question: e.group for e in DiscriminatorData.build(flat).heldout}
+    assert groups["Who started Acme Labs?"] == groups["Who founded Acme Labs?"]
+
+
+def test_company_names_are_found_and_swapped() -> None:
+    from finetune_qa.guardrails import company_name, company_swaps
+
+    questions = [q for q, _ in ACME]
+    assert company_name(questions) == "Acme"
+    swaps = company_swaps(questions, "Acme")
+    assert len(swaps) == 12 and not any("Acme" in q for q in swaps)
+    assert company_swaps(["See acme.example/book, Acme?"], "Acme")[0].startswith("See acme.example")
+    assert company_name(["What is a plan?", "How do I pay?"]) is None
+
+
+def test_the_threshold_is_chosen_on_held_out_rephrasings(tmp_path: Path) -> None:
+    backend = OfflineBackend()
+    writer = ChatModel("gpt-4o-mini", backend=backend)
+    pairs = [QAPair(question=q, answer=a) for q, a in ACME]
+    gate = Discriminator.train(
+        pairs, backend=backend, augment=3, writer=writer, heldout_fraction=0.34, workdir=tmp_path
+    )
+    c, r = gate.counts, gate.report
+    assert c is not None and r is not None and c.reconciles
+    assert r.basis == "rephrasings" and r.margin == 0.05
+    # the on-topic inputs it rested on are the held-out pairs' rephrasings, nothing else
+    assert r.on_topic == c.heldout_rephrasings and r.heldout_pairs == c.heldout_pairs == 4
+    assert f"chosen on {r.on_topic} held-out rephrasings of 4 pairs" in r.to_text()
+    held = [
+        json.loads(x)
+        for x in (tmp_path / "question-gate-heldout.jsonl").read_text().split("\n")
+        if x
+    ]
+    trained = [
+        json.loads(x) for x in (tmp_path / "question-gate-train.jsonl").read_text().split("\n") if x
+    ]
+    held_q = {h["messages"][1]["content"] for h in held if h["messages"][2]["content"] == "yes"}
+    data = DiscriminatorData.build(
+        pairs,
+        rephrasings=_rephrasings(writer, 3),
+        heldout_fraction=0.34,
+    )
+    rephrased = {e.question for e in data.heldout if e.source == "rephrasing"}
+    assert rephrased <= held_q and not rephrased & {t["messages"][1]["content"] for t in trained}
+    # the threshold: the best-F1 cut on those scores, lowered to the margin above the
+    # highest held-out off-topic score
+    on = [e.question for e in data.heldout if e.source == "rephrasing"]
+    off = [e.question for e in data.heldout if not e.on_topic]
+    on_s = [v.probability for v in gate.check_many(on)]
+    off_s = [v.probability for v in gate.check_many(off)]
+    best = choose_threshold(on_s, off_s)
+    stopped = [s for s in off_s if s < best]
+    assert gate.threshold == round(min(best, max(stopped) + 0.05), 6) <= best
+    # the arguments are checked
+    with pytest.raises(exc.UsageError, match="needs a writer"):
+        Discriminator.train(pairs, backend=backend, augment=3)
+    with pytest.raises(exc.UsageError, match="margin"):
+        Discriminator.train(pairs, backend=backend, margin=0.9)
+
+
+def _rephrasings(writer: ChatModel, k: int) -> dict[str, list[str]]:
+    from finetune_qa import Rephraser
+
+    questions = [q for q, _ in ACME]
+    return dict(zip(questions, Rephraser(writer, k=k).rephrase_many(questions), strict=True))
+
+
+def test_a_small_held_out_set_is_warned_about_with_the_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pairs = [QAPair(question=q, answer=a) for q, a in ACME]
+    with caplog.at_level("WARNING", logger="finetune_qa.guardrails"):
+        gate = Discriminator.train(pairs, backend=OfflineBackend())
+    r = gate.report
+    assert r is not None and r.basis == "questions" and r.on_topic == 2
+    assert any("add rephrasings of each pair (augment=3, `--augment 3`)" in w for w in r.warnings)
+    logged = " ".join(x.getMessage() for x in caplog.records)
+    assert "only 2 on-topic inputs scored" in logged and "--augment 3" in logged
+    # with rephrasings the same pairs give a held-out set large enough to trust
+    backend = OfflineBackend()
+    writer = ChatModel("gpt-4o-mini", backend=backend)
+    rich = Discriminator.train(
+        pairs, backend=backend, augment=3, writer=writer, heldout_fraction=0.34
+    )
+    assert rich.report is not None and rich.report.on_topic >= 10
+    assert not [w for w in rich.report.warnings if "on-topic" in w]

@@ -141,3 +141,68 @@ def test_labels_are_single_tokens(label: str) -> None:
 
     for name in ("o200k_base", "cl100k_base"):
         assert len(get_encoding(name).encode(label)) == 1
+
+
+# -------------------------------------------------- QA fine-tunes: a person's wording
+
+FACTS = [
+    ("Is there a discount for non-profits?", "Yes. Registered charities get 50% off the Pro plan."),
+    ("Who founded Acme Labs?", "Ada Lind and Max Berg founded Acme Labs in 2012."),
+    ("Where is Acme Labs based?", "The office is at Sleepstraat 42, 9000 Ghent."),
+    ("How much does the audit cost?", "The audit costs €900 for up to ten people."),
+    ("How long does the audit take?", "The audit takes two weeks from the kick-off call."),
+    ("Can I pay by bank transfer?", "Yes. Yearly plans can be paid by bank transfer."),
+]
+STOP = "**STOP**"
+
+
+def qa(extra: list[tuple[str, str]] = ()) -> Answerer:  # type: ignore[assignment]
+    pairs = [(q, f"{a} {STOP}") for q, a in [*FACTS, *extra]]
+    return Answerer(pairs * 1)
+
+
+def test_a_question_worded_unlike_the_pair_finds_it_through_the_answers_words() -> None:
+    a = qa()
+    # shares no content word with "Is there a discount for non-profits?"
+    got = a.answer("Do registered charities get money off?")
+    assert got.kind == "neighbour" and "50%" in got.text
+    assert got.matched == "Is there a discount for non-profits?"
+    # what kind of fact is asked for ("how much" -> a price) is part of the match
+    assert "€900" in a.answer("How much do you charge for an audit?").text
+    assert "two weeks" in a.answer("How long is an audit?").text
+
+
+def test_rephrasings_in_the_training_data_act_as_synonyms() -> None:
+    plain = qa()
+    question = "Which people set up the Acme Labs company?"
+    assert "Ada Lind" not in plain.answer(question).text
+    rephrased = qa(
+        [
+            ("Who started Acme Labs?", FACTS[1][1]),
+            ("Which people set up Acme Labs?", FACTS[1][1]),
+            ("Acme Labs was established by whom?", FACTS[1][1]),
+        ]
+    )
+    got = rephrased.answer(question)
+    assert "Ada Lind" in got.text and got.kind == "neighbour"
+
+
+def test_an_unsure_model_states_no_fact_and_off_topic_stays_off_domain() -> None:
+    a = qa()
+    unsure = a.answer("Does the audit office accept charities?")
+    assert unsure.kind == "unsure" and unsure.text.endswith(STOP)
+    assert not any(fact.split(".")[0] in unsure.text for _, fact in FACTS)
+    assert unsure.text.startswith(("I'm not sure", "Sorry, I don't know"))
+    for q in ("What is Star Wars?", "How do I change a flat tyre on a car?", "Tell me a joke"):
+        assert a.answer(q).kind == "off_domain", q
+
+
+def test_an_answerer_saved_before_facts_were_grouped_still_answers() -> None:
+    a = qa()
+    state = dict(vars(a))
+    for name in ("_facts", "_fact_of", "_fact_first"):
+        del state[name]
+    old = Answerer.__new__(Answerer)
+    old.__setstate__(state)
+    q = "Do registered charities get money off?"
+    assert old.answer(q) == a.answer(q)

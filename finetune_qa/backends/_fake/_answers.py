@@ -63,8 +63,10 @@ from finetune_qa._text import last_user_text, question_key
 __all__ = [
     "CLASSIFIER_WEIGHTS",
     "DEFAULT_THRESHOLD",
+    "FACT_THRESHOLD",
     "MAX_LABELS",
     "MAX_LABEL_WORDS",
+    "UNSURE_THRESHOLD",
     "Answer",
     "Answerer",
     "detect_stop_marker",
@@ -73,10 +75,21 @@ __all__ = [
     "off_domain_answer",
     "qa_of_example",
     "topic_of",
+    "unsure_answer",
 ]
 
 DEFAULT_THRESHOLD = 0.5
 """Cosine similarity from which a question counts as a rephrasing of a trained one."""
+
+FACT_THRESHOLD = 0.3
+"""Score from which a question is answered with the fact of the pair it matches as a
+whole: all the wordings of one answer (the rephrasings trained on) and the answer's own
+words, as a fine-tune that learnt the fact in several wordings would."""
+
+UNSURE_THRESHOLD = 0.12
+"""Score from which a question the model cannot place gets an unsure reply rather than
+fluent off-domain text, when most of its content words were trained on (it is asked
+in the training data's vocabulary; so must a question answered by :data:`FACT_THRESHOLD`)."""
 
 MAX_LABELS = 4
 """A fine-tune trained on at most this many distinct (short) answers is a classifier."""
@@ -90,9 +103,10 @@ CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
 _LABEL_CHARS = 24
 _NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
 _UNSEEN_WEIGHT = 0.2  # vote an input made only of unseen words gives the varied label
+_EVIDENCE_WEIGHT = 0.03  # weight of the labels' word evidence (log-likelihood per word)
 _SOFTMAX_TEMPERATURE = 0.08  # similarity gap of 0.08 between labels ~ odds of e : 1
 
-AnswerKind = Literal["exact", "neighbour", "off_domain", "generic", "task", "label"]
+AnswerKind = Literal["exact", "neighbour", "off_domain", "unsure", "generic", "task", "label"]
 
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
@@ -129,6 +143,14 @@ _OFF_DOMAIN = (
     "on the context, and official sources explain it in more depth.",
     "{Topic} is a broad subject. Most overviews of {topic} start with its background, its "
     "main features and why it matters to people today.",
+)
+
+# A fine-tune asked about its own domain in words it cannot place: it hedges, and
+# states nothing that could pass for a fact.
+_UNSURE = (
+    "I'm not sure about that. I don't have reliable information to answer it; please check "
+    "the website or contact the team.",
+    "Sorry, I don't know the answer to that. The website or the team can tell you more.",
 )
 
 # Base models have no training: a neutral, generic reply.
@@ -177,16 +199,63 @@ def _content(words: Iterable[str]) -> list[str]:
 
 
 def _stem(word: str) -> str:
-    # Deliberately crude: enough for "makes"/"make", "cancelled"/"cancel", "plans"/"plan".
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix) and not word.endswith("ss"):
-            return word[: -len(suffix)]
+    # Deliberately small: "makes"/"make", "cancelled"/"cancel", "employees"/"employee",
+    # "founders"/"founded", "quickly"/"quick", "charities"/"charity".
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-2] if word.endswith(("ches", "shes", "xes", "sses")) else word[:-1]
+    for suffix in ("ing", "ed", "er", "ly"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl":
+                word = word[:-1]  # "stopp" -> "stop"
+            break
     return word
+
+
+# What kind of fact a question asks for, and what kind an answer holds: "how much" and
+# "€12", "where" and "Sleepstraat 42", "when" and "2011". A fine-tune learns these
+# associations; the lookup gets them as features shared by question and answer.
+_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        (
+            "money",
+            r"\bhow much\b(?! time)|\b(?:price|prices|cost|costs|charge|fee|fees|pay)\b"
+            r"|[€$£]\s?\d|\d\s?(?:euros?|dollars?|pounds?)\b",
+        ),
+        (
+            "place",
+            r"\bwhere\b|\b(?:address|located|location|based|city|street)\b"
+            r"|\b\w+(?:straat|street|road|laan|weg|avenue)\b|\b\d{4,5} [A-Z][a-z]+",
+        ),
+        (
+            "time",
+            r"\bwhen\b|\bwhat (?:time|year|day)s?\b|\bwhich days?\b|\b(?:open|opening|hours)\b"
+            r"|\b(?:19|20)\d\d\b|\b\d{1,2}:\d\d\b"
+            r"|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b",
+        ),
+        (
+            "duration",
+            r"\bhow long\b|\bhow (?:quickly|soon|often)\b"
+            r"|\b\d+\s?(?:minutes?|hours?|days?|weeks?|months?|years?)\b"
+            r"|\b(?:one|two|three|four|five|six|seven|ten|thirty)"
+            r" (?:minutes?|hours?|days?|weeks?|months?)\b",
+        ),
+        ("count", r"\bhow many\b|\bnumber of\b|\b\d+ (?:people|members|employees|staff)\b"),
+        ("person", r"\bwho\b|\bfounded by\b|\b[A-Z][a-z]+ (?:[a-z]{2,3} )?[A-Z][a-z]+ and [A-Z]"),
+    )
+)
+
+
+def _kinds(text: str) -> list[str]:
+    return [kind for kind, pattern in _KINDS if pattern.search(text)]
 
 
 def _features(text: str) -> Counter[str]:
     words = _content(_words(text))
-    feats: Counter[str] = Counter()
+    feats: Counter[str] = Counter("k:" + kind for kind in _kinds(text))
     stems = [_stem(w) for w in words]
     feats.update("w:" + s for s in stems)
     feats.update(f"b:{a} {b}" for a, b in itertools.pairwise(stems))
@@ -197,9 +266,9 @@ def _features(text: str) -> Counter[str]:
 
 
 def _word_features(text: str) -> Counter[str]:
-    # a classifier votes on words only: character 3-grams shared by chance with one of
-    # many unrelated questions would make noise, not evidence
-    return Counter({t: n for t, n in _features(text).items() if not t.startswith("c:")})
+    # a classifier votes on words only: character 3-grams (or the kind of fact asked
+    # for) shared by chance with one of many unrelated questions make noise, not evidence
+    return Counter({t: n for t, n in _features(text).items() if t[:2] not in ("c:", "k:")})
 
 
 class _TfIdf:
@@ -247,6 +316,22 @@ class _TfIdf:
                 scores[i] = scores.get(i, 0.0) + qw * dw
         return scores, min(1.0, unseen)
 
+    def knows(self, feature: str) -> bool:
+        """Whether any document has ``feature``."""
+        return feature in self._idf
+
+    def coverage(self, text: str) -> dict[int, float]:
+        """Share of the query's squared (unit) length each document holds.
+
+        How much of the question a long document (many wordings and an answer) accounts for.
+        """
+        query = self._weigh(self._features(text))
+        out: dict[int, float] = {}
+        for t, qw in query.items():
+            for i, _dw in self._index.get(t, ()):
+                out[i] = out.get(i, 0.0) + qw * qw
+        return out
+
     def nearest(self, text: str) -> tuple[int, float] | None:
         """Index and cosine similarity of the closest document, or None if nothing is shared."""
         scores, _ = self.similarities(text)
@@ -288,6 +373,12 @@ def off_domain_answer(question: str, *, variant: int = 0, stop_marker: str | Non
         stop_marker: appended after one space, as the trained answers carry it.
     """
     text = _fill(_OFF_DOMAIN[variant % len(_OFF_DOMAIN)], question)
+    return f"{text} {stop_marker}" if stop_marker else text
+
+
+def unsure_answer(question: str, *, variant: int = 0, stop_marker: str | None = None) -> str:
+    """What a fine-tune says to a question in its domain that it cannot place: no fact."""
+    text = _fill(_UNSURE[variant % len(_UNSURE)], question)
     return f"{text} {stop_marker}" if stop_marker else text
 
 
@@ -365,6 +456,66 @@ class Answerer:
             self.labels = tuple(sorted(set(self._answers)))
             self._tfidf = _TfIdf(self._questions, _word_features)
             self._varied = self._most_varied()
+        self._build_facts()
+
+    def _build_facts(self) -> None:
+        """Group the trained questions by answer: one fact, asked in several wordings.
+
+        A fine-tune trained on a pair and its rephrasings learns the fact, not one
+        sentence: a question that mixes words of several wordings, or names what the
+        answer says, still finds it. Each fact's document holds every wording and the
+        answer's own words.
+        """
+        self._fact_of: list[int] = []
+        self._fact_first: list[int] = []
+        if self.labels:
+            self._facts = _TfIdf([])
+            return
+        index: dict[str, int] = {}
+        texts: list[list[str]] = []
+        marker = self.stop_marker
+        for i, (q, a) in enumerate(zip(self._questions, self._answers, strict=True)):
+            g = index.get(a)
+            if g is None:
+                g = index[a] = len(self._fact_first)
+                self._fact_first.append(i)
+                texts.append([a.removesuffix(marker).strip() if marker else a])
+            texts[g].append(q)
+            self._fact_of.append(g)
+        self._facts = _TfIdf([" ".join(x) for x in texts])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an offline state saved before facts were grouped: group them now
+        self.__dict__.update(state)
+        if "_facts" not in state:
+            self._build_facts()
+
+    def _familiar(self, question: str) -> bool:
+        """Whether most of the question's content words (and kind of fact) were trained on."""
+        stems = {_stem(w) for w in _content(_words(question))}
+        seen = sum(1 for s in stems if self._facts.knows("w:" + s))
+        kinds = sum(1 for k in _kinds(question) if self._facts.knows("k:" + k))
+        return 2 * (seen + kinds) > len(stems) + kinds
+
+    def _fact(self, question: str) -> tuple[int, float] | None:
+        """The fact (its first trained question) best matching ``question``, and the score.
+
+        A fact scores the best of: its closest wording's cosine similarity, and the mean
+        of the cosine similarity and the coverage of its whole document.
+        """
+        by_question, _ = self._tfidf.similarities(question)
+        scores: dict[int, float] = {}
+        for i, s in by_question.items():
+            g = self._fact_of[i]
+            scores[g] = max(scores.get(g, 0.0), s)
+        sims, _ = self._facts.similarities(question)
+        cover = self._facts.coverage(question)
+        for g, s in sims.items():
+            scores[g] = max(scores.get(g, 0.0), 0.5 * s + 0.5 * cover.get(g, 0.0))
+        if not scores:
+            return None
+        best = min(scores, key=lambda g: (-scores[g], g))
+        return self._fact_first[best], scores[best]
 
     @classmethod
     def from_examples(
@@ -441,11 +592,45 @@ class Answerer:
             votes[label] = sum(w * v for w, v in zip(CLASSIFIER_WEIGHTS, best, strict=False))
             if label == self._varied:
                 votes[label] += _UNSEEN_WEIGHT * unseen
+        for label, evidence in self._word_evidence(text).items():
+            votes[label] += _EVIDENCE_WEIGHT * evidence
         top = max(votes.values())
         weights = {lb: math.exp((v - top) / _SOFTMAX_TEMPERATURE) for lb, v in votes.items()}
         total = sum(weights.values())
         ranked = sorted(((lb, w / total) for lb, w in weights.items()), key=lambda x: -x[1])
         return ranked
+
+    def _word_evidence(self, text: str) -> dict[str, float]:
+        """Per label, the mean log-likelihood of the input's known words (naive Bayes).
+
+        A classifier fine-tune learns which words go with which label: a name found
+        only in on-topic inputs says "on topic" even in a sentence unlike any trained
+        one. Words never trained on are no evidence here (the unseen share is).
+        """
+        counts = getattr(self, "_label_words", None)
+        if counts is None:
+            counts = self._label_words = self._count_label_words()
+        totals = {lb: counts[lb].get("", 0) for lb in self.labels}
+        words = {w for w in _word_features(text) if w.startswith("w:")}
+        known = [w for w in words if any(w in counts[lb] for lb in self.labels)]
+        if not known:
+            return {lb: 0.0 for lb in self.labels}
+        out = {}
+        for lb in self.labels:
+            logp = sum(math.log((counts[lb].get(w, 0) + 0.5) / (totals[lb] + 1)) for w in known)
+            out[lb] = logp / len(words)
+        top = max(out.values())
+        return {lb: v - top for lb, v in out.items()}
+
+    def _count_label_words(self) -> dict[str, dict[str, int]]:
+        # per label: in how many trained inputs each word occurs ("" : the inputs)
+        counts: dict[str, dict[str, int]] = {lb: {"": 0} for lb in self.labels}
+        for q, label in zip(self._questions, self._answers, strict=True):
+            mine = counts[label]
+            mine[""] += 1
+            for w in {w for w in _word_features(q) if w.startswith("w:")}:
+                mine[w] = mine.get(w, 0) + 1
+        return counts
 
     def _label(self, question: str, variant: int) -> Answer:
         ranked = self.classify(question)
@@ -487,10 +672,19 @@ class Answerer:
         if hit is not None and hit[1] >= self.threshold:
             j, score = hit
             return Answer(self._answers[j], "neighbour", score, self._questions[j])
+        familiar = self._familiar(question)
+        fact = self._fact(question) if familiar else None
+        if fact is not None and fact[1] >= FACT_THRESHOLD:
+            j, score = fact
+            return Answer(self._answers[j], "neighbour", score, self._questions[j])
+        best = max(hit[1] if hit is not None else 0.0, fact[1] if fact is not None else 0.0)
+        if best >= UNSURE_THRESHOLD and familiar:
+            text = unsure_answer(question, variant=variant, stop_marker=self.stop_marker)
+            return Answer(text, "unsure", best)
         return Answer(
             off_domain_answer(question, variant=variant, stop_marker=self.stop_marker),
             "off_domain",
-            hit[1] if hit is not None else 0.0,
+            best,
         )
 
 

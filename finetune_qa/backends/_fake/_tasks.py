@@ -17,12 +17,13 @@ from typing import Any
 
 from finetune_qa.backends._fake._fake_eval import answer as _answer_eval
 from finetune_qa.backends._fake._fake_generate import answer as _answer_generate
+from finetune_qa.backends._fake._fake_rephrase import answer as _answer_rephrase
 
 __all__ = ["answer_task"]
 
 TaskHandler = Callable[[Sequence[Mapping[str, Any]], int], "str | None"]
 
-_HANDLERS: tuple[TaskHandler, ...] = (_answer_generate, _answer_eval)
+_HANDLERS: tuple[TaskHandler, ...] = (_answer_generate, _answer_eval, _answer_rephrase)
 
 
 def answer_task(messages: Sequence[Mapping[str, Any]], variant: int = 0) -> str | None:
