@@ -485,7 +485,7 @@ def test_cli_migrate_to_together_refuses_bad_data(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from finetune_qa._cli_jobs import open_backend
+    from finetune_qa.cli._common import open_backend
 
     d = tmp_path / "bad"
     d.mkdir()

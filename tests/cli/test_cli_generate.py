@@ -5,31 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from finetune_qa import cli as cli_module
-from finetune_qa._cli_generate import register
 from finetune_qa.readers import QASource, read_qa
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 SITE = DATA / "markdown_site"
 BAD = DATA / "bad_markdown"
 
 
 @pytest.fixture(autouse=True)
 def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "generate" not in cli_module.cli.commands:
-        # until cli.py registers the command: a copy of the group, so other tests' view of
-        # the real one (the docs test lists its commands) does not change
-        group = click.Group(
-            name=cli_module.cli.name,
-            commands=dict(cli_module.cli.commands),
-            context_settings=cli_module.cli.context_settings,
-        )
-        register(group)
-        monkeypatch.setattr(cli_module, "cli", group)
     monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(tmp_path / "offline-api.pickle"))
     monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
     monkeypatch.chdir(tmp_path)

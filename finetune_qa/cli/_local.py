@@ -26,14 +26,14 @@ def local_demo(workdir: Path, base_model: str | None) -> None:
     Raises:
         ConfigError: the ``local`` extra is not installed (the message says how to install it).
     """
-    from finetune_qa._cli_jobs import follow_job
     from finetune_qa.backends.local import LocalBackend, build_tiny_model
-    from finetune_qa.backends.local._deps import require
+    from finetune_qa.cli._common import require_local
+    from finetune_qa.cli._jobs import follow_job
     from finetune_qa.dataset import DatasetBuilder
     from finetune_qa.jobs import FineTuneJob
     from finetune_qa.samples import sample_csv
 
-    require()
+    require_local()
     system = "You are a factual chatbot that answers questions about Lumen Notes."
     train = workdir / "train.jsonl"
     click.echo(f"1. Building {train} from the bundled sample ({sample_csv().name}).")
