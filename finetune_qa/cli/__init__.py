@@ -66,6 +66,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 @click.group(
+    "finetune-qa",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_HELP,
 )

@@ -7,6 +7,7 @@ marker unless given) and :func:`guarded_chat` puts it behind saved gates; ``eval
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
 from finetune_qa.backends import Backend
 from finetune_qa.cli._common import (
@@ -22,19 +24,21 @@ from finetune_qa.cli._common import (
     Finite,
     backend_options,
     emit,
+    json_option,
     local_chat_api,
     open_backend,
+    quiet_option,
     run_server,
     stdin_lines,
 )
-from finetune_qa.config import DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
+from finetune_qa.config import DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import UsageError
 
 if TYPE_CHECKING:
     from finetune_qa.chat import ChatModel
     from finetune_qa.guardrails import GuardedChatModel
 
-__all__ = ["ask", "card_chat", "guarded_chat", "serve"]
+__all__ = ["ask", "card_chat", "guarded_chat", "interactive", "prompted_lines", "serve"]
 
 
 def card_chat(
@@ -120,8 +124,8 @@ def guarded_chat(
 @click.option("--temperature", type=FINITE, default=0.0, show_default=True, help="0-2.")
 @click.option("--max-tokens", type=int, default=None, help="Cap on the answer's tokens.")
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print answers as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one answer per line (JSON Lines)")
+@quiet_option("the answers")
 @click.option(
     "--question-gate",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -152,6 +156,8 @@ def ask(
 ) -> None:
     """Ask a model a question; without QUESTION, read questions line by line (interactive).
 
+    At a terminal, questions are read at a "> " prompt with line editing and history
+    (kept in <cache dir>/ask-history); from a pipe, one question per line, no prompt.
     With --question-gate / --answer-gate (files from `guard train`), the question goes
     through the gates: an off-topic question gets the refusal (about --topic) without
     reaching the model, and an off-topic answer is withheld.
@@ -173,9 +179,11 @@ def ask(
         questions: Iterator[str]
         if question is not None:
             questions = iter([question])
-        else:
-            if sys.stdin.isatty() and not (as_json or quiet):
+        elif interactive():
+            if not (as_json or quiet):
                 click.echo("Ask a question (Ctrl-D to end).", err=True)
+            questions = prompted_lines(cache_dir() / "ask-history")
+        else:
             questions = stdin_lines("questions")
         bot: Any = chat
         if question_gate is not None or answer_gate is not None:
@@ -186,7 +194,8 @@ def ask(
             )
         for q in questions:
             answer = bot.ask(q)
-            emit(answer.model_dump(mode="json"), as_json, functools.partial(str, answer.text))
+            text = functools.partial(str, answer.text)
+            emit(answer.model_dump(mode="json"), as_json, text, quiet=text)
 
 
 @click.command(epilog=EXIT_HELP)
@@ -211,8 +220,11 @@ def ask(
     default=None,
     help="Serve this local model instead (local:JOB_ID, a run or model directory).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No line on standard error per request answered.")
-def serve(host: str, port: int, speedup: float, model: str | None, quiet: bool) -> None:
+@json_option("the address, and each request on standard error (JSON Lines)")
+@quiet_option("the address served (no line per request)")
+def serve(
+    host: str, port: int, speedup: float, model: str | None, as_json: bool, quiet: bool
+) -> None:
     """Serve the offline OpenAI API under /v1, for any OpenAI client to point at.
 
     With --model, serve a model trained by the local backend (chat completions and
@@ -221,6 +233,7 @@ def serve(host: str, port: int, speedup: float, model: str | None, quiet: bool) 
 
     Example: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="anything").
     """
+    log = None if quiet else functools.partial(_log_request, as_json=as_json)
     try:
         if model is None:
             run_server(
@@ -228,19 +241,83 @@ def serve(host: str, port: int, speedup: float, model: str | None, quiet: bool) 
                 port=port,
                 realtime=True,
                 speedup=speedup,
-                request_log=None if quiet else lambda line: click.echo(line, err=True),
+                request_log=log,
+                ready=functools.partial(_ready, None, as_json=as_json),
             )
             return
-        api = local_chat_api(
-            model, on_request=None if quiet else lambda line: click.echo(line, err=True)
-        )
-
-        def ready(url: str) -> None:
-            click.echo(f"serving {model} on {url} (use any api_key); Ctrl-C stops it", err=True)
-
+        api = local_chat_api(model, on_request=log)
+        ready = functools.partial(_ready, model, as_json=as_json)
         run_server(api, host=host, port=port, realtime=False, ready=ready)
     except OSError as exc:  # a host that does not resolve, a port in use or reserved
         raise UsageError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another "
             "--host or --port (--port 0 takes any free one)"
         ) from exc
+
+
+def _ready(model: str | None, url: str, *, as_json: bool) -> None:
+    """Say where the server listens: on standard error, or as one JSON object on stdout."""
+    if as_json:
+        click.echo(orjson.dumps({"url": url, "model": model or "offline"}).decode())
+    elif model is None:
+        click.echo(
+            f"offline OpenAI API listening on {url} (use any api_key); Ctrl-C stops it", err=True
+        )
+    else:
+        click.echo(f"serving {model} on {url} (use any api_key); Ctrl-C stops it", err=True)
+
+
+def _log_request(line: str, *, as_json: bool) -> None:
+    """One request answered ("POST /v1/chat/completions 200 0.012s"), on standard error."""
+    if not as_json:
+        click.echo(line, err=True)
+        return
+    method, path, status, took = [*line.split(" ", 3), "", "", ""][:4]
+    seconds = took.removesuffix("s")
+    record = {
+        "method": method,
+        "path": path,
+        "status": int(status) if status.isdigit() else status,
+        "seconds": float(seconds) if seconds.replace(".", "", 1).isdigit() else None,
+    }
+    click.echo(orjson.dumps(record).decode(), err=True)
+
+
+def interactive() -> bool:
+    """Whether questions come from a person at a terminal (not a pipe or a file)."""
+    return sys.stdin.isatty()
+
+
+def prompted_lines(history: Path) -> Iterator[str]:
+    """Questions typed at a "> " prompt, with line editing and history (``readline``).
+
+    History is read from and saved to ``history`` (best effort: a history that cannot be
+    read or written is no reason to refuse a question). Blank lines are skipped; Ctrl-D
+    ends.
+    """
+    try:
+        import readline
+    except ImportError:  # no readline on this platform: a plain prompt still works
+        readline = None  # type: ignore[assignment]
+    if readline is not None:
+        readline.set_auto_history(False)
+        readline.set_history_length(1000)
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+    try:
+        while True:
+            try:
+                line = input("> ").strip()
+            except EOFError:
+                click.echo(err=True)  # leave the terminal on a fresh line
+                return
+            if not line:
+                continue
+            if readline is not None:
+                readline.add_history(line)
+            yield line
+    finally:
+        if readline is not None:
+            with contextlib.suppress(OSError):
+                history.parent.mkdir(parents=True, exist_ok=True)
+                readline.write_history_file(history)

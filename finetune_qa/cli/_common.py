@@ -28,6 +28,7 @@ import orjson
 from finetune_qa._fs import atomic_write, check_outputs, file_lock, same_file
 from finetune_qa._limits import MAX_EPOCHS, MULTIPART_THRESHOLD, parse_epochs
 from finetune_qa.backends import Backend, get_backend
+from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.config import cache_dir
 from finetune_qa.exceptions import InputFileError, UsageError
 
@@ -48,6 +49,7 @@ __all__ = [
     "backend_options",
     "check_epochs_for",
     "check_outputs",
+    "compact_json",
     "emit",
     "emit_lines",
     "iso_time",
@@ -66,6 +68,7 @@ __all__ = [
     "same_file",
     "stdin_lines",
     "table",
+    "with_iso_times",
     "write_text",
 ]
 
@@ -121,28 +124,30 @@ JOB_ID = JobId()
 
 
 class Epochs(click.ParamType[Any]):
-    """``--epochs``: ``auto`` or a whole number from 1 to ``most``, for every command alike.
+    """``--epochs``: ``auto`` or a whole number from 1, read the same by every command.
 
-    The upper bound is the hosted providers' (``MAX_EPOCHS``); a backend with a larger
-    limit of its own (the local trainer) is checked again by the command that knows it.
+    The cap depends on the backend (50 on hosted ones, 1000 on the local trainer), so the
+    command that knows its backend checks it with :func:`check_epochs_for`.
     """
 
     name = "auto|1-N"
 
-    def __init__(self, most: int = MAX_EPOCHS) -> None:
-        self.most = most
-
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value == "auto" or isinstance(value, int):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         try:
-            return parse_epochs(str(value), most=self.most)
+            return parse_epochs(str(value), most=sys.maxsize)
         except ValueError:
-            self.fail(f"takes 'auto' or a whole number from 1 to N, got {value!r}", param, ctx)
+            self.fail(
+                f"--epochs takes 1 to {MAX_EPOCHS} (local: 1 to {LOCAL_MAX_EPOCHS}) or 'auto', "
+                f"got {value}",
+                param,
+                ctx,
+            )
 
 
-EPOCHS = Epochs(most=sys.maxsize)
-"""The shared ``--epochs`` type: ``auto`` or >= 1 (each command checks its backend's cap)."""
+EPOCHS = Epochs()
+"""The type of every ``--epochs``."""
 
 
 def check_epochs_for(value: int | str | None, most: int) -> None:
@@ -174,11 +179,9 @@ def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
 
 
-def quiet_option(
-    what: str = "nothing but errors",
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``-q/--quiet``: print only the essential result (``what``), no progress."""
-    return click.option("-q", "--quiet", is_flag=True, help=f"Print {what}; no progress.")
+def quiet_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-q/--quiet``, with its one meaning: print only the essential result (``what``)."""
+    return click.option("-q", "--quiet", is_flag=True, help=f"Print only {what}; no progress.")
 
 
 class AliasOption(click.Option):
@@ -213,18 +216,32 @@ def output_option(
 # ------------------------------------------------------------------ output
 
 
-def emit(data: Any, as_json: bool, text: Callable[[], str], *, result: bool = False) -> None:
-    """Print a command's output: one JSON object on one line, or ``text()``.
+def emit(
+    data: Any,
+    as_json: bool,
+    text: Callable[[], str],
+    *,
+    quiet: Callable[[], str | None] | None = None,
+) -> None:
+    """Print a command's output: ``data`` as one JSON object on one line, or ``text()``.
 
-    ``-q`` silences it unless it is the command's result (``result=True``).
+    With ``-q`` (and no ``--json``) only ``quiet()`` is printed, the command's essential
+    result (an id, a path), or nothing when it has none.
     """
     ctx = click.get_current_context(silent=True)
-    if ctx is not None and ctx.params.get("quiet") and not result:
-        return
     if as_json:
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps(data).decode())
+    elif ctx is not None and ctx.params.get("quiet"):
+        line = quiet() if quiet is not None else None
+        if line:
+            click.echo(line)
     else:
         click.echo(text())
+
+
+def compact_json(text: str) -> str:
+    """A JSON document (a library's ``to_json()``) on one line."""
+    return orjson.dumps(orjson.loads(text)).decode()
 
 
 def emit_lines(items: Iterable[Any]) -> None:
@@ -241,6 +258,18 @@ def iso_time(value: int | float | dt.datetime | None) -> str | None:
         when = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
         return when.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
     return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+TIME_FIELDS = ("created_at", "finished_at", "estimated_finish")
+"""The fields of the API's records that hold Unix times."""
+
+
+def with_iso_times(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its Unix times (``created_at``, ...) as ISO-8601, as ``--json`` prints."""
+    return {
+        k: iso_time(v) if k in TIME_FIELDS and isinstance(v, int | float) else v
+        for k, v in record.items()
+    }
 
 
 def local_time(value: int | float | dt.datetime | None) -> str:

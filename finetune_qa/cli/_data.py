@@ -6,12 +6,30 @@ Thin shells over :class:`~finetune_qa.dataset.DatasetBuilder`,
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Literal
 
 import click
+import orjson
 
+from finetune_qa._limits import MAX_EPOCHS
 from finetune_qa.catalog import default_catalog
-from finetune_qa.cli._common import EXIT_HELP, Failure, Finite, check_outputs, write_text
+from finetune_qa.cli._common import (
+    EPOCHS,
+    EXIT_HELP,
+    Failure,
+    Finite,
+    check_epochs_for,
+    check_outputs,
+    compact_json,
+    emit,
+    emit_lines,
+    json_option,
+    quiet_option,
+    table,
+    write_text,
+)
 from finetune_qa.config import (
     DEFAULT_MIN_ANSWER_LENGTH,
     DEFAULT_MIN_QUESTION_LENGTH,
@@ -19,6 +37,7 @@ from finetune_qa.config import (
     DEFAULT_SEED,
     DEFAULT_STOP,
     DEFAULT_SYSTEM_PROMPT,
+    today,
 )
 from finetune_qa.exceptions import DatasetError, UsageError
 
@@ -114,8 +133,8 @@ __all__ = ["build", "models", "validate"]
     default=None,
     help="Also write the build report as JSON here.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@json_option("the report")
+@quiet_option("the paths written, one per line")
 def build(
     inputs: tuple[Path, ...],
     output: Path,
@@ -177,15 +196,18 @@ def build(
             output, validation_output=validation_output, model=use_model, require_training=True
         )
     except DatasetError as exc:
-        if exc.report is not None and not quiet:
-            click.echo(exc.report.to_json() if as_json else exc.report.to_text())
+        if exc.report is not None and (as_json or not quiet):
+            click.echo(compact_json(exc.report.to_json()) if as_json else exc.report.to_text())
         raise
     if report_path is not None:
         write_text(report_path, report.to_json())
-    if not quiet:
-        click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
-        if as_json:
-            click.echo()
+    written = [report.output, report.validation_output, report_path]
+    emit(
+        orjson.loads(report.to_json()),
+        as_json,
+        report.to_text,
+        quiet=lambda: "\n".join(str(p) for p in written if p),
+    )
     if report.token_report is not None and not report.token_report.ok and not quiet:
         click.echo(
             "note: the training file was written, but it would fail validation "
@@ -214,9 +236,10 @@ def build(
 )
 @click.option(
     "--epochs",
-    type=int,
-    default=None,
-    help="Epochs to price (OpenAI's default heuristic if omitted).",
+    type=EPOCHS,
+    default="auto",
+    show_default=True,
+    help=f"Epochs to price, 1-{MAX_EPOCHS} or auto (OpenAI's heuristic for the file's size).",
 )
 @click.option(
     "--max-issues",
@@ -225,16 +248,16 @@ def build(
     show_default=True,
     help="Issues of each kind listed with their line.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("the report")
 @click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
 @click.option("--fail-on-warnings", is_flag=True, help="Exit 1 on warnings too.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@quiet_option("errors (the exit code says whether the file passed)")
 def validate(
     path: Path,
     model: str,
     validation_path: Path | None,
     stop: str | None,
-    epochs: int | None,
+    epochs: int | Literal["auto"],
     max_issues: int,
     as_json: bool,
     markdown: bool,
@@ -249,57 +272,76 @@ def validate(
 
     if as_json and markdown:
         raise UsageError("--json and --markdown each choose the output format: pass one")
+    check_epochs_for(epochs, MAX_EPOCHS)
     report = validate_file(
         path,
         model=model,
         validation_path=validation_path,
         stop=stop,
-        n_epochs=epochs,
+        n_epochs=None if epochs == "auto" else epochs,
         max_issues_per_kind=max_issues,
     )
-    if not quiet:
-        if as_json:
-            click.echo(report.to_json())
-        elif markdown:
-            click.echo(report.to_markdown(), nl=False)
-        else:
-            click.echo(report.to_text(), nl=False)
+    if as_json:
+        click.echo(compact_json(report.to_json()))
+    elif quiet:
+        pass
+    elif markdown:
+        click.echo(report.to_markdown(), nl=False)
+    else:
+        click.echo(report.to_text(), nl=False)
     if not report.ok or (fail_on_warnings and report.warning_count):
         raise Failure()
 
 
 @click.command(epilog=EXIT_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one model per line (JSON Lines)")
+@quiet_option("the model names")
 def models(as_json: bool, quiet: bool) -> None:
-    """List the models the catalogue knows: encoding, token limit, price and end dates."""
-    cat = default_catalog()
-    if quiet:
-        return
-    if as_json:
-        import orjson
+    """List the models the catalogue knows: encoding, token limit, price and end dates.
 
-        data = [m.model_dump(mode="json") for m in cat]
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    An end date already past is marked "ended" (judged on $FINETUNE_QA_TODAY or today).
+    """
+    cat = default_catalog()
+    rows = sorted(cat, key=lambda m: (m.provider, m.name))
+    if as_json:
+        emit_lines(m.model_dump(mode="json") for m in rows)
+        return
+    if quiet:
+        for m in rows:
+            click.echo(m.name)
         return
     as_of = cat.as_of.isoformat() if cat.as_of else "unknown"
     click.echo(f"Model catalogue (figures as of {as_of})")
-    rows = sorted(cat, key=lambda m: (m.provider, m.name))
-    width = max([5, *(len(m.name) for m in rows)])
-    click.echo(
-        f"{'model':<{width}} {'provider':<9} {'encoding':<13} {'limit':>7} {'$/1M train':>10}  "
-        f"{'jobs end':<10}  {'shutdown':<10}".rstrip()
-    )
-    estimated = False
+    now = today()
+    cells = []
     for m in rows:
         price = f"{m.training_price_per_1m:g}" if m.training_price_per_1m is not None else "?"
         enc = m.encoding if m.tokenizer_exact else m.encoding + "*"
-        estimated = estimated or not m.tokenizer_exact
-        ends, shutdown = m.fine_tuning_ends or "-", m.shutdown_date or "-"
-        line = (
-            f"{m.name:<{width}} {m.provider:<9} {enc:<13} {m.max_tokens_per_example:>7} "
-            f"{price:>10}  {ends!s:<10}  {shutdown!s:<10}"
+        cells.append(
+            (
+                m.name,
+                m.provider,
+                enc,
+                str(m.max_tokens_per_example),
+                price,
+                _end(
+                    m.fine_tuning_ends, m.fine_tuning_ends is not None and m.fine_tuning_ends < now
+                ),
+                _end(m.shutdown_date, m.shutdown_date is not None and m.shutdown_date <= now),
+            )
         )
-        click.echo(line.rstrip())
-    if estimated:
+    head = ("model", "provider", "encoding", "limit", "$/1M train", "jobs end", "shutdown")
+    click.echo(table(head, cells))
+    if any(not m.tokenizer_exact for m in rows):
         click.echo("* the model has its own tokenizer: counts with this encoding are estimates")
+
+
+def _end(date: dt.date | None, ended: bool) -> str:
+    """An end date as the table shows it: "ended 2026-10-23" once passed.
+
+    Passed as the catalogue judges it: no new jobs after the last day; no answers from
+    the shutdown day on.
+    """
+    if date is None:
+        return "-"
+    return f"ended {date.isoformat()}" if ended else date.isoformat()

@@ -6,14 +6,25 @@ With ``--backend local`` the sample is really trained on this machine
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
-from finetune_qa.cli._common import EXIT_HELP, offline_state_path, open_backend
+from finetune_qa.cli._common import (
+    EXIT_HELP,
+    json_option,
+    offline_state_path,
+    open_backend,
+    quiet_option,
+    remember_job,
+)
 from finetune_qa.cli._jobs import follow_job
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_SEED
+from finetune_qa.exceptions import UsageError
 
 if TYPE_CHECKING:
     from finetune_qa.backends import Backend
@@ -42,13 +53,14 @@ __all__ = ["demo"]
 @click.option(
     "--backend",
     "backend_name",
-    type=click.Choice(["offline", "local"]),
     default="offline",
     show_default=True,
     help="offline: the simulated API; local: really train a model on this machine "
     "(needs finetune-qa[local]).",
 )
-def demo(workdir: Path, model: str | None, backend_name: str) -> None:
+@json_option("a summary (the job, the model, the files)")
+@quiet_option("the fine-tuned model's name")
+def demo(workdir: Path, model: str | None, backend_name: str, as_json: bool, quiet: bool) -> None:
     """Run the whole lifecycle offline on a bundled sample, in seconds, with no key.
 
     With --backend local, the sample is really trained on this machine (TRL, in its own
@@ -60,12 +72,32 @@ def demo(workdir: Path, model: str | None, backend_name: str) -> None:
     training question, a variation and an unrelated question, then trains an on-topic
     question gate, asks again through it, and evaluates both side by side.
     """
-    if backend_name == "local":
-        from finetune_qa.cli._local import local_demo
+    if backend_name not in ("offline", "local"):
+        raise UsageError(f"--backend {backend_name!r}: the demo runs on offline or local")
+    # with --json or -q the steps' story is not printed, only the result at the end
+    story = io.StringIO() if (as_json or quiet) else None
+    with contextlib.redirect_stdout(story) if story is not None else contextlib.nullcontext():
+        if backend_name == "local":
+            from finetune_qa.cli._local import local_demo
 
-        local_demo(workdir, model)
-        return
-    model = model or DEFAULT_MODEL
+            job = local_demo(workdir, model)
+            summary: dict[str, Any] = {"backend": "local", "workdir": str(workdir)}
+        else:
+            job, summary = _offline_demo(workdir, model or DEFAULT_MODEL)
+    summary = {
+        "job_id": job.id,
+        "status": job.status,
+        "fine_tuned_model": job.fine_tuned_model,
+        **summary,
+    }
+    if as_json:
+        click.echo(orjson.dumps(summary).decode())
+    elif quiet:
+        click.echo(job.fine_tuned_model or f"{job.id} {job.status}")
+
+
+def _offline_demo(workdir: Path, model: str) -> tuple[FineTuneJob, dict[str, Any]]:
+    """The offline lifecycle, step by step; the job and what ``--json`` reports."""
     train, val = workdir / "train.jsonl", workdir / "validation.jsonl"
     journal = workdir / "journal.jsonl"
     _build_and_validate(train, val, model)
@@ -78,8 +110,21 @@ def demo(workdir: Path, model: str | None, backend_name: str) -> None:
             "   The unrelated question got a confident answer too: that is what the on-topic "
             "guardrails are for."
         )
-        _guard_and_evaluate(backend, bot, train, workdir)
+        scores = _guard_and_evaluate(backend, bot, train, workdir)
     _files_and_next_steps(workdir, train, val, journal, model, job.fine_tuned_model)
+    files = {
+        "train": train,
+        "validation": val,
+        "journal": journal,
+        "report": workdir / "report.html",
+    }
+    return job, {
+        "backend": "offline",
+        "workdir": str(workdir),
+        "files": {k: str(v) for k, v in files.items()},
+        "answered": scores,
+        "offline_state": str(offline_state_path()),
+    }
 
 
 SYSTEM = "You are a factual chatbot that answers questions about Lumen Notes."
@@ -119,6 +164,7 @@ def _train(backend: Backend, train: Path, val: Path, model: str, journal: Path) 
     job = FineTuneJob.create(
         train, model=model, backend=backend, validation_file=val, suffix="lumen", journal=journal
     )
+    remember_job(job.id, "offline", None)  # so that `status JOB` needs no --backend
     click.echo(f"   job {job.id} ({job.status}); every upload and job is in {journal}")
     follow_job(job, timeout=None, show=True)
     points = job.metrics()
@@ -139,8 +185,14 @@ def _ask(bot: ChatModel | GuardedChatModel, questions: list[tuple[str, str]]) ->
         click.echo(f"   {label}: {question}\n     -> {answer.text}")
 
 
-def _guard_and_evaluate(backend: Backend, bot: ChatModel, train: Path, workdir: Path) -> None:
-    """Steps 5 and 6: train a question gate, ask through it, evaluate both side by side."""
+def _guard_and_evaluate(
+    backend: Backend, bot: ChatModel, train: Path, workdir: Path
+) -> dict[str, dict[str, float | None]]:
+    """Steps 5 and 6: train a question gate, ask through it, evaluate both side by side.
+
+    Returns:
+        The answered rates per model and set (``{"fine-tune": {"verbatim": 1.0, ...}}``).
+    """
     from finetune_qa.evaluation import EvalSuite
     from finetune_qa.guardrails import Discriminator, GuardedChatModel
     from finetune_qa.readers import read_qa
@@ -170,6 +222,10 @@ def _guard_and_evaluate(backend: Backend, bot: ChatModel, train: Path, workdir: 
             f"unrelated answered {_pct(result, 'unrelated')}"
         )
     click.echo(f"   side-by-side report: {report_path}")
+    return {
+        name: {s: result.sets[s].scores.get("answered") for s in ("verbatim", "unrelated")}
+        for name, result in (("fine-tune", plain), ("guarded", safe))
+    }
 
 
 def _files_and_next_steps(

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from finetune_qa.cli._chat import card_chat, guarded_chat
-from finetune_qa.cli._common import backend_options, check_outputs, open_backend
+from finetune_qa.cli._common import (
+    backend_options,
+    check_outputs,
+    compact_json,
+    json_option,
+    open_backend,
+    output_option,
+    quiet_option,
+)
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT, cache_dir
 from finetune_qa.exceptions import FineTuneQAError, UsageError
 
@@ -171,10 +179,14 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Answer gate JSON (from 'guard train'): --model's answers are checked by it.",
 )
 @sampling_options
-@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write an HTML report.")
-@click.option(
-    "--markdown", "md_path", type=click.Path(path_type=Path), help="Write a Markdown report."
+@output_option(
+    "Write the report here, as the suffix says: .html, .md or .json (repeatable).",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
 )
+# the spellings before -o/--output: they still work, but --help shows one way
+@click.option("--html", "html_path", hidden=True, type=click.Path(path_type=Path))
+@click.option("--markdown", "md_path", hidden=True, type=click.Path(path_type=Path))
 @click.option(
     "--save-suite",
     type=click.Path(path_type=Path),
@@ -182,8 +194,8 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="Write the suite's questions as JSONL.",
 )
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("the result")
+@quiet_option("the paths of the reports written")
 def eval_command(
     data: Path | None,
     model: str,
@@ -205,6 +217,7 @@ def eval_command(
     limit: int | None,
     seed: int,
     concurrency: int,
+    output: tuple[Path, ...],
     html_path: Path | None,
     md_path: Path | None,
     save_suite: Path | None,
@@ -229,10 +242,10 @@ def eval_command(
     if variations_file is not None and generate_variations:
         raise UsageError("use either --variations FILE or --generate-variations, not both")
     cache = variations_cache or cache_dir() / "eval-variations.jsonl"
+    reports = _reports(output, html_path, md_path)
     check_outputs(
         {
-            "--html": html_path,
-            "--markdown": md_path,
+            **{name: path for name, path, _ in reports},
             "--save-suite": save_suite,
             "--variations-cache": cache if generate_variations else None,
         },
@@ -267,7 +280,33 @@ def eval_command(
         if compare_model:
             results.append(run(asker.chat(compare_model, tell=True), None))
         results.append(run(tested, label))
-    _report(results, html_path, md_path, as_json=as_json, quiet=quiet, say=say)
+    _report(results, reports, as_json=as_json, quiet=quiet, say=say)
+
+
+_REPORT_KINDS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
+
+
+def _reports(
+    output: tuple[Path, ...], html_path: Path | None, md_path: Path | None
+) -> list[tuple[str, Path, str]]:
+    """The reports to write: the option that named each, its path, its format.
+
+    The format follows the suffix (or the old option's name: ``--html``, ``--markdown``).
+    """
+    reports = []
+    for n, path in enumerate(output, 1):
+        kind = _REPORT_KINDS.get(path.suffix.lower())
+        if kind is None:
+            raise UsageError(
+                f"-o/--output {path}: end the report's name in .html, .md or .json "
+                "(its format follows the suffix)"
+            )
+        reports.append(("-o" if n == 1 else f"-o #{n}", path, kind))
+    if html_path is not None:
+        reports.append(("--html", html_path, "html"))
+    if md_path is not None:
+        reports.append(("--markdown", md_path, "md"))
+    return reports
 
 
 def _suite(
@@ -385,8 +424,7 @@ def _runner(
 
 def _report(
     results: list[EvalResult],
-    html_path: Path | None,
-    md_path: Path | None,
+    reports: list[tuple[str, Path, str]],
     *,
     as_json: bool,
     quiet: bool,
@@ -396,14 +434,14 @@ def _report(
     from finetune_qa.evaluation import Comparison, compare
 
     report = compare(results[0], results[1]) if len(results) == 2 else results[0]
-    if html_path is not None:
-        report.write_html(html_path)
-        say(f"wrote {html_path}")
-    if md_path is not None:
-        report.write_markdown(md_path)
-        say(f"wrote {md_path}")
-    if as_json and not quiet:
-        click.echo(report.to_json())
+    writers = {"html": report.write_html, "md": report.write_markdown, "json": report.write_json}
+    for _, path, kind in reports:
+        writers[kind](path)
+        say(f"wrote {path}")
+        if quiet and not as_json:
+            click.echo(str(path))
+    if as_json:
+        click.echo(compact_json(report.to_json()))
     elif not quiet:
         click.echo(_table(results))
         if isinstance(report, Comparison):

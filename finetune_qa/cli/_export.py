@@ -13,9 +13,24 @@ from typing import Any, Literal
 
 import click
 
-from finetune_qa.cli._common import EXIT_HELP, JOB_ID, Finite, emit, open_backend
+from finetune_qa._limits import MAX_EPOCHS
+from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
+from finetune_qa.cli._common import (
+    EPOCHS,
+    EXIT_HELP,
+    JOB_ID,
+    Finite,
+    check_epochs_for,
+    emit,
+    emit_lines,
+    json_option,
+    open_backend,
+    output_option,
+    quiet_option,
+    remember_job,
+)
 from finetune_qa.cli._jobs import local_options, local_training_options
-from finetune_qa.exceptions import ConfigError, UnknownBackendError, UsageError
+from finetune_qa.exceptions import ConfigError, UnknownBackendError
 from finetune_qa.export import ExportFormat, export_splits
 
 __all__ = ["export", "migrate"]
@@ -32,20 +47,19 @@ __all__ = ["export", "migrate"]
     show_default=True,
     help="Parquet (needs finetune-qa[hf]) or JSON lines.",
 )
-@click.option(
-    "--out",
-    "out_dir",
+@output_option(
+    "Directory to write train.<ext> (and validation.<ext>) into.",
+    old="--out",
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="Directory to write train.<ext> (and validation.<ext>) into.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the export reports as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one report per split (JSON Lines)")
+@quiet_option("the paths written")
 def export(
     train: Path,
     validation: Path | None,
     fmt: ExportFormat,
-    out_dir: Path,
+    output: Path,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -58,6 +72,7 @@ def export(
         splits.append(("validation", validation))
     # every input is checked before anything is written; the directory is made only
     # then (by the atomic writer, whose OS errors become one-line InputFileErrors)
+    out_dir = output
     reports = export_splits(splits, out_dir, format=fmt)
     builder = "json" if fmt == "jsonl" else "parquet"
 
@@ -71,7 +86,10 @@ def export(
             + "})"
         )
 
-    emit([r.model_dump(mode="json") for r in reports], as_json, text)
+    if as_json:
+        emit_lines(r.model_dump(mode="json") for r in reports)
+    else:
+        emit(None, False, text, quiet=lambda: "\n".join(str(r.path) for r in reports))
 
 
 @click.command(epilog=EXIT_HELP)
@@ -92,8 +110,10 @@ def export(
 @click.option("--model", default=None, help="Target base model (default: the suggested mapping).")
 @click.option(
     "--epochs",
+    type=EPOCHS,
     default=None,
-    help="Epochs for the new job, 1-50 (local: 1-1000) or auto [default: the source job's].",
+    help=f"Epochs for the new job, 1-{MAX_EPOCHS} (local: 1-{LOCAL_MAX_EPOCHS}) or auto "
+    "[default: the source job's].",
 )
 @click.option(
     "--dry-run",
@@ -117,14 +137,14 @@ def export(
     help="With --wait, stop following after this many seconds (the job goes on).",
 )
 @local_training_options
-@click.option("--json", "as_json", is_flag=True, help="Print the plan and job as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the new job's id.")
+@json_option("the plan and job")
+@quiet_option("the new job's id")
 def migrate(
     job_id: str,
     to: str,
     from_: str,
     model: str | None,
-    epochs: str | None,
+    epochs: int | Literal["auto"] | None,
     dry_run: bool,
     workdir: Path | None,
     wait: bool,
@@ -144,9 +164,7 @@ def migrate(
     from finetune_qa.migration import max_epochs
     from finetune_qa.migration import migrate as run_migration
 
-    n_epochs: int | Literal["auto"] | None = None
-    if epochs is not None:
-        n_epochs = "auto" if epochs == "auto" else _epochs(epochs, max_epochs(to))
+    check_epochs_for(epochs, max_epochs(to))
     provider_options = local_options(to, local)
     with ExitStack() as stack:
         source = stack.enter_context(open_backend(from_, None))
@@ -166,7 +184,7 @@ def migrate(
             source=source,
             target=target,
             model=model,
-            n_epochs=n_epochs,
+            n_epochs=epochs,
             dry_run=dry_run,
             workdir=workdir,
             wait=wait,
@@ -190,18 +208,12 @@ def migrate(
         follow = f"\nfollow it: finetune-qa events {job.id} --backend {to} --follow"
         return result.to_text().rstrip("\n") + ("" if job.done else follow)
 
-    emit(result.model_dump(mode="json", exclude={"job": {"raw"}}), as_json, text)
-    if quiet:
-        click.echo(job.id)
+    remember_job(job.id, to, None)  # so that `status JOB` needs no --backend
+    emit(
+        result.model_dump(mode="json", exclude={"job": {"raw"}}),
+        as_json,
+        text,
+        quiet=lambda: job.id,
+    )
     if job.status in ("failed", "cancelled"):
         raise click.exceptions.Exit(1)
-
-
-def _epochs(value: str, most: int = 50) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= most:
-        raise UsageError(f"--epochs takes 1 to {most} or 'auto', got {value!r}")
-    return n

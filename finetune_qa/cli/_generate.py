@@ -16,8 +16,12 @@ from finetune_qa.cli._common import (
     EXIT_HELP,
     backend_options,
     check_outputs,
+    compact_json,
     emit,
+    json_option,
     open_backend,
+    output_option,
+    quiet_option,
     same_file,
 )
 from finetune_qa.config import DEFAULT_MODEL
@@ -30,13 +34,11 @@ _OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
 @click.command(epilog=EXIT_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out",
+@output_option(
+    "Where to write the pairs: .csv (seed layout) or .jsonl.",
+    old="--out",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the pairs: .csv (seed layout) or .jsonl.",
 )
 @click.option(
     "--model", default=DEFAULT_MODEL, show_default=True, help="Model that writes the pairs."
@@ -61,11 +63,11 @@ _OUTPUT_SUFFIXES = (".csv", ".jsonl")
     show_default=True,
     help="Pattern for the Markdown files of a folder.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@json_option("the report")
+@quiet_option("the path written")
 def generate(
     paths: tuple[Path, ...],
-    out: Path,
+    output: Path,
     model: str,
     backend: str,
     base_url: str | None,
@@ -85,16 +87,17 @@ def generate(
     from finetune_qa.chat import ChatModel
     from finetune_qa.generation import QAGenerator
 
+    out = output
     if out.suffix.lower() not in _OUTPUT_SUFFIXES:
         raise UsageError(
-            f"--out {out} must end in .csv (seed layout, for `finetune-qa build`) or .jsonl"
+            f"-o/--output {out} must end in .csv (seed layout, for `finetune-qa build`) or .jsonl"
         )
     if Path(glob).is_absolute() or ".." in Path(glob).parts:
         raise UsageError(
             f"--glob {glob!r} reaches outside the folder; pass a pattern inside it, e.g. '**/*.md'"
         )
-    _check_out(out, paths, glob)  # before any request: a bad --out must cost nothing
-    check_outputs({"--out": out})
+    _check_out(out, paths, glob)  # before any request: a bad -o/--output must cost nothing
+    check_outputs({"--output": out})
     with open_backend(backend, base_url) as be:
         generator = QAGenerator(
             ChatModel(model, backend=be),
@@ -106,8 +109,8 @@ def generate(
         result = generator.generate(paths)
     report = result.report
     if not result.pairs:
-        if not quiet:
-            click.echo(report.to_json() if as_json else report.to_text())
+        if as_json or not quiet:
+            click.echo(compact_json(report.to_json()) if as_json else report.to_text())
         raise DatasetError(
             f"no QA pairs were generated, so {out} was not written; see the report",
             report=report,
@@ -120,11 +123,12 @@ def generate(
         report.model_dump(mode="json"),
         as_json,
         lambda: f"{report.to_text()}\nWrote {len(result.pairs)} pairs to {out}",
+        quiet=lambda: str(out),
     )
 
 
 def _check_out(out: Path, inputs: tuple[Path, ...], glob: str) -> None:
-    """Refuse an --out path that cannot be written, before any request is paid for.
+    """Refuse an -o/--output path that cannot be written, before any request is paid for.
 
     The path must not be a directory nor one of the input pages, and its folder must
     exist or be creatable (the nearest existing ancestor is a writable directory); the
@@ -135,14 +139,14 @@ def _check_out(out: Path, inputs: tuple[Path, ...], glob: str) -> None:
     """
     if out.is_dir():
         raise InputError(
-            "--out is a directory", path=out, hint="pass a file path ending in .csv or .jsonl"
+            "-o/--output is a directory", path=out, hint="pass a file path ending in .csv or .jsonl"
         )
     if out.exists():
         for given in inputs:
             found = given.glob(glob) if given.is_dir() else (given,)
             if any(same_file(out, page) for page in found):
                 raise InputError(
-                    f"--out is one of the input pages (given as {given})",
+                    f"-o/--output is one of the input pages (given as {given})",
                     path=out,
                     hint="write the pairs to another file",
                 )
@@ -153,13 +157,13 @@ def _check_out(out: Path, inputs: tuple[Path, ...], glob: str) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise InputError(
-            f"--out's folder cannot be created: {folder} is a file, not a folder",
+            f"-o/--output's folder cannot be created: {folder} is a file, not a folder",
             path=out,
             hint="pick a path under a folder",
         )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(
-            f"--out cannot be written: no write permission in {folder}",
+            f"-o/--output cannot be written: no write permission in {folder}",
             path=out,
             hint="pick a path in a folder you can write to",
         )

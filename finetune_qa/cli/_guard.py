@@ -25,7 +25,10 @@ from finetune_qa.cli._common import (
     backend_options,
     check_outputs,
     emit,
+    json_option,
     open_backend,
+    output_option,
+    quiet_option,
     stdin_lines,
 )
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
@@ -67,11 +70,11 @@ def guard() -> None:
     show_default=True,
     help="Base model of the classifier fine-tune.",
 )
-@click.option(
-    "--out",
+@output_option(
+    "Where to write the gate's settings JSON [default: <gate>-gate.json].",
+    old="--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Where to write the gate's settings JSON [default: <gate>-gate.json].",
 )
 @click.option(
     "--negatives",
@@ -125,14 +128,14 @@ def guard() -> None:
     "[default: a temporary directory; the journal in the cache directory].",
 )
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the settings file's path.")
+@json_option("the settings")
+@quiet_option("the settings file's path")
 def guard_train(
     data: Path,
     gate: str,
     qa_model: str | None,
     model: str,
-    out: Path | None,
+    output: Path | None,
     negatives_file: Path | None,
     no_builtin_negatives: bool,
     target_precision: float | None,
@@ -159,8 +162,8 @@ def guard_train(
     from finetune_qa.readers import QASource
 
     _check_gate_and_model(gate, qa_model)
-    target = out if out is not None else Path(f"{gate}-gate.json")
-    check_outputs({"--out": target}, [data, negatives_file])
+    target = output if output is not None else Path(f"{gate}-gate.json")
+    check_outputs({"--output": target}, [data, negatives_file])
     pairs = list(QASource(data, stop=stop).pairs())
     negatives = read_questions(negatives_file) if negatives_file is not None else []
     bank = () if no_builtin_negatives else OFF_TOPIC_TRAINING_QUESTIONS
@@ -196,10 +199,9 @@ def guard_train(
     def text() -> str:
         return _trained_text(disc.model, settings, target)
 
-    if quiet:  # -q keeps the path, so GATE=$(finetune-qa guard train ... -q) works
-        click.echo(str(target))
-        return
-    emit({"path": str(target), **settings.model_dump(mode="json")}, as_json, text)
+    # -q keeps the path, so GATE=$(finetune-qa guard train ... -q) works
+    saved = {"path": str(target), **settings.model_dump(mode="json")}
+    emit(saved, as_json, text, quiet=lambda: str(target))
 
 
 def _check_gate_and_model(gate: str, qa_model: str | None) -> None:
@@ -244,8 +246,8 @@ def _trained_text(model: str, settings: DiscriminatorSettings, target: Path) -> 
     help="Exit 1 when a question is off topic (for scripts).",
 )
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print verdicts as JSON lines.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one verdict per line (JSON Lines)")
+@quiet_option('the verdicts ("on topic" or "off topic")')
 def guard_check(
     gate_json: Path,
     question: str | None,
@@ -296,11 +298,13 @@ def guard_check(
         verdict = "on topic " if v.on_topic else "off topic"
         return f"{verdict}  {v.probability:.3f} (threshold {v.threshold:.3f})  {q}"
 
-    if not quiet:
-        for q, v in zip(questions, verdicts, strict=True):
-            data: dict[str, Any] = {"question": q, **v.model_dump(mode="json")}
-            if answer is not None:
-                data["answer"] = answer
-            click.echo(orjson.dumps(data).decode() if as_json else line(q, v))
+    for q, v in zip(questions, verdicts, strict=True):
+        data: dict[str, Any] = {"question": q, **v.model_dump(mode="json")}
+        if answer is not None:
+            data["answer"] = answer
+        if as_json:
+            click.echo(orjson.dumps(data).decode())
+        else:
+            click.echo(("on topic" if v.on_topic else "off topic") if quiet else line(q, v))
     if fail_off_topic and not all(v.on_topic for v in verdicts):
         raise click.exceptions.Exit(1)

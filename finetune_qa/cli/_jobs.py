@@ -11,21 +11,33 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 import orjson
 
+from finetune_qa._limits import MAX_EPOCHS
 from finetune_qa.backends import JobEvent, JobInfo, available_backends
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.cli._common import (
+    EPOCHS,
     EXIT_HELP,
     JOB_ID,
     MULTIPART_THRESHOLD,
+    AliasOption,
     Finite,
     backend_options,
+    check_epochs_for,
     emit,
+    emit_lines,
+    job_backend,
+    json_option,
+    local_time,
     open_backend,
+    quiet_option,
+    remember_job,
+    table,
+    with_iso_times,
 )
 from finetune_qa.config import DEFAULT_MODEL, DEFAULT_STOP, DEFAULT_SYSTEM_PROMPT
 from finetune_qa.exceptions import InputFileError, UnknownBackendError, UsageError
@@ -34,9 +46,12 @@ if TYPE_CHECKING:
     from finetune_qa.dataset import BuildReport
 
 __all__ = [
+    "JOB_HEADER",
     "cancel",
     "events",
     "follow_job",
+    "job_json",
+    "job_panel",
     "jobs",
     "local_options",
     "local_training_options",
@@ -145,8 +160,8 @@ def local_options(backend: str, values: dict[str, Any]) -> dict[str, Any]:
 @click.command(epilog=EXIT_HELP)
 @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the file as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("the file")
+@quiet_option("the file id")
 def upload(path: Path, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
     """Upload a training file (large files go through the Uploads API in parts)."""
     with open_backend(backend, base_url) as be:
@@ -157,9 +172,10 @@ def upload(path: Path, backend: str, base_url: str | None, as_json: bool, quiet:
         else:
             info = be.upload_file(path.read_bytes(), filename=path.name)
     emit(
-        info.model_dump(mode="json"),
+        with_iso_times(info.model_dump(mode="json")),
         as_json,
         lambda: f"{info.id}  {info.bytes:,} bytes  {info.filename}",
+        quiet=lambda: info.id,
     )
 
 
@@ -194,9 +210,10 @@ def upload(path: Path, backend: str, base_url: str | None, as_json: bool, quiet:
 )
 @click.option(
     "--epochs",
+    type=EPOCHS,
     default="auto",
     show_default=True,
-    help="Epochs, 1-50 (local: 1-1000) or auto.",
+    help=f"Epochs, 1-{MAX_EPOCHS} (local: 1-{LOCAL_MAX_EPOCHS}) or auto.",
 )
 @click.option("--suffix", default=None, help="Up to 64 characters in the model name.")
 @click.option("--seed", type=int, default=None, help="Training seed.")
@@ -211,8 +228,8 @@ def upload(path: Path, backend: str, base_url: str | None, as_json: bool, quiet:
     help="Stop following after this many seconds (the job goes on).",
 )
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the result.")
+@json_option("the result")
+@quiet_option("the fine-tuned model's name (or the job id and status)")
 def train(
     inputs: tuple[Path, ...],
     model: str,
@@ -220,7 +237,7 @@ def train(
     system_prompt: str | None,
     stop: str | None,
     validation_fraction: float | None,
-    epochs: str,
+    epochs: int | Literal["auto"],
     suffix: str | None,
     seed: int | None,
     wait: bool,
@@ -239,14 +256,11 @@ def train(
     With --backend local, an open model (a Hugging Face id or model directory given
     as --model) is trained on this machine; the local-only options apply there.
     """
-    from finetune_qa.jobs import FineTuneJob
+    from finetune_qa.jobs import FineTuneJob, Journal
 
     if backend not in available_backends():  # before anything is built or written
         raise UnknownBackendError(backend, available_backends())
-    n_epochs: int | str = "auto" if epochs == "auto" else _int(epochs, "--epochs")
-    most = LOCAL_MAX_EPOCHS if backend == "local" else 50
-    if n_epochs != "auto" and not 1 <= int(n_epochs) <= most:
-        raise UsageError(f"--epochs takes 1 to {most} or 'auto', got {n_epochs}")
+    check_epochs_for(epochs, LOCAL_MAX_EPOCHS if backend == "local" else MAX_EPOCHS)
     provider_options = local_options(backend, local)
     say = (lambda *a, **k: None) if (quiet or as_json) else click.echo
     train_path = workdir / "train.jsonl"
@@ -262,13 +276,15 @@ def train(
     # only a file this build wrote, never an empty one or one left by an earlier run
     val_path = Path(report.validation_output) if report.validation_output else None
     _say_built(report, workdir, say)
+    journal = Journal(workdir / "journal.jsonl")
+    known = {r.get("job_id") for r in journal.find(op="job", state="created")}
     with open_backend(backend, base_url) as be:
         job = FineTuneJob.create(
             train_path,
             model=model,
             backend=be,
             validation_file=val_path,
-            n_epochs=n_epochs,  # type: ignore[arg-type]
+            n_epochs=epochs,
             batch_size="auto" if batch_size is None else batch_size,
             learning_rate_multiplier=(
                 "auto" if learning_rate_multiplier is None else learning_rate_multiplier
@@ -279,9 +295,11 @@ def train(
             system_prompt=report.system_prompt,
             stop=report.stop,
             split=report.describe_split(),
-            journal=workdir / "journal.jsonl",
+            journal=journal,
         )
-        say(f"job {job.id} created ({job.status}); journal: {workdir / 'journal.jsonl'}")
+        remember_job(job.id, backend, base_url)
+        how = "attached to" if job.id in known else "created"
+        say(f"job {job.id} {how} ({job.status}); journal: {journal.path}")
         if wait:
             follow_job(job, timeout=timeout, show=not (quiet or as_json))
     result = {
@@ -291,8 +309,9 @@ def train(
         "training_file": str(train_path),
         "validation_file": str(val_path) if val_path else None,
     }
+    line = job.fine_tuned_model or f"{job.id} {job.status}"
     # -q keeps this line, so MODEL=$(finetune-qa train ... -q) works
-    emit(result, as_json, lambda: job.fine_tuned_model or f"{job.id} {job.status}", result=True)
+    emit(result, as_json, lambda: line, quiet=lambda: line)
     if job.status in ("failed", "cancelled"):
         raise click.exceptions.Exit(1)
 
@@ -300,26 +319,26 @@ def train(
 @click.command(epilog=EXIT_HELP)
 @click.argument("job_id", type=JOB_ID)
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("the job")
+@quiet_option("the status")
 def status(job_id: str, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
-    """Show a job's status and, once it succeeded, its model."""
+    """Show a job: its status, times, trained tokens, files and, once it succeeded, its model.
+
+    Without --backend, the backend the job was created on (by `train` or `migrate` on
+    this machine) is used.
+    """
+    backend, base_url = job_backend(job_id, backend, base_url)
     with open_backend(backend, base_url) as be:
         info = be.retrieve_job(job_id)
-    data = info.model_dump(mode="json", exclude={"raw"})
-    emit(
-        data,
-        as_json,
-        lambda: _job_line(info) + (f"\n{info.error_message}" if info.error_message else ""),
-    )
+    emit(job_json(info), as_json, lambda: job_panel(info), quiet=lambda: info.status)
 
 
 @click.command(epilog=EXIT_HELP)
 @click.argument("job_id", type=JOB_ID)
 @click.option("--follow", "follow_", is_flag=True, help="Keep printing events until the job ends.")
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one event per line (JSON Lines)")
+@quiet_option("the events' messages")
 def events(
     job_id: str,
     follow_: bool,
@@ -328,15 +347,18 @@ def events(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Print a job's events, oldest first (with --follow, until it ends)."""
+    """Print a job's events, oldest first, with their local time (with --follow, until it ends).
+
+    Without --backend, the backend the job was created on is used.
+    """
     from finetune_qa.jobs import FineTuneJob
 
+    backend, base_url = job_backend(job_id, backend, base_url)
     with open_backend(backend, base_url) as be:
         job = FineTuneJob.attach(job_id, backend=be)
         stream = job.follow() if follow_ else iter(job.events())
         for e in stream:
-            if not quiet:
-                _print_event(e, as_json)
+            _print_event(e, as_json, quiet)
 
 
 @click.command(epilog=EXIT_HELP)
@@ -348,70 +370,93 @@ def events(
     default=None,
     help="Also write a PNG of loss and token accuracy (needs finetune-qa[plot]).",
 )
-@click.option("--rows", type=int, default=20, show_default=True, help="Steps shown in the table.")
+@click.option(
+    "--limit",
+    "--rows",
+    "limit",
+    cls=AliasOption,
+    hidden_aliases=["--rows"],
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Most steps shown in the table.",
+)
 @click.option("--ascii", "ascii_", is_flag=True, help="Draw the loss curve with ASCII only.")
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one step per line (JSON Lines)")
+@quiet_option("the plot's path (with --plot)")
 def metrics(
     job_id: str,
     plot_path: Path | None,
-    rows: int,
+    limit: int,
     ascii_: bool,
     backend: str,
     base_url: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Show a job's training metrics: a table and a loss curve (and a PNG with --plot)."""
+    """Show a job's training metrics: a table and a loss curve (and a PNG with --plot).
+
+    Without --backend, the backend the job was created on is used.
+    """
     from finetune_qa.jobs import FineTuneJob
     from finetune_qa.plots import loss_curve, metrics_table, plot_metrics
 
-    if rows < 1:
-        raise UsageError(f"--rows takes a whole number >= 1, got {rows}")
+    backend, base_url = job_backend(job_id, backend, base_url)
     with open_backend(backend, base_url) as be:
         job = FineTuneJob.attach(job_id, backend=be)
         points = job.metrics()
     if plot_path is not None:
         plot_metrics(points, plot_path, title=job.fine_tuned_model or job.id)
-
-    def text() -> str:
-        out = metrics_table(points, max_rows=rows) + "\n\n" + loss_curve(points, ascii=ascii_)
+    if as_json:
+        emit_lines(p.model_dump() for p in points)
+        return
+    if quiet:
         if plot_path is not None:
-            out += f"\n\nplot written to {plot_path}"
-        return out
-
-    emit([p.model_dump() for p in points], as_json, text)
+            click.echo(str(plot_path))
+        return
+    # the table shows the first and the last step at least
+    out = metrics_table(points, max_rows=max(limit, 2)) + "\n\n" + loss_curve(points, ascii=ascii_)
+    if plot_path is not None:
+        out += f"\n\nplot written to {plot_path}"
+    click.echo(out)
 
 
 @click.command(epilog=EXIT_HELP)
 @click.argument("job_id", type=JOB_ID)
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("the job")
+@quiet_option("the status")
 def cancel(job_id: str, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
-    """Cancel a job."""
+    """Cancel a job (without --backend, on the backend it was created on)."""
+    backend, base_url = job_backend(job_id, backend, base_url)
     with open_backend(backend, base_url) as be:
         info = be.cancel_job(job_id)
-    emit(info.model_dump(mode="json", exclude={"raw"}), as_json, lambda: _job_line(info))
+    emit(job_json(info), as_json, lambda: job_panel(info), quiet=lambda: info.status)
 
 
 @click.command(epilog=EXIT_HELP)
-@click.option("--limit", type=int, default=20, show_default=True, help="How many, newest first.")
+@click.option(
+    "--limit", type=int, default=20, show_default=True, help="How many, newest first (1-100)."
+)
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("one job per line (JSON Lines)")
+@quiet_option("the job ids")
 def jobs(limit: int, backend: str, base_url: str | None, as_json: bool, quiet: bool) -> None:
-    """List fine-tuning jobs, newest first."""
+    """List fine-tuning jobs, newest first: id, status, created, base model, fine-tuned model."""
     if not 1 <= limit <= 100:
         raise UsageError(f"--limit takes 1 to 100 (one page of the jobs list), got {limit}")
     with open_backend(backend, base_url) as be:
         found = be.list_jobs(limit=limit)
-    emit(
-        [j.model_dump(mode="json", exclude={"raw"}) for j in found],
-        as_json,
-        lambda: "\n".join(_job_line(j) for j in found) or "no jobs",
-    )
+    if as_json:
+        emit_lines(job_json(j) for j in found)
+    elif quiet:
+        for j in found:
+            click.echo(j.id)
+    elif not found:
+        click.echo("no jobs")
+    else:
+        click.echo(table(JOB_HEADER, (_job_row(j) for j in found)))
 
 
 def _build(
@@ -469,76 +514,141 @@ def _say_built(report: BuildReport, workdir: Path, say: Callable[..., None]) -> 
             say(f"warning: {w}")
 
 
-def _job_line(j: JobInfo) -> str:
-    model = j.fine_tuned_model or "-"
-    return f"{j.id}  {j.status:<16} {j.model:<26} {model}"
+JOB_HEADER = ("JOB", "STATUS", "CREATED", "MODEL", "FINE-TUNED MODEL")
 
 
-def _int(value: str, option: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"{option} takes a whole number or 'auto', got {value!r}") from None
+def _job_row(j: JobInfo) -> tuple[str, ...]:
+    return (j.id, j.status, local_time(j.created_at), j.model, j.fine_tuned_model or "-")
 
 
-def _print_event(e: JobEvent, as_json: bool) -> None:
+def job_json(info: JobInfo) -> dict[str, Any]:
+    """A job as ``--json`` prints it: the provider's raw record left out, times in ISO-8601."""
+    return with_iso_times(info.model_dump(mode="json", exclude={"raw"}))
+
+
+def job_panel(info: JobInfo) -> str:
+    """A job as a small panel: one labelled line per fact, as ``status`` prints it."""
+    files = f"training {info.training_file}"
+    if info.validation_file:
+        files += f", validation {info.validation_file}"
+    if info.result_files:
+        files += f", results {', '.join(info.result_files)}"
+    tokens = f"{info.trained_tokens:,}" if info.trained_tokens is not None else "-"
+    rows = [
+        ("job", info.id),
+        ("status", info.status),
+        ("model", info.model),
+        ("created", local_time(info.created_at)),
+        ("finished", local_time(info.finished_at)),
+        ("trained tokens", tokens),
+        ("fine-tuned model", info.fine_tuned_model or "-"),
+        ("files", files),
+    ]
+    if info.error_message:
+        rows.append(("error", info.error_message))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _print_event(e: JobEvent, as_json: bool, quiet: bool) -> None:
     if as_json:
-        click.echo(orjson.dumps(e.model_dump(mode="json")).decode())
+        click.echo(orjson.dumps(with_iso_times(e.model_dump(mode="json"))).decode())
+    elif quiet:
+        click.echo(e.message)
     else:
-        click.echo(f"{e.created_at}  {e.level:<5} {e.message}")
+        click.echo(f"{local_time(e.created_at)}  {e.level:<5} {e.message}")
 
 
 def follow_job(job: Any, *, timeout: float | None, show: bool) -> None:
-    """Follow a job with a progress bar on a terminal, plain lines elsewhere."""
+    """Follow a job: a progress bar on a terminal, plain lines elsewhere; one final line.
+
+    Both show the step as N/M and an ETA once training reports steps, and end with the
+    same label, ``job ID: STATUS``.
+    """
     if not show:
         job.wait(timeout=timeout)
         return
     if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[loss]}"),
-            TimeElapsedColumn(),
-        ) as progress:
-            task = progress.add_task(job.status, total=None, loss="")
-
-            def on_event(e: JobEvent) -> None:
-                d = e.data or {}
-                if e.type == "metrics" and "step" in d:
-                    progress.update(
-                        task,
-                        total=d.get("total_steps"),
-                        completed=d["step"],
-                        loss=f"loss {d.get('train_loss', 0):.3f}",
-                        description="training",
-                    )
-                else:
-                    progress.console.print(e.message)
-
-            job.wait(
-                timeout=timeout,
-                on_event=on_event,
-                on_status=lambda i: progress.update(task, description=i.status),
-            )
+        _follow_with_bar(job, timeout)
     else:
+        eta = _Eta()
         last_step = [0]
 
         def plain(e: JobEvent) -> None:
             d = e.data or {}
             if e.type == "metrics" and "step" in d:
-                total = d.get("total_steps") or 0
+                step, total = d["step"], d.get("total_steps") or 0
+                left = eta.update(step, total, e.created_at)
                 # one line per tenth of training, not one per step
-                if (total and d["step"] * 10 // total > last_step[0] * 10 // total) or d[
-                    "step"
-                ] == total:
+                if (total and step * 10 // total > last_step[0] * 10 // total) or step == total:
                     click.echo(
-                        f"  step {d['step']}/{total}: training loss {d.get('train_loss', 0):.3f}"
+                        f"  step {step}/{total or '?'}: training loss "
+                        f"{d.get('train_loss', 0):.3f}, ETA {left}"
                     )
-                last_step[0] = d["step"]
+                last_step[0] = step
             else:
                 click.echo(f"  {e.message}")
 
         job.wait(timeout=timeout, on_event=plain)
     click.echo(f"job {job.id}: {job.status}")
+
+
+class _Eta:
+    """Time left from the steps' own timestamps (the provider's clock, not this machine's)."""
+
+    def __init__(self) -> None:
+        self.start: tuple[int, int] | None = None
+
+    def update(self, step: int, total: int, at: int) -> str:
+        if self.start is None:
+            self.start = (step, at)
+            return "unknown"
+        done, took = step - self.start[0], at - self.start[1]
+        if step >= total > 0:
+            return "0:00:00"
+        if done <= 0 or took <= 0 or not total:
+            return "unknown"
+        seconds = round((total - step) * took / done)
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _follow_with_bar(job: Any, timeout: float | None) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task(job.status, total=None, loss="")
+
+        def on_event(e: JobEvent) -> None:
+            d = e.data or {}
+            if e.type == "metrics" and "step" in d:
+                progress.update(
+                    task,
+                    total=d.get("total_steps"),
+                    completed=d["step"],
+                    loss=f"loss {d.get('train_loss', 0):.3f}",
+                    description="training",
+                )
+            else:
+                progress.console.print(e.message)
+
+        job.wait(
+            timeout=timeout,
+            on_event=on_event,
+            on_status=lambda i: progress.update(task, description=i.status),
+        )
+        progress.update(task, description=job.status)  # one final label, whatever came last

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from finetune_qa.cli._common import backend_options, open_backend
+from finetune_qa.cli._common import backend_options, json_option, open_backend, quiet_option
 from finetune_qa.cli._eval import (
     EVAL_EXIT_HELP,
     Asker,
@@ -53,11 +53,15 @@ _INVENTORY_EXIT_HELP = "Exit codes: 0 success, 1 the backend failed, 2 bad input
     help="How many of the newest jobs to read.",
 )
 @backend_options
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object per model (JSON Lines)."
-)
+@json_option("one model per line (JSON Lines)")
+@quiet_option("the models' names")
 def inventory_command(
-    today: dt.datetime | None, limit: int, backend: str, base_url: str | None, as_json: bool
+    today: dt.datetime | None,
+    limit: int,
+    backend: str,
+    base_url: str | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """List every fine-tuned model of the account, with its end dates and days left.
 
@@ -69,9 +73,9 @@ def inventory_command(
 
     with open_backend(backend, base_url) as be:
         items = inventory(be, today=today.date() if today else None, limit=limit)
-    if as_json:
+    if as_json or quiet:
         for item in items:
-            click.echo(item.model_dump_json())
+            click.echo(item.model_dump_json() if as_json else item.model)
         return
     if not items:
         click.echo("no fine-tuned models")
@@ -112,8 +116,8 @@ def inventory_command(
 @suite_options
 @sampling_options
 @backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; use the exit code.")
+@json_option("the report")
+@quiet_option("the golden set's path")
 def record_command(
     model: str,
     data: Path,
@@ -179,8 +183,10 @@ def record_command(
             concurrency=concurrency,
             progress=progress_printer("questions") if show else None,
         )
-    if as_json and not quiet:
-        click.echo(report.model_dump_json(indent=2))
+    if as_json:
+        click.echo(report.model_dump_json())
+    elif quiet:
+        click.echo(str(report.path))
     say(
         f"{report.path}: {report.total} answers of {report.model} ({report.backend}); "
         f"this run asked {report.asked} ({report.already} recorded before), "

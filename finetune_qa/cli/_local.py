@@ -10,9 +10,13 @@ Face id or model directory), with the backend's automatic settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
+
+if TYPE_CHECKING:
+    from finetune_qa.jobs import FineTuneJob
 
 __all__ = ["TINY_RECIPE", "local_demo"]
 
@@ -20,8 +24,11 @@ TINY_RECIPE = {"n_epochs": 60, "provider_options": {"method": "full", "learning_
 """How the demo trains the tiny model: a random model learns its data fastest in full."""
 
 
-def local_demo(workdir: Path, base_model: str | None) -> None:
+def local_demo(workdir: Path, base_model: str | None) -> FineTuneJob:
     """Build the sample, train it with the local backend, and ask it training questions.
+
+    Returns:
+        The finished job.
 
     Raises:
         ConfigError: the ``local`` extra is not installed (the message says how to install it).
@@ -88,3 +95,4 @@ def local_demo(workdir: Path, base_model: str | None) -> None:
         f"Serve it to any OpenAI client: FINETUNE_QA_LOCAL_DIR={backend.root} "
         f"finetune-qa serve --model {job.fine_tuned_model}"
     )
+    return job

@@ -63,7 +63,7 @@ def test_train_status_events_ask_jobs_cancel(
     code, out, _ = run(capsys, "train", str(sample_csv()), "--suffix", "lumen", "--json")
     assert code == 0 and json.loads(out)["job_id"] == job_id
     code, out, _ = run(capsys, "jobs", "--json")
-    assert [j["id"] for j in json.loads(out)] == [job_id]
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [job_id]  # JSON Lines
 
     code, out, _ = run(
         capsys, "train", str(sample_csv()), "--suffix", "other", "--no-wait", "--json"
@@ -170,7 +170,7 @@ def test_metrics_table_curve_and_png(capsys: pytest.CaptureFixture[str], tmp_pat
     code, out, _ = run(capsys, "train", str(sample_csv()), "--json")
     job_id = json.loads(out)["job_id"]
     png = tmp_path / "loss.png"
-    code, out, err = run(capsys, "metrics", job_id, "--plot", str(png), "--rows", "5")
+    code, out, err = run(capsys, "metrics", job_id, "--plot", str(png), "--limit", "5")
     assert code == 0, err
     assert out.startswith("step  train loss  train acc  valid loss  valid acc")
     assert (
@@ -178,7 +178,7 @@ def test_metrics_table_curve_and_png(capsys: pytest.CaptureFixture[str], tmp_pat
     )
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 10_000
     code, out, _ = run(capsys, "metrics", job_id, "--json")
-    points = json.loads(out)
+    points = [json.loads(line) for line in out.splitlines()]  # JSON Lines: one per step
     assert (
         code == 0 and points[0]["step"] == 1 and points[-1]["train_loss"] < points[0]["train_loss"]
     )
