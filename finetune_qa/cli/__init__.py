@@ -26,9 +26,8 @@ from collections.abc import Sequence
 
 import click
 
-from finetune_qa._version import __version__
 from finetune_qa.cli._chat import ask, serve
-from finetune_qa.cli._common import EXIT_HELP, Failure, one_line
+from finetune_qa.cli._common import EXIT_HELP, VERSION, Failure, one_line
 from finetune_qa.cli._data import build, models, validate
 from finetune_qa.cli._demo import demo
 from finetune_qa.cli._eval import eval_command
@@ -70,7 +69,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_HELP,
 )
-@click.version_option(__version__, prog_name="finetune-qa")
+@click.version_option(VERSION, prog_name="finetune-qa")
 def cli() -> None:
     """Build, validate and price QA fine-tuning data; train, follow and query the model."""
 

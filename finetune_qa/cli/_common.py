@@ -27,10 +27,11 @@ import orjson
 
 from finetune_qa._fs import atomic_write, check_outputs, file_lock, same_file
 from finetune_qa._limits import MAX_EPOCHS, MULTIPART_THRESHOLD, parse_epochs
+from finetune_qa._version import __version__ as VERSION
 from finetune_qa.backends import Backend, get_backend
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.config import cache_dir
-from finetune_qa.exceptions import InputFileError, UsageError
+from finetune_qa.exceptions import ConfigError, InputFileError, UsageError
 
 if TYPE_CHECKING:
     from finetune_qa.jobs import Journal
@@ -40,7 +41,9 @@ __all__ = [
     "EXIT_HELP",
     "FINITE",
     "JOB_ID",
+    "MAX_EPOCHS",
     "MULTIPART_THRESHOLD",
+    "VERSION",
     "AliasOption",
     "Epochs",
     "Failure",
@@ -427,16 +430,26 @@ def _cli_journal() -> Journal:
 
 
 def remember_job(job_id: str, backend: str, base_url: str | None) -> None:
-    """Note in the journal which backend (and server) ``job_id`` was created on."""
-    _cli_journal().append(
-        {
-            "op": "job",
-            "state": "cli-backend",
-            "job_id": job_id,
-            "backend": backend,
-            "base_url": base_url,
-        }
-    )
+    """Note in the journal which backend (and server) ``job_id`` was created on.
+
+    Best effort: the job exists whatever happens here, so a journal that cannot be written
+    costs a note on standard error (and ``--backend`` on the next commands), not a failure.
+    """
+    record = {
+        "op": "job",
+        "state": "cli-backend",
+        "job_id": job_id,
+        "backend": backend,
+        "base_url": base_url,
+    }
+    try:
+        _cli_journal().append(record)
+    except (InputFileError, ConfigError) as exc:
+        click.echo(
+            f"note: cannot note the job's backend in the journal ({exc}); "
+            f"pass --backend {backend} to status, events, metrics and cancel",
+            err=True,
+        )
 
 
 def _from_label(label: str) -> tuple[str, str | None]:
@@ -461,7 +474,7 @@ def job_backend(job_id: str, backend: str, base_url: str | None) -> tuple[str, s
         return backend, base_url
     try:
         records = _cli_journal().find(op="job", job_id=job_id)
-    except InputFileError:
+    except (InputFileError, ConfigError):
         return backend, base_url  # an unreadable journal: the default, as before
     for rec in reversed(records):
         if rec.get("state") == "cli-backend" and isinstance(rec.get("backend"), str):

@@ -13,11 +13,11 @@ from typing import Literal
 import click
 import orjson
 
-from finetune_qa._limits import MAX_EPOCHS
 from finetune_qa.catalog import default_catalog
 from finetune_qa.cli._common import (
     EPOCHS,
     EXIT_HELP,
+    MAX_EPOCHS,
     Failure,
     Finite,
     check_epochs_for,

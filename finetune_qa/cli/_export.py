@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 import click
 
-from finetune_qa._limits import MAX_EPOCHS
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.cli._common import (
     EPOCHS,
     EXIT_HELP,
     JOB_ID,
+    MAX_EPOCHS,
     Finite,
     check_epochs_for,
     emit,

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 import orjson
 
-from finetune_qa._limits import MAX_EPOCHS
 from finetune_qa.backends import JobEvent, JobInfo, available_backends
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.cli._common import (
     EPOCHS,
     EXIT_HELP,
     JOB_ID,
+    MAX_EPOCHS,
     MULTIPART_THRESHOLD,
     AliasOption,
     Finite,
@@ -515,6 +515,7 @@ def _say_built(report: BuildReport, workdir: Path, say: Callable[..., None]) -> 
 
 
 JOB_HEADER = ("JOB", "STATUS", "CREATED", "MODEL", "FINE-TUNED MODEL")
+"""The header of the `jobs` table."""
 
 
 def _job_row(j: JobInfo) -> tuple[str, ...]:
