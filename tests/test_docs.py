@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 
 import finetune_qa
@@ -254,14 +255,34 @@ def test_every_validation_kind_is_documented() -> None:
     assert kinds <= _code_spans("guides/validation.md")
 
 
+def _cli_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    """Every command and subgroup of the CLI by its full name (``guard train``)."""
+    found: list[tuple[str, click.Command]] = []
+    for name, command in sorted(group.commands.items()):
+        found.append((prefix + name, command))
+        if isinstance(command, click.Group):
+            found.extend(_cli_commands(command, f"{prefix}{name} "))
+    return found
+
+
 def test_every_cli_command_and_option_is_documented() -> None:
     page = (DOCS / "guides" / "cli.md").read_text(encoding="utf-8")
-    for name, command in click_group.commands.items():
+    commands = _cli_commands(click_group)
+    assert "guard train" in dict(commands)  # the walk reaches subcommands
+    for name, command in commands:
         assert f"finetune-qa {name}" in page, name
         for param in command.params:
             for opt in [*param.opts, *param.secondary_opts]:
                 if opt.startswith("-") and opt not in ("-h", "--help"):
                     assert f"`{opt}" in page, f"{name} {opt}"
+
+
+def test_the_cli_guide_shows_every_commands_help() -> None:
+    """Issue #13, finding 11: docs/guides/cli.md shows each command's real --help."""
+    page = (DOCS / "guides" / "cli.md").read_text(encoding="utf-8")
+    shown = {m.group(1) for m in _HELP_BLOCK.finditer(page)}
+    for name, _ in [("", click_group), *_cli_commands(click_group)]:
+        assert f"finetune-qa {name} --help".replace("  ", " ") in shown, name
 
 
 def test_every_environment_variable_is_documented() -> None:

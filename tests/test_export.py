@@ -326,7 +326,7 @@ def test_cli_export(
     out = tmp_path / "hf"
     code, stdout, err = run(capsys, "export", str(train), str(val), "--out", str(out), "--json")
     assert code == 0, err
-    reports = json.loads(stdout)
+    reports = [json.loads(line) for line in stdout.splitlines()]  # JSON Lines: one per split
     assert [r["split"] for r in reports] == ["train", "validation"]
     assert [r["examples"] for r in reports] == [
         len(source_messages(train)),
@@ -339,7 +339,7 @@ def test_cli_export(
     code, stdout, _ = run(capsys, "export", str(train), "--out", str(out), "--format", "jsonl")
     assert code == 0 and "load with" in stdout and (out / "train.jsonl").exists()
     code, stdout, _ = run(capsys, "export", str(train), "--out", str(out), "-q")
-    assert code == 0 and stdout == ""
+    assert code == 0 and stdout == f"{out / 'train.parquet'}\n"  # -q: only the path written
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "x"}]}\n{oops\n')

@@ -958,7 +958,7 @@ def test_5_a_deleted_journal_does_not_start_a_second_job(
         assert code == 0, err
         assert json.loads(out)["job_id"] == first
     code, out, _ = run(capsys, "jobs", "--json")
-    assert [j["id"] for j in json.loads(out)] == [first]
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [first]
 
 
 def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_state: Path) -> None:
@@ -977,7 +977,7 @@ def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_stat
         timeout=60,
         check=False,
     )
-    assert {j["id"] for j in json.loads(code.stdout)} == ids
+    assert {json.loads(line)["id"] for line in code.stdout.splitlines()} == ids
 
 
 # ------------------------------------------------- 14. constant memory on hostile sizes

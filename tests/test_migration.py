@@ -249,7 +249,8 @@ def test_cli_migrate_on_the_persisted_offline_state(
     train_copy = Path(dry["plan"]["training_file"]["path"]).resolve()
     assert train_copy.parent == (tmp_path / "finetune-qa-migrate" / job_id).resolve()
     code, out, _ = run(capsys, "jobs", "--backend", "offline", "--json")
-    assert [j["id"] for j in json.loads(out)] == [job_id]  # the dry run started nothing
+    # the dry run started nothing
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [job_id]
 
     code, out, err = run(
         capsys, "migrate", job_id, "--from", "offline", "--to", "offline", "--wait", "--json"
@@ -261,7 +262,7 @@ def test_cli_migrate_on_the_persisted_offline_state(
     status = json.loads(out)
     assert status["status"] == "succeeded" and status["metadata"]["migrated_from"] == job_id
     code, out, _ = run(capsys, "jobs", "--backend", "offline", "--json")
-    assert sorted(j["id"] for j in json.loads(out)) == sorted([job_id, new_id])
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted([job_id, new_id])
 
     # -q prints only the job id; running again attaches to the same job
     code, out, _ = run(capsys, "migrate", job_id, "--from", "offline", "--to", "offline", "-q")
@@ -485,7 +486,7 @@ def test_cli_migrate_to_together_refuses_bad_data(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from finetune_qa._cli_jobs import open_backend
+    from finetune_qa.cli._common import open_backend
 
     d = tmp_path / "bad"
     d.mkdir()

@@ -9,12 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from finetune_qa import cli as cli_module
-from finetune_qa._cli_eval import register
 from finetune_qa.cli import main
 from finetune_qa.samples import sample_csv
-
-if "eval" not in cli_module.cli.commands:  # until finetune_qa.cli registers the command itself
-    register(cli_module.cli)
 
 
 @pytest.fixture(autouse=True)

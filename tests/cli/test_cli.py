@@ -115,7 +115,8 @@ def test_models_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "models")
     assert code == 0 and "gpt-4o-mini-2024-07-18" in out and "2027-01-14" in out
     code, out, _ = run(capsys, "models", "--json")
-    assert code == 0 and any(m["name"] == "gpt-4.1-2025-04-14" for m in json.loads(out))
+    found = [json.loads(line) for line in out.splitlines()]  # JSON Lines: one model per line
+    assert code == 0 and any(m["name"] == "gpt-4.1-2025-04-14" for m in found)
 
 
 def test_console_script_and_module_entry_points(seed_csv: Path, tmp_path: Path) -> None:

@@ -105,8 +105,8 @@ def test_fail_off_topic_makes_the_exit_code_the_answer(
     question_gate: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     check = ["guard", "check", "question-gate.json", "--fail-off-topic", "-q"]
-    assert run(capsys, *check, OFF_TOPIC) == (1, "", "")
-    assert run(capsys, *check, ON_TOPIC) == (0, "", "")
+    assert run(capsys, *check, OFF_TOPIC) == (1, "off topic\n", "")  # -q: only the verdict
+    assert run(capsys, *check, ON_TOPIC) == (0, "on topic\n", "")
 
 
 def test_check_reads_questions_from_stdin_as_json_lines(
@@ -188,7 +188,7 @@ def test_a_bad_out_path_fails_before_any_job(
     code, _, err = run(capsys, *args)
     assert code == 2
     assert err.startswith("error: no/g.json: cannot write here: ")
-    assert err.endswith("no is not a folder (pick another path for --out)\n")
+    assert err.endswith("no is not a folder (pick another path for --output)\n")
     assert not offline_state.exists()
 
 
@@ -235,7 +235,8 @@ def test_own_negatives_and_workdir_make_a_rerun_attach(
     assert json.loads(out)["model"] == first["model"]
     code, out, err = run(capsys, "jobs", "--json")
     assert code == 0, err
-    assert sum(":question-gate" in (j["fine_tuned_model"] or "") for j in json.loads(out)) == 1
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert sum(":question-gate" in (j["fine_tuned_model"] or "") for j in listed) == 1
 
 
 @pytest.mark.parametrize("seed", ["99999999999999999999", "-1", "2147483648"])

@@ -10,9 +10,13 @@ Face id or model directory), with the backend's automatic settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import orjson
+
+if TYPE_CHECKING:
+    from finetune_qa.jobs import FineTuneJob
 
 __all__ = ["TINY_RECIPE", "local_demo"]
 
@@ -20,20 +24,23 @@ TINY_RECIPE = {"n_epochs": 60, "provider_options": {"method": "full", "learning_
 """How the demo trains the tiny model: a random model learns its data fastest in full."""
 
 
-def local_demo(workdir: Path, base_model: str | None) -> None:
+def local_demo(workdir: Path, base_model: str | None) -> FineTuneJob:
     """Build the sample, train it with the local backend, and ask it training questions.
+
+    Returns:
+        The finished job.
 
     Raises:
         ConfigError: the ``local`` extra is not installed (the message says how to install it).
     """
-    from finetune_qa._cli_jobs import follow_job
     from finetune_qa.backends.local import LocalBackend, build_tiny_model
-    from finetune_qa.backends.local._deps import require
+    from finetune_qa.cli._common import require_local
+    from finetune_qa.cli._jobs import follow_job
     from finetune_qa.dataset import DatasetBuilder
     from finetune_qa.jobs import FineTuneJob
     from finetune_qa.samples import sample_csv
 
-    require()
+    require_local()
     system = "You are a factual chatbot that answers questions about Lumen Notes."
     train = workdir / "train.jsonl"
     click.echo(f"1. Building {train} from the bundled sample ({sample_csv().name}).")
@@ -88,3 +95,4 @@ def local_demo(workdir: Path, base_model: str | None) -> None:
         f"Serve it to any OpenAI client: FINETUNE_QA_LOCAL_DIR={backend.root} "
         f"finetune-qa serve --model {job.fine_tuned_model}"
     )
+    return job

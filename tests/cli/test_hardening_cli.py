@@ -28,7 +28,7 @@ from finetune_qa import DatasetBuilder
 from finetune_qa.cli import main
 from finetune_qa.samples import sample_csv
 
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = Path(__file__).parent.parent / "data" / "bad"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((BAD / "MANIFEST.json").read_text("utf-8"))
 
 
@@ -68,7 +68,8 @@ CASES: dict[str, Case] = {
         "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/seed.csv", "is also an input"
     ),
     "build-output-equals-validation": Case(
-        "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/o.jsonl", "-o and --validation name one file"
+        "build {T}/seed.csv -o {T}/o.jsonl --validation {T}/o.jsonl",
+        "-o and --validation name one file",
     ),
     "build-output-under-a-file": Case(
         "build {T}/seed.csv -o {T}/seed.csv/o.jsonl", "cannot write here"
