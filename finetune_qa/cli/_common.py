@@ -30,7 +30,6 @@ from finetune_qa._limits import MAX_EPOCHS, MULTIPART_THRESHOLD, parse_epochs
 from finetune_qa._version import __version__ as VERSION
 from finetune_qa.backends import Backend, get_backend
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
-from finetune_qa.config import cache_dir
 from finetune_qa.exceptions import ConfigError, InputFileError, UsageError
 
 if TYPE_CHECKING:
@@ -326,27 +325,14 @@ def stdin_lines(what: str) -> Iterator[str]:
 
 
 def offline_state_path() -> Path:
-    """Where the CLI keeps the offline API's state between commands."""
-    explicit = os.environ.get("FINETUNE_QA_OFFLINE_STATE")
-    return Path(explicit) if explicit else cache_dir() / "offline-api.json"
+    """Where the CLI keeps the offline API's state between commands: in the project.
 
+    ``.finetune-qa/offline-api.json`` under the current directory (so jobs of different
+    projects never mix), or ``$FINETUNE_QA_OFFLINE_STATE``.
+    """
+    from finetune_qa.backends.offline import state_path
 
-def _load_offline_state(path: Path) -> Any:
-    """The offline API saved at ``path``, a new one if there is none, or an InputFileError."""
-    from finetune_qa.backends._fakeapi import FakeOpenAI
-
-    if not path.exists() and not path.is_symlink():
-        return FakeOpenAI()
-    hint = (
-        f"delete {path} to start again with an empty offline API (its files and jobs are lost), "
-        "or point FINETUNE_QA_OFFLINE_STATE at another file"
-    )
-    try:
-        return FakeOpenAI.load(path)
-    except InputFileError:
-        raise
-    except UsageError as exc:  # saved by another version
-        raise InputFileError(str(exc), path=path, hint=hint) from exc
+    return state_path()
 
 
 @contextmanager
@@ -367,6 +353,7 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
 @contextmanager
 def _offline_backend() -> Iterator[Backend]:
     from finetune_qa.backends import OfflineBackend
+    from finetune_qa.backends.offline import load_state, save_state
 
     path = offline_state_path()
 
@@ -379,13 +366,13 @@ def _offline_backend() -> Iterator[Backend]:
     # load, use and save under one lock: concurrent commands would each load the same
     # state and the last save would drop the others' files and jobs
     with file_lock(path.parent, on_wait=waiting, directory=True):
-        fake = _load_offline_state(path)
+        fake = load_state(path)
         backend = OfflineBackend(fake)
         try:
             yield backend
         finally:
             try:
-                fake.save(path)
+                save_state(fake, path)
             except OSError as exc:
                 raise InputFileError(
                     f"cannot save the offline API's state ({exc.strerror or exc})",
@@ -397,7 +384,7 @@ def _offline_backend() -> Iterator[Backend]:
 
 def run_server(*args: Any, **kwargs: Any) -> None:
     """The offline API's HTTP server (``serve``)."""
-    from finetune_qa.backends._wire import run_server as run
+    from finetune_qa.testing import run_server as run
 
     run(*args, **kwargs)
 

@@ -17,6 +17,7 @@ import click
 import orjson
 
 from finetune_qa.backends import JobEvent, JobInfo, available_backends
+from finetune_qa.backends.base import UploadsPaths
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.cli._common import (
     EPOCHS,
@@ -166,9 +167,8 @@ def upload(path: Path, backend: str, base_url: str | None, as_json: bool, quiet:
     """Upload a training file (large files go through the Uploads API in parts)."""
     with open_backend(backend, base_url) as be:
         size = path.stat().st_size
-        in_parts = getattr(be, "upload_path", None)
-        if size > MULTIPART_THRESHOLD and callable(in_parts):
-            info = in_parts(path, filename=path.name)
+        if size > MULTIPART_THRESHOLD and isinstance(be, UploadsPaths):
+            info = be.upload_path(path, filename=path.name)
         else:
             info = be.upload_file(path.read_bytes(), filename=path.name)
     emit(

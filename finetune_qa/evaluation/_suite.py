@@ -731,7 +731,7 @@ class EvalSuite:
         return EvalResult(
             label=label or default_label(chat),
             model=chat.model,
-            backend=str(getattr(chat.backend, "name", type(chat.backend).__name__)),
+            backend=chat.backend.name,
             started_at=started_at,
             seconds=time.perf_counter() - start,
             concurrency=concurrency if concurrency is not None else _own_concurrency(chat),

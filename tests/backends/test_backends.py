@@ -259,8 +259,6 @@ _GETATTR_ON_A_BACKEND = re.compile(r"getattr\(\s*(?:[\w.]*\.)?(?:be|backend|_bac
 _PENDING_ELSEWHERE = (
     # files of other engineers (the CLI, evaluation, guardrails): each to read the
     # declared capability instead, as noted, when its owner next touches it
-    'getattr(be, "upload_path", None)',  # _cli_jobs.py: isinstance(be, UploadsPaths)
-    'getattr(chat.backend, "name"',  # evaluation.py: chat.backend.name (a required field)
     'getattr(self.chat.backend, "name", None)',  # guardrails.py: self.chat.backend.name
 )
 

@@ -100,10 +100,8 @@ def test_a_pickled_state_is_refused_and_never_unpickled(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_the_old_module_path_is_an_alias_of_the_package() -> None:
+def test_the_fake_s_public_face_is_the_package() -> None:
     from finetune_qa import testing
-    from finetune_qa.backends import _fake, _fakeapi
+    from finetune_qa.backends import _fake
 
-    for name in _fakeapi.__all__:
-        assert getattr(_fakeapi, name) is getattr(_fake, name)
     assert testing.FakeOpenAI is _fake.FakeOpenAI and testing.VirtualClock is _fake.VirtualClock
