@@ -7,6 +7,7 @@ Thin shells over :class:`~finetune_qa.dataset.DatasetBuilder`,
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Literal
 
@@ -20,12 +21,14 @@ from finetune_qa.cli._common import (
     MAX_EPOCHS,
     Failure,
     Finite,
+    backend_options,
     check_epochs_for,
     check_outputs,
     compact_json,
     emit,
     emit_lines,
     json_option,
+    open_backend,
     quiet_option,
     table,
     write_text,
@@ -133,6 +136,21 @@ __all__ = ["build", "models", "validate"]
     default=None,
     help="Also write the build report as JSON here.",
 )
+@click.option(
+    "--augment",
+    type=click.IntRange(0, 20),
+    default=0,
+    show_default=True,
+    help="Add K rephrasings of each question (same answer, same side of the split), "
+    "written by --writer on --backend; cached, so a re-run asks nothing.",
+)
+@click.option(
+    "--writer",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Model that writes the rephrasings (with --augment).",
+)
+@backend_options
 @json_option("the report")
 @quiet_option("the paths written, one per line")
 def build(
@@ -153,6 +171,10 @@ def build(
     model: str | None,
     report_tokens: bool,
     report_path: Path | None,
+    augment: int,
+    writer: str,
+    backend: str,
+    base_url: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -192,9 +214,15 @@ def build(
     )
     use_model = (model or DEFAULT_MODEL) if report_tokens else None
     try:
-        report = builder.build(
-            output, validation_output=validation_output, model=use_model, require_training=True
-        )
+        with ExitStack() as stack:
+            if augment:
+                from finetune_qa.chat import ChatModel
+
+                be = stack.enter_context(open_backend(backend, base_url))
+                builder.augment_with(augment, writer=ChatModel(writer, backend=be))
+            report = builder.build(
+                output, validation_output=validation_output, model=use_model, require_training=True
+            )
     except DatasetError as exc:
         if exc.report is not None and (as_json or not quiet):
             click.echo(compact_json(exc.report.to_json()) if as_json else exc.report.to_text())

@@ -345,11 +345,9 @@ def _suite(
 
 
 def _say_suite(suite: EvalSuite, say: Callable[..., None]) -> None:
-    counts = suite.counts()
-    say(
-        f"{len(suite)} questions: {counts['verbatim']} verbatim, "
-        f"{counts['variations']} variations, {counts['unrelated']} unrelated"
-    )
+    names = suite.set_names
+    parts = [f"{names.get(k) or k} ({n})" for k, n in suite.counts().items() if n]
+    say(f"{len(suite)} questions: {', '.join(parts)}")
     if suite.dropped:
         dropped = ", ".join(f"{k} {v}" for k, v in suite.dropped.items())
         say(f"dropped {sum(suite.dropped.values())} questions: {dropped}")
@@ -494,7 +492,7 @@ def _table(results: list[Any]) -> str:
             continue
         n = next(s.n for s in summaries if s)
         lines.append("")
-        header = f"{name} ({n})"
+        header = f"{results[0].set_name(name)} ({n})"
         lines.append(
             f"{header:<22}"
             + "".join(f"{h:>9}" for h in (["a", "b", "delta"] if two else ["score"]))

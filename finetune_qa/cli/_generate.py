@@ -45,7 +45,11 @@ _OUTPUT_SUFFIXES = (".csv", ".jsonl")
 )
 @backend_options
 @click.option(
-    "--pairs-per-chunk", type=int, default=5, show_default=True, help="Pairs asked per chunk."
+    "--pairs-per-chunk",
+    type=int,
+    default=5,
+    show_default=True,
+    help="At least this many pairs per chunk (one per fact where a chunk has more).",
 )
 @click.option(
     "--max-chunk-tokens",

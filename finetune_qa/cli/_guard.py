@@ -127,6 +127,21 @@ def guard() -> None:
     help="Keep the gate's JSONL files and the job journal here "
     "[default: a temporary directory; the journal in the cache directory].",
 )
+@click.option(
+    "--augment",
+    type=click.IntRange(0, 20),
+    default=0,
+    show_default=True,
+    help="Rephrase each question K times (by --writer): rephrasings train the gate and "
+    "choose its threshold, so it passes questions worded unlike DATA's. Cached: the "
+    "rephrasings `build --augment` wrote are reused.",
+)
+@click.option(
+    "--writer",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Model that writes the rephrasings (with --augment).",
+)
 @backend_options
 @json_option("the settings")
 @quiet_option("the settings file's path")
@@ -144,6 +159,8 @@ def guard_train(
     system_prompt: str | None,
     stop: str | None,
     workdir: Path | None,
+    augment: int,
+    writer: str,
     backend: str,
     base_url: str | None,
     as_json: bool,
@@ -157,6 +174,7 @@ def guard_train(
     is held out to choose the threshold and report precision and recall. Safe to run
     again: the journal attaches to the job already started.
     """
+    from finetune_qa.chat import ChatModel
     from finetune_qa.evaluation import read_questions
     from finetune_qa.guardrails import OFF_TOPIC_TRAINING_QUESTIONS, Discriminator
     from finetune_qa.readers import QASource
@@ -192,6 +210,8 @@ def guard_train(
             target_precision=target_precision,
             workdir=workdir,
             journal=workdir / "journal.jsonl" if workdir is not None else None,
+            augment=augment,
+            writer=ChatModel(writer, backend=be) if augment else None,
         )
     disc.save(target)
     settings = disc.settings()

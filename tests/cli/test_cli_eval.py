@@ -55,7 +55,9 @@ def test_eval_compare_writes_reports(model: str, tmp_path: Path) -> None:
     result = runner.invoke(cli_module.cli, args)
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "36 questions: 12 verbatim, 12 variations, 12 unrelated" in out
+    assert (
+        "36 questions: lumen_notes_qa.csv (12), rephrasings (12), off-topic questions (12)" in out
+    )
     assert f"b: {model} (offline): 36 questions, 0 errors" in out
     exact = next(line for line in out.splitlines() if line.strip().startswith("exact"))
     a, b, delta = (float(x) for x in exact.split()[1:])
@@ -210,5 +212,5 @@ def test_eval_prints_what_it_dropped(
     code = main(["eval", "qa.csv", "--model", model, "--limit", "3"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "4 questions: 1 verbatim, 0 variations, 3 unrelated" in out
+    assert "4 questions: qa.csv (1), off-topic questions (3)" in out
     assert "dropped 63 questions: duplicate_question 1, over_limit 62" in out
