@@ -19,7 +19,12 @@ os.environ["FINETUNE_QA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ftqa-cache-")
 os.environ.pop("FINETUNE_QA_BACKEND", None)
 # Retirement warnings depend on the date; pin it so shown outputs stay true tomorrow.
 os.environ["FINETUNE_QA_TODAY"] = "2026-11-25"
-os.environ.pop("FINETUNE_QA_OFFLINE_STATE", None)
+# The CLI's offline state lives in the working project; a test that runs a command from the
+# repository root must not leave one there, so the session's state goes to scratch too
+# (tests of the per-project default delete this variable).
+os.environ["FINETUNE_QA_OFFLINE_STATE"] = os.path.join(
+    tempfile.mkdtemp(prefix="ftqa-state-"), "offline-api.json"
+)
 
 DATA = Path(__file__).parent / "data"
 

@@ -64,7 +64,7 @@ ENV_CASES: dict[str, EnvCase] = {
     ),
     "cache-dir-is-a-file": EnvCase(
         {"FINETUNE_QA_CACHE_DIR": "{file}", "FINETUNE_QA_OFFLINE_STATE": ""},
-        ["jobs", "--backend", "offline"],
+        ["metrics", "ftjob-abc123", "--backend", "offline"],
         "FINETUNE_QA_CACHE_DIR=",
     ),
     "no-api-key": EnvCase(
@@ -122,12 +122,15 @@ def test_bad_setting_on_the_command_line(
             monkeypatch.setenv(key, fill(value))
         else:
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)  # the offline state lives in the working project
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main([fill(a) for a in case.argv])
     _out, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
     assert case.expect in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing new was written"
+    # nothing new but the offline API's own state (the backend's, not an output)
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name != ".finetune-qa")
+    assert after == before, "nothing new was written"
     assert code == 2, err
 
 
