@@ -20,7 +20,7 @@ from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 from finetune_qa import DatasetBuilder, DatasetError, QAPair, TrainingExample
-from finetune_qa import dataset as dataset_module
+from finetune_qa.dataset import _builder as dataset_module
 from finetune_qa._text import question_key
 from finetune_qa.readers import QASource, ReadIssue, strip_numbering
 

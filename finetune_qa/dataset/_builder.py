@@ -1,26 +1,4 @@
-"""DatasetBuilder: QA sources in, chat fine-tuning JSONL out, with every drop accounted for.
-
-The builder streams: sources -> normalize -> filters -> dedupe -> split -> write. Memory
-does not grow with the number of pairs beyond about 16 bytes a distinct question (dedupe)
-and a few examples per drop reason. Files are written atomically: either the whole
-train (and validation) file appears, or nothing does.
-
-The :class:`BuildReport` it returns reconciles: ``read == kept + dropped``, with every
-dropped pair under a reason, every changed pair counted under what changed, and a few
-examples of each with where they came from.
-
-Example:
-    >>> import tempfile, pathlib
-    >>> from finetune_qa import DatasetBuilder, QAPair
-    >>> prices = ["Free."] * 2 + [f"It costs ${i} a month." for i in range(2, 12)]
-    >>> pairs = [QAPair(question=f"What is plan {i}?", answer=p) for i, p in enumerate(prices)]
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "train.jsonl"
-    >>> report = DatasetBuilder().add_pairs(pairs).build(out)
-    >>> report.read, report.kept, report.reconciles
-    (12, 10, True)
-    >>> sorted(report.dropped_by_reason)
-    ['answer_too_short']
-"""
+"""DatasetBuilder: sources -> normalize -> filters -> dedupe -> augment -> split -> write."""
 
 from __future__ import annotations
 
@@ -39,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Self
 
 from finetune_qa._fs import AtomicFile, same_file, shrunk
@@ -56,7 +33,6 @@ from finetune_qa._pipeline import (
     run_range,
     screened,
     short,
-    unpack,
     worker_init,
 )
 from finetune_qa._procs import auto_workers, worker_pool
@@ -70,13 +46,10 @@ from finetune_qa.config import (
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_VALIDATION_FRACTION,
     DEFAULT_VALIDATION_SAMPLE,
-    EXAMPLES_PER_REASON,
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
 from finetune_qa.exceptions import DatasetError, InputError, UsageError
 from finetune_qa.readers import (
-    CHANGE_REASONS,
-    ISSUE_REASONS,
     QASource,
     RawPair,
     ReadIssue,
@@ -88,32 +61,23 @@ from finetune_qa.tokens import (
     BatchCounter,
     encoding_name_for_model,
 )
-from finetune_qa.validation import ValidationReport, Validator
+from finetune_qa.validation import Validator
 
 if TYPE_CHECKING:
     from finetune_qa.chat import ChatModel
     from finetune_qa.rephrase import Rephraser
 
-__all__ = ["AugmentReport", "BuildReport", "DatasetBuilder", "ReasonCount", "ReasonExample"]
+from finetune_qa.dataset._merge import Merger
+from finetune_qa.dataset._report import (
+    CHANGES,
+    REASONS,
+    AugmentReport,
+    BuildReport,
+    ReasonCount,
+    ReasonExample,
+)
 
-REASONS: dict[str, str] = {
-    **ISSUE_REASONS,  # the readers' reasons, described where they are raised
-    "question_too_short": "the question is shorter than the minimum length",
-    "answer_too_short": "the answer is shorter than the minimum length",
-    "answer_contains_stop": (
-        "the answer holds the stop marker: a model trained on it stops there, so answers "
-        "would be cut short"
-    ),
-    "duplicate_question": "the same question (ignoring case, spacing and punctuation) came earlier",
-}
-"""Why a pair can be dropped; custom filters add their own names."""
-
-CHANGES: dict[str, str] = {
-    **CHANGE_REASONS,
-    "unicode_normalized": "the text was put in Unicode NFC form",
-    "whitespace_normalized": "runs of spaces or tabs were collapsed to one space",
-}
-"""What the readers and the builder may change in a pair (it is kept, and counted)."""
+__all__ = ["DatasetBuilder", "Filter"]
 
 _STRIPPED = ("whitespace_stripped",)
 _BATCH = 4096
@@ -121,181 +85,6 @@ _REPHRASE_BATCH = 256  # questions sent to the writer at a time
 _RANGE_BYTES = 2 * 1024 * 1024
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
 _OUTPUT_HINT = "give a file name for the output, e.g. train.jsonl"
-
-
-class ReasonExample(BaseModel):
-    """One example of a drop or change, with where it came from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: str = Field(description="file:line (row, item).")
-    question: str | None = Field(default=None, description="The question, shortened.")
-    answer: str | None = Field(default=None, description="The answer, shortened.")
-    detail: str | None = Field(default=None, description="What exactly happened.")
-
-
-class ReasonCount(BaseModel):
-    """How many pairs one reason covers, and a few examples."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    count: int = Field(description="Number of pairs.")
-    description: str = Field(description="What the reason means.")
-    examples: list[ReasonExample] = Field(description="The first few pairs it applied to.")
-
-
-class AugmentReport(BaseModel):
-    """What augmentation added to a build: rephrasings of each kept question, same answer."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    k: int = Field(description="Rephrasings asked per question.")
-    writer: str = Field(description="The writer model that rephrased.")
-    questions: int = Field(description="Kept questions rephrased.")
-    added: int = Field(description="Rephrasings written (train + validation).")
-    added_train: int = Field(description="Rephrasings in the training file.")
-    added_validation: int = Field(description="Rephrasings in the validation file.")
-    skipped: dict[str, int] = Field(
-        description="Rephrasings not written, by reason: duplicate (the same as a kept "
-        "question or an earlier rephrasing), too_short (under the minimum length)."
-    )
-    cache_hits: int = Field(description="Questions whose rephrasings came from the cache.")
-    requests: int = Field(description="Requests sent to the writer.")
-    failed: int = Field(description="Questions the writer gave no usable rephrasing for.")
-
-    def to_text(self) -> str:
-        """One line for a report."""
-        skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(self.skipped.items()) if v)
-        return (
-            f"augmented: +{self.added:,} rephrasings of {self.questions:,} questions "
-            f"({self.k} asked each, writer {self.writer}; {self.added_train:,} train, "
-            f"{self.added_validation:,} validation); cache hits {self.cache_hits:,}, "
-            f"requests {self.requests:,}, failed {self.failed:,}"
-            + (f"; skipped: {skipped}" if skipped else "")
-        )
-
-
-class BuildReport(BaseModel):
-    """What a build read, kept, dropped (by reason) and changed, and where it wrote."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sources: list[str] = Field(description="Inputs, in the order read, with their format.")
-    read: int = Field(description="Candidate pairs read (kept + dropped).")
-    kept: int = Field(
-        description="Pairs written (train + validation; train alone when validation repeats "
-        "a sample of training)."
-    )
-    train: int = Field(description="Examples in the training file.")
-    validation: int = Field(description="Examples in the validation file.")
-    dropped: int = Field(description="Pairs not written.")
-    dropped_by_reason: dict[str, ReasonCount] = Field(description="Drops by reason.")
-    changed_by_reason: dict[str, ReasonCount] = Field(description="Changes by kind.")
-    output: str | None = Field(description="Training JSONL written.")
-    validation_output: str | None = Field(description="Validation JSONL written, if any.")
-    system_prompt: str | None = Field(description="System message of every example.")
-    stop: str | None = Field(description="Stop marker appended to every answer.")
-    validation_fraction: float = Field(
-        description="Share of questions asked for the validation file (held out or sampled)."
-    )
-    validation_mode: Literal["none", "holdout", "sample"] = Field(
-        default="none",
-        description="holdout: validation questions are kept out of training; sample: "
-        "the validation file repeats a sample of the training examples; none: no split.",
-    )
-    seed: int = Field(description="Seed of the split.")
-    notes: list[str] = Field(
-        default_factory=list,
-        description="What the build decided that the counts do not show: settings kept "
-        "from a chat source or replaced, a validation file not written, and why.",
-    )
-    token_report: ValidationReport | None = Field(
-        default=None, description="Token figures and cost of the training file, when asked for."
-    )
-    augmentation: AugmentReport | None = Field(
-        default=None,
-        description="Rephrasings added (augment=K): counted apart from kept, which counts "
-        "the pairs read; train and validation count every example written.",
-    )
-
-    @property
-    def reconciles(self) -> bool:
-        """True when read == kept + dropped and the drops add up by reason."""
-        return self.read == self.kept + self.dropped and self.dropped == sum(
-            r.count for r in self.dropped_by_reason.values()
-        )
-
-    def describe_split(self) -> str:
-        """The split in words, e.g. for a model card."""
-        if self.validation_output is None:
-            return f"every pair trained on ({self.train:,}); no validation file"
-        if self.validation_mode == "sample":
-            return (
-                f"every pair trained on ({self.train:,}); {self.validation:,} of them repeated "
-                f"as validation (seed {self.seed})"
-            )
-        return (
-            f"{self.validation:,} of {self.kept:,} questions held out of training for "
-            f"validation (seed {self.seed})"
-        )
-
-    def to_json(self) -> str:
-        """The report as indented JSON."""
-        data = self.model_dump(mode="json")
-        data["reconciles"] = self.reconciles
-        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode("utf-8")
-
-    def to_text(self) -> str:
-        """A plain-text rendering."""
-        return self._render(markdown=False)
-
-    def to_markdown(self) -> str:
-        """A Markdown rendering."""
-        return self._render(markdown=True)
-
-    def _render(self, *, markdown: bool) -> str:
-        h = "## " if markdown else ""
-        b = "- " if markdown else "  "
-        out = [f"{'# ' if markdown else ''}Build report", ""]
-        for s in self.sources:
-            out.append(f"{b}source: {s}")
-        out.append(
-            f"{b}read {self.read:,} pairs = kept {self.kept:,} + dropped {self.dropped:,}"
-            f" ({'reconciles' if self.reconciles else 'DOES NOT RECONCILE'})"
-        )
-        out.append(f"{b}train: {self.train:,} -> {self.output}")
-        if self.validation_output:
-            what = " (copies of training examples)" if self.validation_mode == "sample" else ""
-            out.append(f"{b}validation: {self.validation:,} -> {self.validation_output}{what}")
-        if self.augmentation is not None:
-            out.append(f"{b}{self.augmentation.to_text()}")
-        for note in self.notes:
-            out.append(f"{b}note: {note}")
-        for title, table in (
-            ("Dropped", self.dropped_by_reason),
-            ("Changed", self.changed_by_reason),
-        ):
-            if not table:
-                continue
-            out.append("")
-            out.append(f"{h}{title}")
-            for reason, rc in table.items():
-                out.append(f"{b}{reason}: {rc.count:,} ({rc.description})")
-                for ex in rc.examples:
-                    parts = [ex.source]
-                    if ex.detail:
-                        parts.append(ex.detail)
-                    if ex.question is not None:
-                        parts.append(f"Q: {ex.question!r}")
-                    if ex.answer is not None:
-                        parts.append(f"A: {ex.answer!r}")
-                    out.append(("    - " if markdown else "      ") + " | ".join(parts))
-        text = "\n".join(out) + "\n"
-        if self.token_report is not None:
-            text += "\n" + (
-                self.token_report.to_markdown() if markdown else self.token_report.to_text()
-            )
-        return text
 
 
 class _Unset(enum.Enum):
@@ -940,7 +729,7 @@ class DatasetBuilder:
         """
         pool = worker_pool(workers, initializer=worker_init, initargs=(opts.encoding,))
         pending: deque[tuple[int, Future[RangeResult]]] = deque()
-        merge = _Merger(self, acc, opts, train_f, val_f, validator, collect)
+        merge = Merger(self, acc, opts, train_f, val_f, validator, collect)
         sizes = {s.source.path: _size(s.source.path) for s in self._sources if s.source}
         try:
             for index, spec in enumerate(self._sources):
@@ -1132,118 +921,10 @@ def _size(path: str) -> int:
         return -1
 
 
-def _without_suffix(text: str, suffix: str) -> str:
-    return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
-
-
 def _example(ex: Example) -> ReasonExample:
     file, line, row, item, q, a, detail = ex
     where = Provenance.model_construct(file=file, line=line, row=row, item=item).render()
     return ReasonExample(source=where, question=short(q), answer=short(a), detail=detail)
-
-
-class _Merger:
-    """Consumes workers' range results in order: dedupe, split, write, record tokens."""
-
-    def __init__(
-        self,
-        builder: DatasetBuilder,
-        acc: Accounts,
-        opts: Options,
-        train_f: AtomicFile | None,
-        val_f: AtomicFile | None,
-        validator: Validator | None,
-        collect: array[int] | None = None,
-    ) -> None:
-        self.acc = acc
-        self.dedupe = builder.dedupe
-        self.threshold = opts.threshold
-        self.sample = opts.sample
-        self.suffix = opts.suffix
-        self.train_f, self.val_f = train_f, val_f
-        self.collect = collect
-        self.validator = validator
-        self.n_msgs = 3 if opts.system_prompt else 2
-        self.labels = [s.source.path if s.source is not None else s.label for s in builder._sources]
-        self.seen = KeySet()
-        self.n_train = self.n_val = 0
-        self.source_index = -1
-        self.row_offset = 0
-
-    def consume(self, source_index: int, res: RangeResult) -> None:
-        if source_index != self.source_index:  # rows restart at 1 in every file
-            self.source_index, self.row_offset = source_index, 0
-        self.acc.merge(res.acc, self.row_offset)
-        keys = unpack("Q", res.keys)
-        splits = unpack("I", res.splits)
-        ends = unpack("I", res.ends)
-        counting = self.validator is not None and bool(res.totals)
-        totals = unpack("I", res.totals) if counting else None
-        assistant = unpack("I", res.assistant) if counting else None
-        blob, dedupe, threshold = res.blob, self.dedupe, self.threshold
-        new = self.seen.add
-        train: list[bytes] = []
-        val: list[bytes] = []
-        t_tot: list[int] = []
-        t_ast: list[int] = []
-        start = 0
-        collect, sample = self.collect, self.sample
-        for i in range(len(keys)):
-            end = ends[i]
-            if dedupe and not new(keys[i]):
-                if collect is None:
-                    self._duplicate(res, i, blob[start:end])
-                start = end
-                continue
-            if collect is not None:
-                collect.append(splits[i])
-            elif splits[i] < threshold and self.val_f is not None:
-                val.append(blob[start:end])
-                if sample:
-                    train.append(blob[start:end])
-                    if totals is not None and assistant is not None:
-                        t_tot.append(totals[i])
-                        t_ast.append(assistant[i])
-            else:
-                train.append(blob[start:end])
-                if totals is not None and assistant is not None:
-                    t_tot.append(totals[i])
-                    t_ast.append(assistant[i])
-            start = end
-        if train and self.train_f is not None:
-            self.train_f.write(b"".join(train))
-            if self.validator is not None and t_tot:
-                self.validator.record_batch(
-                    self.n_train + 1, self.n_msgs, t_tot, t_ast, has_system=self.n_msgs == 3
-                )
-            self.n_train += len(train)
-        if val and self.val_f is not None:
-            self.val_f.write(b"".join(val))
-            self.n_val += len(val)
-        self.row_offset += res.rows
-
-    def _duplicate(self, res: RangeResult, i: int, line: bytes) -> None:
-        tally = self.acc.drops.get("duplicate_question")
-        if tally is not None and len(tally.examples) >= EXAMPLES_PER_REASON:
-            tally.count += 1
-            return
-        prov = unpack("i", res.prov)
-        n = len(prov) // 3
-        ln, row, item = prov[i], prov[n + i], prov[2 * n + i]
-        msgs = orjson.loads(line)["messages"]
-        self.acc.drop(
-            "duplicate_question",
-            1,
-            (
-                self.labels[self.source_index],
-                ln or None,
-                row + self.row_offset if row else None,
-                None if item < 0 else item,
-                msgs[-2]["content"],
-                _without_suffix(msgs[-1]["content"], self.suffix),
-                None,
-            ),
-        )
 
 
 def _check_stop(marker: str | None) -> str | None:
