@@ -26,6 +26,7 @@ from finetune_qa.cli._common import (
     emit,
     json_option,
     local_chat_api,
+    model_backend,
     open_backend,
     quiet_option,
     run_server,
@@ -160,8 +161,10 @@ def ask(
     (kept in <cache dir>/ask-history); from a pipe, one question per line, no prompt.
     With --question-gate / --answer-gate (files from `guard train`), the question goes
     through the gates: an off-topic question gets the refusal (about --topic) without
-    reaching the model, and an off-topic answer is withheld.
+    reaching the model, and an off-topic answer is withheld. Without --backend, the
+    backend the model was trained on (its model card) is used.
     """
+    backend, base_url = model_backend(model, backend, base_url)
     with open_backend(backend, base_url) as be:
         chat = card_chat(
             model,

@@ -447,26 +447,78 @@ def _from_label(label: str) -> tuple[str, str | None]:
     return name, None
 
 
+def _backend_given(base_url: str | None) -> bool:
+    """Whether this command's backend was chosen: --backend, $FINETUNE_QA_BACKEND, --base-url."""
+    ctx = click.get_current_context(silent=True)
+    given = ctx is not None and (
+        ctx.get_parameter_source("backend") is not click.core.ParameterSource.DEFAULT
+    )
+    return given or base_url is not None or bool(os.environ.get("FINETUNE_QA_BACKEND"))
+
+
+def _journal_records(**match: Any) -> list[dict[str, Any]]:
+    """The machine journal's job records matching ``match`` (none when it cannot be read)."""
+    try:
+        return _cli_journal().find(op="job", **match)
+    except (InputFileError, ConfigError):
+        return []  # an unreadable journal: the default, as before
+
+
+def _remembered(rec: dict[str, Any]) -> tuple[str, str | None] | None:
+    if rec.get("state") == "cli-backend" and isinstance(rec.get("backend"), str):
+        url = rec.get("base_url")
+        return rec["backend"], url if isinstance(url, str) else None
+    if isinstance(rec.get("backend"), str):
+        return _from_label(rec["backend"])
+    return None
+
+
 def job_backend(job_id: str, backend: str, base_url: str | None) -> tuple[str, str | None]:
     """The backend to reach ``job_id`` on: ``--backend`` when given, else the remembered one.
 
     ``--backend`` (or ``$FINETUNE_QA_BACKEND``, or ``--base-url``) given explicitly wins;
     otherwise the journal's latest record of the job names the backend it was created on.
     """
-    ctx = click.get_current_context(silent=True)
-    given = ctx is not None and (
-        ctx.get_parameter_source("backend") is not click.core.ParameterSource.DEFAULT
-    )
-    if given or base_url is not None or os.environ.get("FINETUNE_QA_BACKEND"):
+    if _backend_given(base_url):
         return backend, base_url
+    for rec in reversed(_journal_records(job_id=job_id)):
+        found = _remembered(rec)
+        if found is not None:
+            return found
+    return backend, base_url
+
+
+def recent_backend(backend: str, base_url: str | None) -> tuple[str, str | None]:
+    """For commands about no job in particular (``jobs``): the backend of the latest job.
+
+    ``--backend`` given explicitly wins; otherwise the backend the CLI last created a job
+    on (a note on standard error says so), else the default.
+    """
+    if _backend_given(base_url):
+        return backend, base_url
+    for rec in reversed(_journal_records(state="cli-backend")):
+        found = _remembered(rec)
+        if found is not None:
+            if found != (backend, base_url):
+                click.echo(
+                    f"note: listing jobs on {found[0]}, where your latest job was created "
+                    "(--backend to choose)",
+                    err=True,
+                )
+            return found
+    return backend, base_url
+
+
+def model_backend(model: str, backend: str, base_url: str | None) -> tuple[str, str | None]:
+    """The backend serving ``model``: ``--backend`` when given, else its model card's."""
+    if _backend_given(base_url):
+        return backend, base_url
+    from finetune_qa.jobs import model_card
+
     try:
-        records = _cli_journal().find(op="job", job_id=job_id)
+        card = model_card(model)
     except (InputFileError, ConfigError):
-        return backend, base_url  # an unreadable journal: the default, as before
-    for rec in reversed(records):
-        if rec.get("state") == "cli-backend" and isinstance(rec.get("backend"), str):
-            url = rec.get("base_url")
-            return rec["backend"], url if isinstance(url, str) else None
-        if isinstance(rec.get("backend"), str):
-            return _from_label(rec["backend"])
+        return backend, base_url
+    if card is not None and card.backend:
+        return _from_label(card.backend)
     return backend, base_url

@@ -36,6 +36,7 @@ from finetune_qa.cli._common import (
     local_time,
     open_backend,
     quiet_option,
+    recent_backend,
     remember_job,
     table,
     with_iso_times,
@@ -446,6 +447,7 @@ def jobs(limit: int, backend: str, base_url: str | None, as_json: bool, quiet: b
     """List fine-tuning jobs, newest first: id, status, created, base model, fine-tuned model."""
     if not 1 <= limit <= 100:
         raise UsageError(f"--limit takes 1 to 100 (one page of the jobs list), got {limit}")
+    backend, base_url = recent_backend(backend, base_url)
     with open_backend(backend, base_url) as be:
         found = be.list_jobs(limit=limit)
     if as_json:
