@@ -206,3 +206,29 @@ def test_an_answerer_saved_before_facts_were_grouped_still_answers() -> None:
     old.__setstate__(state)
     q = "Do registered charities get money off?"
     assert old.answer(q) == a.answer(q)
+
+
+def test_a_name_never_seen_on_topic_pulls_towards_the_varied_label() -> None:
+    c = Answerer(
+        [(q, "yes") for q in ON]
+        + [(q.replace("Acme", "Globex"), "no") for q in ON[1:3]]
+        + [(q, "no") for q in OFF]
+    )
+
+    def p_yes(text: str) -> float:
+        return dict(c.classify(text))["yes"]
+
+    # the same question about another company: the name decides, not the other words
+    assert p_yes("How do I return a Initech anvil?") < 0.5 < p_yes("How do I return an Acme anvil?")
+    assert p_yes("Does Initech ship anvils abroad?") < p_yes("Does Acme ship anvils abroad?")
+    # a day's or a sentence's first capitalised word is no name
+    assert p_yes("Does Acme ship anvils abroad on Mondays? Thanks.") > 0.5
+
+
+def test_politeness_words_are_no_evidence_of_a_topic() -> None:
+    # rephrasings framed "...? Thanks." must not make "thank" an on-topic word
+    c = Answerer(
+        [(q, "yes") for q in ON] + [(f"{q} Thanks.", "yes") for q in ON] + [(q, "no") for q in OFF]
+    )
+    assert c.answer("Thanks!").text == "no"
+    assert c.answer("Translate 'thank you' into Klingon").text == "no"

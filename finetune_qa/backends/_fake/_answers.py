@@ -103,7 +103,16 @@ CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
 _LABEL_CHARS = 24
 _NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
 _UNSEEN_WEIGHT = 0.2  # vote an input made only of unseen words gives the varied label
-_EVIDENCE_WEIGHT = 0.03  # weight of the labels' word evidence (log-likelihood per word)
+_EVIDENCE_WEIGHT = 0.2  # weight of the labels' word evidence (log-likelihood per word)
+_FOREIGN_NAME_WEIGHT = 0.5  # vote a name no input of the other labels has gives the varied label
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?:])\s+|\n")
+# capitalised in English without being names
+_CALENDAR = frozenset(
+    """
+    monday tuesday wednesday thursday friday saturday sunday january february march april
+    may june july august september october november december
+    """.split()  # noqa: SIM905
+)
 _SOFTMAX_TEMPERATURE = 0.08  # similarity gap of 0.08 between labels ~ odds of e : 1
 
 AnswerKind = Literal["exact", "neighbour", "off_domain", "unsure", "generic", "task", "label"]
@@ -121,6 +130,9 @@ _STOPWORDS = frozenset(
     that the their theirs them then there these they this those to too under until up us
     very want was we were what whats when where which while who whom whose why will with
     would you your yours
+    what's who's where's when's how's there's it's i'm i'd i've i'll you're we're they're
+    don't doesn't didn't isn't aren't can't won't wouldn't
+    thanks thank hello hi hey cheers
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
@@ -594,6 +606,8 @@ class Answerer:
                 votes[label] += _UNSEEN_WEIGHT * unseen
         for label, evidence in self._word_evidence(text).items():
             votes[label] += _EVIDENCE_WEIGHT * evidence
+        if self._varied is not None and self._foreign_name(text):
+            votes[self._varied] += _FOREIGN_NAME_WEIGHT
         top = max(votes.values())
         weights = {lb: math.exp((v - top) / _SOFTMAX_TEMPERATURE) for lb, v in votes.items()}
         total = sum(weights.values())
@@ -621,6 +635,29 @@ class Answerer:
             out[lb] = logp / len(words)
         top = max(out.values())
         return {lb: v - top for lb, v in out.items()}
+
+    def _foreign_name(self, text: str) -> bool:
+        """Whether ``text`` names something no input of the non-varied labels mentions.
+
+        A name is a capitalised word past a sentence's first, not a function word or a
+        day or month. A discriminator fine-tune learns that its site's names (the company, its
+        products) mean "on topic" and that another company's name, or any name it never
+        saw with the on-topic class, does not: "Who founded Microsoft?" is not about a
+        site whose questions only ever name Fernhill.
+        """
+        counts = getattr(self, "_label_words", None)
+        if counts is None:
+            counts = self._label_words = self._count_label_words()
+        known = [counts[lb] for lb in self.labels if lb != self._varied]
+        for sentence in _SENTENCE_SPLIT.split(text):
+            for token in _WORD.findall(sentence)[1:]:
+                low = token.casefold()
+                if not token[:1].isupper() or low in _STOPWORDS or _stem(low) in _CALENDAR:
+                    continue
+                word = "w:" + _stem(low)
+                if not any(word in mine for mine in known):
+                    return True
+        return False
 
     def _count_label_words(self) -> dict[str, dict[str, int]]:
         # per label: in how many trained inputs each word occurs ("" : the inputs)

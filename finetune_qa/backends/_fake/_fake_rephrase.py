@@ -89,6 +89,7 @@ _FORMS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
             (
                 "Where is {x} located",
                 "In which city is {x}",
+                "What is the address of {x}",
                 "What is the location of {x}",
                 "Where can I find {x}",
             ),
