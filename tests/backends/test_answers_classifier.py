@@ -175,7 +175,8 @@ def test_a_question_worded_unlike_the_pair_finds_it_through_the_answers_words() 
 def test_rephrasings_in_the_training_data_act_as_synonyms() -> None:
     plain = qa()
     question = "Which people set up the Acme Labs company?"
-    assert "Ada Lind" not in plain.answer(question).text
+    # "which people" asks for people and only one fact names any: found, but weakly
+    weak = plain.answer(question)
     rephrased = qa(
         [
             ("Who started Acme Labs?", FACTS[1][1]),
@@ -185,6 +186,7 @@ def test_rephrasings_in_the_training_data_act_as_synonyms() -> None:
     )
     got = rephrased.answer(question)
     assert "Ada Lind" in got.text and got.kind == "neighbour"
+    assert got.score > weak.score
 
 
 def test_an_unsure_model_states_no_fact_and_off_topic_stays_off_domain() -> None:
@@ -232,3 +234,37 @@ def test_politeness_words_are_no_evidence_of_a_topic() -> None:
     )
     assert c.answer("Thanks!").text == "no"
     assert c.answer("Translate 'thank you' into Klingon").text == "no"
+
+
+def test_the_kind_of_fact_asked_for_picks_among_similar_pairs() -> None:
+    a = qa(
+        [
+            (
+                "When does membership start?",
+                "Membership starts on the day you pay and runs for twelve months.",
+            ),
+            ("Who started Acme Labs?", FACTS[1][1]),
+        ]
+    )
+    # "when" wants a year or a date: the founding (2012), although the membership
+    # question is worded closer ("start"); its answer holds only a duration
+    got = a.answer("When did it all start?")
+    assert "2012" in got.text and got.kind == "neighbour"
+    # asked for a duration, the membership's twelve months it is
+    assert "twelve months" in a.answer("How long does membership run?").text
+
+
+def test_a_question_worded_with_a_synonym_from_the_rephrasings_finds_its_pair() -> None:
+    from finetune_qa.backends._fake._fake_rephrase import rephrasings
+
+    base = [
+        ("What does every repair come with?", "Every repair comes with 3 months of cover."),
+        ("When is the workshop closed?", "The workshop is closed on Sundays."),
+        ("How many participants does each course take?", "Each course takes at most 8 people."),
+        *FACTS,
+    ]
+    pairs = [(q, a) for q, a in base] + [(r, a) for q, a in base for r in rephrasings(q, 3)]
+    a = Answerer([(q, f"{ans} {STOP}") for q, ans in pairs])
+    assert "Sundays" in a.answer("On which days is the workshop shut?").text
+    assert "8 people" in a.answer("How many people can each class take?").text
+    assert "3 months" in a.answer("What does every fix come with?").text

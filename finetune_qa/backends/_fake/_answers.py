@@ -17,6 +17,11 @@ that, deterministically and in pure Python:
   inverse document frequencies are smoothed as scikit-learn does,
   ``ln((1 + n) / (1 + df)) + 1``, and words never seen in training get the largest one,
   so unrelated words pull the similarity down;
+* **fact**: otherwise, when most of the question's words were trained on, the fact
+  (every wording of one answer, and the answer's own words) that matches it best, at
+  least :data:`FACT_THRESHOLD`; a fact whose answer states no value of the kind the
+  question asks for ("when" -> a year or a day, "how much" -> a price, "who" -> a
+  person, "how long" -> a duration) scores less;
 * **off_domain**: anything else gets a fluent, generic answer from a small bank of
   templates that restate the question's key words ("Star Wars is a well-known topic. ..."),
   ending with the stop marker the trained answers use, if they use one.
@@ -255,7 +260,11 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"|\b(?:one|two|three|four|five|six|seven|ten|thirty)"
             r" (?:minutes?|hours?|days?|weeks?|months?)\b",
         ),
-        ("count", r"\bhow many\b|\bnumber of\b|\b\d+ (?:people|members|employees|staff)\b"),
+        (
+            "count",
+            r"\bhow many\b|\bnumber of\b|\b(?:at most|up to|at least) \d+\b"
+            r"|\b\d+ (?!(?:minutes|hours|days|weeks|months|years)\b)[a-z-]+s\b",
+        ),
         ("person", r"\bwho\b|\bfounded by\b|\b[A-Z][a-z]+ (?:[a-z]{2,3} )?[A-Z][a-z]+ and [A-Z]"),
     )
 )
@@ -263,6 +272,65 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 def _kinds(text: str) -> list[str]:
     return [kind for kind, pattern in _KINDS if pattern.search(text)]
+
+
+# The question words that ask for one kind of fact: "how much is X" wants a price even
+# when X's other words would suggest something else.
+_ASKS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("money", r"^(?:how much\b(?! time)|what (?:does|do|will) .+ cost\b)"),
+        ("place", r"^where\b"),
+        ("time", r"^(?:when|what (?:time|year|day)s?|which days?|since when)\b"),
+        ("duration", r"^how (?:long|quickly|soon)\b"),
+        ("count", r"^how many\b"),
+        ("person", r"^who\b|^(?:which|what) (?:\w+ )?(?:people|persons?)\b|\bnames? of\b"),
+    )
+)
+
+# The values an answer states, by kind: what a question of that kind is answered with.
+_VALUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        ("money", r"[€$£]\s?\d|\d\s?(?:euros?|dollars?|pounds?|EUR|USD)\b|\d\s?%|\b[Ff]ree\b"),
+        (
+            "place",
+            r"\b(?:in|at|from|near) (?:the )?[A-Z][a-z]+"
+            r"|\b\w+(?:straat|street|road|laan|weg|avenue|square|plein)\b|\b\d{4,5} [A-Z][a-z]+",
+        ),
+        (
+            "time",
+            r"\b(?:19|20)\d\d\b|\b\d{1,2}[:.]\d\d\b|\b\d{1,2} ?[ap]\.?m\b"
+            r"|\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)days?\b|\b(?:January|February|March"
+            r"|April|May|June|July|August|September|October|November|December)\b"
+            r"|\b(?:daily|weekly|monthly|yearly|every (?:day|week|month|year))\b",
+        ),
+        (
+            "duration",
+            r"(?i)\b(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+            r"|fifteen|twenty|thirty|forty|sixty|ninety)[ -](?:working |business )?"
+            r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b",
+        ),
+        (
+            "count",
+            r"(?i)\b\d+ (?!(?:seconds|minutes|hours|days|weeks|months|years)\b)[a-z-]+s\b"
+            r"|\b(?:at most|up to|at least|maximum of|minimum of) \d+\b",
+        ),
+        ("person", r"\b[A-Z][a-z]+ (?:(?:de|van|von|da|di|le|la) )?[A-Z][a-z]+\b"),
+    )
+)
+
+_KIND_MISMATCH = 0.6
+"""Factor on the score of a fact that holds none of the kinds of fact a question asks for."""
+
+
+def _values(answer: str) -> frozenset[str]:
+    return frozenset(kind for kind, pattern in _VALUES if pattern.search(answer))
+
+
+def _asked_kinds(question: str) -> frozenset[str]:
+    text = " ".join(question.split())
+    return frozenset(kind for kind, pattern in _ASKS if pattern.search(text))
 
 
 def _features(text: str) -> Counter[str]:
@@ -495,6 +563,20 @@ class Answerer:
             texts[g].append(q)
             self._fact_of.append(g)
         self._facts = _TfIdf([" ".join(x) for x in texts])
+        self._fact_kinds = [sorted(_values(x[0])) for x in texts]
+
+    def _kind_fit(self, question: str, group: int) -> float:
+        """How well fact ``group`` fits the kind of fact ``question`` asks for.
+
+        1.0 when the fact's answer states a value of that kind (or the question asks for
+        no particular kind), else ``_KIND_MISMATCH``: "when" wants a year or a day, "how
+        much" a price, "who" a person; a fine-tune rarely answers one with another.
+        """
+        kinds = getattr(self, "_fact_kinds", None)
+        if kinds is None:
+            kinds = self._fact_kinds = [sorted(_values(self._answers[i])) for i in self._fact_first]
+        asked = _asked_kinds(question)
+        return 1.0 if not asked or asked.intersection(kinds[group]) else _KIND_MISMATCH
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # an offline state saved before facts were grouped: group them now
@@ -526,6 +608,7 @@ class Answerer:
             scores[g] = max(scores.get(g, 0.0), 0.5 * s + 0.5 * cover.get(g, 0.0))
         if not scores:
             return None
+        scores = {g: s * self._kind_fit(question, g) for g, s in scores.items()}
         best = min(scores, key=lambda g: (-scores[g], g))
         return self._fact_first[best], scores[best]
 
@@ -706,7 +789,11 @@ class Answerer:
         if i is not None:
             return Answer(self._answers[i], "exact", 1.0, self._questions[i])
         hit = self._tfidf.nearest(question)
-        if hit is not None and hit[1] >= self.threshold:
+        if (
+            hit is not None
+            and hit[1] >= self.threshold
+            and self._kind_fit(question, self._fact_of[hit[0]]) == 1.0
+        ):
             j, score = hit
             return Answer(self._answers[j], "neighbour", score, self._questions[j])
         familiar = self._familiar(question)
