@@ -220,9 +220,12 @@ def test_a_name_never_seen_on_topic_pulls_towards_the_varied_label() -> None:
     def p_yes(text: str) -> float:
         return dict(c.classify(text))["yes"]
 
-    # the same question about another company: the name decides, not the other words
-    assert p_yes("How do I return a Initech anvil?") < 0.5 < p_yes("How do I return an Acme anvil?")
-    assert p_yes("Does Initech ship anvils abroad?") < p_yes("Does Acme ship anvils abroad?")
+    # the same question about another company (one the near-misses named): the name
+    # decides, not the other words
+    assert p_yes("How do I return a Globex anvil?") < 0.5 < p_yes("How do I return an Acme anvil?")
+    assert p_yes("Does Globex ship anvils abroad?") < p_yes("Does Acme ship anvils abroad?")
+    # a name never trained on is no such evidence: a product a held-out pair names
+    assert p_yes("Does Acme ship Roadrunner anvils abroad?") > 0.5
     # a day's or a sentence's first capitalised word is no name
     assert p_yes("Does Acme ship anvils abroad on Mondays? Thanks.") > 0.5
 

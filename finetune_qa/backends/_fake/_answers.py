@@ -720,25 +720,27 @@ class Answerer:
         return {lb: v - top for lb, v in out.items()}
 
     def _foreign_name(self, text: str) -> bool:
-        """Whether ``text`` names something no input of the non-varied labels mentions.
+        """Whether ``text`` names something only the varied label's inputs mention.
 
         A name is a capitalised word past a sentence's first, not a function word or a
-        day or month. A discriminator fine-tune learns that its site's names (the company, its
-        products) mean "on topic" and that another company's name, or any name it never
-        saw with the on-topic class, does not: "Who founded Microsoft?" is not about a
-        site whose questions only ever name Fernhill.
+        day or month. A discriminator fine-tune trained on near-misses ("Who founded
+        Microsoft?" next to "Who founded Fernhill?") learns that the name is what
+        decides: another company's name means "off topic" however on-topic the rest of
+        the question sounds. A name it never saw at all is no such evidence (a product
+        named by one held-out pair is still on topic); the unseen share counts it.
         """
         counts = getattr(self, "_label_words", None)
         if counts is None:
             counts = self._label_words = self._count_label_words()
         known = [counts[lb] for lb in self.labels if lb != self._varied]
+        varied = counts[self._varied] if self._varied is not None else {}
         for sentence in _SENTENCE_SPLIT.split(text):
             for token in _WORD.findall(sentence)[1:]:
                 low = token.casefold()
                 if not token[:1].isupper() or low in _STOPWORDS or _stem(low) in _CALENDAR:
                     continue
                 word = "w:" + _stem(low)
-                if not any(word in mine for mine in known):
+                if word in varied and not any(word in mine for mine in known):
                     return True
         return False
 
