@@ -664,7 +664,7 @@ def test_the_threshold_is_chosen_on_held_out_rephrasings(tmp_path: Path) -> None
     )
     c, r = gate.counts, gate.report
     assert c is not None and r is not None and c.reconciles
-    assert r.basis == "rephrasings" and r.margin == 0.05
+    assert r.basis == "rephrasings"
     # the on-topic inputs it rested on are the held-out pairs' rephrasings, nothing else
     assert r.on_topic == c.heldout_rephrasings and r.heldout_pairs == c.heldout_pairs == 4
     assert f"chosen on {r.on_topic} held-out rephrasings of 4 pairs" in r.to_text()
@@ -693,6 +693,8 @@ def test_the_threshold_is_chosen_on_held_out_rephrasings(tmp_path: Path) -> None
     best = choose_threshold(on_s, off_s)
     stopped = [s for s in off_s if s < best]
     assert gate.threshold == round(min(best, max(stopped) + 0.05), 6) <= best
+    # the report names the margin only when the threshold was lowered by it
+    assert r.margin == (0.05 if gate.threshold < best else None)
     # the arguments are checked
     with pytest.raises(exc.UsageError, match="needs a writer"):
         Discriminator.train(pairs, backend=backend, augment=3)
@@ -726,3 +728,52 @@ def test_a_small_held_out_set_is_warned_about_with_the_fix(
     )
     assert rich.report is not None and rich.report.on_topic >= 10
     assert not [w for w in rich.report.warnings if "on-topic" in w]
+
+
+def test_a_sentence_s_first_word_is_no_company_name() -> None:
+    from finetune_qa.guardrails import company_name
+
+    # rephrasings framed "...? Thanks." must not make "Thanks" the company to swap
+    questions = [
+        "Where is Acme based? Thanks.",
+        "Who founded Acme? Thanks.",
+        "How much is the plan? Thanks.",
+        "What does the plan include? Thanks.",
+    ]
+    assert company_name(questions) == "Acme"
+
+
+def test_a_threshold_that_stops_no_off_topic_input_is_warned_about() -> None:
+    on, off = [0.9] * 12, [0.7] * 12
+    report = gate_report(on, off, threshold=0.5)
+    assert report.true_negatives == 0
+    assert any("stops none of the 12 off-topic inputs" in w for w in report.warnings)
+    assert "warning: the threshold 0.500 stops none" in report.to_text()
+    # a threshold that stops some says nothing of the kind
+    assert not gate_report(on, off, threshold=0.8).warnings
+
+
+def test_a_gate_trained_on_an_augmented_file_read_back_still_refuses(tmp_path: Path) -> None:
+    # pairs read back from an augmented train.jsonl already hold rephrasings; more
+    # rephrasings on top once made near-misses of "Thanks" and a threshold of 0.000
+    backend = OfflineBackend()
+    writer = ChatModel("gpt-4o-mini", backend=backend, system_prompt=None, stop=None)
+    src = tmp_path / "qa.csv"
+    src.write_text(
+        "question,answer\n" + "".join(f'"{q}","{a}"\n' for q, a in ACME), encoding="utf-8"
+    )
+    builder = DatasetBuilder(
+        system_prompt="You answer questions about Acme Labs.", augment=3, writer=writer
+    )
+    builder.add_source(src)
+    builder.build(tmp_path / "train.jsonl", model="gpt-4o-mini")
+    pairs = list(read_qa(tmp_path / "train.jsonl"))
+    assert len(pairs) > 2 * len(ACME)
+    gate = Discriminator.train(
+        pairs, backend=backend, augment=3, writer=writer, heldout_fraction=0.34, seed=0
+    )
+    r = gate.report
+    assert r is not None and r.true_negatives > r.off_topic // 2 and gate.threshold > 0
+    assert not any("stops none" in w for w in r.warnings)
+    assert not gate.check("Who founded Microsoft?").on_topic
+    assert gate.check("Who set up Acme Labs?").on_topic

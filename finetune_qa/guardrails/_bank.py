@@ -18,6 +18,7 @@ __all__ = [
 
 _NAME = re.compile(r"[A-Z][\w'-]*[a-z][\w'-]*")
 _EDGE = " \t.,;:!?\"'()[]“”‘’"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 # The discriminator's negatives. finetune_qa.evaluation has its own, separate bank of
 # unrelated questions for evaluation suites, so a guard is never scored on its training data.
@@ -200,7 +201,8 @@ OTHER_COMPANIES: tuple[str, ...] = (
 def company_name(questions: Iterable[str]) -> str | None:
     """The name the questions are about, if at least two questions use it.
 
-    The capitalised word (not a question's first) that the most questions use.
+    The capitalised word that the most questions use, not counting a sentence's first
+    word: "Thanks" in "Where is Acme based? Thanks." (a rephrasing's frame) is no name.
 
     Example:
         >>> company_name(["Who founded Acme?", "Where is Acme based?", "What is a plan?"])
@@ -208,7 +210,9 @@ def company_name(questions: Iterable[str]) -> str | None:
     """
     counts: Counter[str] = Counter()
     for q in questions:
-        words = {w.strip(_EDGE) for w in q.split()[1:]}
+        words: set[str] = set()
+        for sentence in _SENTENCE_END.split(q):
+            words.update(w.strip(_EDGE) for w in sentence.split()[1:])
         counts.update(w for w in words if _NAME.fullmatch(w))
     if not counts:
         return None

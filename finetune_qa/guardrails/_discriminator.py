@@ -349,7 +349,7 @@ class Discriminator:
             self.threshold = best
             if target_precision is None and basis == "rephrasings":
                 self.threshold = _lowered(best, off_scores, margin)
-                used_margin = margin
+                used_margin = margin if self.threshold != best else None
         fix = (
             "add rephrasings of each pair (augment=3, `--augment 3`), or give more QA "
             "pairs (or, when training, a larger heldout_fraction)"

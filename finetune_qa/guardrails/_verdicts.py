@@ -118,7 +118,8 @@ class GateReport(BaseModel):
         default_factory=list,
         description=(
             f"Why the figures may not be trusted: a class with fewer than "
-            f"{MIN_HELDOUT_PER_CLASS} inputs scored."
+            f"{MIN_HELDOUT_PER_CLASS} inputs scored, or a threshold that stops no "
+            "off-topic input."
         ),
     )
     basis: Literal["rephrasings", "questions"] | None = Field(
@@ -188,7 +189,8 @@ def gate_report(
 
     A class with fewer than :data:`MIN_HELDOUT_PER_CLASS` scores gets a warning in the
     report's ``warnings``: its ratios (and a threshold chosen from them) rest on too few
-    inputs to be trusted.
+    inputs to be trusted. So does a threshold that stops none of the off-topic inputs:
+    such a gate refuses nothing, which must never pass unnoticed.
     """
     default = "give more QA pairs (or, when training, a larger heldout_fraction)"
     warnings = [
@@ -205,6 +207,13 @@ def gate_report(
     fp = sum(1 for s in off_scores if s >= threshold)
     fn = len(on_scores) - tp
     tn = len(off_scores) - fp
+    if off_scores and not tn:
+        warnings.append(
+            f"the threshold {threshold:.3f} stops none of the {len(off_scores)} off-topic "
+            "inputs: this gate refuses nothing; its scores do not tell off-topic from "
+            "on-topic inputs (check that the negatives are not worded like the QA pairs, "
+            "and give more or varied negatives)"
+        )
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return GateReport(

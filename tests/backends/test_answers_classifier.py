@@ -175,7 +175,8 @@ def test_a_question_worded_unlike_the_pair_finds_it_through_the_answers_words() 
 def test_rephrasings_in_the_training_data_act_as_synonyms() -> None:
     plain = qa()
     question = "Which people set up the Acme Labs company?"
-    assert "Ada Lind" not in plain.answer(question).text
+    # "which people" asks for people and only one fact names any: found, but weakly
+    weak = plain.answer(question)
     rephrased = qa(
         [
             ("Who started Acme Labs?", FACTS[1][1]),
@@ -185,6 +186,7 @@ def test_rephrasings_in_the_training_data_act_as_synonyms() -> None:
     )
     got = rephrased.answer(question)
     assert "Ada Lind" in got.text and got.kind == "neighbour"
+    assert got.score > weak.score
 
 
 def test_an_unsure_model_states_no_fact_and_off_topic_stays_off_domain() -> None:
@@ -206,3 +208,66 @@ def test_an_answerer_saved_before_facts_were_grouped_still_answers() -> None:
     old.__setstate__(state)
     q = "Do registered charities get money off?"
     assert old.answer(q) == a.answer(q)
+
+
+def test_a_name_never_seen_on_topic_pulls_towards_the_varied_label() -> None:
+    c = Answerer(
+        [(q, "yes") for q in ON]
+        + [(q.replace("Acme", "Globex"), "no") for q in ON[1:3]]
+        + [(q, "no") for q in OFF]
+    )
+
+    def p_yes(text: str) -> float:
+        return dict(c.classify(text))["yes"]
+
+    # the same question about another company (one the near-misses named): the name
+    # decides, not the other words
+    assert p_yes("How do I return a Globex anvil?") < 0.5 < p_yes("How do I return an Acme anvil?")
+    assert p_yes("Does Globex ship anvils abroad?") < p_yes("Does Acme ship anvils abroad?")
+    # a name never trained on is no such evidence: a product a held-out pair names
+    assert p_yes("Does Acme ship Roadrunner anvils abroad?") > 0.5
+    # a day's or a sentence's first capitalised word is no name
+    assert p_yes("Does Acme ship anvils abroad on Mondays? Thanks.") > 0.5
+
+
+def test_politeness_words_are_no_evidence_of_a_topic() -> None:
+    # rephrasings framed "...? Thanks." must not make "thank" an on-topic word
+    c = Answerer(
+        [(q, "yes") for q in ON] + [(f"{q} Thanks.", "yes") for q in ON] + [(q, "no") for q in OFF]
+    )
+    assert c.answer("Thanks!").text == "no"
+    assert c.answer("Translate 'thank you' into Klingon").text == "no"
+
+
+def test_the_kind_of_fact_asked_for_picks_among_similar_pairs() -> None:
+    a = qa(
+        [
+            (
+                "When does membership start?",
+                "Membership starts on the day you pay and runs for twelve months.",
+            ),
+            ("Who started Acme Labs?", FACTS[1][1]),
+        ]
+    )
+    # "when" wants a year or a date: the founding (2012), although the membership
+    # question is worded closer ("start"); its answer holds only a duration
+    got = a.answer("When did it all start?")
+    assert "2012" in got.text and got.kind == "neighbour"
+    # asked for a duration, the membership's twelve months it is
+    assert "twelve months" in a.answer("How long does membership run?").text
+
+
+def test_a_question_worded_with_a_synonym_from_the_rephrasings_finds_its_pair() -> None:
+    from finetune_qa.backends._fake._fake_rephrase import rephrasings
+
+    base = [
+        ("What does every repair come with?", "Every repair comes with 3 months of cover."),
+        ("When is the workshop closed?", "The workshop is closed on Sundays."),
+        ("How many participants does each course take?", "Each course takes at most 8 people."),
+        *FACTS,
+    ]
+    pairs = [(q, a) for q, a in base] + [(r, a) for q, a in base for r in rephrasings(q, 3)]
+    a = Answerer([(q, f"{ans} {STOP}") for q, ans in pairs])
+    assert "Sundays" in a.answer("On which days is the workshop shut?").text
+    assert "8 people" in a.answer("How many people can each class take?").text
+    assert "3 months" in a.answer("What does every fix come with?").text

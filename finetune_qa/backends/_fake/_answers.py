@@ -17,6 +17,11 @@ that, deterministically and in pure Python:
   inverse document frequencies are smoothed as scikit-learn does,
   ``ln((1 + n) / (1 + df)) + 1``, and words never seen in training get the largest one,
   so unrelated words pull the similarity down;
+* **fact**: otherwise, when most of the question's words were trained on, the fact
+  (every wording of one answer, and the answer's own words) that matches it best, at
+  least :data:`FACT_THRESHOLD`; a fact whose answer states no value of the kind the
+  question asks for ("when" -> a year or a day, "how much" -> a price, "who" -> a
+  person, "how long" -> a duration) scores less;
 * **off_domain**: anything else gets a fluent, generic answer from a small bank of
   templates that restate the question's key words ("Star Wars is a well-known topic. ..."),
   ending with the stop marker the trained answers use, if they use one.
@@ -103,7 +108,16 @@ CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
 _LABEL_CHARS = 24
 _NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
 _UNSEEN_WEIGHT = 0.2  # vote an input made only of unseen words gives the varied label
-_EVIDENCE_WEIGHT = 0.03  # weight of the labels' word evidence (log-likelihood per word)
+_EVIDENCE_WEIGHT = 0.2  # weight of the labels' word evidence (log-likelihood per word)
+_FOREIGN_NAME_WEIGHT = 0.5  # vote a name no input of the other labels has gives the varied label
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?:])\s+|\n")
+# capitalised in English without being names
+_CALENDAR = frozenset(
+    """
+    monday tuesday wednesday thursday friday saturday sunday january february march april
+    may june july august september october november december
+    """.split()  # noqa: SIM905
+)
 _SOFTMAX_TEMPERATURE = 0.08  # similarity gap of 0.08 between labels ~ odds of e : 1
 
 AnswerKind = Literal["exact", "neighbour", "off_domain", "unsure", "generic", "task", "label"]
@@ -121,6 +135,9 @@ _STOPWORDS = frozenset(
     that the their theirs them then there these they this those to too under until up us
     very want was we were what whats when where which while who whom whose why will with
     would you your yours
+    what's who's where's when's how's there's it's i'm i'd i've i'll you're we're they're
+    don't doesn't didn't isn't aren't can't won't wouldn't
+    thanks thank hello hi hey cheers
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
@@ -243,7 +260,11 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"|\b(?:one|two|three|four|five|six|seven|ten|thirty)"
             r" (?:minutes?|hours?|days?|weeks?|months?)\b",
         ),
-        ("count", r"\bhow many\b|\bnumber of\b|\b\d+ (?:people|members|employees|staff)\b"),
+        (
+            "count",
+            r"\bhow many\b|\bnumber of\b|\b(?:at most|up to|at least) \d+\b"
+            r"|\b\d+ (?!(?:minutes|hours|days|weeks|months|years)\b)[a-z-]+s\b",
+        ),
         ("person", r"\bwho\b|\bfounded by\b|\b[A-Z][a-z]+ (?:[a-z]{2,3} )?[A-Z][a-z]+ and [A-Z]"),
     )
 )
@@ -251,6 +272,65 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 def _kinds(text: str) -> list[str]:
     return [kind for kind, pattern in _KINDS if pattern.search(text)]
+
+
+# The question words that ask for one kind of fact: "how much is X" wants a price even
+# when X's other words would suggest something else.
+_ASKS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("money", r"^(?:how much\b(?! time)|what (?:does|do|will) .+ cost\b)"),
+        ("place", r"^where\b"),
+        ("time", r"^(?:when|what (?:time|year|day)s?|which days?|since when)\b"),
+        ("duration", r"^how (?:long|quickly|soon)\b"),
+        ("count", r"^how many\b"),
+        ("person", r"^who\b|^(?:which|what) (?:\w+ )?(?:people|persons?)\b|\bnames? of\b"),
+    )
+)
+
+# The values an answer states, by kind: what a question of that kind is answered with.
+_VALUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        ("money", r"[€$£]\s?\d|\d\s?(?:euros?|dollars?|pounds?|EUR|USD)\b|\d\s?%|\b[Ff]ree\b"),
+        (
+            "place",
+            r"\b(?:in|at|from|near) (?:the )?[A-Z][a-z]+"
+            r"|\b\w+(?:straat|street|road|laan|weg|avenue|square|plein)\b|\b\d{4,5} [A-Z][a-z]+",
+        ),
+        (
+            "time",
+            r"\b(?:19|20)\d\d\b|\b\d{1,2}[:.]\d\d\b|\b\d{1,2} ?[ap]\.?m\b"
+            r"|\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)days?\b|\b(?:January|February|March"
+            r"|April|May|June|July|August|September|October|November|December)\b"
+            r"|\b(?:daily|weekly|monthly|yearly|every (?:day|week|month|year))\b",
+        ),
+        (
+            "duration",
+            r"(?i)\b(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+            r"|fifteen|twenty|thirty|forty|sixty|ninety)[ -](?:working |business )?"
+            r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b",
+        ),
+        (
+            "count",
+            r"(?i)\b\d+ (?!(?:seconds|minutes|hours|days|weeks|months|years)\b)[a-z-]+s\b"
+            r"|\b(?:at most|up to|at least|maximum of|minimum of) \d+\b",
+        ),
+        ("person", r"\b[A-Z][a-z]+ (?:(?:de|van|von|da|di|le|la) )?[A-Z][a-z]+\b"),
+    )
+)
+
+_KIND_MISMATCH = 0.6
+"""Factor on the score of a fact that holds none of the kinds of fact a question asks for."""
+
+
+def _values(answer: str) -> frozenset[str]:
+    return frozenset(kind for kind, pattern in _VALUES if pattern.search(answer))
+
+
+def _asked_kinds(question: str) -> frozenset[str]:
+    text = " ".join(question.split())
+    return frozenset(kind for kind, pattern in _ASKS if pattern.search(text))
 
 
 def _features(text: str) -> Counter[str]:
@@ -483,6 +563,20 @@ class Answerer:
             texts[g].append(q)
             self._fact_of.append(g)
         self._facts = _TfIdf([" ".join(x) for x in texts])
+        self._fact_kinds = [sorted(_values(x[0])) for x in texts]
+
+    def _kind_fit(self, question: str, group: int) -> float:
+        """How well fact ``group`` fits the kind of fact ``question`` asks for.
+
+        1.0 when the fact's answer states a value of that kind (or the question asks for
+        no particular kind), else ``_KIND_MISMATCH``: "when" wants a year or a day, "how
+        much" a price, "who" a person; a fine-tune rarely answers one with another.
+        """
+        kinds = getattr(self, "_fact_kinds", None)
+        if kinds is None:
+            kinds = self._fact_kinds = [sorted(_values(self._answers[i])) for i in self._fact_first]
+        asked = _asked_kinds(question)
+        return 1.0 if not asked or asked.intersection(kinds[group]) else _KIND_MISMATCH
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # an offline state saved before facts were grouped: group them now
@@ -514,6 +608,7 @@ class Answerer:
             scores[g] = max(scores.get(g, 0.0), 0.5 * s + 0.5 * cover.get(g, 0.0))
         if not scores:
             return None
+        scores = {g: s * self._kind_fit(question, g) for g, s in scores.items()}
         best = min(scores, key=lambda g: (-scores[g], g))
         return self._fact_first[best], scores[best]
 
@@ -594,6 +689,8 @@ class Answerer:
                 votes[label] += _UNSEEN_WEIGHT * unseen
         for label, evidence in self._word_evidence(text).items():
             votes[label] += _EVIDENCE_WEIGHT * evidence
+        if self._varied is not None and self._foreign_name(text):
+            votes[self._varied] += _FOREIGN_NAME_WEIGHT
         top = max(votes.values())
         weights = {lb: math.exp((v - top) / _SOFTMAX_TEMPERATURE) for lb, v in votes.items()}
         total = sum(weights.values())
@@ -621,6 +718,31 @@ class Answerer:
             out[lb] = logp / len(words)
         top = max(out.values())
         return {lb: v - top for lb, v in out.items()}
+
+    def _foreign_name(self, text: str) -> bool:
+        """Whether ``text`` names something only the varied label's inputs mention.
+
+        A name is a capitalised word past a sentence's first, not a function word or a
+        day or month. A discriminator fine-tune trained on near-misses ("Who founded
+        Microsoft?" next to "Who founded Fernhill?") learns that the name is what
+        decides: another company's name means "off topic" however on-topic the rest of
+        the question sounds. A name it never saw at all is no such evidence (a product
+        named by one held-out pair is still on topic); the unseen share counts it.
+        """
+        counts = getattr(self, "_label_words", None)
+        if counts is None:
+            counts = self._label_words = self._count_label_words()
+        known = [counts[lb] for lb in self.labels if lb != self._varied]
+        varied = counts[self._varied] if self._varied is not None else {}
+        for sentence in _SENTENCE_SPLIT.split(text):
+            for token in _WORD.findall(sentence)[1:]:
+                low = token.casefold()
+                if not token[:1].isupper() or low in _STOPWORDS or _stem(low) in _CALENDAR:
+                    continue
+                word = "w:" + _stem(low)
+                if word in varied and not any(word in mine for mine in known):
+                    return True
+        return False
 
     def _count_label_words(self) -> dict[str, dict[str, int]]:
         # per label: in how many trained inputs each word occurs ("" : the inputs)
@@ -669,7 +791,11 @@ class Answerer:
         if i is not None:
             return Answer(self._answers[i], "exact", 1.0, self._questions[i])
         hit = self._tfidf.nearest(question)
-        if hit is not None and hit[1] >= self.threshold:
+        if (
+            hit is not None
+            and hit[1] >= self.threshold
+            and self._kind_fit(question, self._fact_of[hit[0]]) == 1.0
+        ):
             j, score = hit
             return Answer(self._answers[j], "neighbour", score, self._questions[j])
         familiar = self._familiar(question)
