@@ -28,6 +28,7 @@ from finetune_qa.backends import OfflineBackend
 
 SITE = Path(__file__).parent / "data" / "markdown_site"
 SYSTEM = "You are a factual chatbot that answers questions about Fernhill Tasks."
+AUGMENT = 3  # rephrasings per question, in the training data and in the gate
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     generated = QAGenerator(writer, pairs_per_chunk=8).generate(SITE)
     qa_csv = generated.write_csv(work / "qa.csv")
 
-    # 2. build: the seed CSV layout back into chat JSONL
-    builder = DatasetBuilder(system_prompt=SYSTEM, validation_fraction=0.0)
+    # 2. build: the seed CSV layout back into chat JSONL, with 3 rephrasings of each
+    #    question (the writer rephrases; cached, so the gate below asks nothing again)
+    builder = DatasetBuilder(
+        system_prompt=SYSTEM,
+        validation_fraction=0.0,
+        augment=AUGMENT,
+        writer=writer,
+        rephrase_cache=work / "rephrasings.jsonl",
+    )
     builder.add_source(qa_csv)
     build = builder.build(work / "train.jsonl", model="gpt-4o-mini")
 
@@ -64,7 +72,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
     # 5. train a question gate on the same pairs, then guard the bot
     gate = Discriminator.train(
-        trained, backend=backend, gate="question", workdir=work / "gate", seed=0
+        trained,
+        backend=backend,
+        gate="question",
+        workdir=work / "gate",
+        seed=0,
+        augment=AUGMENT,
+        writer=writer,
     )
     guarded = GuardedChatModel(bot, question_gate=gate, topic="Fernhill Tasks")
     guarded_result = suite.run(guarded)
@@ -104,6 +118,22 @@ def test_generation_feeds_a_dataset(chain: dict[str, object]) -> None:
     build = chain["build"]
     assert build.train >= 60  # type: ignore[attr-defined]
     assert chain["job"].status == "succeeded"  # type: ignore[attr-defined]
+
+
+def test_augmentation_adds_rephrasings_and_the_gate_rests_on_them(
+    chain: dict[str, object],
+) -> None:
+    build = chain["build"]
+    aug = build.augmentation  # type: ignore[attr-defined]
+    assert aug is not None and aug.k == AUGMENT
+    # every kept question was rephrased; the rephrasings are training examples, counted
+    assert aug.questions == build.kept  # type: ignore[attr-defined]
+    assert aug.added_train >= 2 * aug.questions
+    assert build.train == build.kept + aug.added_train  # type: ignore[attr-defined]
+    # the gate's threshold rests on held-out pairs' rephrasings
+    report = chain["gate"].report  # type: ignore[attr-defined]
+    assert report.basis == "rephrasings"
+    assert report.heldout_pairs and report.on_topic > report.heldout_pairs
 
 
 def test_the_bare_fine_tune_answers_everything(chain: dict[str, object]) -> None:
