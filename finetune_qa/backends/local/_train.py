@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune_qa.backends.local._data import DataLineError, encode_example, read_chat_jsonl
-from finetune_qa.backends.local._settings import DeviceInfo, LocalSettings, resolve
+from finetune_qa.backends.local._settings import DeviceInfo, LocalSettings, Resolved, resolve
 from finetune_qa.backends.local._store import Run
 
 __all__ = ["TrainingFailure", "main", "train"]
@@ -191,10 +191,8 @@ def _events_callback(run: Run, total_steps: int, cancel: list[bool]) -> Any:
 
 def train(run: Run) -> None:
     """Train the run's job to the end (or to a failure, raised as :class:`TrainingFailure`)."""
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     job = run.job
     settings = LocalSettings.model_validate(job["settings"])
@@ -212,24 +210,7 @@ def train(run: Run) -> None:
     val_path, val_name = job.get("validation_path"), job.get("validation_filename")
     val_rows = encode_file(tok, Path(val_path), val_name) if val_path else None
     lengths = [len(r["input_ids"]) for r in train_rows]
-    fast = device.kind == "cuda" and device.fast_kernels
-    attn = "flash_attention_2" if fast else "sdpa"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            base,
-            dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision, "auto")
-            if settings.precision != "auto"
-            else (torch.bfloat16 if device.bf16 else torch.float32),
-            attn_implementation=attn,
-        )
-    except OSError as exc:
-        raise TrainingFailure("model_not_found", f"cannot load the model {base!r}: {exc}") from exc
-    except Exception as exc:  # damaged weights raise the format library's own errors
-        raise TrainingFailure(
-            "invalid_model",
-            f"cannot load the model {base!r} ({type(exc).__name__}: {exc}); check that the "
-            "directory holds a complete Hugging Face model",
-        ) from exc
+    model = _load_model(base, settings, device)
     n_params = sum(p.numel() for p in model.parameters())
     resolved = resolve(
         settings,
@@ -244,42 +225,114 @@ def train(run: Run) -> None:
         seed=request.get("seed"),
         model_max_length=getattr(model.config, "max_position_embeddings", None),
     )
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = math.ceil(len(train_rows) / (resolved.batch_size * world))
-    steps_per_epoch = math.ceil(steps_per_epoch / resolved.gradient_accumulation_steps)
-    total_steps = max(1, steps_per_epoch * resolved.n_epochs)
+    total_steps = _total_steps(len(train_rows), resolved)
     if _is_main():
+        _announce(run, base, device, resolved, n_params, len(train_rows), total_steps)
+    trainer = SFTTrainer(
+        model=model,
+        args=_sft_config(run, settings, resolved, total_steps, has_validation=bool(val_rows)),
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+        processing_class=tok,
+        peft_config=_lora_config(settings) if resolved.method == "lora" else None,
+        callbacks=[_events_callback(run, total_steps, cancel)],
+    )
+    trainer.train()
+    if cancel[0]:
+        raise _Cancelled()
+    if _is_main():
+        trainer.save_model(str(run.model_dir))
+        tok.save_pretrained(str(run.model_dir))
+        # the trainer pickles its arguments beside the model; nothing here loads a pickle
+        (run.model_dir / "training_args.bin").unlink(missing_ok=True)
+        trained = sum(sum(1 for x in r["labels"] if x != -100) for r in train_rows)
         run.update_status(
-            status="running",
-            provider_status="running",
-            started_at=int(time.time()),
-            total_steps=total_steps,
-            step=0,
-            device=device.model_dump(),
-            resolved=resolved.model_dump(),
-            n_params=n_params,
+            trained_tokens=sum(lengths) * resolved.n_epochs,
+            trained_target_tokens=trained * resolved.n_epochs,
         )
-        run.add_event(
-            f"Training {base} ({n_params:,} parameters, {resolved.method}) on {device.name}: "
-            f"{len(train_rows)} examples, {resolved.n_epochs} epochs, batch {resolved.batch_size}, "
-            f"lr {resolved.learning_rate:g}"
-        )
-    peft_config = None
-    if resolved.method == "lora":
-        from peft import LoraConfig
 
-        peft_config = LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha or 2 * settings.lora_r,
-            lora_dropout=settings.lora_dropout,
-            target_modules=settings.lora_target_modules,
-            task_type="CAUSAL_LM",
-            modules_to_save=["embed_tokens", "lm_head"] if settings.lora_train_embeddings else None,
+
+def _load_model(base: str, settings: LocalSettings, device: DeviceInfo) -> Any:
+    """The base model, in the precision and attention the device calls for."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    fast = device.kind == "cuda" and device.fast_kernels
+    if settings.precision != "auto":
+        dtype: Any = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision, "auto")
+    else:
+        dtype = torch.bfloat16 if device.bf16 else torch.float32
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            base, dtype=dtype, attn_implementation="flash_attention_2" if fast else "sdpa"
         )
+    except OSError as exc:
+        raise TrainingFailure("model_not_found", f"cannot load the model {base!r}: {exc}") from exc
+    except Exception as exc:  # damaged weights raise the format library's own errors
+        raise TrainingFailure(
+            "invalid_model",
+            f"cannot load the model {base!r} ({type(exc).__name__}: {exc}); check that the "
+            "directory holds a complete Hugging Face model",
+        ) from exc
+
+
+def _total_steps(n_examples: int, resolved: Resolved) -> int:
+    """Optimizer steps of the whole run, across every process of a distributed launch."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = math.ceil(n_examples / (resolved.batch_size * world))
+    steps_per_epoch = math.ceil(steps_per_epoch / resolved.gradient_accumulation_steps)
+    return max(1, steps_per_epoch * resolved.n_epochs)
+
+
+def _announce(
+    run: Run,
+    base: str,
+    device: DeviceInfo,
+    resolved: Resolved,
+    n_params: int,
+    n_examples: int,
+    total_steps: int,
+) -> None:
+    """The run's status goes to running, with what was chosen and why, and one event."""
+    run.update_status(
+        status="running",
+        provider_status="running",
+        started_at=int(time.time()),
+        total_steps=total_steps,
+        step=0,
+        device=device.model_dump(),
+        resolved=resolved.model_dump(),
+        n_params=n_params,
+    )
+    run.add_event(
+        f"Training {base} ({n_params:,} parameters, {resolved.method}) on {device.name}: "
+        f"{n_examples} examples, {resolved.n_epochs} epochs, batch {resolved.batch_size}, "
+        f"lr {resolved.learning_rate:g}"
+    )
+
+
+def _lora_config(settings: LocalSettings) -> Any:
+    """PEFT's LoRA settings from ours."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha or 2 * settings.lora_r,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,
+        task_type="CAUSAL_LM",
+        modules_to_save=["embed_tokens", "lm_head"] if settings.lora_train_embeddings else None,
+    )
+
+
+def _sft_config(
+    run: Run, settings: LocalSettings, resolved: Resolved, total_steps: int, *, has_validation: bool
+) -> Any:
+    """TRL's SFTConfig from the resolved settings: steps, checkpoints, logging, precision."""
+    from trl import SFTConfig
+
     n_ckpt = settings.n_checkpoints
-    save_steps = max(1, math.ceil(total_steps / n_ckpt)) if n_ckpt else total_steps
-    log_steps = max(1, total_steps // 500)
-    config = SFTConfig(
+    return SFTConfig(
         output_dir=str(run.path / "checkpoints"),
         num_train_epochs=resolved.n_epochs,
         per_device_train_batch_size=resolved.batch_size,
@@ -289,11 +342,11 @@ def train(run: Run) -> None:
         lr_scheduler_type="linear",
         warmup_steps=settings.warmup_ratio,
         weight_decay=settings.weight_decay,
-        logging_steps=log_steps,
-        eval_strategy="steps" if val_rows else "no",
-        eval_steps=max(1, total_steps // 10) if val_rows else None,
+        logging_steps=max(1, total_steps // 500),
+        eval_strategy="steps" if has_validation else "no",
+        eval_steps=max(1, total_steps // 10) if has_validation else None,
         save_strategy="steps" if n_ckpt else "no",
-        save_steps=save_steps,
+        save_steps=max(1, math.ceil(total_steps / n_ckpt)) if n_ckpt else total_steps,
         save_total_limit=n_ckpt or None,
         save_only_model=True,
         report_to="none",
@@ -309,29 +362,6 @@ def train(run: Run) -> None:
         use_cpu=resolved.device == "cpu",
         dataloader_pin_memory=resolved.device == "cuda",
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-        processing_class=tok,
-        peft_config=peft_config,
-        callbacks=[_events_callback(run, total_steps, cancel)],
-    )
-    trainer.train()
-    if cancel[0]:
-        raise _Cancelled()
-    if _is_main():
-        trainer.save_model(str(run.model_dir))
-        tok.save_pretrained(str(run.model_dir))
-        # the trainer pickles its arguments beside the model; nothing here loads a pickle
-        (run.model_dir / "training_args.bin").unlink(missing_ok=True)
-        trained = sum(sum(1 for x in r["labels"] if x != -100) for r in train_rows)
-        return_status = {
-            "trained_tokens": sum(lengths) * resolved.n_epochs,
-            "trained_target_tokens": trained * resolved.n_epochs,
-        }
-        run.update_status(**return_status)
 
 
 def detach(launcher: str, run_dir: Path) -> int:
