@@ -381,16 +381,32 @@ def test_8_scrub_url_keeps_what_is_not_secret() -> None:
         ["train", "{csv}", "--timeout", "nan"],
         ["train", "{csv}", "--timeout", "inf"],
         ["train", "{csv}", "--validation-fraction", "nan"],
-        ["serve", "--speedup", "nan", "--port", "0"],
-        ["serve", "--speedup", "inf", "--port", "0"],
         ["ask", "m", "q", "--temperature", "nan"],
         ["build", "{csv}", "-o", "t.jsonl", "--validation-fraction", "nan"],
         ["guard", "train", "{csv}", "--gate", "question", "--target-precision", "nan"],
     ],
 )
-def test_13_nan_and_inf_are_refused(tmp_path: Path, args: list[str]) -> None:
+def test_13_nan_and_inf_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str]
+) -> None:
+    """In process: a refused value ends the command before any work (see the serve cases)."""
     csv_path = str(sample_csv())
-    proc = cli(*[a.replace("{csv}", csv_path) for a in args], timeout=60)
+    code, _out, err = run(capsys, *[a.replace("{csv}", csv_path) for a in args])
+    assert code == 2, err
+    assert "is not a finite number" in one_error_line(err)
+    assert not (tmp_path / "t.jsonl").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--speedup", "nan", "--port", "0"],
+        ["serve", "--speedup", "inf", "--port", "0"],
+    ],
+)
+def test_13_nan_and_inf_are_refused_by_serve(tmp_path: Path, args: list[str]) -> None:
+    """In a subprocess with a timeout: a serve that took the value would run until killed."""
+    proc = cli(*args, timeout=60)
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc.stderr.decode())
     assert "is not a finite number" in line
