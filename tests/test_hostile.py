@@ -977,7 +977,9 @@ def test_5_a_deleted_journal_does_not_start_a_second_job(
     assert [json.loads(line)["id"] for line in out.splitlines()] == [first]
 
 
-def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_state: Path) -> None:
+def test_6_concurrent_offline_trains_keep_every_job(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, offline_state: Path
+) -> None:
     argvs = [
         ["train", str(sample_csv()), "--workdir", f"wd{i}", "--no-wait", "--json", "-q"]
         for i in range(4)
@@ -986,14 +988,9 @@ def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_stat
     assert [r[0] for r in results] == [0, 0, 0, 0], results
     ids = {json.loads(out)["job_id"] for _, out, _ in results}
     assert len(ids) == 4
-    code = subprocess.run(
-        [sys.executable, "-m", "finetune_qa", "jobs", "--json"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert {json.loads(line)["id"] for line in code.stdout.splitlines()} == ids
+    code, out, err = run(capsys, "jobs", "--json")  # the reading side needs no process
+    assert code == 0, err
+    assert {json.loads(line)["id"] for line in out.splitlines()} == ids
 
 
 # ------------------------------------------------- 14. constant memory on hostile sizes
