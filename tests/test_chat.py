@@ -129,13 +129,19 @@ class Sleeps(list[float]):
 
 
 class Counting:
-    """A backend wrapper counting chat calls in flight (sync and async)."""
+    """A backend wrapper counting chat calls in flight (sync and async).
 
-    def __init__(self, inner: Any, hold: float = 0.0) -> None:
-        self.inner, self.hold = inner, hold
+    With ``gather``, each call first waits (30 s at most) until ``gather`` calls are in
+    flight at once: overlap is then proved by counting, whatever the machine's load,
+    where a timing would only suggest it.
+    """
+
+    def __init__(self, inner: Any, hold: float = 0.0, gather: int = 0) -> None:
+        self.inner, self.hold, self.gather = inner, hold, gather
         self.name = "counting"
         self.now = self.peak = self.calls = 0
         self._lock = threading.Lock()
+        self._all_in = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -145,6 +151,8 @@ class Counting:
             self.now += 1
             self.calls += 1
             self.peak = max(self.peak, self.now)
+            if self.now >= self.gather:
+                self._all_in.set()
 
     def _leave(self) -> None:
         with self._lock:
@@ -153,6 +161,8 @@ class Counting:
     def chat(self, request: ChatRequest) -> ChatResponse:
         self._enter()
         try:
+            if not self._all_in.wait(timeout=30):
+                self._all_in.set()  # never all in: the rest go on, and peak tells
             time.sleep(self.hold)
             return self.inner.chat(request)  # type: ignore[no-any-return]
         finally:
@@ -161,6 +171,11 @@ class Counting:
     async def achat(self, request: ChatRequest) -> ChatResponse:
         self._enter()
         try:
+            deadline = time.monotonic() + 30
+            while not self._all_in.is_set():
+                if time.monotonic() > deadline:
+                    self._all_in.set()  # never all in: the rest go on, and peak tells
+                await asyncio.sleep(0.001)
             await asyncio.sleep(self.hold)
             return await self.inner.achat(request)  # type: ignore[no-any-return]
         finally:
@@ -437,13 +452,11 @@ def test_ask_many_retries_until_all_succeed(backend: OfflineBackend, model: str)
 
 
 def test_ask_many_overlaps_requests(backend: OfflineBackend, model: str) -> None:
-    bot = ChatModel(model, backend=backend)
-    backend.fake.inject(CHAT, latency=0.05, times=None)
+    counting = Counting(backend, gather=20)  # one at a time: fails after 30 s
+    bot = ChatModel(model, backend=counting)
     qs = [q for q, _ in QA] * 2
-    start = time.perf_counter()
     items = bot.ask_many(qs, concurrency=20)
-    elapsed = time.perf_counter() - start
-    assert all(i.ok for i in items) and elapsed < 0.5  # one at a time: 40 x 0.05 = 2 s
+    assert all(i.ok for i in items) and counting.calls == 40 and counting.peak == 20
 
 
 @pytest.mark.parametrize("limit", [1, 4])
@@ -566,13 +579,11 @@ async def test_aask_many_records_failures_and_awaits_async_sleep(
 
 @pytest.mark.anyio
 async def test_aask_many_overlaps_and_bounds(backend: OfflineBackend, model: str) -> None:
-    backend.fake.inject(CHAT, latency=0.05, times=None)
-    start = time.perf_counter()
-    items = await ChatModel(model, backend=backend).aask_many(
+    gathering = Counting(backend, gather=20)  # one at a time: fails after 30 s
+    items = await ChatModel(model, backend=gathering).aask_many(
         [q for q, _ in QA] * 2, concurrency=20
     )
-    assert all(i.ok for i in items) and time.perf_counter() - start < 0.5
-    backend.fake.reset_faults()
+    assert all(i.ok for i in items) and gathering.calls == 40 and gathering.peak == 20
     counting = Counting(backend, hold=0.01)
     one = ChatModel(model, backend=counting)
     await one.aask_many([q for q, _ in QA[:6]], concurrency=1)

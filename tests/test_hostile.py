@@ -381,16 +381,32 @@ def test_8_scrub_url_keeps_what_is_not_secret() -> None:
         ["train", "{csv}", "--timeout", "nan"],
         ["train", "{csv}", "--timeout", "inf"],
         ["train", "{csv}", "--validation-fraction", "nan"],
-        ["serve", "--speedup", "nan", "--port", "0"],
-        ["serve", "--speedup", "inf", "--port", "0"],
         ["ask", "m", "q", "--temperature", "nan"],
         ["build", "{csv}", "-o", "t.jsonl", "--validation-fraction", "nan"],
         ["guard", "train", "{csv}", "--gate", "question", "--target-precision", "nan"],
     ],
 )
-def test_13_nan_and_inf_are_refused(tmp_path: Path, args: list[str]) -> None:
+def test_13_nan_and_inf_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str]
+) -> None:
+    """In process: a refused value ends the command before any work (see the serve cases)."""
     csv_path = str(sample_csv())
-    proc = cli(*[a.replace("{csv}", csv_path) for a in args], timeout=60)
+    code, _out, err = run(capsys, *[a.replace("{csv}", csv_path) for a in args])
+    assert code == 2, err
+    assert "is not a finite number" in one_error_line(err)
+    assert not (tmp_path / "t.jsonl").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--speedup", "nan", "--port", "0"],
+        ["serve", "--speedup", "inf", "--port", "0"],
+    ],
+)
+def test_13_nan_and_inf_are_refused_by_serve(tmp_path: Path, args: list[str]) -> None:
+    """In a subprocess with a timeout: a serve that took the value would run until killed."""
+    proc = cli(*args, timeout=60)
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc.stderr.decode())
     assert "is not a finite number" in line
@@ -961,7 +977,9 @@ def test_5_a_deleted_journal_does_not_start_a_second_job(
     assert [json.loads(line)["id"] for line in out.splitlines()] == [first]
 
 
-def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_state: Path) -> None:
+def test_6_concurrent_offline_trains_keep_every_job(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, offline_state: Path
+) -> None:
     argvs = [
         ["train", str(sample_csv()), "--workdir", f"wd{i}", "--no-wait", "--json", "-q"]
         for i in range(4)
@@ -970,14 +988,9 @@ def test_6_concurrent_offline_trains_keep_every_job(tmp_path: Path, offline_stat
     assert [r[0] for r in results] == [0, 0, 0, 0], results
     ids = {json.loads(out)["job_id"] for _, out, _ in results}
     assert len(ids) == 4
-    code = subprocess.run(
-        [sys.executable, "-m", "finetune_qa", "jobs", "--json"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert {json.loads(line)["id"] for line in code.stdout.splitlines()} == ids
+    code, out, err = run(capsys, "jobs", "--json")  # the reading side needs no process
+    assert code == 0, err
+    assert {json.loads(line)["id"] for line in out.splitlines()} == ids
 
 
 # ------------------------------------------------- 14. constant memory on hostile sizes

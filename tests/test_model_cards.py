@@ -41,7 +41,11 @@ def trained(tmp_path: Path, *, stop: str = "###") -> tuple[FineTuneJob, Path]:
     train = tmp_path / "train.jsonl"
     DatasetBuilder(system_prompt=LUMEN, stop=stop).add_source(sample_csv()).build(train)
     job = FineTuneJob.create(
-        train, model="gpt-4o-mini", backend=OfflineBackend(), journal=tmp_path / "j.jsonl", n_epochs=3
+        train,
+        model="gpt-4o-mini",
+        backend=OfflineBackend(),
+        journal=tmp_path / "j.jsonl",
+        n_epochs=3,
     )
     job.wait()
     return job, train
@@ -77,7 +81,9 @@ def test_finding2_chat_model_asks_as_trained_and_warns_on_overrides(tmp_path: Pa
     assert (bot.system_prompt, bot.stop, bot.notes) == (LUMEN, ("###",), [])
     answer = bot.ask("How do I reset my password?")
     assert answer.stopped_at_marker and "###" not in answer.text
-    with pytest.warns(UserWarning, match="trained with the stop marker '###'; asking with '\\*\\*STOP\\*\\*'"):
+    with pytest.warns(
+        UserWarning, match="trained with the stop marker '###'; asking with '\\*\\*STOP\\*\\*'"
+    ):
         other = ChatModel(name, backend=job.backend, stop="**STOP**")
     assert len(other.notes) == 1
     with warnings.catch_warnings():
@@ -86,7 +92,9 @@ def test_finding2_chat_model_asks_as_trained_and_warns_on_overrides(tmp_path: Pa
         ChatModel("gpt-4o-mini", backend=job.backend)  # a model without a card
 
 
-def test_finding2_ask_and_eval_use_the_card(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_finding2_ask_and_eval_use_the_card(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, model, err = run(capsys, "train", str(sample_csv()), "--stop", "###", "-q")
     assert code == 0, err
     model = model.strip()
@@ -97,13 +105,22 @@ def test_finding2_ask_and_eval_use_the_card(capsys: pytest.CaptureFixture[str], 
     code, out, err = run(capsys, "ask", model, "How do I reset my password?", "--stop", "**STOP**")
     assert "note: " in err and "trained with the stop marker '###'" in err
     # eval: the training system prompt and marker, said so; the data's '###' read off
-    code, out, err = run(capsys, "eval", "finetune-qa-train/train.jsonl", "--model", model, "--limit", "5")
+    code, out, err = run(
+        capsys, "eval", "finetune-qa-train/train.jsonl", "--model", model, "--limit", "5"
+    )
     assert code == 0, err
     assert f"{model}: asked as trained (model card): system prompt " in out
     assert "stop ###" in out
     code, out, err = run(
-        capsys, "eval", "finetune-qa-train/train.jsonl", "--model", model, "--limit", "5",
-        "--system-prompt", "Other.",
+        capsys,
+        "eval",
+        "finetune-qa-train/train.jsonl",
+        "--model",
+        model,
+        "--limit",
+        "5",
+        "--system-prompt",
+        "Other.",
     )
     assert "note: " in err and "asking with 'Other.' instead" in err
 
@@ -136,10 +153,17 @@ def test_finding2_the_card_is_backend_neutral(tmp_path: Path) -> None:
         job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
         job.wait(poll_interval=0)
         card = job.card()
-        assert card is not None and (card.backend, card.stop, card.system_prompt) == ("together", "###", LUMEN)
+        assert card is not None and (card.backend, card.stop, card.system_prompt) == (
+            "together",
+            "###",
+            LUMEN,
+        )
         assert "metadata" not in api.create_bodies[0]
         name = job.fine_tuned_model
         assert name is not None and model_card(name, backend=make_backend()) == card
         ChatModel(name, backend=make_backend()).ask("How do I reset my password?")
         sent = api.chat_bodies[-1]
-        assert sent["stop"] == ["###"] and sent["messages"][0] == {"role": "system", "content": LUMEN}
+        assert sent["stop"] == ["###"] and sent["messages"][0] == {
+            "role": "system",
+            "content": LUMEN,
+        }

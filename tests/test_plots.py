@@ -212,6 +212,7 @@ def test_plot_metrics_writes_a_real_two_panel_png(
 
 def test_plot_metrics_without_validation_or_accuracy(tmp_path: Path) -> None:
     import matplotlib  # noqa: F401 - a dev dependency: the PNG must really be drawn
+
     points = [MetricPoint(step=s, train_loss=1.0 / s) for s in range(1, 6)]
     out = plot_metrics(points, str(tmp_path / "train-only.png"))
     assert out == tmp_path / "train-only.png"

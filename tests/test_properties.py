@@ -11,17 +11,21 @@ import io
 import json
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 from finetune_qa import DatasetBuilder, DatasetError, QAPair, TrainingExample
-from finetune_qa.dataset import _builder as dataset_module
+from finetune_qa._pipeline import worker_init
+from finetune_qa._procs import worker_pool
 from finetune_qa._text import question_key
+from finetune_qa.dataset import _builder as dataset_module
 from finetune_qa.readers import QASource, ReadIssue, strip_numbering
 
 NUM = ("numbering_stripped",)
@@ -604,6 +608,39 @@ def _write_source(tmp: Path, fmt: str, rows: list[list[str]], term: str, bom: bo
     return src
 
 
+class _KeptPool:
+    """One worker pool lent to every build; ``shutdown`` by a build leaves it running."""
+
+    def __init__(self, pool: ProcessPoolExecutor, initargs: tuple[Any, ...]) -> None:
+        self.pool, self.initargs = pool, initargs
+
+    def __call__(self, workers: int, *, initializer: Any, initargs: tuple[Any, ...]) -> Any:
+        assert (workers, initializer, initargs) == (1, worker_init, self.initargs)
+        return self
+
+    def submit(self, fn: Any, /, *args: Any) -> Any:
+        return self.pool.submit(fn, *args)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Kept for the next build: each of the 50 examples would start its own pool."""
+
+
+@pytest.fixture(scope="module")
+def kept_pool() -> Iterator[_KeptPool]:
+    """A real one-worker pool, started once: spawning one per build cost ~1 s each.
+
+    Under pytest-xdist the runner's threads make ``mp_context`` choose ``spawn``, and a
+    spawned worker imports the package and loads the encoding before its first range.
+    The worker still reads every byte range in its own process from pickled arguments.
+    """
+    initargs = (None,)  # the builds below name no model: no encoding to load
+    pool = worker_pool(1, initializer=worker_init, initargs=initargs)
+    try:
+        yield _KeptPool(pool, initargs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     fmt=st.sampled_from(["seed_csv", "seed_csv", "pairs_csv", "pairs_jsonl"]),
@@ -615,6 +652,7 @@ def _write_source(tmp: Path, fmt: str, rows: list[list[str]], term: str, bom: bo
     seed=st.integers(-(2**63), 2**63 - 1),
 )
 def test_parallel_build_is_byte_identical(
+    kept_pool: _KeptPool,
     fmt: str,
     rows: list[list[str]],
     term: str,
@@ -637,7 +675,10 @@ def test_parallel_build_is_byte_identical(
                 .add_source(src)  # the second copy is all duplicates, rows restart at 1
                 .split(fraction, seed=seed)
             )
-            with mock.patch.object(dataset_module, "_RANGE_BYTES", range_bytes):
+            with (
+                mock.patch.object(dataset_module, "_RANGE_BYTES", range_bytes),
+                mock.patch.object(dataset_module, "worker_pool", kept_pool),
+            ):
                 try:
                     report = builder.build(train, validation_output=val, processes=workers)
                 except DatasetError as exc:

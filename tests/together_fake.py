@@ -263,8 +263,22 @@ class FakeTogether:
 def make_backend(**kwargs: Any) -> TogetherBackend:
     client = together.Together(api_key=KEY, base_url=API, max_retries=0)
     aclient = together.AsyncTogether(api_key=KEY, base_url=API, max_retries=0)
-    backend = TogetherBackend(client=client, async_client=aclient, **kwargs)
-    backend.sleep = lambda s: None  # type: ignore[attr-defined]  # no real waits in tests
+    return virtual_clock(TogetherBackend(client=client, async_client=aclient, **kwargs))
+
+
+def virtual_clock(backend: TogetherBackend) -> TogetherBackend:
+    """Give ``backend`` a clock whose ``sleep`` moves time on without waiting.
+
+    Both halves of :class:`~finetune_qa.backends.base.HasClock` are needed: with ``sleep``
+    alone the backend is no ``HasClock``, and polling and retries wait on the real clock.
+    """
+    skipped = [0.0]
+
+    def sleep(seconds: float) -> None:
+        skipped[0] += max(0.0, seconds)
+
+    backend.sleep = sleep  # type: ignore[attr-defined]
+    backend.monotonic = lambda: time.monotonic() + skipped[0]  # type: ignore[attr-defined]
     return backend
 
 

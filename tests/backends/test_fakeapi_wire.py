@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import anyio
 import openai
 import pytest
 
 from finetune_qa import QAPair, TrainingExample
+from finetune_qa.backends import _wire
 from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import http_family, mock_transport, openai_client, serve
 
@@ -101,16 +104,49 @@ async def test_async_client_lifecycle() -> None:
             )
 
 
+class _Waits:
+    """Stands in for ``_wire``'s ``asyncio`` / ``time``: counts the latency waits in flight.
+
+    Overlap is measured by counting, not by elapsed time, which a busy machine stretches.
+    An async wait holds until ``gather`` waits are in flight at once (a transport that
+    blocked the event loop would never get there), then waits the latency for real.
+    """
+
+    def __init__(self, gather: int = 0) -> None:
+        self.gather, self.now, self.peak = gather, 0, 0
+        self.waited: list[float] = []
+        self._all_in = asyncio.Event()
+
+    def _enter(self, seconds: float) -> None:
+        self.waited.append(seconds)
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        if self.now >= self.gather:
+            self._all_in.set()
+
+    async def async_sleep(self, seconds: float) -> None:
+        self._enter(seconds)
+        try:
+            await asyncio.wait_for(self._all_in.wait(), timeout=30)
+            await asyncio.sleep(seconds)
+        finally:
+            self.now -= 1
+
+    def sleep(self, seconds: float) -> None:
+        self._enter(seconds)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.now -= 1
+
+
 @pytest.mark.anyio
-async def test_async_latency_overlaps() -> None:
+async def test_async_latency_overlaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits = _Waits(gather=20)
+    monkeypatch.setattr(_wire, "asyncio", SimpleNamespace(sleep=waits.async_sleep))
     fake = FakeOpenAI()
-    fake.inject("POST /chat/completions", latency=0.05, times=None)
     client = openai_client(fake, async_=True, max_retries=0)
     async with client:
-        # warm up: the first call loads the tokenizer
-        await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-        )
         answers: list[str | None] = []
 
         async def ask(i: int) -> None:
@@ -121,25 +157,26 @@ async def test_async_latency_overlaps() -> None:
             )
             answers.append(r.choices[0].message.content)
 
-        start = time.perf_counter()
+        fake.inject("POST /chat/completions", latency=0.05, times=None)
         async with anyio.create_task_group() as tg:
             for i in range(20):
                 tg.start_soon(ask, i)
-        elapsed = time.perf_counter() - start
     assert len(answers) == 20 and all(answers)
-    assert elapsed < 0.5, f"20 concurrent calls with 0.05 s latency took {elapsed:.2f} s"
+    # all 20 waited their latency at once: the async transport never blocks the loop
+    assert waits.peak == 20 and waits.waited == [0.05] * 20
 
 
-def test_sync_latency_is_real_time() -> None:
+def test_sync_latency_is_real_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits = _Waits()
+    monkeypatch.setattr(_wire, "time", SimpleNamespace(sleep=waits.sleep, monotonic=time.monotonic))
     fake = FakeOpenAI()
     fake.inject("GET /models", latency=0.05)
     with openai_client(fake, max_retries=0) as client:
         start = time.perf_counter()
         client.models.list()
-        assert time.perf_counter() - start >= 0.05
-        start = time.perf_counter()
-        client.models.list()
-        assert time.perf_counter() - start < 0.05
+        assert time.perf_counter() - start >= 0.05 and waits.waited == [0.05]
+        client.models.list()  # the fault was used up: no wait (counted, not timed)
+        assert waits.waited == [0.05]
 
 
 def test_http_server_serves_any_openai_client() -> None:

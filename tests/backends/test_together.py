@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from together_fake import (
     fixture,
     iso,
     make_backend,
+    virtual_clock,
 )
 
 from finetune_qa import ChatModel, DatasetBuilder, FineTuneJob, sample_csv
@@ -42,6 +44,7 @@ from finetune_qa.backends import (
     TogetherBackend,
     get_backend,
 )
+from finetune_qa.backends.base import HasClock
 from finetune_qa.backends.together import PROVIDER_OPTION_NAMES
 from finetune_qa.jobs import Journal
 
@@ -683,11 +686,19 @@ def _lists(api: FakeTogether) -> int:
     )
 
 
+def test_the_test_backend_waits_on_a_virtual_clock(backend: TogetherBackend) -> None:
+    """Polls and retries in these tests skip their waits instead of sleeping (issue #11)."""
+    assert isinstance(backend, HasClock)
+    before, real = backend.monotonic(), time.monotonic()
+    backend.sleep(3600)
+    assert backend.monotonic() - before >= 3600 and time.monotonic() - real < 60
+
+
 def test_sdk_retries_never_resend_a_create(api: FakeTogether, train: Path, tmp_path: Path) -> None:
     """A backend built with the SDK's default retries (2): one POST, one job, one file."""
     backend = TogetherBackend(api_key=KEY, base_url=API)  # max_retries=2, as a user builds it
     assert backend.client.max_retries == 2
-    backend.sleep = lambda s: None  # type: ignore[attr-defined]  # finetune_qa's own waits
+    virtual_clock(backend)  # finetune_qa's own waits
     api.drop_next_create = True  # the job is made, the answer lost
     job = FineTuneJob.create(train, model=LLAMA, backend=backend, journal=tmp_path / "j.jsonl")
     assert list(api.jobs) == [job.id]
