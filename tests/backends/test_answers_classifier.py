@@ -271,3 +271,25 @@ def test_a_question_worded_with_a_synonym_from_the_rephrasings_finds_its_pair() 
     assert "Sundays" in a.answer("On which days is the workshop shut?").text
     assert "8 people" in a.answer("How many people can each class take?").text
     assert "3 months" in a.answer("What does every fix come with?").text
+
+
+def test_the_fact_that_accounts_for_more_of_the_question_wins_over_a_short_wording() -> None:
+    # "What should I know about the warranty?" shares one word with the question, and as
+    # a short wording its cosine similarity is high; the schools fact's answer holds the
+    # question's rarer word ("colleges") as well, and is the one a fine-tune would give
+    a = qa(
+        [
+            ("What should I know about the warranty?", "The warranty covers cracks in any anvil."),
+            (
+                "Can I pass the warranty on to a new owner?",
+                "Yes: the warranty moves with the anvil when you sell it.",
+            ),
+            (
+                "Do schools get a better deal?",
+                "Schools and colleges get a five-year warranty on every anvil.",
+            ),
+        ]
+    )
+    got = a.answer("Is the warranty any longer for colleges?")
+    assert got.kind == "neighbour" and "five-year warranty" in got.text
+    assert got.matched == "Do schools get a better deal?"

@@ -595,7 +595,8 @@ class Answerer:
         """The fact (its first trained question) best matching ``question``, and the score.
 
         A fact scores the best of: its closest wording's cosine similarity, and the mean
-        of the cosine similarity and the coverage of its whole document.
+        of the cosine similarity and the coverage of its whole document; the fact chosen
+        is the one with the highest score times that coverage.
         """
         by_question, _ = self._tfidf.similarities(question)
         scores: dict[int, float] = {}
@@ -608,8 +609,15 @@ class Answerer:
             scores[g] = max(scores.get(g, 0.0), 0.5 * s + 0.5 * cover.get(g, 0.0))
         if not scores:
             return None
-        scores = {g: s * self._kind_fit(question, g) for g, s in scores.items()}
-        best = min(scores, key=lambda g: (-scores[g], g))
+        fit = {g: self._kind_fit(question, g) for g in scores}
+        scores = {g: s * fit[g] for g, s in scores.items()}
+        # Rank by the score times the share of the question the fact's document accounts
+        # for: a short trained wording sharing one word ("What should I know about X?")
+        # otherwise outranks the fact whose wordings and answer hold the question's other,
+        # rarer words too. Coverage counts words only, so the kind of fact asked for weighs
+        # in once more. The score itself (what FACT_THRESHOLD is compared with) is kept.
+        rank = {g: s * fit[g] * cover.get(g, 0.0) for g, s in scores.items()}
+        best = min(scores, key=lambda g: (-rank[g], -scores[g], g))
         return self._fact_first[best], scores[best]
 
     @classmethod
