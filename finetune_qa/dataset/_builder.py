@@ -532,22 +532,9 @@ class DatasetBuilder:
             DatasetError: no pair survived, or (``require_training``) none is left for
                 training (nothing is written; the report is attached).
         """
-        if not self._sources:
-            raise UsageError("no sources: call add_source() or add_pairs() before build()")
-        if self.validation_fraction > 0 and validation_output is None:
-            raise UsageError(
-                "validation_fraction is above 0 but no validation_output path was given"
-            )
         out_path = Path(output)
         val_path = Path(validation_output) if validation_output is not None else None
-        if val_path is not None and val_path.resolve() == out_path.resolve():
-            raise UsageError(
-                f"the output and the validation output are one file ({out_path}): choose two paths"
-            )
-        for spec in self._sources:
-            for target in (out_path, val_path):
-                if spec.source is not None and target is not None:
-                    _refuse_overwriting_input(Path(spec.source.path), target)
+        self._check_outputs(out_path, val_path)
         acc = Accounts()
         validator: Validator | None = None
         encoding: str | None = None
@@ -569,13 +556,7 @@ class DatasetBuilder:
             val_path = None
             notes.append("no validation file was written: no validation split was asked for")
         if val_path is not None:
-            for spec in self._sources:
-                if spec.pairs is not None and not isinstance(spec.pairs, list):
-                    spec.pairs = list(spec.pairs)  # read twice: to rank, then to write
-            opts = self._options(encoding, settings=(prompt, stop))
-            cut, note = self._plan_split(opts, workers if parallel else 0)
-            if note is not None:
-                notes.append(note)
+            cut = self._rank_for_split(encoding, (prompt, stop), workers if parallel else 0, notes)
             if cut == 0:
                 val_path = None
         opts = self._options(encoding, settings=(prompt, stop), cut=cut)
@@ -602,23 +583,68 @@ class DatasetBuilder:
                     "repeats one on the training side"
                 )
             report = self._report(acc, n_train, n_val, out_path, val_path, opts, stop, notes)
-            if require_training and n_train == 0 and n_val > 0:
-                raise DatasetError(
-                    f"no training example: all {n_val:,} kept pairs went to the validation "
-                    f"file (validation fraction {self.validation_fraction:g}). Nothing was "
-                    "written; lower the validation fraction.",
-                    report=report,
-                )
-            if n_train + n_val == 0:
-                # raising inside the with-block removes the temporary files
-                raise DatasetError(
-                    f"no pair survived: {self._drop_summary(acc.drops)}. Nothing was written; "
-                    "check the column names and the minimum lengths.",
-                    report=report,
-                )
+            # raising inside the with-block removes the temporary files
+            self._refuse_empty(report, acc, n_train, n_val, require_training=require_training)
         if validator is not None:
             report.token_report = validator.finish()
         return report
+
+    def _check_outputs(self, out_path: Path, val_path: Path | None) -> None:
+        """Refuse a build that cannot run: no sources, a missing or clashing output path."""
+        if not self._sources:
+            raise UsageError("no sources: call add_source() or add_pairs() before build()")
+        if self.validation_fraction > 0 and val_path is None:
+            raise UsageError(
+                "validation_fraction is above 0 but no validation_output path was given"
+            )
+        if val_path is not None and val_path.resolve() == out_path.resolve():
+            raise UsageError(
+                f"the output and the validation output are one file ({out_path}): choose two paths"
+            )
+        for spec in self._sources:
+            for target in (out_path, val_path):
+                if spec.source is not None and target is not None:
+                    _refuse_overwriting_input(Path(spec.source.path), target)
+
+    def _rank_for_split(
+        self,
+        encoding: str | None,
+        settings: tuple[str | None, str | None],
+        workers: int,
+        notes: list[str],
+    ) -> int:
+        """First read: rank the questions, so the split is exact; the cut (0: no split)."""
+        for spec in self._sources:
+            if spec.pairs is not None and not isinstance(spec.pairs, list):
+                spec.pairs = list(spec.pairs)  # read twice: to rank, then to write
+        cut, note = self._plan_split(self._options(encoding, settings=settings), workers)
+        if note is not None:
+            notes.append(note)
+        return cut
+
+    def _refuse_empty(
+        self,
+        report: BuildReport,
+        acc: Accounts,
+        n_train: int,
+        n_val: int,
+        *,
+        require_training: bool,
+    ) -> None:
+        """DatasetError (the report attached) when nothing, or nothing to train on, is left."""
+        if require_training and n_train == 0 and n_val > 0:
+            raise DatasetError(
+                f"no training example: all {n_val:,} kept pairs went to the validation "
+                f"file (validation fraction {self.validation_fraction:g}). Nothing was "
+                "written; lower the validation fraction.",
+                report=report,
+            )
+        if n_train + n_val == 0:
+            raise DatasetError(
+                f"no pair survived: {self._drop_summary(acc.drops)}. Nothing was written; "
+                "check the column names and the minimum lengths.",
+                report=report,
+            )
 
     def _write_sequential(
         self,
