@@ -301,7 +301,7 @@ def _strip_paths(report: object) -> dict:
 
 
 def test_parallel_build_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import finetune_qa.dataset._builder as dataset_mod
+    import finetune_qa.dataset._merge as dataset_mod
 
     monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 2048)  # many small ranges
     src = _messy_seed_csv(tmp_path / "qa.csv")
@@ -334,7 +334,7 @@ def test_parallel_build_equals_sequential(tmp_path: Path, monkeypatch: pytest.Mo
 def test_parallel_build_reports_the_same_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import finetune_qa.dataset._builder as dataset_mod
+    import finetune_qa.dataset._merge as dataset_mod
 
     monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 1024)
     src = _messy_seed_csv(tmp_path / "qa.csv", rows=60)
@@ -352,7 +352,7 @@ def test_parallel_build_reports_the_same_error(
 
 
 def test_parallel_build_of_jsonl_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import finetune_qa.dataset._builder as dataset_mod
+    import finetune_qa.dataset._merge as dataset_mod
 
     monkeypatch.setattr(dataset_mod, "_RANGE_BYTES", 512)
     src = tmp_path / "pairs.jsonl"

@@ -25,7 +25,7 @@ from finetune_qa import DatasetBuilder, DatasetError, QAPair, TrainingExample
 from finetune_qa._pipeline import worker_init
 from finetune_qa._procs import worker_pool
 from finetune_qa._text import question_key
-from finetune_qa.dataset import _builder as dataset_module
+from finetune_qa.dataset import _merge as dataset_module
 from finetune_qa.readers import QASource, ReadIssue, strip_numbering
 
 NUM = ("numbering_stripped",)

@@ -388,7 +388,7 @@ def test_finding3_the_parallel_path_splits_exactly_as_the_sequential_one(
 ) -> None:
     from unittest import mock
 
-    from finetune_qa.dataset import _builder as dataset_module
+    from finetune_qa.dataset import _merge as dataset_module
 
     src = tmp_path / "qa.jsonl"
     src.write_text(

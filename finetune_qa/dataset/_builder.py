@@ -8,9 +8,8 @@ import itertools
 import math
 import os
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,23 +18,16 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 from typing_extensions import Self
 
-from finetune_qa._fs import AtomicFile, same_file, shrunk
+from finetune_qa._fs import AtomicFile, same_file
 from finetune_qa._pipeline import (
     Accounts,
-    Example,
     KeySet,
     Options,
-    RangeResult,
-    SourceArgs,
-    Tally,
     line_parts,
     pair_key,
-    run_range,
     screened,
-    short,
-    worker_init,
 )
-from finetune_qa._procs import auto_workers, worker_pool
+from finetune_qa._procs import auto_workers
 from finetune_qa._text import question_key
 from finetune_qa.catalog import ModelCatalog, ModelInfo, default_catalog
 from finetune_qa.config import (
@@ -48,7 +40,7 @@ from finetune_qa.config import (
     DEFAULT_VALIDATION_SAMPLE,
 )
 from finetune_qa.data import Provenance, QAPair, TrainingExample
-from finetune_qa.exceptions import DatasetError, InputError, UsageError
+from finetune_qa.exceptions import DatasetError, UsageError
 from finetune_qa.readers import (
     QASource,
     RawPair,
@@ -67,14 +59,12 @@ if TYPE_CHECKING:
     from finetune_qa.chat import ChatModel
     from finetune_qa.rephrase import Rephraser
 
-from finetune_qa.dataset._merge import Merger
+from finetune_qa.dataset._merge import write_parallel
 from finetune_qa.dataset._report import (
-    CHANGES,
-    REASONS,
-    AugmentReport,
     BuildReport,
-    ReasonCount,
-    ReasonExample,
+    build_report,
+    drop_summary,
+    settings_note,
 )
 
 __all__ = ["DatasetBuilder", "Filter"]
@@ -82,7 +72,6 @@ __all__ = ["DatasetBuilder", "Filter"]
 _STRIPPED = ("whitespace_stripped",)
 _BATCH = 4096
 _REPHRASE_BATCH = 256  # questions sent to the writer at a time
-_RANGE_BYTES = 2 * 1024 * 1024
 _PROCESS_THRESHOLD_BYTES = 16 * 1024 * 1024
 _OUTPUT_HINT = "give a file name for the output, e.g. train.jsonl"
 
@@ -388,7 +377,7 @@ class DatasetBuilder:
                 prompt = first.system_prompt
             if not self._stop_set:
                 stop = first.stop
-        notes = [_settings_note(src, prompt, stop) for src in chats]
+        notes = [settings_note(src, prompt, stop) for src in chats]
         return prompt, stop, notes
 
     def _iter_kept(
@@ -569,7 +558,7 @@ class DatasetBuilder:
             ) as val_f,
         ):
             if parallel:
-                n_train, n_val = self._write_parallel(acc, opts, train_f, val_f, validator, workers)
+                n_train, n_val = write_parallel(self, acc, opts, train_f, val_f, validator, workers)
             else:
                 n_train, n_val = self._write_sequential(
                     acc, opts, train_f, val_f, validator, workers
@@ -582,7 +571,7 @@ class DatasetBuilder:
                     "no validation file was written: every question at the split point "
                     "repeats one on the training side"
                 )
-            report = self._report(acc, n_train, n_val, out_path, val_path, opts, stop, notes)
+            report = build_report(self, acc, n_train, n_val, out_path, val_path, opts, stop, notes)
             # raising inside the with-block removes the temporary files
             self._refuse_empty(report, acc, n_train, n_val, require_training=require_training)
         if validator is not None:
@@ -641,7 +630,7 @@ class DatasetBuilder:
             )
         if n_train + n_val == 0:
             raise DatasetError(
-                f"no pair survived: {self._drop_summary(acc.drops)}. Nothing was written; "
+                f"no pair survived: {drop_summary(acc.drops)}. Nothing was written; "
                 "check the column names and the minimum lengths.",
                 report=report,
             )
@@ -737,62 +726,6 @@ class DatasetBuilder:
             totals = [fixed + q + a for q, a in zip(questions, answers, strict=True)]
             validator.record_batch(meta, n_msgs, totals, answers, has_system=bool(prompt))
 
-    def _write_parallel(
-        self,
-        acc: Accounts,
-        opts: Options,
-        train_f: AtomicFile | None,
-        val_f: AtomicFile | None,
-        validator: Validator | None,
-        workers: int,
-        collect: array[int] | None = None,
-    ) -> tuple[int, int]:
-        """Build with worker processes reading byte ranges of the sources.
-
-        Workers screen, key, serialize and count their ranges; this process dedupes,
-        splits and writes, consuming their results in input order. With ``collect``
-        nothing is written: the split values of the kept pairs are appended to it.
-        """
-        pool = worker_pool(workers, initializer=worker_init, initargs=(opts.encoding,))
-        pending: deque[tuple[int, Future[RangeResult]]] = deque()
-        merge = Merger(self, acc, opts, train_f, val_f, validator, collect)
-        sizes = {s.source.path: _size(s.source.path) for s in self._sources if s.source}
-        try:
-            for index, spec in enumerate(self._sources):
-                src = spec.source
-                assert src is not None
-                args: SourceArgs | None = None
-                for rng in src.plan_ranges(_RANGE_BYTES):
-                    if args is None:  # the header has been read by now
-                        args = SourceArgs(
-                            src.path,
-                            src.format,
-                            src.question_column,
-                            src.answer_column,
-                            src.delimiter,
-                            src.strict,
-                            src.stop or "",  # as detected here: the workers detect nothing
-                            src._columns,
-                        )
-                    pending.append((index, pool.submit(run_range, (args, rng, opts))))
-                    while len(pending) > 4 * workers + 2:
-                        i, fut = pending.popleft()
-                        merge.consume(i, fut.result())
-            while pending:
-                i, fut = pending.popleft()
-                merge.consume(i, fut.result())
-        except InputError as exc:
-            # a range cut short by a truncation reads as broken data: say what happened
-            for path, size in sizes.items():
-                if _size(path) < size:
-                    raise shrunk(path) from exc
-            raise
-        finally:
-            for _, fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-        return merge.n_train, merge.n_val
-
     def _plan_split(self, opts: Options, workers: int) -> tuple[int, str | None]:
         """The exact cut of the split: split values below it go to validation; and a note.
 
@@ -802,7 +735,7 @@ class DatasetBuilder:
         """
         values: array[int] = array("I")
         if workers:
-            self._write_parallel(Accounts(), opts, None, None, None, workers, collect=values)
+            write_parallel(self, Accounts(), opts, None, None, None, workers, collect=values)
         else:
             values.extend(v for _q, _a, v, _x in self._iter_kept(Accounts(), opts, augment=False))
         n = len(values)
@@ -824,133 +757,6 @@ class DatasetBuilder:
     def _auto_processes(self, processes: int | None) -> int:
         paths = [s.source.path for s in self._sources if s.source is not None]
         return auto_workers(paths, processes, _PROCESS_THRESHOLD_BYTES)
-
-    @staticmethod
-    def _drop_summary(drops: dict[str, Tally]) -> str:
-        if not drops:
-            return "the sources held no pairs"
-        return ", ".join(
-            f"{k} {v.count:,}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1].count)
-        )
-
-    def _report(
-        self,
-        acc: Accounts,
-        n_train: int,
-        n_val: int,
-        out_path: Path,
-        val_path: Path | None,
-        opts: Options | None = None,
-        stop: str | None = None,
-        notes: list[str] | None = None,
-    ) -> BuildReport:
-        def table(
-            d: dict[str, Tally], names: dict[str, str], default: str
-        ) -> dict[str, ReasonCount]:
-            return {
-                k: ReasonCount(
-                    count=v.count,
-                    description=names.get(k, default),
-                    examples=[_example(e) for e in v.examples],
-                )
-                for k, v in sorted(d.items(), key=lambda kv: (-kv[1].count, kv[0]))
-            }
-
-        dropped = sum(t.count for t in acc.drops.values())
-        if opts is None:
-            opts = self._options()
-            stop = self.settings()[1]
-        changes = acc.changes()
-        kept_marker = {
-            s.source.stop
-            for s in self._sources
-            if s.source is not None and s.source.format == "chat_jsonl" and s.source.stop
-        }
-        if kept_marker == {stop}:
-            # the marker read off the answers is appended again: the output did not change
-            changes.pop("stop_marker_removed", None)
-        aug = self._aug
-        written = n_train - aug["added_train"] if opts.sample else n_train + n_val - aug["added"]
-        return BuildReport(
-            sources=[s.label for s in self._sources],
-            read=acc.read,
-            kept=written,
-            train=n_train,
-            validation=n_val,
-            dropped=dropped,
-            dropped_by_reason=table(acc.drops, REASONS, "rejected by a custom filter"),
-            changed_by_reason=table(changes, CHANGES, "changed"),
-            output=str(out_path),
-            validation_output=str(val_path) if val_path is not None else None,
-            system_prompt=opts.system_prompt,
-            stop=stop,
-            validation_fraction=self.validation_fraction,
-            validation_mode=self.validation_mode,
-            seed=self.seed,
-            notes=list(notes or []),
-            augmentation=self._augment_report(),
-        )
-
-    def _augment_report(self) -> AugmentReport | None:
-        rephraser = self._rephraser
-        if rephraser is None:
-            return None
-        aug, stats = self._aug, rephraser.stats
-        return AugmentReport(
-            k=rephraser.k,
-            writer=rephraser.writer,
-            questions=aug["questions"],
-            added=aug["added"],
-            added_train=aug["added_train"],
-            added_validation=aug["added_validation"],
-            skipped={k: aug[k] for k in ("duplicate", "too_short")},
-            cache_hits=stats.cache_hits,
-            requests=stats.requests,
-            failed=stats.failed,
-        )
-
-
-def _settings_note(src: QASource, prompt: str | None, stop: str | None) -> str:
-    """What a build did with the system prompt and stop marker a chat source carries."""
-    parts = []
-    if src.system_prompt_varies:
-        parts.append(f"its examples carry different system prompts; all now have {prompt!r}")
-    elif src.system_prompt == prompt:
-        parts.append("system prompt kept" if prompt else "no system prompt, kept so")
-    elif src.system_prompt is None:
-        parts.append(f"no system prompt; {prompt!r} added")
-    else:
-        parts.append(
-            f"system prompt {short(src.system_prompt, 60)!r} replaced by "
-            f"{short(prompt, 60) if prompt else 'none'!r}"
-        )
-    if src.stop == stop:
-        parts.append(
-            f"stop marker {stop!r} kept (removed when read, appended once)"
-            if stop
-            else "no stop marker, kept so"
-        )
-    elif src.stop is None:
-        parts.append(f"no stop marker; {stop!r} appended")
-    else:
-        parts.append(
-            f"stop marker {src.stop!r} removed"
-            + (f" and {stop!r} appended instead" if stop else ", none appended")
-        )
-    return f"{src.path}: " + "; ".join(parts)
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
-
-
-def _example(ex: Example) -> ReasonExample:
-    file, line, row, item, q, a, detail = ex
-    where = Provenance.model_construct(file=file, line=line, row=row, item=item).render()
-    return ReasonExample(source=where, question=short(q), answer=short(a), detail=detail)
 
 
 def _check_stop(marker: str | None) -> str | None:

@@ -1,29 +1,39 @@
-"""The parallel build's merge: workers' range results in order -> dedupe, split, write."""
+"""The parallel build: workers read byte ranges; this process merges their results in order."""
 
 from __future__ import annotations
 
+import os
 from array import array
+from collections import deque
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import orjson
 
-from finetune_qa._fs import AtomicFile
+from finetune_qa._fs import AtomicFile, shrunk
 from finetune_qa._pipeline import (
     Accounts,
     KeySet,
     Options,
     RangeResult,
+    SourceArgs,
+    run_range,
     unpack,
+    worker_init,
 )
+from finetune_qa._procs import worker_pool
 from finetune_qa.config import (
     EXAMPLES_PER_REASON,
 )
+from finetune_qa.exceptions import InputError
 from finetune_qa.validation import Validator
 
 if TYPE_CHECKING:
     from finetune_qa.dataset._builder import DatasetBuilder
 
-__all__ = ["Merger", "without_suffix"]
+__all__ = ["Merger", "without_suffix", "write_parallel"]
+
+_RANGE_BYTES = 2 * 1024 * 1024  # a worker's share of a file, read at a time
 
 
 class Merger:
@@ -132,3 +142,67 @@ class Merger:
 
 def without_suffix(text: str, suffix: str) -> str:
     return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
+
+
+def write_parallel(
+    builder: DatasetBuilder,
+    acc: Accounts,
+    opts: Options,
+    train_f: AtomicFile | None,
+    val_f: AtomicFile | None,
+    validator: Validator | None,
+    workers: int,
+    collect: array[int] | None = None,
+) -> tuple[int, int]:
+    """Build with worker processes reading byte ranges of the sources.
+
+    Workers screen, key, serialize and count their ranges; this process dedupes,
+    splits and writes, consuming their results in input order. With ``collect``
+    nothing is written: the split values of the kept pairs are appended to it.
+    """
+    pool = worker_pool(workers, initializer=worker_init, initargs=(opts.encoding,))
+    pending: deque[tuple[int, Future[RangeResult]]] = deque()
+    merge = Merger(builder, acc, opts, train_f, val_f, validator, collect)
+    sizes = {s.source.path: _size(s.source.path) for s in builder._sources if s.source}
+    try:
+        for index, spec in enumerate(builder._sources):
+            src = spec.source
+            assert src is not None
+            args: SourceArgs | None = None
+            for rng in src.plan_ranges(_RANGE_BYTES):
+                if args is None:  # the header has been read by now
+                    args = SourceArgs(
+                        src.path,
+                        src.format,
+                        src.question_column,
+                        src.answer_column,
+                        src.delimiter,
+                        src.strict,
+                        src.stop or "",  # as detected here: the workers detect nothing
+                        src._columns,
+                    )
+                pending.append((index, pool.submit(run_range, (args, rng, opts))))
+                while len(pending) > 4 * workers + 2:
+                    i, fut = pending.popleft()
+                    merge.consume(i, fut.result())
+        while pending:
+            i, fut = pending.popleft()
+            merge.consume(i, fut.result())
+    except InputError as exc:
+        # a range cut short by a truncation reads as broken data: say what happened
+        for path, size in sizes.items():
+            if _size(path) < size:
+                raise shrunk(path) from exc
+        raise
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return merge.n_train, merge.n_val
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from finetune_qa._pipeline import Accounts, Example, Options, Tally, short
+from finetune_qa.data import Provenance
+from finetune_qa.readers import QASource
+
+if TYPE_CHECKING:
+    from finetune_qa.dataset._builder import DatasetBuilder
+
 from typing import TYPE_CHECKING, Literal
 
 import orjson
@@ -17,7 +27,17 @@ if TYPE_CHECKING:
     pass
 
 
-__all__ = ["CHANGES", "REASONS", "AugmentReport", "BuildReport", "ReasonCount", "ReasonExample"]
+__all__ = [
+    "CHANGES",
+    "REASONS",
+    "AugmentReport",
+    "BuildReport",
+    "ReasonCount",
+    "ReasonExample",
+    "build_report",
+    "drop_summary",
+    "settings_note",
+]
 
 REASONS: dict[str, str] = {
     **ISSUE_REASONS,  # the readers' reasons, described where they are raised
@@ -212,3 +232,123 @@ class BuildReport(BaseModel):
                 self.token_report.to_markdown() if markdown else self.token_report.to_text()
             )
         return text
+
+
+def settings_note(src: QASource, prompt: str | None, stop: str | None) -> str:
+    """What a build did with the system prompt and stop marker a chat source carries."""
+    parts = []
+    if src.system_prompt_varies:
+        parts.append(f"its examples carry different system prompts; all now have {prompt!r}")
+    elif src.system_prompt == prompt:
+        parts.append("system prompt kept" if prompt else "no system prompt, kept so")
+    elif src.system_prompt is None:
+        parts.append(f"no system prompt; {prompt!r} added")
+    else:
+        parts.append(
+            f"system prompt {short(src.system_prompt, 60)!r} replaced by "
+            f"{short(prompt, 60) if prompt else 'none'!r}"
+        )
+    if src.stop == stop:
+        parts.append(
+            f"stop marker {stop!r} kept (removed when read, appended once)"
+            if stop
+            else "no stop marker, kept so"
+        )
+    elif src.stop is None:
+        parts.append(f"no stop marker; {stop!r} appended")
+    else:
+        parts.append(
+            f"stop marker {src.stop!r} removed"
+            + (f" and {stop!r} appended instead" if stop else ", none appended")
+        )
+    return f"{src.path}: " + "; ".join(parts)
+
+
+def _example(ex: Example) -> ReasonExample:
+    file, line, row, item, q, a, detail = ex
+    where = Provenance.model_construct(file=file, line=line, row=row, item=item).render()
+    return ReasonExample(source=where, question=short(q), answer=short(a), detail=detail)
+
+
+def drop_summary(drops: dict[str, Tally]) -> str:
+    if not drops:
+        return "the sources held no pairs"
+    return ", ".join(
+        f"{k} {v.count:,}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1].count)
+    )
+
+
+def build_report(
+    builder: DatasetBuilder,
+    acc: Accounts,
+    n_train: int,
+    n_val: int,
+    out_path: Path,
+    val_path: Path | None,
+    opts: Options | None = None,
+    stop: str | None = None,
+    notes: list[str] | None = None,
+) -> BuildReport:
+    def table(d: dict[str, Tally], names: dict[str, str], default: str) -> dict[str, ReasonCount]:
+        return {
+            k: ReasonCount(
+                count=v.count,
+                description=names.get(k, default),
+                examples=[_example(e) for e in v.examples],
+            )
+            for k, v in sorted(d.items(), key=lambda kv: (-kv[1].count, kv[0]))
+        }
+
+    dropped = sum(t.count for t in acc.drops.values())
+    if opts is None:
+        opts = builder._options()
+        stop = builder.settings()[1]
+    changes = acc.changes()
+    kept_marker = {
+        s.source.stop
+        for s in builder._sources
+        if s.source is not None and s.source.format == "chat_jsonl" and s.source.stop
+    }
+    if kept_marker == {stop}:
+        # the marker read off the answers is appended again: the output did not change
+        changes.pop("stop_marker_removed", None)
+    aug = builder._aug
+    written = n_train - aug["added_train"] if opts.sample else n_train + n_val - aug["added"]
+    return BuildReport(
+        sources=[s.label for s in builder._sources],
+        read=acc.read,
+        kept=written,
+        train=n_train,
+        validation=n_val,
+        dropped=dropped,
+        dropped_by_reason=table(acc.drops, REASONS, "rejected by a custom filter"),
+        changed_by_reason=table(changes, CHANGES, "changed"),
+        output=str(out_path),
+        validation_output=str(val_path) if val_path is not None else None,
+        system_prompt=opts.system_prompt,
+        stop=stop,
+        validation_fraction=builder.validation_fraction,
+        validation_mode=builder.validation_mode,
+        seed=builder.seed,
+        notes=list(notes or []),
+        augmentation=_augment_report(builder),
+    )
+
+
+def _augment_report(builder: DatasetBuilder) -> AugmentReport | None:
+    rephraser = builder._rephraser
+    if rephraser is None:
+        return None
+    aug, stats = builder._aug, rephraser.stats
+    return AugmentReport(
+        k=rephraser.k,
+        writer=rephraser.writer,
+        questions=aug["questions"],
+        added=aug["added"],
+        added_train=aug["added_train"],
+        added_validation=aug["added_validation"],
+        skipped={k: aug[k] for k in ("duplicate", "too_short")},
+        cache_hits=stats.cache_hits,
+        requests=stats.requests,
+        failed=stats.failed,
+    )
