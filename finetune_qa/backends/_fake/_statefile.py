@@ -34,6 +34,7 @@ import orjson
 
 from finetune_qa._fs import atomic_write, open_regular
 from finetune_qa.backends._fake import _answers, _clock, _engine, _records
+from finetune_qa.backends._fake import _features as _text_features
 from finetune_qa.catalog import ModelCatalog, ModelInfo
 from finetune_qa.exceptions import InputFileError, UsageError
 
@@ -62,13 +63,16 @@ def _classes(root: type) -> dict[str, Any]:
         "_Job": _records._Job,
         "_Model": _records._Model,
         "Answerer": _answers.Answerer,
-        "_TfIdf": _answers._TfIdf,
+        "_TfIdf": _text_features._TfIdf,
         "ModelCatalog": ModelCatalog,
     }
 
 
 def _functions() -> dict[str, Any]:
-    return {"_features": _answers._features, "_word_features": _answers._word_features}
+    return {
+        "_features": _text_features._features,
+        "_word_features": _text_features._word_features,
+    }
 
 
 def _models() -> dict[str, Any]:
