@@ -130,3 +130,17 @@ def trained_job(sample_train: Path, tiny_model: Path, local_root: Path) -> Itera
     )
     job.wait(timeout=600)
     yield job
+
+
+@pytest.fixture
+def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A CLI test's own project: the offline backend, its state, a cache and the working folder.
+
+    Returns the offline state's path (it exists once a command has used the offline API).
+    """
+    state = tmp_path / "offline-api.json"
+    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
+    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
+    monkeypatch.setenv("FINETUNE_QA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return state

@@ -6,14 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from finetune_qa.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from clirun import run
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,14 +12,7 @@ from finetune_qa import cli as cli_module
 from finetune_qa.cli import main
 from finetune_qa.samples import sample_csv
 
-
-@pytest.fixture(autouse=True)
-def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "offline-api.pickle"
-    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
-    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
-    monkeypatch.chdir(tmp_path)
-    return state
+pytestmark = pytest.mark.usefixtures("offline_state")  # each test in its own offline project
 
 
 @pytest.fixture

@@ -16,11 +16,7 @@ SITE = DATA / "markdown_site"
 BAD = DATA / "bad_markdown"
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(tmp_path / "offline-api.pickle"))
-    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("offline_state")  # each test in its own offline project
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from clirun import run
 
 from finetune_qa import cli as cli_module
-from finetune_qa.cli import main
 from finetune_qa.config import DEFAULT_SYSTEM_PROMPT as SYSTEM
 from finetune_qa.guardrails import OFF_TOPIC_TRAINING_QUESTIONS, DiscriminatorSettings
 from finetune_qa.readers import read_qa
@@ -19,19 +19,7 @@ ON_TOPIC = "How much does Lumen Pro cost?"  # a question of the sample
 OFF_TOPIC = "What is Star Wars?"  # not among the gate's training negatives
 
 
-@pytest.fixture(autouse=True)
-def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "offline-api.pickle"
-    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
-    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
-    monkeypatch.chdir(tmp_path)
-    return state
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("offline_state")  # each test in its own offline project
 
 
 @pytest.fixture

@@ -6,24 +6,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from finetune_qa.cli import main
 from finetune_qa.samples import sample_csv
 
-
-@pytest.fixture(autouse=True)
-def offline_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "offline-api.pickle"
-    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(state))
-    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
-    monkeypatch.chdir(tmp_path)
-    return state
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("offline_state")  # each test in its own offline project
 
 
 def test_train_status_events_ask_jobs_cancel(

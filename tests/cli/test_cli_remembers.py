@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from finetune_qa.cli import main
 from finetune_qa.samples import sample_csv
 
 
@@ -20,12 +20,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FINETUNE_QA_BACKEND", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_jobs_and_ask_after_an_offline_train(

@@ -16,26 +16,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run
 
-from finetune_qa.cli import _chat, main
+from finetune_qa.cli import _chat
 from finetune_qa.samples import sample_csv
 
 LOCAL_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 ISO_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FINETUNE_QA_OFFLINE_STATE", str(tmp_path / "offline-api.pickle"))
-    monkeypatch.setenv("FINETUNE_QA_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("FINETUNE_QA_BACKEND", "offline")
-    monkeypatch.chdir(tmp_path)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("offline_state")  # each test in its own offline project
 
 
 @pytest.fixture
