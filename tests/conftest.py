@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from local_fixtures import SECRETS, STOP, SYSTEM, TINY_EPOCHS, TINY_OPTIONS
+
+# The suite is a tool developers run all day: keep compiled modules between runs (Python's
+# __pycache__/, git-ignored), pytest's assertion-rewritten test modules included, even where
+# PYTHONDONTWRITEBYTECODE is set. Without them every run, every xdist worker and every
+# subprocess (examples, the CLI, process pools) compiles the package and the tests anew.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+from local_fixtures import SECRETS, STOP, SYSTEM, TINY_EPOCHS, TINY_OPTIONS  # noqa: E402
 
 # Hermetic token counting: tiktoken reads (and finetune_qa seeds) this cache only.
 _CACHE = tempfile.mkdtemp(prefix="ftqa-tiktoken-")

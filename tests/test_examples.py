@@ -351,7 +351,16 @@ def test_openai_flag_takes_the_openai_backend(
     # OPENAI_BASE_URL points the openai client that OpenAIBackend builds at the local server
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": openai_compatible_server}
     out = tmp_path / "out"
-    result = run_example(name, tmp_path, "--openai", str(out), env=env)
+    args = ["--openai", str(out)]
+    if name == "07_markdown_to_guarded_bot.py":  # the same path on two of the site's pages
+        pages = tmp_path / "pages"
+        pages.mkdir()
+        for page in ("index.md", "pricing.md"):
+            (pages / page).write_bytes(
+                (EXAMPLES.parent / "tests/data/markdown_site" / page).read_bytes()
+            )
+        args += ["--pages", str(pages)]
+    result = run_example(name, tmp_path, *args, env=env)
     assert result.returncode == 0, result.stderr
     missing = [text for text in says if text not in result.stdout]
     assert not missing, f"{name} did not print {missing}:\n{result.stdout}"

@@ -335,6 +335,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = BACKLOG
     daemon_threads = True
 
+    def serve_forever(self, poll_interval: float = 0.05) -> None:
+        """Serve until ``shutdown()``, which then returns within ``poll_interval`` seconds.
+
+        The standard library polls every 0.5 s, so each ``shutdown()`` waited up to half a
+        second; a server embedded in a script or a test stops at once.
+        """
+        super().serve_forever(poll_interval)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, (TimeoutError, ConnectionError)):

@@ -93,6 +93,9 @@ class MetricPoint(BaseModel):
 
 
 _METRIC_FIELDS = frozenset(MetricPoint.model_fields) - {"step"}
+# Events per page: a first poll reads whole pages; later polls start small (see new_events).
+_FULL_PAGE = 100
+_FIRST_PAGE = 10
 
 
 def _parse_results(data: bytes) -> list[MetricPoint]:
@@ -425,20 +428,26 @@ class FineTuneJob:
 
     # ------------------------------------------------------------------ events
     def new_events(self) -> list[JobEvent]:
-        """Events not delivered yet by this object, oldest first."""
+        """Events not delivered yet by this object, oldest first.
+
+        Once some events are known, a poll asks for a small first page (a poll usually
+        brings a few new events), and pages on at full size only while every event is new.
+        """
         fresh: list[JobEvent] = []
         after: str | None = None
+        limit = _FIRST_PAGE if self._seen else _FULL_PAGE
         while True:
-            page = list(self.backend.list_events(self.id, after=after, limit=100))
+            page = list(self.backend.list_events(self.id, after=after, limit=limit))
             stop = False
             for e in page:  # newest first
                 if e.id in self._seen:
                     stop = True
                     break
                 fresh.append(e)
-            if stop or len(page) < 100:
+            if stop or len(page) < limit:
                 break
             after = page[-1].id
+            limit = _FULL_PAGE
         fresh.reverse()
         for e in fresh:
             self._seen.add(e.id)

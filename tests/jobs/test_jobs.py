@@ -11,7 +11,7 @@ import pytest
 
 from finetune_qa import DatasetBuilder, QAPair
 from finetune_qa import exceptions as exc
-from finetune_qa.backends import JobRequest, OfflineBackend, OpenAIBackend
+from finetune_qa.backends import JobEvent, JobRequest, OfflineBackend, OpenAIBackend
 from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.jobs import TOKEN_KEY, FineTuneJob, Journal
@@ -395,3 +395,44 @@ def test_a_lasting_create_failure_with_no_answer_says_how_to_reconcile(
     assert "may have been created" in str(info.value) and str(journal) in str(info.value)
     # looked for the token before the first send (issue #12) and before each resend
     assert count(backend.fake, "GET", "/fine_tuning/jobs") == 3
+
+
+class _EventLog(OfflineBackend):
+    """An offline backend whose job's events are a list the test grows; it records each page."""
+
+    log: list[JobEvent]
+    pages: list[int]
+
+    def list_events(
+        self, job_id: str, *, after: str | None = None, limit: int = 100
+    ) -> list[JobEvent]:
+        newest_first = self.log[::-1]
+        start = 0 if after is None else [e.id for e in newest_first].index(after) + 1
+        self.pages.append(limit)
+        return newest_first[start : start + limit]
+
+
+def test_polls_read_small_pages_and_miss_no_event(train: Path, tmp_path: Path) -> None:
+    backend = _EventLog(max_retries=0)
+    job = FineTuneJob.create(train, model="gpt-4o-mini", backend=backend, journal=tmp_path / "j")
+
+    def grow(n: int) -> None:
+        start = len(backend.log)
+        backend.log += [
+            JobEvent(id=f"ev-{i}", created_at=i, level="info", message=f"event {i}")
+            for i in range(start, start + n)
+        ]
+
+    backend.log, backend.pages = [], []
+    grow(250)  # the first poll reads whole pages
+    assert [e.id for e in job.new_events()] == [f"ev-{i}" for i in range(250)]
+    assert backend.pages == [100, 100, 100]
+    for burst in (0, 3, 10, 11, 257):  # later polls start with a small page
+        backend.pages.clear()
+        before = len(backend.log)
+        grow(burst)
+        assert [e.id for e in job.new_events()] == [
+            f"ev-{i}" for i in range(before, len(backend.log))
+        ]
+        assert backend.pages[0] == 10 and all(p == 100 for p in backend.pages[1:])
+    assert len(job.events()) == len(backend.log) == 531  # each once, oldest first
