@@ -377,7 +377,7 @@ class Discriminator:
             system_prompt=self.chat.system_prompt or "",
             report=self.report,
             counts=self.counts,
-            backend=getattr(self.chat.backend, "name", None),
+            backend=self.chat.backend.name,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
