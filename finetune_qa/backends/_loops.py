@@ -12,6 +12,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from finetune_qa.exceptions import ConfigError
+
 __all__ = ["LoopClients"]
 
 
@@ -20,6 +22,7 @@ class _AsyncClient(Protocol):
 
 
 C = TypeVar("C", bound=_AsyncClient)
+S = TypeVar("S")
 
 
 class LoopClients(Generic[C]):
@@ -37,6 +40,30 @@ class LoopClients(Generic[C]):
         self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = (
             weakref.WeakKeyDictionary()
         )
+
+    def _init_sdk_clients(
+        self,
+        client: S | None,
+        async_client: C | None,
+        *,
+        key: str | None,
+        missing_key: str,
+        make_sync: Callable[[str], S],
+        make_async: Callable[[str], C],
+    ) -> S:
+        """The sync client as given, or made with ``key`` (then async ones are made per loop).
+
+        Raises:
+            ConfigError: ``missing_key``, when there is neither a client nor a key.
+        """
+        if client is None:
+            if not key:
+                raise ConfigError(missing_key)
+            client = make_sync(key)
+            if async_client is None:
+                self._async_factory = lambda: make_async(key)  # no partial: its repr shows key
+        self._init_loop_clients(async_client)
+        return client
 
     @property
     def async_per_loop(self) -> bool:

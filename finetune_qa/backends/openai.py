@@ -51,7 +51,6 @@ from finetune_qa.exceptions import (
     APIConnectionError,
     APITimeoutError,
     BackendError,
-    ConfigError,
     RateLimitError,
 )
 
@@ -258,25 +257,20 @@ class OpenAIBackend(BackendDefaults, LoopClients["openai.AsyncOpenAI"]):
     ) -> None:
         import openai
 
-        if client is None:
-            key = api_key or os.environ.get("OPENAI_API_KEY")
-            if not key:
-                raise ConfigError(
-                    "no OpenAI API key: pass api_key=, set OPENAI_API_KEY, or pass a configured "
-                    "openai client; backend='offline' (CLI: --backend offline) runs the whole "
-                    "lifecycle without one"
-                )
-            client = openai.OpenAI(api_key=key, base_url=base_url, max_retries=max_retries)
-            if async_client is None:
-
-                def make_async() -> openai.AsyncOpenAI:
-                    return openai.AsyncOpenAI(
-                        api_key=key, base_url=base_url, max_retries=max_retries
-                    )
-
-                self._async_factory = make_async
-        self.client = client
-        self._init_loop_clients(async_client)
+        self.client = client = self._init_sdk_clients(
+            client,
+            async_client,
+            key=api_key or os.environ.get("OPENAI_API_KEY"),
+            missing_key="no OpenAI API key: pass api_key=, set OPENAI_API_KEY, or pass a "
+            "configured openai client; backend='offline' (CLI: --backend offline) runs the "
+            "whole lifecycle without one",
+            make_sync=lambda key: openai.OpenAI(
+                api_key=key, base_url=base_url, max_retries=max_retries
+            ),
+            make_async=lambda key: openai.AsyncOpenAI(
+                api_key=key, base_url=base_url, max_retries=max_retries
+            ),
+        )
         protect_secrets(str(getattr(client, "api_key", "") or ""), loggers=("openai",))
 
     def __repr__(self) -> str:

@@ -46,7 +46,7 @@ from finetune_qa.backends.together._options import (
     check_options,
     request_evals,
 )
-from finetune_qa.exceptions import ConfigError, UsageError
+from finetune_qa.exceptions import UsageError
 
 if TYPE_CHECKING:
     import together
@@ -106,26 +106,21 @@ class TogetherBackend(BackendDefaults, LoopClients["together.AsyncTogether"]):
         wandb_api_key: str | None = None,
     ) -> None:
         sdk = import_sdk()
-        if client is None:
-            key = api_key or os.environ.get("TOGETHER_API_KEY")
-            if not key:
-                raise ConfigError(
-                    "no Together AI API key: pass api_key=, set TOGETHER_API_KEY, or pass a "
-                    "configured together.Together client; backend='offline' (CLI: --backend "
-                    "offline) runs the whole lifecycle without one"
-                )
-            client = sdk.Together(api_key=key, base_url=base_url, max_retries=max_retries)
-            if async_client is None:
-
-                def make_async() -> together.AsyncTogether:
-                    return cast(
-                        "together.AsyncTogether",
-                        sdk.AsyncTogether(api_key=key, base_url=base_url, max_retries=max_retries),
-                    )
-
-                self._async_factory = make_async
-        self.client = client
-        self._init_loop_clients(async_client)
+        self.client = client = self._init_sdk_clients(
+            client,
+            async_client,
+            key=api_key or os.environ.get("TOGETHER_API_KEY"),
+            missing_key="no Together AI API key: pass api_key=, set TOGETHER_API_KEY, or pass a "
+            "configured together.Together client; backend='offline' (CLI: --backend offline) "
+            "runs the whole lifecycle without one",
+            make_sync=lambda key: sdk.Together(
+                api_key=key, base_url=base_url, max_retries=max_retries
+            ),
+            make_async=lambda key: cast(
+                "together.AsyncTogether",
+                sdk.AsyncTogether(api_key=key, base_url=base_url, max_retries=max_retries),
+            ),
+        )
         self._wandb_api_key = wandb_api_key
         # the SDK logs request options (the W&B key among them) at DEBUG
         protect_secrets(
@@ -208,7 +203,7 @@ class TogetherBackend(BackendDefaults, LoopClients["together.AsyncTogether"]):
     def file_content(self, file_id: str) -> bytes:
         """The raw bytes of a file."""
         with self._errors():
-            return cast(bytes, self.client.files.content(file_id).read())
+            return self.client.files.content(file_id).read()
 
     # -- limits and prices
     def _sdk_limits(self, model: str) -> tuple[ModelLimits, Any]:
