@@ -13,7 +13,8 @@ must stop with exit code 2 and one line naming the install command.
 The examples that talk to a backend (BACKEND_EXAMPLES) also take ``--openai``. Without
 OPENAI_API_KEY they must stop with exit code 2 and one line; with a key, their OpenAI path
 (the real OpenAIBackend and openai client) runs against the offline API served on a local
-port through OPENAI_BASE_URL. No test reaches OpenAI.
+port through OPENAI_BASE_URL. No test reaches OpenAI. The runs that stop before any work
+(no key) run the script in this process, and once more in a subprocess.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 import threading
@@ -296,24 +298,61 @@ def test_every_example_that_talks_to_a_backend_takes_openai() -> None:
         assert '"--openai"' in source and 'backend="openai"' in docstring
 
 
+def run_in_process(
+    name: str,
+    cwd: Path,
+    *args: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[object, str, str]:
+    """Run an example as ``__main__`` in this process: its exit code, stdout and stderr.
+
+    For runs that stop before any work (a missing key), where a new interpreter would
+    only add its start-up time; what runs is the script itself, with its argv and cwd.
+    """
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), *args])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    out, err = capsys.readouterr()
+    return stopped.value.code, out, err
+
+
 @pytest.mark.parametrize("name", BACKEND_EXAMPLES)
 @pytest.mark.parametrize("args", [["--openai"], ["--openai", "out"], ["out", "--openai"]])
 def test_openai_without_a_key_exits_2_with_one_line(
-    name: str, args: list[str], tmp_path: Path
+    name: str,
+    args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    result = run_example(name, tmp_path, *args, env=env)
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert result.stderr == NO_KEY + "\n"  # one line, no traceback
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, out, err = run_in_process(name, tmp_path, *args, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 2, err
+    assert out == ""
+    assert err == NO_KEY + "\n"  # one line, no traceback
     assert list(tmp_path.iterdir()) == []  # stopped before building or writing anything
 
 
 @pytest.mark.parametrize("name", BACKEND_EXAMPLES)
-def test_an_empty_key_counts_as_no_key(name: str, tmp_path: Path) -> None:
-    result = run_example(name, tmp_path, "--openai", env={**os.environ, "OPENAI_API_KEY": ""})
-    assert result.returncode == 2
-    assert result.stderr == NO_KEY + "\n"
+def test_an_empty_key_counts_as_no_key(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    code, _, err = run_in_process(
+        name, tmp_path, "--openai", monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2
+    assert err == NO_KEY + "\n"
+
+
+def test_without_a_key_a_new_interpreter_stops_the_same_way(tmp_path: Path) -> None:
+    # the in-process runs above, checked once as a user runs the script
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    result = run_example("07_markdown_to_guarded_bot.py", tmp_path, "out", "--openai", env=env)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", NO_KEY + "\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")
