@@ -194,7 +194,8 @@ def lifecycle(
         upload_threshold=1 if multipart else 1 << 30,
         upload_parallel=1,
     )
-    job.wait()
+    # polls a minute apart (virtual time): a few polls, many events each, every step still hit
+    job.wait(poll_interval=60)
     losses = tuple(m.train_loss for m in job.metrics())
     checkpoints = job.checkpoints()
     events = job.events()
