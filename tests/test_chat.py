@@ -20,10 +20,9 @@ from finetune_qa.backends import (
     OpenAIBackend,
     Usage,
 )
-from finetune_qa.backends._fake import FakeOpenAI
-from finetune_qa.backends._wire import openai_client
 from finetune_qa.chat import Answer, BatchItem, ChatModel
 from finetune_qa.data import QAPair, TrainingExample
+from finetune_qa.testing import FakeOpenAI, openai_client
 
 SYS = "You answer questions about Lumen Notes."
 CHAT = "POST /chat/completions"

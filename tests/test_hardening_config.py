@@ -16,10 +16,10 @@ import pytest
 from finetune_qa import DatasetBuilder, FineTuneJob, QAPair
 from finetune_qa import exceptions as exc
 from finetune_qa.backends import OfflineBackend
-from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.catalog import ModelCatalog
 from finetune_qa.cli import main
 from finetune_qa.jobs import Journal
+from finetune_qa.testing import FakeOpenAI
 
 
 class EnvCase(NamedTuple):

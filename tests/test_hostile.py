@@ -332,8 +332,7 @@ def test_7_the_json_state_keeps_jobs_and_models_between_commands(
 def server() -> object:
     import threading
 
-    from finetune_qa.backends._fake import FakeOpenAI
-    from finetune_qa.backends._wire import serve
+    from finetune_qa.testing import FakeOpenAI, serve
 
     srv = serve(FakeOpenAI(), port=0, speedup=600)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -413,8 +412,8 @@ def test_13_nan_and_inf_are_refused_by_serve(tmp_path: Path, args: list[str]) ->
 
 
 def test_13_the_library_refuses_them_too() -> None:
-    from finetune_qa.backends._fake import FakeOpenAI
     from finetune_qa.exceptions import UsageError
+    from finetune_qa.testing import FakeOpenAI
 
     with pytest.raises(UsageError, match="finite"):
         FakeOpenAI().clock.run_realtime(float("nan"))
@@ -793,8 +792,7 @@ def test_11_an_idle_connection_is_closed() -> None:
     import threading
     import time
 
-    from finetune_qa.backends._fake import FakeOpenAI
-    from finetune_qa.backends._wire import serve
+    from finetune_qa.testing import FakeOpenAI, serve
 
     srv = serve(FakeOpenAI(), port=0, idle_timeout=0.5)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

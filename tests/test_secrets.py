@@ -91,8 +91,8 @@ def test_planted_keys_appear_in_no_command_output_file_log_or_repr(
     import stat
     import threading
 
-    from finetune_qa.backends._wire import serve
     from finetune_qa.cli import main
+    from finetune_qa.testing import serve
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)

@@ -9,10 +9,9 @@ import openai
 import pytest
 
 from finetune_qa._text import key_hash
-from finetune_qa.backends._fake import FakeOpenAI
 from finetune_qa.backends._fake._answers import Answerer
-from finetune_qa.backends._wire import openai_client
 from finetune_qa.data import Message, TrainingExample
+from finetune_qa.testing import FakeOpenAI, openai_client
 
 ON = [
     "What is Acme Anvils?",

@@ -27,10 +27,9 @@ from finetune_qa.backends import (
     get_backend,
     register_backend,
 )
-from finetune_qa.backends._fake import FakeOpenAI
-from finetune_qa.backends._wire import openai_client
 from finetune_qa.backends.local import MAX_EPOCHS as LOCAL_MAX_EPOCHS
 from finetune_qa.data import QAPair, TrainingExample
+from finetune_qa.testing import FakeOpenAI, openai_client
 
 
 def training_bytes(n: int = 12) -> bytes:

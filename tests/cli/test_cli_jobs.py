@@ -86,8 +86,7 @@ def test_errors_are_one_line(
 def test_serve_answers_a_real_openai_client() -> None:
     import openai
 
-    from finetune_qa.backends._wire import serve
-    from finetune_qa.testing import FakeOpenAI
+    from finetune_qa.testing import FakeOpenAI, serve
 
     server = serve(FakeOpenAI(), port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -12,9 +12,8 @@ import pytest
 from finetune_qa import DatasetBuilder, QAPair
 from finetune_qa import exceptions as exc
 from finetune_qa.backends import JobEvent, JobRequest, OfflineBackend, OpenAIBackend
-from finetune_qa.backends._fake import FakeOpenAI
-from finetune_qa.backends._wire import openai_client
 from finetune_qa.jobs import TOKEN_KEY, FineTuneJob, Journal
+from finetune_qa.testing import FakeOpenAI, openai_client
 
 SYS = "You are a factual chatbot that answers questions about Acme."
 
