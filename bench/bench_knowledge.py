@@ -21,11 +21,17 @@ Usage:
     python bench/bench_knowledge.py                  # both sites, --augment 3
     python bench/bench_knowledge.py --augment 0      # without rephrasings, to compare
     python bench/bench_knowledge.py --site velokoop_site --show
+    python bench/bench_knowledge.py --words on       # only with word knowledge
+
+With the ``offline-words`` extra installed it measures both ways: the offline fine-tunes
+matching trained words only, and knowing what words mean (WordLlama sentence vectors, as a
+fine-tuned pretrained model would).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -58,7 +64,7 @@ class Figures:
         return table.get(kind, 0) / n if n else 0.0
 
 
-def run_site(site: str, augment: int, workdir: Path) -> Figures:
+def run_site(site: str, augment: int, workdir: Path, words: bool = False) -> Figures:
     from finetune_qa import (
         ChatModel,
         DatasetBuilder,
@@ -75,7 +81,7 @@ def run_site(site: str, augment: int, workdir: Path) -> Figures:
     t0 = time.perf_counter()
     topic = TOPICS.get(site, site)
     system = f"You are a factual chatbot that answers questions about {topic}."
-    backend = OfflineBackend()
+    backend = OfflineBackend(word_knowledge=words)
     writer = ChatModel("gpt-4o-mini", backend=backend, system_prompt=None, stop=None)
     fig = Figures(site)
 
@@ -182,15 +188,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=3, help="rephrasings per question (0: none)")
     ap.add_argument("--site", action="append", help="a site folder under tests/data (repeatable)")
     ap.add_argument("--show", action="store_true", help="print every question the bot missed")
+    ap.add_argument(
+        "--words",
+        choices=("off", "on", "both"),
+        help="word knowledge of the offline fine-tunes (the offline-words extra); "
+        "default: both when installed, else off",
+    )
     args = ap.parse_args(argv)
     sites = args.site or sorted(p.stem for p in (DATA / "knowledge").glob("*.jsonl"))
+    have_words = importlib.util.find_spec("wordllama") is not None
+    mode = args.words or ("both" if have_words else "off")
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, offline backend, "
         f"--augment {args.augment}"
     )
-    for site in sites:
-        with tempfile.TemporaryDirectory() as d:
-            report(run_site(site, args.augment, Path(d)), args.show)
+    if not have_words and mode == "off":
+        print("word knowledge: not installed (pip install 'finetune-qa[offline-words]')")
+    for words in {"off": (False,), "on": (True,), "both": (False, True)}[mode]:
+        print(f"\n== word knowledge {'on' if words else 'off'}")
+        for site in sites:
+            with tempfile.TemporaryDirectory() as d:
+                report(run_site(site, args.augment, Path(d), words), args.show)
     return 0
 
 

@@ -26,6 +26,8 @@ os.environ["TIKTOKEN_CACHE_DIR"] = _CACHE
 # Journals and the CLI's offline state go to a scratch directory, never the user's cache.
 os.environ["FINETUNE_QA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ftqa-cache-")
 os.environ.pop("FINETUNE_QA_BACKEND", None)
+# The offline fine-tunes match trained words unless a test turns word knowledge on itself.
+os.environ.pop("FINETUNE_QA_OFFLINE_WORDS", None)
 # Retirement warnings depend on the date; pin it so shown outputs stay true tomorrow.
 os.environ["FINETUNE_QA_TODAY"] = "2026-11-25"
 # The CLI's offline state lives in the working project; a test that runs a command from the

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from finetune_qa.backends._fake import FakeOpenAI
+from finetune_qa.backends._fake._wordvectors import ENVIRONMENT_VARIABLE as WORDS_ENV
+from finetune_qa.backends._fake._wordvectors import words_from_environment
 from finetune_qa.backends._wire import openai_client
 from finetune_qa.backends.openai import OpenAIBackend
 from finetune_qa.exceptions import InputFileError, UsageError
@@ -40,10 +42,12 @@ __all__ = [
     "STATE_DIR",
     "STATE_ENV",
     "STATE_FILE",
+    "WORDS_ENV",
     "OfflineBackend",
     "load_state",
     "save_state",
     "state_path",
+    "words_from_environment",
 ]
 
 STATE_DIR = ".finetune-qa"
@@ -69,6 +73,10 @@ class OfflineBackend(OpenAIBackend):
         max_retries: retries of the openai clients (the SDK's own backoff, as online) for
             requests that create nothing; uploads and job creation are sent once and
             retried by :class:`~finetune_qa.jobs.FineTuneJob`, as with any ``OpenAIBackend``.
+        word_knowledge: models fine-tuned from now on know what words mean, as a
+            fine-tuned pretrained model does ("puncture" finds the fact about flat tyres);
+            needs ``pip install 'finetune-qa[offline-words]'``. ``None`` keeps the given
+            fake's setting, or for a new fake reads ``$FINETUNE_QA_OFFLINE_WORDS``.
 
     Attributes:
         fake: the fake API; ``fake.inject(...)`` injects faults, ``fake.clock`` is the
@@ -78,9 +86,16 @@ class OfflineBackend(OpenAIBackend):
     name = "offline"
 
     def __init__(
-        self, fake: FakeOpenAI | None = None, *, seed: int | None = None, max_retries: int = 2
+        self,
+        fake: FakeOpenAI | None = None,
+        *,
+        seed: int | None = None,
+        max_retries: int = 2,
+        word_knowledge: bool | None = None,
     ) -> None:
-        self.fake = fake or FakeOpenAI(seed=seed)
+        self.fake = fake or FakeOpenAI(seed=seed, word_knowledge=word_knowledge)
+        if fake is not None and word_knowledge is not None:
+            fake.word_knowledge = word_knowledge
         super().__init__(openai_client(self.fake, max_retries=max_retries))
 
         def make_async() -> openai.AsyncOpenAI:

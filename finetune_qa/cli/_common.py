@@ -353,7 +353,7 @@ def open_backend(name: str, base_url: str | None) -> Iterator[Backend]:
 @contextmanager
 def _offline_backend() -> Iterator[Backend]:
     from finetune_qa.backends import OfflineBackend
-    from finetune_qa.backends.offline import load_state, save_state
+    from finetune_qa.backends.offline import load_state, save_state, words_from_environment
 
     path = offline_state_path()
 
@@ -367,7 +367,8 @@ def _offline_backend() -> Iterator[Backend]:
     # state and the last save would drop the others' files and jobs
     with file_lock(path.parent, on_wait=waiting, directory=True):
         fake = load_state(path)
-        backend = OfflineBackend(fake)
+        # the environment decides for every command (models keep what they were trained with)
+        backend = OfflineBackend(fake, word_knowledge=words_from_environment())
         try:
             yield backend
         finally:

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from finetune_qa._text import last_user_text, question_key
+from finetune_qa.backends._fake import _wordvectors
 from finetune_qa.backends._fake._features import (
     _KIND_MISMATCH,
     _STOPWORDS,
@@ -84,6 +85,9 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_WORDS",
     "UNSURE_THRESHOLD",
+    "WORD_UNSURE_THRESHOLD",
+    "WORD_VOTE_WEIGHT",
+    "WORD_WEIGHT",
     "Answer",
     "Answerer",
     "detect_stop_marker",
@@ -116,6 +120,18 @@ MAX_LABEL_WORDS = 3
 
 CLASSIFIER_WEIGHTS = (0.6, 0.25, 0.15)
 """Weights of the nearest, second and third nearest trained inputs in a label's vote."""
+
+WORD_WEIGHT = 0.5
+"""With word knowledge, the share of the sentence-vector similarity in a fact's score (the
+rest is the word-matching score): see :mod:`finetune_qa.backends._fake._wordvectors`."""
+
+WORD_UNSURE_THRESHOLD = 0.18
+"""With word knowledge, the score from which a question the model cannot place gets an
+unsure reply rather than fluent off-domain text."""
+
+WORD_VOTE_WEIGHT = 2.0
+"""With word knowledge, the weight of a label's sentence-vector vote in a classifier (the
+nearest inputs' similarities, weighted by :data:`CLASSIFIER_WEIGHTS`)."""
 
 _LABEL_CHARS = 24
 _NEGATIVE = frozenset({"no", "off", "false", "0", "n", "negative", "off-topic", "off_topic"})
@@ -278,6 +294,9 @@ class Answerer:
             question the first answer is kept.
         stop_marker: marker trained answers end with; detected from the answers when None.
         threshold: cosine similarity from which a question is a rephrasing of a trained one.
+        word_knowledge: also compare sentence vectors (see
+            :mod:`finetune_qa.backends._fake._wordvectors`), as a fine-tune of a pretrained
+            model knows that a "puncture" is a "flat tyre"; needs the ``offline-words`` extra.
 
     When the trained answers are a few short labels (see :meth:`is_label_set`), the
     answerer is a :attr:`classifier` and :meth:`answer` gives labels with probabilities.
@@ -294,8 +313,12 @@ class Answerer:
         *,
         stop_marker: str | None = None,
         threshold: float = DEFAULT_THRESHOLD,
+        word_knowledge: bool = False,
     ) -> None:
+        if word_knowledge:
+            _wordvectors.require()
         self.threshold = threshold
+        self.word_knowledge = word_knowledge
         self._questions: list[str] = []
         self._answers: list[str] = []
         self._exact: dict[str, int] = {}
@@ -356,11 +379,37 @@ class Answerer:
         asked = _asked_kinds(question)
         return 1.0 if not asked or asked.intersection(kinds[group]) else _KIND_MISMATCH
 
+    word_knowledge = False  # states saved before word knowledge existed had none
+    _word_index: _wordvectors.WordIndex | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_word_index", None)  # sentence vectors are rebuilt on demand
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # an offline state saved before facts were grouped: group them now
         self.__dict__.update(state)
         if "_facts" not in state:
             self._build_facts()
+
+    def _word_vectors(self) -> _wordvectors.WordIndex:
+        """Sentence vectors of what was trained, built on first use and never saved.
+
+        Per fact, its wordings and its answer; for a classifier, per trained input.
+        """
+        if self._word_index is None:
+            if self.labels:
+                texts, owners = list(self._questions), list(range(len(self._questions)))
+            else:
+                texts, owners = list(self._questions), list(self._fact_of)
+                marker = self.stop_marker
+                for g, i in enumerate(self._fact_first):
+                    a = self._answers[i]
+                    texts.append(a.removesuffix(marker).strip() if marker else a)
+                    owners.append(g)
+            self._word_index = _wordvectors.WordIndex(texts, owners)
+        return self._word_index
 
     def _familiar(self, question: str) -> bool:
         """Whether most of the question's content words (and kind of fact) were trained on."""
@@ -369,12 +418,11 @@ class Answerer:
         kinds = sum(1 for k in _kinds(question) if self._facts.knows("k:" + k))
         return 2 * (seen + kinds) > len(stems) + kinds
 
-    def _fact(self, question: str) -> tuple[int, float] | None:
-        """The fact (its first trained question) best matching ``question``, and the score.
+    def _fact_scores(self, question: str) -> tuple[dict[int, float], dict[int, float]]:
+        """Per fact, the word-matching score, and the coverage of its whole document.
 
         A fact scores the best of: its closest wording's cosine similarity, and the mean
-        of the cosine similarity and the coverage of its whole document; the fact chosen
-        is the one with the highest score times that coverage.
+        of the cosine similarity and the coverage of its whole document.
         """
         by_question, _ = self._tfidf.similarities(question)
         scores: dict[int, float] = {}
@@ -385,6 +433,15 @@ class Answerer:
         cover = self._facts.coverage(question)
         for g, s in sims.items():
             scores[g] = max(scores.get(g, 0.0), 0.5 * s + 0.5 * cover.get(g, 0.0))
+        return scores, cover
+
+    def _fact(self, question: str) -> tuple[int, float] | None:
+        """The fact (its first trained question) best matching ``question``, and the score.
+
+        The fact chosen is the one with the highest :meth:`_fact_scores` score (times the
+        fit of its kind of value) times the coverage of its document.
+        """
+        scores, cover = self._fact_scores(question)
         if not scores:
             return None
         fit = {g: self._kind_fit(question, g) for g in scores}
@@ -398,6 +455,32 @@ class Answerer:
         best = min(scores, key=lambda g: (-rank[g], -scores[g], g))
         return self._fact_first[best], scores[best]
 
+    def _answer_with_words(self, question: str, variant: int) -> Answer:
+        """A question no trained wording matches, answered with word knowledge.
+
+        Each fact scores the mix of its word-matching score and its best sentence-vector
+        similarity (:data:`WORD_WEIGHT`), times the fit of its kind of value; the best fact
+        from :data:`FACT_THRESHOLD`, an unsure reply from :data:`WORD_UNSURE_THRESHOLD`,
+        fluent off-domain text below.
+        """
+        lexical, _ = self._fact_scores(question)
+        vectors = self._word_vectors().best(question)
+        score = {
+            g: ((1 - WORD_WEIGHT) * lexical.get(g, 0.0) + WORD_WEIGHT * vectors.get(g, 0.0))
+            * self._kind_fit(question, g)
+            for g in set(lexical) | set(vectors)
+        }
+        best = min(score, key=lambda g: (-score[g], g)) if score else None
+        top = score[best] if best is not None else 0.0
+        if best is not None and top >= FACT_THRESHOLD:
+            j = self._fact_first[best]
+            return Answer(self._answers[j], "neighbour", top, self._questions[j])
+        if top >= WORD_UNSURE_THRESHOLD:
+            text = unsure_answer(question, variant=variant, stop_marker=self.stop_marker)
+            return Answer(text, "unsure", top)
+        text = off_domain_answer(question, variant=variant, stop_marker=self.stop_marker)
+        return Answer(text, "off_domain", top)
+
     @classmethod
     def from_examples(
         cls,
@@ -405,6 +488,7 @@ class Answerer:
         *,
         stop_marker: str | None = None,
         threshold: float = DEFAULT_THRESHOLD,
+        word_knowledge: bool = False,
     ) -> Answerer:
         """Build from chat training examples: last user message -> last assistant message.
 
@@ -415,7 +499,9 @@ class Answerer:
             pair = qa_of_example(ex)
             if pair is not None:
                 pairs.append(pair)
-        return cls(pairs, stop_marker=stop_marker, threshold=threshold)
+        return cls(
+            pairs, stop_marker=stop_marker, threshold=threshold, word_knowledge=word_knowledge
+        )
 
     @staticmethod
     def is_label_set(answers: Sequence[str]) -> bool:
@@ -477,11 +563,30 @@ class Answerer:
             votes[label] += _EVIDENCE_WEIGHT * evidence
         if self._varied is not None and self._foreign_name(text):
             votes[self._varied] += _FOREIGN_NAME_WEIGHT
+        if self.word_knowledge:
+            for label, vote in self._word_votes(text).items():
+                votes[label] += WORD_VOTE_WEIGHT * vote
         top = max(votes.values())
         weights = {lb: math.exp((v - top) / _SOFTMAX_TEMPERATURE) for lb, v in votes.items()}
         total = sum(weights.values())
         ranked = sorted(((lb, w / total) for lb, w in weights.items()), key=lambda x: -x[1])
         return ranked
+
+    def _word_votes(self, text: str) -> dict[str, float]:
+        """Per label, its nearest inputs' sentence-vector similarities to ``text``.
+
+        Weighted by :data:`CLASSIFIER_WEIGHTS`: "When did the co-op start?" is near "When
+        was the cooperative founded?" though they share no word the model was trained on.
+        """
+        by_label: dict[str, list[float]] = {label: [] for label in self.labels}
+        for i, sim in enumerate(self._word_vectors().similarities(text)):
+            by_label[self._answers[i]].append(sim)
+        return {
+            label: sum(
+                w * v for w, v in zip(CLASSIFIER_WEIGHTS, sorted(sims, reverse=True), strict=False)
+            )
+            for label, sims in by_label.items()
+        }
 
     def _word_evidence(self, text: str) -> dict[str, float]:
         """Per label, the mean log-likelihood of the input's known words (naive Bayes).
@@ -584,6 +689,8 @@ class Answerer:
         ):
             j, score = hit
             return Answer(self._answers[j], "neighbour", score, self._questions[j])
+        if self.word_knowledge:
+            return self._answer_with_words(question, variant)
         familiar = self._familiar(question)
         fact = self._fact(question) if familiar else None
         if fact is not None and fact[1] >= FACT_THRESHOLD:

@@ -43,6 +43,8 @@ def _epoch_date(t: float) -> dt.date:
 class _JobEngine:
     """Moves jobs through their statuses as the virtual clock passes; writes their events."""
 
+    word_knowledge = False  # the models it trains compare sentence vectors too (_wordvectors)
+
     def __init__(
         self,
         state: _State,
@@ -216,7 +218,9 @@ class _JobEngine:
             parent = self.state.models.get(job.model)
             if parent is not None:  # continued fine-tuning: the new answers win
                 pairs += parent.answerer.pairs
-            job.answerer = Answerer(pairs, stop_marker=plan.stop_marker)
+            job.answerer = Answerer(
+                pairs, stop_marker=plan.stop_marker, word_knowledge=self.word_knowledge
+            )
         return job.answerer
 
     def fail(self, job: _Job, t: float, code: str, message: str, param: str | None = None) -> None:

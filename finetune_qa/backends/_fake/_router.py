@@ -56,6 +56,8 @@ from finetune_qa.backends._fake._params import (
 )
 from finetune_qa.backends._fake._records import _File, _Ids, _Job, _State, _unit, _Upload
 from finetune_qa.backends._fake._statefile import read_state, save_state
+from finetune_qa.backends._fake._wordvectors import require as require_word_vectors
+from finetune_qa.backends._fake._wordvectors import words_from_environment
 from finetune_qa.catalog import ModelCatalog, ModelInfo, base_model_name, default_catalog
 from finetune_qa.exceptions import UsageError
 from finetune_qa.tokens import TokenCounter
@@ -118,6 +120,11 @@ class FakeOpenAI:
         advance_per_request: virtual seconds added to the clock on every request, so
             a client that polls without sleeping still sees jobs progress.
         catalog: the model catalogue deciding which models exist and are fine-tunable.
+        word_knowledge: fine-tunes know what words mean, as a fine-tuned pretrained model
+            does: a question worded unlike every trained one still finds its fact (see
+            :mod:`finetune_qa.backends._fake._wordvectors`; needs the ``offline-words``
+            extra). ``None`` (the default) reads ``$FINETUNE_QA_OFFLINE_WORDS`` (``1``
+            turns it on). A model keeps what it was trained with.
 
     Example:
         >>> fake = FakeOpenAI()
@@ -135,6 +142,7 @@ class FakeOpenAI:
         durations: JobDurations | None = None,
         advance_per_request: float = 0.0,
         catalog: ModelCatalog | None = None,
+        word_knowledge: bool | None = None,
     ) -> None:
         if advance_per_request < 0:
             raise UsageError("advance_per_request cannot be negative")
@@ -153,6 +161,20 @@ class FakeOpenAI:
         self._faults: list[_Fault] = []
         self._n_requests = 0
         self._counters: dict[str, TokenCounter] = {}
+        if word_knowledge is None:
+            word_knowledge = words_from_environment()
+        self.word_knowledge = word_knowledge
+
+    @property
+    def word_knowledge(self) -> bool:
+        """Whether the models fine-tuned from now on know what words mean (see ``__init__``)."""
+        return self._engine.word_knowledge
+
+    @word_knowledge.setter
+    def word_knowledge(self, on: bool) -> None:
+        if on:
+            require_word_vectors()
+        self._engine.word_knowledge = bool(on)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict[str, Any]:
