@@ -19,6 +19,7 @@ English by others, and they are fast (a few milliseconds per question, on a CPU)
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -82,13 +83,30 @@ def require() -> None:
         )
 
 
+def _import_quietly() -> Any:
+    """``import wordllama`` without its ``logging.basicConfig(level=INFO)``.
+
+    wordllama configures the root logger when imported, which would make the host
+    application print every INFO record (its HTTP clients' request lines, ...). basicConfig
+    does nothing while the root logger has a handler, so one is held there for the import.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        import wordllama
+    finally:
+        root.removeHandler(guard)
+    return wordllama
+
+
 def _load() -> Any:
     """WordLlama's default model, from the files inside its wheel (never downloaded)."""
     global _model
     with _lock:
         if _model is None:
             require()
-            import wordllama
+            wordllama = _import_quietly()
 
             # The wheel holds the weights and the tokenizer; pointing the cache at the
             # package finds both there, and disable_download makes a missing file an

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,19 @@ def test_without_the_extra_word_knowledge_says_what_to_install(
     with pytest.raises(ConfigError, match="offline-words"):
         Answerer(PAIRS, word_knowledge=True)
     assert not FakeOpenAI().word_knowledge  # off needs nothing
+
+
+def test_loading_word_vectors_leaves_the_applications_logging_alone() -> None:
+    # wordllama calls logging.basicConfig(level=INFO) when imported: every INFO record of
+    # the host application (httpx's request lines, ...) would start printing
+    code = (
+        "import logging\n"
+        "from finetune_qa.backends._fake import _wordvectors\n"
+        "_wordvectors.embed(['a question'])\n"
+        "root = logging.getLogger()\n"
+        "print(len(root.handlers), logging.getLevelName(root.level))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["0", "WARNING"], out.stderr
