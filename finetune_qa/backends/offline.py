@@ -74,7 +74,7 @@ class OfflineBackend(OpenAIBackend):
             requests that create nothing; uploads and job creation are sent once and
             retried by :class:`~finetune_qa.jobs.FineTuneJob`, as with any ``OpenAIBackend``.
         word_knowledge: models fine-tuned from now on know what words mean, as a
-            fine-tuned pretrained model does ("puncture" finds the fact about flat tyres);
+            fine-tuned pretrained model does ("guarantee" finds the fact about the warranty);
             needs ``pip install 'finetune-qa[offline-words]'``. ``None`` keeps the given
             fake's setting, or for a new fake reads ``$FINETUNE_QA_OFFLINE_WORDS``.
 

@@ -296,7 +296,7 @@ class Answerer:
         threshold: cosine similarity from which a question is a rephrasing of a trained one.
         word_knowledge: also compare sentence vectors (see
             :mod:`finetune_qa.backends._fake._wordvectors`), as a fine-tune of a pretrained
-            model knows that a "puncture" is a "flat tyre"; needs the ``offline-words`` extra.
+            model knows that a "guarantee" is a "warranty"; needs the ``offline-words`` extra.
 
     When the trained answers are a few short labels (see :meth:`is_label_set`), the
     answerer is a :attr:`classifier` and :meth:`answer` gives labels with probabilities.

@@ -1,7 +1,7 @@
 """Word knowledge for the offline backend's fine-tunes: what a pretrained model knows of words.
 
-A real fine-tune starts from a pretrained model that already knows that a puncture is a
-flat tyre and a guarantee a warranty; fine-tuning adds the site's facts on top. The
+A real fine-tune starts from a pretrained model that already knows that a guarantee is a
+warranty and a shop a workshop; fine-tuning adds the site's facts on top. The
 offline backend's answerer (:mod:`._answers`) matches words it was trained on, so a
 question worded unlike every trained one misses its fact. With word knowledge on
 (``OfflineBackend(word_knowledge=True)``, ``FINETUNE_QA_OFFLINE_WORDS=1`` for the CLI),
@@ -13,7 +13,10 @@ ship inside the ``wordllama`` wheel (MIT), so nothing is downloaded: install the
 
 Why a library and not a hand-made synonym list: a list tuned to the questions one knows
 of tunes the benchmark, not the model; WordLlama's vectors were trained on general
-English by others, and they are fast (a few milliseconds per question, on a CPU).
+English by others, and they are fast (about 0.05 ms to embed a question on this project's
+2-core CPU). Static vectors know common words better than rare ones, which the tokenizer
+splits into pieces: "guarantee" finds "warranty", "puncture" does not reliably find "flat
+tyre". A real pretrained model knows more.
 """
 
 from __future__ import annotations
